@@ -1,0 +1,428 @@
+import { randomUUID } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer, type WebSocket } from 'ws'
+import { Connection, CloseCode } from './connection.js'
+import { MemoryEngine } from './engine/memory.js'
+import { RedisEngine } from './engine/redis.js'
+import type { Engine, EngineStatus } from './engine/types.js'
+import { ClosedError, HttpError, WsFacilityError } from './errors.js'
+import { checkHandshake, refuseUpgrade } from './http.js'
+import { Hub } from './hub.js'
+import { type Identity, isIdentity, normalizeIdentity } from './identity.js'
+import {
+  encodeBinary,
+  encodeMessage,
+  type Message,
+  type StoredMessage,
+  toStored,
+} from './message.js'
+import { type BrokerOptions, type ResolvedOptions, resolveOptions } from './options.js'
+import { matchesPath, parseRequest, type ParsedRequest } from './request.js'
+import { type Flags, RedisSubscriber } from './subscriber.js'
+import { FlushScheduler } from './writer.js'
+
+/** Events a broker emits. */
+export interface BrokerEvents {
+  /** A client completed its handshake; its subscriptions are live. */
+  connection: [connection: Connection, request: IncomingMessage]
+  /** A client went away. */
+  disconnect: [connection: Connection, code: number]
+  /** An upgrade was refused before the handshake. */
+  refused: [request: IncomingMessage, status: number, reason: string]
+  /** A background failure (Redis connection, failed client publish). Never thrown. */
+  error: [error: Error]
+  /** The engine's connection state changed. */
+  engine: [status: EngineStatus]
+}
+
+/** Options of one publish. */
+export interface PublishOptions {
+  /** Seconds to store the message for replay; overrides the broker's `expire`. */
+  expire?: number
+}
+
+/**
+ * A WebSocket broker: accepts upgrades under `path`, maps each connection's flags and identity to
+ * Redis channels, and delivers what anyone publishes on them.
+ */
+export class Broker extends EventEmitter<BrokerEvents> {
+  readonly options: ResolvedOptions
+  readonly engine: Engine
+  readonly subscriber: RedisSubscriber
+  readonly #hub: Hub
+  readonly #wss: WebSocketServer
+  readonly #scheduler = new FlushScheduler()
+  readonly #connections = new Map<string, Connection>()
+  readonly #pending = new Set<Duplex>()
+  readonly #servers = new Map<
+    Server,
+    (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+  >()
+  #started: Promise<void> | null = null
+  #pingTimer: NodeJS.Timeout | null = null
+  #closing: Promise<void> | null = null
+
+  constructor(options: BrokerOptions = {}) {
+    super()
+    this.options = resolveOptions(options)
+    this.engine =
+      this.options.engine ??
+      (this.options.redis !== undefined
+        ? new RedisEngine({ redis: this.options.redis, prefix: this.options.channelPrefix })
+        : new MemoryEngine())
+    this.engine.onError((err) => this.#error(err))
+    this.engine.onStatus((status) => {
+      // Messages published while the subscriber was away are lost; so are their own copies.
+      if (status === 'reconnecting') for (const c of this.#connections.values()) c.forgetOwn()
+      this.emit('engine', status)
+    })
+    this.subscriber = new RedisSubscriber({ prefix: this.options.channelPrefix })
+    this.#hub = new Hub(this.engine, (err) => this.#error(err))
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: this.options.maxPayload,
+    })
+  }
+
+  /** Live connections of this process, by id. */
+  get connections(): ReadonlyMap<string, Connection> {
+    return this.#connections
+  }
+
+  /** Channels this process is subscribed to for its clients. */
+  get channelCount(): number {
+    return this.#hub.channelCount
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#closing !== null
+  }
+
+  #error(err: unknown): void {
+    const error = err instanceof Error ? err : new Error(String(err))
+    this.options.logger?.error?.({ err: error }, error.message)
+    if (this.listenerCount('error') > 0) this.emit('error', error)
+  }
+
+  /** Connects the engine (Redis); called on first use, may be awaited to fail early. */
+  ready(): Promise<void> {
+    if (this.#closing) return Promise.reject(new ClosedError())
+    this.#started ??= this.engine.start().then(
+      () => this.#startPings(),
+      (err: unknown) => {
+        this.#started = null
+        throw err
+      },
+    )
+    return this.#started
+  }
+
+  #startPings(): void {
+    if (this.options.pingInterval === 0 || this.#pingTimer) return
+    this.#pingTimer = setInterval(() => {
+      for (const conn of this.#connections.values()) {
+        if (!conn.alive) {
+          conn.terminate()
+          continue
+        }
+        conn.alive = false
+        conn.ws?.ping()
+      }
+    }, this.options.pingInterval)
+    this.#pingTimer.unref()
+  }
+
+  /**
+   * Handles WebSocket upgrades under `path` on `server`. Upgrades elsewhere are left to other
+   * listeners (or refused with 404 when there are none).
+   */
+  attach(server: Server): this {
+    if (this.#closing) throw new ClosedError()
+    if (this.#servers.has(server)) return this
+    const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+      if (!matchesPath(req.url ?? '', this.options.path)) {
+        if (server.listenerCount('upgrade') === 1) refuseUpgrade(socket, 404, 'not found')
+        return
+      }
+      void this.handleUpgrade(req, socket, head)
+    }
+    server.on('upgrade', listener)
+    this.#servers.set(server, listener)
+    this.ready().catch((err: unknown) => this.#error(err))
+    return this
+  }
+
+  /** Stops handling upgrades on `server` (open connections stay). */
+  detach(server: Server): void {
+    const listener = this.#servers.get(server)
+    if (listener) server.off('upgrade', listener)
+    this.#servers.delete(server)
+  }
+
+  /**
+   * Answers a plain HTTP request under `path` with 426 Upgrade Required; returns false (and does
+   * nothing) for other paths. For servers that want WebSocket paths to say what they are.
+   */
+  handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
+    if (!matchesPath(req.url ?? '', this.options.path)) return false
+    res.writeHead(426, {
+      'Content-Type': 'text/plain; charset=utf-8',
+      Upgrade: 'websocket',
+      Connection: 'Upgrade',
+    })
+    res.end('this URL accepts WebSocket connections only\n')
+    return true
+  }
+
+  /** Runs one upgrade: every refusal happens here, before the handshake, with an HTTP status. */
+  async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    this.#pending.add(socket)
+    const onSocketError = (): void => {}
+    socket.on('error', onSocketError)
+    let conn: Connection | null = null
+    try {
+      if (this.#closing) throw new HttpError(503, 'server is shutting down')
+      checkHandshake(req)
+      const parsed = parseRequest(req.url ?? '', this.options.path, {
+        maxFacilityLength: this.options.maxFacilityLength,
+      })
+      await this.ready().catch((err: unknown) => {
+        throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
+      })
+      const identity = await this.#identifyUpgrade(req)
+      const flags = await this.#policy(req, parsed, identity)
+      const channels = this.subscriber.channels(parsed.facility, flags, identity)
+      conn = new Connection({
+        id: randomUUID(),
+        facility: parsed.facility,
+        identity,
+        channels,
+        echo: parsed.echo,
+        maxBufferedBytes: this.options.maxBufferedBytes,
+        slowConsumer: this.options.slowConsumer,
+        scheduler: this.#scheduler,
+        onSlowConsumer: (c) => c.close(CloseCode.TRY_AGAIN_LATER, 'client too slow'),
+      })
+      const stored = await this.#subscribe(conn)
+      if (socket.destroyed) throw new HttpError(499, 'client went away')
+      if (this.#closing) throw new HttpError(503, 'server is shutting down')
+      const opened = conn
+      this.#wss.handleUpgrade(req, socket, head, (ws) =>
+        this.#open(opened, ws, socket, stored, req),
+      )
+    } catch (err) {
+      if (conn) {
+        this.#hub.remove(conn, conn.channels.subscribe)
+        conn.markClosed()
+      }
+      const status = err instanceof HttpError ? err.status : 500
+      const reason = err instanceof HttpError ? err.message : 'internal error'
+      if (!(err instanceof HttpError)) this.#error(err)
+      refuseUpgrade(socket, status, reason, status === 426 ? { 'Sec-WebSocket-Version': '13' } : {})
+      this.emit('refused', req, status, reason)
+    } finally {
+      this.#pending.delete(socket)
+      socket.off('error', onSocketError)
+    }
+  }
+
+  async #identifyUpgrade(req: IncomingMessage): Promise<Identity> {
+    if (!this.options.identify) return normalizeIdentity(null)
+    try {
+      return normalizeIdentity(await this.options.identify(req))
+    } catch (err) {
+      if (err instanceof HttpError) throw err
+      this.#error(err)
+      throw new HttpError(401, 'cannot identify this request')
+    }
+  }
+
+  async #policy(req: IncomingMessage, parsed: ParsedRequest, identity: Identity): Promise<Flags> {
+    const refusedPublish = parsed.publish.filter((a) => !this.options.clientPublish.includes(a))
+    if (refusedPublish.length > 0) {
+      throw new HttpError(403, `clients may not publish to ${refusedPublish.join(', ')}`)
+    }
+    let flags: Flags = { subscribe: parsed.subscribe, publish: parsed.publish }
+    const hook = this.options.allowedChannels
+    if (hook) {
+      let answer: Awaited<ReturnType<typeof hook>>
+      try {
+        answer = await hook(req, { ...flags, facility: parsed.facility, identity })
+      } catch (err) {
+        if (err instanceof HttpError) throw err
+        throw new HttpError(403, err instanceof Error ? err.message : 'channels not allowed')
+      }
+      if (answer === false) throw new HttpError(403, 'channels not allowed')
+      if (answer && typeof answer === 'object') {
+        flags = {
+          subscribe: flags.subscribe.filter((a) => answer.subscribe?.includes(a) ?? true),
+          publish: flags.publish.filter((a) => answer.publish?.includes(a) ?? true),
+        }
+      }
+    }
+    return flags
+  }
+
+  /** Subscribes a pending connection, then reads what is stored for its channels. */
+  async #subscribe(conn: Connection): Promise<Map<string, Buffer>> {
+    const channels = conn.channels.subscribe
+    try {
+      await this.#hub.add(conn, channels)
+    } catch (err) {
+      this.#error(err)
+      throw new HttpError(503, 'message broker unavailable')
+    }
+    const stored = new Map<string, Buffer>()
+    if (!this.options.replay || channels.length === 0) return stored
+    try {
+      const values = await this.engine.get(channels)
+      // Whatever was published before the read has now reached the connection's held messages.
+      await this.engine.barrier()
+      values.forEach((v, i) => v && stored.set(channels[i]!, v))
+    } catch (err) {
+      this.#error(err)
+      throw new HttpError(503, 'message broker unavailable')
+    }
+    return stored
+  }
+
+  #open(
+    conn: Connection,
+    ws: WebSocket,
+    socket: Duplex,
+    stored: Map<string, Buffer>,
+    req: IncomingMessage,
+  ): void {
+    this.#connections.set(conn.id, conn)
+    ws.on('message', (data, isBinary) => this.#onClientMessage(conn, data as Buffer, isBinary))
+    ws.on('pong', () => (conn.alive = true))
+    ws.on('error', (err) => this.options.logger?.debug?.({ err, id: conn.id }, 'client error'))
+    ws.on('close', (code) => this.#drop(conn, code))
+    conn.open(ws, socket, stored)
+    this.emit('connection', conn, req)
+  }
+
+  #drop(conn: Connection, code: number): void {
+    if (!this.#connections.delete(conn.id)) return
+    this.#hub.remove(conn, conn.channels.subscribe)
+    conn.markClosed()
+    this.emit('disconnect', conn, code)
+  }
+
+  #onClientMessage(conn: Connection, data: Buffer, isBinary: boolean): void {
+    conn.alive = true
+    const heartbeat = this.options.heartbeat
+    if (
+      heartbeat !== null &&
+      !isBinary &&
+      data.length === Buffer.byteLength(heartbeat) &&
+      data.toString() === heartbeat
+    ) {
+      conn.sendText(heartbeat)
+      return
+    }
+    const targets = conn.channels.publish
+    if (targets.length === 0 || !conn.isOpen) return
+    const payload = isBinary ? encodeBinary(data) : data
+    for (const channel of targets) {
+      const forget =
+        !conn.echo && conn.channels.subscribe.includes(channel)
+          ? conn.expectOwn(channel, payload)
+          : null
+      this.engine.publish(channel, payload, this.options.expire).catch((err: unknown) => {
+        forget?.()
+        this.#error(err)
+        conn.close(CloseCode.INTERNAL, 'publish failed')
+      })
+    }
+  }
+
+  /** The identity of a request (through the `identify` option) or of an identity-like object. */
+  async identify(
+    requestOrIdentity: IncomingMessage | Partial<Identity> | null | undefined,
+  ): Promise<Identity> {
+    if (requestOrIdentity === null || requestOrIdentity === undefined)
+      return normalizeIdentity(null)
+    if (isIdentity(requestOrIdentity)) return normalizeIdentity(requestOrIdentity)
+    if (!this.options.identify) return normalizeIdentity(null)
+    return normalizeIdentity(await this.options.identify(requestOrIdentity as IncomingMessage))
+  }
+
+  /**
+   * Publishes `message` on raw channel names; resolves to the number of connections, on every
+   * process, that received it. Most code uses RedisPublisher instead.
+   */
+  async publish(
+    channels: readonly string[],
+    message: Message,
+    options: PublishOptions = {},
+  ): Promise<number> {
+    const expire = options.expire ?? this.options.expire
+    if (typeof expire !== 'number' || !Number.isFinite(expire) || expire < 0) {
+      throw new TypeError('expire must be a number >= 0')
+    }
+    const payload = encodeMessage(message)
+    await this.ready()
+    const counts = await Promise.all(channels.map((ch) => this.engine.publish(ch, payload, expire)))
+    return counts.reduce((a, b) => a + b, 0)
+  }
+
+  /** The first stored message among `channels`, in order, or null. */
+  async fetch(channels: readonly string[]): Promise<StoredMessage | null> {
+    if (channels.length === 0) return null
+    await this.ready()
+    const values = await this.engine.get([...channels])
+    const found = values.find((v) => v !== null)
+    return found ? toStored(found) : null
+  }
+
+  /**
+   * Stops accepting, closes every client with 1001, waits up to `timeout` ms for them to go,
+   * then releases Redis. Idempotent.
+   */
+  close(timeout = 2000): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const server of [...this.#servers.keys()]) this.detach(server)
+      if (this.#pingTimer) clearInterval(this.#pingTimer)
+      const conns = [...this.#connections.values()]
+      const gone = conns.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (!c.ws || c.ws.readyState === c.ws.CLOSED) return resolve()
+            c.ws.once('close', () => resolve())
+          }),
+      )
+      for (const c of conns) c.close(CloseCode.GOING_AWAY, 'server shutting down')
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        Promise.all(gone),
+        new Promise((resolve) => (timer = setTimeout(resolve, timeout))),
+      ])
+      clearTimeout(timer)
+      for (const c of conns) {
+        if (c.ws && c.ws.readyState !== c.ws.CLOSED) c.terminate()
+        this.#drop(c, CloseCode.GOING_AWAY)
+      }
+      for (const socket of this.#pending) socket.destroy()
+      this.#wss.close()
+      await this.#started?.catch(() => {})
+      await this.engine.close()
+    })()
+    return this.#closing
+  }
+}
+
+/**
+ * Creates a broker. Without `redis` it runs on the in-memory engine (one process).
+ * @example
+ * const broker = createBroker({ redis: process.env.REDIS_URL, expire: 60 })
+ * broker.attach(httpServer)
+ */
+export function createBroker(options: BrokerOptions = {}): Broker {
+  return new Broker(options)
+}

@@ -1,0 +1,195 @@
+import type { Duplex } from 'node:stream'
+import type { WebSocket } from 'ws'
+import type { Identity } from './identity.js'
+import type { Recipient } from './hub.js'
+import { decodePayload, frame } from './message.js'
+import type { FlushScheduler } from './writer.js'
+import type { ConnectionChannels } from './subscriber.js'
+
+/** What happens to a client whose unread frames pass `maxBufferedBytes`. */
+export type SlowConsumerPolicy = 'close' | 'drop'
+
+/** Close codes the broker uses. */
+export const CloseCode = {
+  /** The server is going away (shutdown). */
+  GOING_AWAY: 1001,
+  /** A message broke a rule (e.g. publish without permission). */
+  POLICY: 1008,
+  /** A frame larger than `maxPayload`. */
+  TOO_BIG: 1009,
+  /** The server failed (e.g. Redis rejected a publish). */
+  INTERNAL: 1011,
+  /** The client did not read fast enough and its queue filled up. */
+  TRY_AGAIN_LATER: 1013,
+} as const
+
+/** Fixed facts of a connection, decided before the upgrade. */
+export interface ConnectionInit {
+  id: string
+  facility: string
+  identity: Identity
+  channels: ConnectionChannels
+  echo: boolean
+  maxBufferedBytes: number
+  slowConsumer: SlowConsumerPolicy
+  scheduler: FlushScheduler
+  onSlowConsumer: (connection: Connection) => void
+}
+
+type State = 'pending' | 'open' | 'closed'
+
+/**
+ * One client. Before the handshake completes it holds messages of its already-live subscriptions;
+ * once open it queues frames and writes them once per event-loop turn, within a bounded buffer.
+ */
+export class Connection implements Recipient {
+  readonly id: string
+  readonly facility: string
+  readonly identity: Identity
+  readonly channels: ConnectionChannels
+  readonly echo: boolean
+  /** When the connection was accepted (ms since the epoch). */
+  readonly since = Date.now()
+  readonly #init: ConnectionInit
+  #state: State = 'pending'
+  #ws: WebSocket | null = null
+  #socket: Duplex | null = null
+  #held: { channel: string; payload: Buffer; framed: Buffer }[] = []
+  #queue: Buffer[] = []
+  #queued = 0
+  /** Payloads this connection published and will see again on channels it subscribes (no echo). */
+  #own: Map<string, Buffer[]> | null = null
+  /** Set on every pong or message, cleared on every ping. */
+  alive = true
+  /** Frames dropped under the `drop` slow-consumer policy. */
+  dropped = 0
+
+  constructor(init: ConnectionInit) {
+    this.#init = init
+    this.id = init.id
+    this.facility = init.facility
+    this.identity = init.identity
+    this.channels = init.channels
+    this.echo = init.echo
+  }
+
+  get isOpen(): boolean {
+    return this.#state === 'open'
+  }
+
+  get ws(): WebSocket | null {
+    return this.#ws
+  }
+
+  deliver(channel: string, payload: Buffer, framed: Buffer): void {
+    if (this.#state === 'closed') return
+    const own = this.#own?.get(channel)
+    if (own && own.length > 0 && own[0]!.equals(payload)) {
+      own.shift()
+      return
+    }
+    if (this.#state === 'pending') this.#held.push({ channel, payload, framed })
+    else this.#enqueue(framed)
+  }
+
+  /**
+   * Completes the connection: stored messages first (skipping any the live stream already
+   * carried), then what arrived while pending, then live traffic.
+   */
+  open(ws: WebSocket, socket: Duplex, stored: ReadonlyMap<string, Buffer>): void {
+    if (this.#state !== 'pending') return
+    this.#ws = ws
+    this.#socket = socket
+    this.#state = 'open'
+    const held = this.#held
+    this.#held = []
+    for (const [channel, payload] of stored) {
+      if (held.some((h) => h.channel === channel && h.payload.equals(payload))) continue
+      const { binary, data } = decodePayload(payload)
+      this.#enqueue(frame(data, binary))
+    }
+    for (const h of held) this.#enqueue(h.framed)
+  }
+
+  /** Queues one text frame (a heartbeat answer, an error frame). */
+  sendText(text: string): void {
+    if (this.#state === 'open') this.#enqueue(frame(Buffer.from(text, 'utf8'), false))
+  }
+
+  /**
+   * Notes a payload this connection is about to publish on `channel`, so that its own copy is not
+   * delivered back to it. Returns a function that forgets it again (when the publish failed).
+   */
+  expectOwn(channel: string, payload: Buffer): () => void {
+    this.#own ??= new Map()
+    let list = this.#own.get(channel)
+    if (!list) this.#own.set(channel, (list = []))
+    list.push(payload)
+    return () => {
+      const i = list.indexOf(payload)
+      if (i !== -1) list.splice(i, 1)
+    }
+  }
+
+  /** Forgets expected own payloads (after the subscriber connection lost messages). */
+  forgetOwn(): void {
+    this.#own = null
+  }
+
+  #enqueue(framed: Buffer): void {
+    const socket = this.#socket
+    if (!socket) return
+    if (this.#queued + socket.writableLength + framed.length > this.#init.maxBufferedBytes) {
+      if (this.#init.slowConsumer === 'drop') {
+        this.dropped++
+        return
+      }
+      this.#init.onSlowConsumer(this)
+      return
+    }
+    this.#queue.push(framed)
+    this.#queued += framed.length
+    if (this.#queue.length === 1) this.#init.scheduler.schedule(this)
+  }
+
+  /** Writes every queued frame in one go. */
+  flush(): void {
+    const socket = this.#socket
+    const queue = this.#queue
+    if (queue.length === 0) return
+    this.#queue = []
+    this.#queued = 0
+    if (!socket || socket.destroyed || !socket.writable) return
+    if (queue.length === 1) {
+      socket.write(queue[0]!)
+      return
+    }
+    socket.cork()
+    for (const buf of queue) socket.write(buf)
+    socket.uncork()
+  }
+
+  /** Closes with `code` after writing what is queued. */
+  close(code: number, reason = ''): void {
+    if (this.#state === 'closed') return
+    this.flush()
+    this.#ws?.close(code, reason)
+    this.markClosed()
+  }
+
+  /** Drops the connection at once (dead peer). */
+  terminate(): void {
+    this.#ws?.terminate()
+    this.#socket?.destroy()
+    this.markClosed()
+  }
+
+  /** Stops all delivery; idempotent. */
+  markClosed(): void {
+    this.#state = 'closed'
+    this.#held = []
+    this.#queue = []
+    this.#queued = 0
+    this.#own = null
+  }
+}

@@ -1,0 +1,67 @@
+import { ClosedError } from '../errors.js'
+import type { Engine, MessageHandler } from './types.js'
+
+interface Stored {
+  payload: Buffer
+  expiresAt: number
+}
+
+/**
+ * Engine for one process, without Redis: what `npm start` uses when REDIS_URL is unset, and a
+ * reference for the engine contract.
+ */
+export class MemoryEngine implements Engine {
+  #handler: MessageHandler = () => 0
+  readonly #subscribed = new Set<string>()
+  readonly #store = new Map<string, Stored>()
+  #closed = false
+
+  readonly connectionCount = 0
+
+  async start(): Promise<void> {}
+
+  onMessage(handler: MessageHandler): void {
+    this.#handler = handler
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    this.#subscribed.add(channel)
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    this.#subscribed.delete(channel)
+  }
+
+  async publish(channel: string, payload: Buffer, expire: number): Promise<number> {
+    if (this.#closed) throw new ClosedError()
+    if (expire > 0) this.#store.set(channel, { payload, expiresAt: Date.now() + expire * 1000 })
+    return this.#subscribed.has(channel) ? this.#handler(channel, payload) : 0
+  }
+
+  async get(channels: string[]): Promise<(Buffer | null)[]> {
+    const now = Date.now()
+    return channels.map((channel) => {
+      const stored = this.#store.get(channel)
+      if (!stored) return null
+      if (stored.expiresAt <= now) {
+        this.#store.delete(channel)
+        return null
+      }
+      return stored.payload
+    })
+  }
+
+  async barrier(): Promise<void> {}
+
+  onStatus(): void {}
+
+  onError(): void {}
+
+  async setLocalCount(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.#closed = true
+    this.#subscribed.clear()
+    this.#store.clear()
+  }
+}

@@ -1,0 +1,251 @@
+import { randomUUID } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
+import { ClosedError, EngineError } from '../errors.js'
+import type { Engine, EngineStatus, MessageHandler } from './types.js'
+
+/** Options of RedisEngine. */
+export interface RedisEngineOptions {
+  /** A `redis://` URL or node-redis client options. */
+  redis: string | RedisClientOptions
+  /** Normalised channel prefix (`''` or `'name:'`); wsfacility's own keys live under it too. */
+  prefix: string
+  /** Milliseconds a process stays counted after it stops refreshing its entry. @default 15000 */
+  nodeTtl?: number
+}
+
+// PUBLISH (+ SET EX), then sum the local connection counts every live process recorded for the
+// channel: Redis's own PUBLISH count is one per process, ws4redis users expect one per socket.
+const PUBLISH_SCRIPT = `
+local n = redis.call('PUBLISH', KEYS[1], ARGV[1])
+local ex = tonumber(ARGV[2])
+if ex > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ex) end
+if n == 0 then return 0 end
+local total = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local c = redis.call('HGET', ARGV[3] .. id, KEYS[1])
+  if c then total = total + tonumber(c) end
+end
+return total
+`
+const ALIVE_FIELD = '.node'
+
+type Client = ReturnType<typeof createClient>
+
+function clientOptions(redis: string | RedisClientOptions): RedisClientOptions {
+  const base: RedisClientOptions = typeof redis === 'string' ? { url: redis } : { ...redis }
+  // Commands issued while Redis is unreachable reject at once instead of waiting in a queue.
+  return { disableOfflineQueue: true, ...base }
+}
+
+/**
+ * Engine on node-redis: one connection for subscriptions and one for commands per process,
+ * whatever the number of clients and channels.
+ */
+export class RedisEngine extends EventEmitter implements Engine {
+  readonly #cmd: Client
+  readonly #sub: Client
+  readonly #buffers: ReturnType<Client['withTypeMapping']>
+  readonly #nodeId = randomUUID()
+  readonly #nodesKey: string
+  readonly #nodeKeyPrefix: string
+  readonly #nodeKey: string
+  readonly #nodeTtl: number
+  readonly #counts = new Map<string, number>()
+  #dirty = new Map<string, number>()
+  #flushing: Promise<void> | null = null
+  #handler: MessageHandler = () => 0
+  #sha: string | null = null
+  #started: Promise<void> | null = null
+  #timer: NodeJS.Timeout | null = null
+  #closed = false
+  readonly #listener = (message: Buffer, channel: Buffer): void => {
+    this.#handler(channel.toString(), message)
+  }
+
+  constructor(options: RedisEngineOptions) {
+    super()
+    const opts = clientOptions(options.redis)
+    this.#cmd = createClient(opts)
+    this.#sub = createClient(opts)
+    this.#buffers = this.#cmd.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
+    this.#nodesKey = `${options.prefix}wsfacility:nodes`
+    this.#nodeKeyPrefix = `${options.prefix}wsfacility:node:`
+    this.#nodeKey = this.#nodeKeyPrefix + this.#nodeId
+    this.#nodeTtl = options.nodeTtl ?? 15_000
+    for (const [name, client] of [
+      ['commands', this.#cmd],
+      ['subscriber', this.#sub],
+    ] as const) {
+      client.on('error', (err: unknown) =>
+        this.emit(
+          'error',
+          new EngineError(`redis ${name} connection: ${String(err)}`, { cause: err }),
+        ),
+      )
+      client.on('reconnecting', () => this.#status('reconnecting'))
+      client.on('ready', () => {
+        this.#status('ready')
+        if (client === this.#cmd && this.#started) void this.#rewriteNode().catch(() => {})
+      })
+    }
+  }
+
+  get connectionCount(): number {
+    return (this.#cmd.isOpen ? 1 : 0) + (this.#sub.isOpen ? 1 : 0)
+  }
+
+  onStatus(listener: (status: EngineStatus) => void): void {
+    this.on('status', listener)
+  }
+
+  onError(listener: (err: Error) => void): void {
+    this.on('error', listener)
+  }
+
+  #status(status: EngineStatus): void {
+    this.emit('status', status)
+  }
+
+  start(): Promise<void> {
+    this.#started ??= (async () => {
+      if (this.#closed) throw new ClosedError()
+      this.#status('connecting')
+      try {
+        await Promise.all([this.#cmd.connect(), this.#sub.connect()])
+        await this.#rewriteNode()
+      } catch (err) {
+        this.#started = null
+        await Promise.allSettled([this.#cmd.destroy(), this.#sub.destroy()])
+        throw new EngineError(`cannot connect to redis: ${String(err)}`, { cause: err })
+      }
+      this.#timer = setInterval(() => void this.#refresh().catch(() => {}), this.#nodeTtl / 3)
+      this.#timer.unref()
+    })()
+    return this.#started
+  }
+
+  onMessage(handler: MessageHandler): void {
+    this.#handler = handler
+  }
+
+  async #run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new ClosedError()
+    try {
+      return await fn()
+    } catch (err) {
+      if (err instanceof EngineError || err instanceof ClosedError) throw err
+      throw new EngineError(`${what} failed: ${String(err)}`, { cause: err })
+    }
+  }
+
+  subscribe(channel: string): Promise<void> {
+    return this.#run('SUBSCRIBE', () => this.#sub.subscribe(channel, this.#listener, true))
+  }
+
+  unsubscribe(channel: string): Promise<void> {
+    return this.#run('UNSUBSCRIBE', () => this.#sub.unsubscribe(channel, this.#listener, true))
+  }
+
+  publish(channel: string, payload: Buffer, expire: number): Promise<number> {
+    return this.#run('PUBLISH', async () => {
+      const options = {
+        keys: [channel, this.#nodesKey],
+        arguments: [payload, String(Math.floor(expire)), this.#nodeKeyPrefix],
+      }
+      if (this.#sha) {
+        try {
+          return Number(await this.#cmd.evalSha(this.#sha, options))
+        } catch (err) {
+          if (!String(err).includes('NOSCRIPT')) throw err
+        }
+      }
+      this.#sha = await this.#cmd.scriptLoad(PUBLISH_SCRIPT)
+      return Number(await this.#cmd.evalSha(this.#sha, options))
+    })
+  }
+
+  get(channels: string[]): Promise<(Buffer | null)[]> {
+    if (channels.length === 0) return Promise.resolve([])
+    return this.#run('MGET', async () => {
+      const values = (await this.#buffers.mGet(channels)) as unknown[]
+      return values.map((v) => (Buffer.isBuffer(v) ? v : null))
+    })
+  }
+
+  barrier(): Promise<void> {
+    // A PING on the subscriber connection is answered after every message Redis pushed to it before.
+    return this.#run('PING', async () => {
+      await this.#sub.ping()
+    })
+  }
+
+  setLocalCount(channel: string, count: number): Promise<void> {
+    if (count > 0) this.#counts.set(channel, count)
+    else this.#counts.delete(channel)
+    this.#dirty.set(channel, count)
+    this.#flushing ??= Promise.resolve().then(() => this.#flushCounts())
+    return this.#flushing
+  }
+
+  async #flushCounts(): Promise<void> {
+    const dirty = this.#dirty
+    this.#dirty = new Map()
+    this.#flushing = null
+    if (this.#closed || !this.#cmd.isReady || dirty.size === 0) return
+    const multi = this.#cmd.multi()
+    for (const [channel, count] of dirty) {
+      if (count > 0) multi.hSet(this.#nodeKey, channel, count)
+      else multi.hDel(this.#nodeKey, channel)
+    }
+    multi.pExpire(this.#nodeKey, this.#nodeTtl)
+    await multi.exec()
+  }
+
+  /** Writes this process's whole entry (after a connect, or when Redis lost it). */
+  async #rewriteNode(): Promise<void> {
+    const multi = this.#cmd.multi()
+    multi.del(this.#nodeKey)
+    multi.hSet(this.#nodeKey, ALIVE_FIELD, '1')
+    for (const [channel, count] of this.#counts) multi.hSet(this.#nodeKey, channel, count)
+    multi.pExpire(this.#nodeKey, this.#nodeTtl)
+    multi.sAdd(this.#nodesKey, this.#nodeId)
+    await multi.exec()
+  }
+
+  /** Keeps this process's entry alive and forgets processes whose entry expired. */
+  async #refresh(): Promise<void> {
+    if (!this.#cmd.isReady) return
+    const alive = await this.#cmd.pExpire(this.#nodeKey, this.#nodeTtl)
+    if (!alive) await this.#rewriteNode()
+    else await this.#cmd.sAdd(this.#nodesKey, this.#nodeId)
+    const ids = await this.#cmd.sMembers(this.#nodesKey)
+    const gone: string[] = []
+    for (const id of ids) {
+      if (!(await this.#cmd.exists(this.#nodeKeyPrefix + id))) gone.push(id)
+    }
+    if (gone.length > 0) await this.#cmd.sRem(this.#nodesKey, gone)
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#timer) clearInterval(this.#timer)
+    if (this.#started) {
+      await this.#started.catch(() => {})
+      if (this.#cmd.isReady) {
+        await this.#cmd
+          .multi()
+          .del(this.#nodeKey)
+          .sRem(this.#nodesKey, this.#nodeId)
+          .exec()
+          .catch(() => {})
+      }
+    }
+    await Promise.allSettled([
+      this.#sub.isOpen ? this.#sub.close() : this.#sub.destroy(),
+      this.#cmd.isOpen ? this.#cmd.close() : this.#cmd.destroy(),
+    ])
+    this.#status('closed')
+  }
+}

@@ -1,0 +1,41 @@
+/** Called for every message the engine receives on a subscribed channel; returns how many local
+ * connections it reached. */
+export type MessageHandler = (channel: string, payload: Buffer) => number
+
+/** Connection state of an engine, as reported through `onStatus`. */
+export type EngineStatus = 'connecting' | 'ready' | 'reconnecting' | 'closed'
+
+/**
+ * What moves and stores messages for a broker. RedisEngine and MemoryEngine implement it and pass
+ * the same contract tests (test/engine.test.ts).
+ */
+export interface Engine {
+  /** Connects; safe to call more than once. */
+  start(): Promise<void>
+  /** Sets the one handler of incoming messages (the hub's). */
+  onMessage(handler: MessageHandler): void
+  /** Subscribes a channel; resolves once messages published from now on are delivered. */
+  subscribe(channel: string): Promise<void>
+  /** Unsubscribes a channel; resolves once the server confirmed it. */
+  unsubscribe(channel: string): Promise<void>
+  /**
+   * Publishes `payload` on `channel` and, when `expire` > 0, stores it under the channel's name
+   * for `expire` seconds. Resolves to the number of connections, on every process, that received it.
+   */
+  publish(channel: string, payload: Buffer, expire: number): Promise<number>
+  /** Reads stored payloads of channels, null where none is stored. */
+  get(channels: string[]): Promise<(Buffer | null)[]>
+  /** Resolves once every message published before the call has reached the message handler. */
+  barrier(): Promise<void>
+  /** Records how many local connections listen on `channel`, for cluster-wide receiver counts.
+   * Resolves once the count is visible to publishers on other processes. */
+  setLocalCount(channel: string, count: number): Promise<void>
+  /** Registers a listener of connection state changes (the memory engine never changes). */
+  onStatus(listener: (status: EngineStatus) => void): void
+  /** Registers a listener of background errors (lost connection, failed refresh). */
+  onError(listener: (err: Error) => void): void
+  /** Number of connections to Redis this engine holds (0 for the memory engine). */
+  readonly connectionCount: number
+  /** Disconnects and releases everything. */
+  close(): Promise<void>
+}

@@ -1,0 +1,116 @@
+import { decodePayload, frame } from './message.js'
+import type { Engine } from './engine/types.js'
+
+/** What the hub delivers to: one live or pending connection. */
+export interface Recipient {
+  /** Takes one message of `channel`: `payload` as read from Redis, `framed` ready to write. */
+  deliver(channel: string, payload: Buffer, framed: Buffer): void
+}
+
+class ChannelState {
+  readonly recipients = new Set<Recipient>()
+  /** What Redis has confirmed. */
+  subscribed = false
+  /** The SUBSCRIBE or UNSUBSCRIBE in flight, if any: one at a time per channel. */
+  pending: Promise<void> | null = null
+}
+
+/**
+ * Per process: channel → recipients. Subscribes each channel once however many connections want
+ * it, unsubscribes it when the last one leaves, and frames each message once for all of them.
+ */
+export class Hub {
+  readonly #engine: Engine
+  readonly #channels = new Map<string, ChannelState>()
+  readonly #onError: (err: unknown) => void
+
+  constructor(engine: Engine, onError: (err: unknown) => void) {
+    this.#engine = engine
+    this.#onError = onError
+    engine.onMessage((channel, payload) => this.#dispatch(channel, payload))
+  }
+
+  /** Number of channels with at least one local recipient. */
+  get channelCount(): number {
+    let n = 0
+    for (const state of this.#channels.values()) if (state.recipients.size > 0) n++
+    return n
+  }
+
+  /** Local recipients of `channel`. */
+  recipientCount(channel: string): number {
+    return this.#channels.get(channel)?.recipients.size ?? 0
+  }
+
+  /** True when `recipient` is registered on `channel` and Redis has confirmed the subscription. */
+  isLive(channel: string): boolean {
+    return this.#channels.get(channel)?.subscribed === true
+  }
+
+  /**
+   * Registers `recipient` on `channels` and resolves once every one is subscribed in Redis and
+   * counted for publishers everywhere. Messages reach the recipient from the moment it is registered.
+   */
+  async add(recipient: Recipient, channels: readonly string[]): Promise<void> {
+    const work: Promise<void>[] = []
+    for (const channel of channels) {
+      let state = this.#channels.get(channel)
+      if (!state) this.#channels.set(channel, (state = new ChannelState()))
+      state.recipients.add(recipient)
+      work.push(this.#reconcile(channel))
+      work.push(this.#engine.setLocalCount(channel, state.recipients.size))
+    }
+    await Promise.all(work)
+  }
+
+  /** Unregisters `recipient`; channels nobody else needs are unsubscribed in the background. */
+  remove(recipient: Recipient, channels: readonly string[]): void {
+    for (const channel of channels) {
+      const state = this.#channels.get(channel)
+      if (!state || !state.recipients.delete(recipient)) continue
+      this.#engine.setLocalCount(channel, state.recipients.size).catch(this.#onError)
+      if (state.recipients.size === 0) this.#reconcile(channel).catch(this.#onError)
+    }
+  }
+
+  /**
+   * Brings Redis in line with what recipients want, one operation at a time: a SUBSCRIBE is never
+   * sent while an UNSUBSCRIBE of the same channel is pending, or the other way round.
+   */
+  async #reconcile(channel: string): Promise<void> {
+    for (;;) {
+      const state = this.#channels.get(channel)
+      if (!state) return
+      if (state.pending) {
+        await state.pending.catch(() => {})
+        continue
+      }
+      const want = state.recipients.size > 0
+      if (want === state.subscribed) {
+        if (!want) this.#channels.delete(channel)
+        return
+      }
+      const op = want ? this.#engine.subscribe(channel) : this.#engine.unsubscribe(channel)
+      state.pending = op.then(
+        () => {
+          state.subscribed = want
+          state.pending = null
+        },
+        (err: unknown) => {
+          state.pending = null
+          throw err
+        },
+      )
+      await state.pending
+    }
+  }
+
+  #dispatch(channel: string, payload: Buffer): number {
+    const state = this.#channels.get(channel)
+    if (!state || state.recipients.size === 0) return 0
+    const { binary, data } = decodePayload(payload)
+    const framed = frame(data, binary)
+    for (const recipient of state.recipients) recipient.deliver(channel, payload, framed)
+    return state.recipients.size
+  }
+}

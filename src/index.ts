@@ -1,0 +1,31 @@
+export { Broker, createBroker } from './broker.js'
+export type { BrokerEvents, PublishOptions } from './broker.js'
+export type {
+  AllowedChannelsContext,
+  AllowedChannelsHook,
+  BrokerOptions,
+  Logger,
+} from './options.js'
+export { RedisPublisher, SELF } from './publisher.js'
+export type { PublisherContext, PublisherTarget, RequestLike, Target } from './publisher.js'
+export { RedisSubscriber } from './subscriber.js'
+export type { ConnectionChannels, Flags, SubscriberOptions } from './subscriber.js'
+export { Connection, CloseCode } from './connection.js'
+export type { SlowConsumerPolicy } from './connection.js'
+export type { Identity, IdentifyHook } from './identity.js'
+export { anonymous } from './identity.js'
+export { type Audience, AUDIENCES, channelName, normalizePrefix } from './channels.js'
+export { parseRequest } from './request.js'
+export type { ParsedRequest } from './request.js'
+export type { Message, StoredMessage } from './message.js'
+export { MemoryEngine } from './engine/memory.js'
+export { RedisEngine } from './engine/redis.js'
+export type { RedisEngineOptions } from './engine/redis.js'
+export type { Engine, EngineStatus, MessageHandler } from './engine/types.js'
+export {
+  ClosedError,
+  EngineError,
+  HttpError,
+  InvalidArgumentError,
+  WsFacilityError,
+} from './errors.js'

@@ -1,0 +1,84 @@
+import { isUtf8 } from 'node:buffer'
+import { InvalidArgumentError } from './errors.js'
+
+/** What a publisher may send: text, bytes, or a plain value sent as JSON text. */
+export type Message =
+  string | Buffer | Uint8Array | ArrayBuffer | Record<string, unknown> | unknown[]
+
+/** What `fetchMessage` returns: text as a string, binary as a Buffer. */
+export type StoredMessage = string | Buffer
+
+/**
+ * Marks a Redis payload as binary. Redis carries bytes only, so "binary stays binary" needs a mark;
+ * 0xFF never occurs in UTF-8, so no text message (from ws4redis or anyone) can start with it.
+ */
+export const BINARY_MARK = Buffer.from([0xff, 0x00, 0x77, 0x73, 0x66, 0x62])
+
+/** A payload read from Redis, classified. */
+export interface Decoded {
+  binary: boolean
+  data: Buffer
+}
+
+/** Encodes a text message for Redis: its UTF-8 bytes, verbatim. */
+export function encodeText(text: string | Buffer): Buffer {
+  return typeof text === 'string' ? Buffer.from(text, 'utf8') : text
+}
+
+/** Encodes a binary message for Redis: the mark, then the bytes. */
+export function encodeBinary(bytes: Buffer | Uint8Array): Buffer {
+  return Buffer.concat([BINARY_MARK, bytes])
+}
+
+/** Encodes any publisher message for Redis. */
+export function encodeMessage(message: Message): Buffer {
+  if (typeof message === 'string') return encodeText(message)
+  if (Buffer.isBuffer(message) || message instanceof Uint8Array) return encodeBinary(message)
+  if (message instanceof ArrayBuffer) return encodeBinary(new Uint8Array(message))
+  if (message !== null && typeof message === 'object') return encodeText(JSON.stringify(message))
+  throw new InvalidArgumentError('message must be a string, bytes, or a JSON-serialisable object')
+}
+
+/**
+ * Classifies a payload from Redis: marked payloads are binary, valid UTF-8 is text (what a Django
+ * ws4redis publisher sends), anything else is binary.
+ */
+export function decodePayload(payload: Buffer): Decoded {
+  if (
+    payload.length >= BINARY_MARK.length &&
+    payload[0] === 0xff &&
+    payload.subarray(0, BINARY_MARK.length).equals(BINARY_MARK)
+  ) {
+    return { binary: true, data: payload.subarray(BINARY_MARK.length) }
+  }
+  return { binary: !isUtf8(payload), data: payload }
+}
+
+/** The value `fetchMessage` hands back for a stored payload. */
+export function toStored(payload: Buffer): StoredMessage {
+  const { binary, data } = decodePayload(payload)
+  return binary ? Buffer.from(data) : data.toString('utf8')
+}
+
+/**
+ * One complete unmasked server-to-client WebSocket frame (RFC 6455 §5.2), built once per message
+ * so every recipient gets the same bytes.
+ */
+export function frame(data: Buffer, binary: boolean): Buffer {
+  const len = data.length
+  const headerLength = len < 126 ? 2 : len < 65536 ? 4 : 10
+  const out = Buffer.allocUnsafe(headerLength + len)
+  out[0] = 0x80 | (binary ? 0x2 : 0x1)
+  if (len < 126) {
+    out[1] = len
+  } else if (len < 65536) {
+    out[1] = 126
+    out.writeUInt16BE(len, 2)
+  } else {
+    out[1] = 127
+    out.writeUInt32BE(Math.floor(len / 2 ** 32), 2)
+    out.writeUInt32BE(len >>> 0, 6)
+  }
+  data.copy(out, headerLength)
+  return out
+}

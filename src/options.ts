@@ -1,0 +1,142 @@
+import type { IncomingMessage } from 'node:http'
+import type { RedisClientOptions } from 'redis'
+import {
+  type Audience,
+  DEFAULT_MAX_FACILITY_LENGTH,
+  isAudience,
+  normalizePrefix,
+} from './channels.js'
+import type { Engine } from './engine/types.js'
+import type { IdentifyHook, Identity } from './identity.js'
+import type { SlowConsumerPolicy } from './connection.js'
+import type { Flags } from './subscriber.js'
+
+/** What `allowedChannels` sees and may narrow. */
+export interface AllowedChannelsContext extends Flags {
+  /** The facility of the request. */
+  facility: string
+  /** The identity of the request. */
+  identity: Identity
+}
+
+/**
+ * Narrows a connection's flags, or refuses it (return `false` or throw → 403). Returning nothing
+ * keeps the flags; returned flags are intersected with the requested ones, never widened.
+ * (ws4redis's `WS4REDIS_ALLOWED_CHANNELS`.)
+ */
+export type AllowedChannelsHook = (
+  request: IncomingMessage,
+  flags: AllowedChannelsContext,
+) => Partial<Flags> | boolean | void | Promise<Partial<Flags> | boolean | void>
+
+/** An optional structured logger; any of pino, bunyan or console fits. */
+export interface Logger {
+  debug?(obj: object, msg?: string): void
+  info?(obj: object, msg?: string): void
+  warn?(obj: object, msg?: string): void
+  error?(obj: object, msg?: string): void
+}
+
+/** Options of `createBroker`. */
+export interface BrokerOptions {
+  /** Redis to use: a `redis://` URL or node-redis options. Absent → the in-memory engine. */
+  redis?: string | RedisClientOptions
+  /** A ready engine instead of `redis` (advanced; tests and custom transports). */
+  engine?: Engine
+  /** Channel prefix; `'ws4redis'` gives channels `ws4redis:broadcast:…`. @default '' */
+  prefix?: string
+  /** Path prefix that upgrades are accepted on. @default '/ws/' */
+  path?: string
+  /** Seconds a published message is kept for replay; 0 turns persistence off. @default 0 */
+  expire?: number
+  /** Replay stored messages to new connections. @default true */
+  replay?: boolean
+  /** A text message that clients send to keep alive; echoed back, never published. @default null */
+  heartbeat?: string | null
+  /** Audiences clients may publish to with `publish-*` flags. @default ['session', 'user'] */
+  clientPublish?: Audience[]
+  /** Narrows or refuses a connection's flags (403). */
+  allowedChannels?: AllowedChannelsHook
+  /** Resolves a request's identity; throw an HttpError for 401. @default anonymous */
+  identify?: IdentifyHook
+  /** Milliseconds between protocol pings; a client that missed the last one is dropped. 0 = off. @default 30000 */
+  pingInterval?: number
+  /** Longest facility name. @default 128 */
+  maxFacilityLength?: number
+  /** Largest message a client may send, in bytes (close 1009 beyond). @default 1048576 */
+  maxPayload?: number
+  /** Bytes of unsent frames per client before the slow-consumer policy applies. @default 4194304 */
+  maxBufferedBytes?: number
+  /** What to do with a client whose buffer is full: close it with 1013, or drop frames. @default 'close' */
+  slowConsumer?: SlowConsumerPolicy
+  /** Structured logger. @default none */
+  logger?: Logger
+}
+
+const DEFAULTS = {
+  prefix: '',
+  path: '/ws/',
+  expire: 0,
+  replay: true,
+  heartbeat: null,
+  clientPublish: ['session', 'user'],
+  pingInterval: 30_000,
+  maxFacilityLength: DEFAULT_MAX_FACILITY_LENGTH,
+  maxPayload: 1024 * 1024,
+  maxBufferedBytes: 4 * 1024 * 1024,
+  slowConsumer: 'close',
+} satisfies Partial<BrokerOptions>
+
+/** Options after defaults and validation. */
+export type ResolvedOptions = Omit<BrokerOptions, keyof typeof DEFAULTS> &
+  Required<Pick<BrokerOptions, keyof typeof DEFAULTS>> & {
+    /** The prefix as it starts channel names (`''` or `'name:'`). */
+    channelPrefix: string
+  }
+
+function nonNegative(name: string, value: unknown): void {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new TypeError(`${name} must be a number >= 0`)
+  }
+}
+
+/** Applies defaults and throws TypeError on values that cannot work. */
+export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
+  const opts = { ...DEFAULTS, ...options }
+  if (options.redis !== undefined && options.engine !== undefined) {
+    throw new TypeError('give either redis or engine, not both')
+  }
+  if (typeof opts.path !== 'string' || !opts.path.startsWith('/')) {
+    throw new TypeError('path must start with "/"')
+  }
+  if (!opts.path.endsWith('/')) opts.path = `${opts.path}/`
+  if (typeof opts.prefix !== 'string' || opts.prefix.slice(0, -1).includes(':')) {
+    throw new TypeError('prefix must be a string without ":" (except at the end)')
+  }
+  nonNegative('expire', opts.expire)
+  nonNegative('pingInterval', opts.pingInterval)
+  nonNegative('maxPayload', opts.maxPayload)
+  nonNegative('maxBufferedBytes', opts.maxBufferedBytes)
+  if (!Number.isInteger(opts.maxFacilityLength) || opts.maxFacilityLength < 1) {
+    throw new TypeError('maxFacilityLength must be an integer >= 1')
+  }
+  if (opts.heartbeat !== null && (typeof opts.heartbeat !== 'string' || opts.heartbeat === '')) {
+    throw new TypeError('heartbeat must be a non-empty string or null')
+  }
+  if (!Array.isArray(opts.clientPublish) || !opts.clientPublish.every(isAudience)) {
+    throw new TypeError('clientPublish must list audiences: broadcast, group, user, session')
+  }
+  if (opts.slowConsumer !== 'close' && opts.slowConsumer !== 'drop') {
+    throw new TypeError("slowConsumer must be 'close' or 'drop'")
+  }
+  for (const hook of ['allowedChannels', 'identify'] as const) {
+    if (opts[hook] !== undefined && typeof opts[hook] !== 'function') {
+      throw new TypeError(`${hook} must be a function`)
+    }
+  }
+  return {
+    ...opts,
+    clientPublish: [...opts.clientPublish],
+    channelPrefix: normalizePrefix(opts.prefix),
+  }
+}
