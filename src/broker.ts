@@ -98,6 +98,16 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.#hub.channelCount
   }
 
+  /** Counters since start: messages taken from the engine (framed once each) and deliveries. */
+  get stats(): { connections: number; channels: number; messages: number; deliveries: number } {
+    return {
+      connections: this.#connections.size,
+      channels: this.#hub.channelCount,
+      messages: this.#hub.messages,
+      deliveries: this.#hub.deliveries,
+    }
+  }
+
   /** True once `close()` was called. */
   get closed(): boolean {
     return this.#closing !== null

@@ -23,6 +23,10 @@ export class Hub {
   readonly #engine: Engine
   readonly #channels = new Map<string, ChannelState>()
   readonly #onError: (err: unknown) => void
+  /** Messages received from the engine for at least one local recipient (each framed once). */
+  messages = 0
+  /** Frames handed to recipients (one per recipient per message). */
+  deliveries = 0
 
   constructor(engine: Engine, onError: (err: unknown) => void) {
     this.#engine = engine
@@ -110,6 +114,8 @@ export class Hub {
     if (!state || state.recipients.size === 0) return 0
     const { binary, data } = decodePayload(payload)
     const framed = frame(data, binary)
+    this.messages++
+    this.deliveries += state.recipients.size
     for (const recipient of state.recipients) recipient.deliver(channel, payload, framed)
     return state.recipients.size
   }
