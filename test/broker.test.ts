@@ -3,7 +3,14 @@ import http from 'node:http'
 import net from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import type { IncomingMessage } from 'node:http'
-import { HttpError, RedisPublisher, SELF, type BrokerOptions } from '../src/index.js'
+import {
+  type BrokerOptions,
+  type Engine,
+  HttpError,
+  RedisEngine,
+  RedisPublisher,
+  SELF,
+} from '../src/index.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -506,6 +513,62 @@ describe('Broker on Redis specifics', () => {
       await last.waitFor(1)
       await last.close()
       await eventually(async () => (await raw.pubSubNumSub('broadcast:churn'))['broadcast:churn'] === 0)
+    } finally {
+      await raw.close()
+      await t.close()
+    }
+  })
+
+  it('serialises SUBSCRIBE and UNSUBSCRIBE of a channel even when Redis answers slowly', async () => {
+    // The real RedisEngine, instrumented: each operation is slowed down and overlaps are recorded.
+    const real = new RedisEngine({ redis: redis.url, prefix: '' })
+    const inFlight = new Map<string, number>()
+    let overlaps = 0
+    const slow =
+      (op: (ch: string) => Promise<void>) =>
+      async (channel: string): Promise<void> => {
+        const n = (inFlight.get(channel) ?? 0) + 1
+        inFlight.set(channel, n)
+        if (n > 1) overlaps++
+        try {
+          await sleep(15)
+          await op(channel)
+        } finally {
+          inFlight.set(channel, (inFlight.get(channel) ?? 1) - 1)
+        }
+      }
+    const engine: Engine = {
+      start: () => real.start(),
+      onMessage: (h) => real.onMessage(h),
+      onStatus: (l) => real.onStatus(l),
+      onError: (l) => real.onError(l),
+      subscribe: slow((ch) => real.subscribe(ch)),
+      unsubscribe: slow((ch) => real.unsubscribe(ch)),
+      publish: (ch, p, e) => real.publish(ch, p, e),
+      get: (chs) => real.get(chs),
+      barrier: () => real.barrier(),
+      setLocalCount: (ch, n) => real.setLocalCount(ch, n),
+      get connectionCount() {
+        return real.connectionCount
+      },
+      close: () => real.close(),
+    }
+    const raw = await redis.client()
+    const t = await startBroker({ engine })
+    try {
+      const ops: Promise<unknown>[] = []
+      for (let i = 0; i < 10; i++) {
+        const c = new TestClient(t.url('/ws/slow?subscribe-broadcast'))
+        ops.push(c.opened().then(() => c.close()))
+        await sleep(7)
+      }
+      await Promise.all(ops)
+      const last = await connect(t.url('/ws/slow?subscribe-broadcast'))
+      await eventually(async () => (await raw.pubSubNumSub('broadcast:slow'))['broadcast:slow'] === 1)
+      await raw.publish('broadcast:slow', 'still subscribed')
+      await last.waitFor(1)
+      assert.equal(overlaps, 0)
+      await last.close()
     } finally {
       await raw.close()
       await t.close()
