@@ -102,7 +102,12 @@ function nonNegative(name: string, value: unknown): void {
 
 /** Applies defaults and throws TypeError on values that cannot work. */
 export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
-  const opts = { ...DEFAULTS, ...options }
+  // An option set to undefined (`prefix: process.env.PREFIX`) means "use the default", as its
+  // optional type promises; a plain spread would overwrite the default with undefined.
+  const given = Object.fromEntries(
+    Object.entries(options).filter(([, value]) => value !== undefined),
+  ) as BrokerOptions
+  const opts = { ...DEFAULTS, ...given }
   if (options.redis !== undefined && options.engine !== undefined) {
     throw new TypeError('give either redis or engine, not both')
   }

@@ -69,8 +69,16 @@ for (const engine of engines) {
 
     it('delivers broadcast, user, group and session messages to the right connections only', async () => {
       const f = fresh('aud')
-      const john = await connect(t.url(`/ws/${f}?subscribe-user&subscribe-group&subscribe-session&user=john&groups=red,blue&session=s1`))
-      const mary = await connect(t.url(`/ws/${f}?subscribe-user&subscribe-group&subscribe-session&user=mary&groups=green&session=s2`))
+      const john = await connect(
+        t.url(
+          `/ws/${f}?subscribe-user&subscribe-group&subscribe-session&user=john&groups=red,blue&session=s1`,
+        ),
+      )
+      const mary = await connect(
+        t.url(
+          `/ws/${f}?subscribe-user&subscribe-group&subscribe-session&user=mary&groups=green&session=s2`,
+        ),
+      )
       const all = await connect(t.url(`/ws/${f}?subscribe-broadcast`))
       await publisher({ facility: f, users: ['john'] }).publishMessage('to john')
       await publisher({ facility: f, groups: ['blue'] }).publishMessage('to blue')
@@ -89,7 +97,9 @@ for (const engine of engines) {
     it('drops flags the identity cannot fill instead of using a shared placeholder channel', async () => {
       const f = fresh('anon')
       const before = t.broker.channelCount
-      const a = await connect(t.url(`/ws/${f}?subscribe-user&subscribe-group&subscribe-session&subscribe-broadcast`))
+      const a = await connect(
+        t.url(`/ws/${f}?subscribe-user&subscribe-group&subscribe-session&subscribe-broadcast`),
+      )
       const b = await connect(t.url(`/ws/${f}?subscribe-user&subscribe-session`))
       // Only the broadcast channel is held for anonymous connections.
       assert.equal(t.broker.channelCount, before + 1)
@@ -111,7 +121,10 @@ for (const engine of engines) {
       await tab2.send(Buffer.from('looks like text'), true)
       await tab1.waitFor(3)
       assert.deepEqual(
-        tab1.received.map((r) => [r.binary, r.binary ? (r.data as Buffer).toString('hex') : r.data]),
+        tab1.received.map((r) => [
+          r.binary,
+          r.binary ? (r.data as Buffer).toString('hex') : r.data,
+        ]),
         [
           [false, 'hello'],
           [true, '000102ff'],
@@ -219,8 +232,13 @@ for (const engine of engines) {
         const c = await connect(p.url(`/ws/${f}?publish-session&session=k1`))
         await c.send(Buffer.from([9, 8, 7]), true)
         const pub = new RedisPublisher({}, { broker: p.broker })
-        await eventually(async () => (await pub.fetchMessage({ sessionKey: 'k1' }, f, 'session')) !== null)
-        assert.deepEqual(await pub.fetchMessage({ sessionKey: 'k1' }, f, 'any'), Buffer.from([9, 8, 7]))
+        await eventually(
+          async () => (await pub.fetchMessage({ sessionKey: 'k1' }, f, 'session')) !== null,
+        )
+        assert.deepEqual(
+          await pub.fetchMessage({ sessionKey: 'k1' }, f, 'any'),
+          Buffer.from([9, 8, 7]),
+        )
         const late = await connect(p.url(`/ws/${f}?subscribe-session&session=k1`))
         await late.waitFor(1)
         assert.equal(late.received[0]!.binary, true)
@@ -244,7 +262,10 @@ for (const engine of engines) {
       await sleep(50)
       assert.deepEqual(other.texts, [])
       // SELF of an anonymous request reaches nobody rather than a placeholder channel.
-      assert.equal(await publisher({ facility: f, users: [SELF] }, { user: null }).publishMessage('x'), 0)
+      assert.equal(
+        await publisher({ facility: f, users: [SELF] }, { user: null }).publishMessage('x'),
+        0,
+      )
       await Promise.all([...tabs, other].map((c) => c.close()))
     })
 
@@ -355,7 +376,9 @@ for (const engine of engines) {
       try {
         assert.equal((await upgradeStatus(p.url('/ws/forbidden?subscribe-broadcast'))).status, 403)
         assert.equal((await upgradeStatus(p.url(`/ws/${f}?user=mallory`))).status, 403)
-        const c = await connect(p.url(`/ws/${f}?subscribe-user&subscribe-broadcast&publish-user&user=eve`))
+        const c = await connect(
+          p.url(`/ws/${f}?subscribe-user&subscribe-broadcast&publish-user&user=eve`),
+        )
         const conn = [...p.broker.connections.values()][0]!
         assert.deepEqual(conn.channels, { subscribe: [`broadcast:${f}`], publish: [] })
         await c.close()
@@ -382,7 +405,10 @@ for (const engine of engines) {
 
     it('stays healthy after any close code a client sends, leaking nothing', async () => {
       const f = fresh('codes')
-      const codes = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999]
+      const codes = [
+        1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000,
+        4999,
+      ]
       for (const code of codes) {
         const c = await connect(t.url(`/ws/${f}?subscribe-broadcast&subscribe-user&user=u${code}`))
         await c.close(code, 'bye')
@@ -503,16 +529,23 @@ describe('Broker on Redis specifics', () => {
     try {
       // Churn: connections to one channel open and close as fast as possible, concurrently.
       for (let round = 0; round < 15; round++) {
-        const batch = Array.from({ length: 8 }, () => new TestClient(t.url('/ws/churn?subscribe-broadcast')))
+        const batch = Array.from(
+          { length: 8 },
+          () => new TestClient(t.url('/ws/churn?subscribe-broadcast')),
+        )
         await Promise.all(batch.map((c) => c.opened()))
         await Promise.all(batch.map((c) => c.close()))
       }
       const last = await connect(t.url('/ws/churn?subscribe-broadcast'))
-      await eventually(async () => (await raw.pubSubNumSub('broadcast:churn'))['broadcast:churn'] === 1)
+      await eventually(
+        async () => (await raw.pubSubNumSub('broadcast:churn'))['broadcast:churn'] === 1,
+      )
       await raw.publish('broadcast:churn', 'after churn')
       await last.waitFor(1)
       await last.close()
-      await eventually(async () => (await raw.pubSubNumSub('broadcast:churn'))['broadcast:churn'] === 0)
+      await eventually(
+        async () => (await raw.pubSubNumSub('broadcast:churn'))['broadcast:churn'] === 0,
+      )
     } finally {
       await raw.close()
       await t.close()
@@ -564,7 +597,9 @@ describe('Broker on Redis specifics', () => {
       }
       await Promise.all(ops)
       const last = await connect(t.url('/ws/slow?subscribe-broadcast'))
-      await eventually(async () => (await raw.pubSubNumSub('broadcast:slow'))['broadcast:slow'] === 1)
+      await eventually(
+        async () => (await raw.pubSubNumSub('broadcast:slow'))['broadcast:slow'] === 1,
+      )
       await raw.publish('broadcast:slow', 'still subscribed')
       await last.waitFor(1)
       assert.equal(overlaps, 0)
@@ -586,7 +621,10 @@ describe('Broker on Redis specifics', () => {
       await onB.waitFor(1)
       await onB2.waitFor(1)
       assert.deepEqual(onB.texts, ['from a'])
-      const n = await new RedisPublisher({ facility: 'two', users: ['zoe'] }, { broker: b.broker }).publishMessage('from b')
+      const n = await new RedisPublisher(
+        { facility: 'two', users: ['zoe'] },
+        { broker: b.broker },
+      ).publishMessage('from b')
       assert.equal(n, 3)
       await onA.waitFor(1)
       assert.deepEqual(onA.texts, ['from b'])
@@ -605,7 +643,10 @@ describe('Broker on Redis specifics', () => {
       await eventually(() => t.broker.engine.connectionCount >= 0)
       assert.equal((await upgradeStatus(t.url('/ws/down?subscribe-broadcast'))).status, 503)
       await assert.rejects(
-        new RedisPublisher({ facility: 'down', broadcast: true }, { broker: t.broker }).publishMessage('x'),
+        new RedisPublisher(
+          { facility: 'down', broadcast: true },
+          { broker: t.broker },
+        ).publishMessage('x'),
         { code: 'WSF_REDIS_UNAVAILABLE' },
       )
     } finally {

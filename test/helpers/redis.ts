@@ -3,6 +3,13 @@ import { once } from 'node:events'
 import net from 'node:net'
 import { createClient } from 'redis'
 
+/** A node-redis client connected to a test server. */
+export type TestRedisClient = ReturnType<typeof newClient>
+
+function newClient(port: number) {
+  return createClient({ url: `redis://127.0.0.1:${port}` })
+}
+
 /** A redis-server started for a test on a free port; `stop()` ends it. */
 export interface RedisServer {
   port: number
@@ -15,7 +22,7 @@ export interface RedisServer {
   /** Starts the server again on the same port (after stop or kill). */
   restart(): Promise<void>
   /** A fresh node-redis client to inspect the server; the caller closes it. */
-  client(): Promise<ReturnType<typeof createClient>>
+  client(): Promise<TestRedisClient>
 }
 
 /** A TCP port nobody listens on right now. */
@@ -85,7 +92,7 @@ export async function startRedis(extra: string[] = []): Promise<RedisServer> {
       await waitReady(port, child)
     },
     async client() {
-      const c = createClient({ url: `redis://127.0.0.1:${port}` })
+      const c = newClient(port)
       c.on('error', () => {})
       await c.connect()
       return c

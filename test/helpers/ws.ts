@@ -62,7 +62,9 @@ export class TestClient {
 
   /** Texts received so far (binary messages as hex). */
   get texts(): string[] {
-    return this.received.map((r) => (r.binary ? (r.data as Buffer).toString('hex') : (r.data as string)))
+    return this.received.map((r) =>
+      r.binary ? (r.data as Buffer).toString('hex') : (r.data as string),
+    )
   }
 
   /** Resolves when the handshake completed. */
@@ -77,7 +79,10 @@ export class TestClient {
     const deadline = Date.now() + ms
     while (this.received.length < n) {
       const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`expected ${n} messages, got ${this.received.length}: ${JSON.stringify(this.texts)}`)
+      if (left <= 0)
+        throw new Error(
+          `expected ${n} messages, got ${this.received.length}: ${JSON.stringify(this.texts)}`,
+        )
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left)
         this.#waiters.push(() => {
@@ -92,7 +97,9 @@ export class TestClient {
   /** Sends and waits until the frame is written. */
   send(data: string | Buffer, binary?: boolean): Promise<void> {
     return new Promise((resolve, reject) =>
-      this.ws.send(data, { binary: binary ?? Buffer.isBuffer(data) }, (err) => (err ? reject(err) : resolve())),
+      this.ws.send(data, { binary: binary ?? Buffer.isBuffer(data) }, (err) =>
+        err ? reject(err) : resolve(),
+      ),
     )
   }
 
@@ -144,7 +151,10 @@ export function upgradeStatus(
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 /** Polls `check` until it returns true, at most `ms`. */
-export async function eventually(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  ms = 5000,
+): Promise<void> {
   const deadline = Date.now() + ms
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error('condition not met in time')
