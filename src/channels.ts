@@ -32,7 +32,9 @@ export function facilityProblem(
   maxLength = DEFAULT_MAX_FACILITY_LENGTH,
 ): string | null {
   if (name.length === 0) return 'facility is empty'
-  if (name.length > maxLength) return `facility is longer than ${maxLength} characters`
+  // Counted in code points: an emoji is one character, as a user would count it.
+  if (name.length > maxLength && [...name].length > maxLength)
+    return `facility is longer than ${maxLength} characters`
   if (name.includes(':')) return 'facility contains ":"'
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(name)) return 'facility contains a control character'

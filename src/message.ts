@@ -35,7 +35,15 @@ export function encodeMessage(message: Message): Buffer {
   if (typeof message === 'string') return encodeText(message)
   if (Buffer.isBuffer(message) || message instanceof Uint8Array) return encodeBinary(message)
   if (message instanceof ArrayBuffer) return encodeBinary(new Uint8Array(message))
-  if (message !== null && typeof message === 'object') return encodeText(JSON.stringify(message))
+  if (message !== null && typeof message === 'object') {
+    let json: string
+    try {
+      json = JSON.stringify(message)
+    } catch (err) {
+      throw new InvalidArgumentError(`message cannot be sent as JSON: ${String(err)}`)
+    }
+    return encodeText(json)
+  }
   throw new InvalidArgumentError('message must be a string, bytes, or a JSON-serialisable object')
 }
 

@@ -42,6 +42,8 @@ export function parseRequest(url: string, prefix: string, limits: ParseLimits = 
   const q = url.indexOf('?')
   const rawPath = q === -1 ? url : url.slice(0, q)
   const rawQuery = q === -1 ? '' : url.slice(q + 1)
+  // `/ws` for prefix `/ws/` is the prefix without a facility: an empty facility, not another path.
+  if (`${rawPath}/` === prefix) throw new HttpError(400, 'facility is empty')
   if (!rawPath.startsWith(prefix)) throw new HttpError(404, `path is not under ${prefix}`)
 
   let rest = rawPath.slice(prefix.length)

@@ -24,21 +24,28 @@ export class MemoryEngine implements Engine {
     this.#handler = handler
   }
 
+  #check(): void {
+    if (this.#closed) throw new ClosedError()
+  }
+
   async subscribe(channel: string): Promise<void> {
+    this.#check()
     this.#subscribed.add(channel)
   }
 
   async unsubscribe(channel: string): Promise<void> {
+    this.#check()
     this.#subscribed.delete(channel)
   }
 
   async publish(channel: string, payload: Buffer, expire: number): Promise<number> {
-    if (this.#closed) throw new ClosedError()
+    this.#check()
     if (expire > 0) this.#store.set(channel, { payload, expiresAt: Date.now() + expire * 1000 })
     return this.#subscribed.has(channel) ? this.#handler(channel, payload) : 0
   }
 
   async get(channels: string[]): Promise<(Buffer | null)[]> {
+    this.#check()
     const now = Date.now()
     return channels.map((channel) => {
       const stored = this.#store.get(channel)

@@ -39,6 +39,24 @@ function clientOptions(redis: string | RedisClientOptions): RedisClientOptions {
 }
 
 /**
+ * Connects `client`, failing at its first connection error. node-redis would otherwise retry the
+ * first connect forever, so start() (and close() waiting for it) would hang while Redis is down;
+ * failing lets the broker answer 503 and try again later. Connections lost after this reconnect.
+ */
+async function connectOnce(client: Client): Promise<void> {
+  let onError: (err: unknown) => void = () => {}
+  const failed = new Promise<never>((_, reject) => {
+    onError = reject
+    client.once('error', onError)
+  })
+  try {
+    await Promise.race([client.connect(), failed])
+  } finally {
+    client.off('error', onError)
+  }
+}
+
+/**
  * Engine on node-redis: one connection for subscriptions and one for commands per process,
  * whatever the number of clients and channels.
  */
@@ -77,11 +95,15 @@ export class RedisEngine extends EventEmitter implements Engine {
       ['commands', this.#cmd],
       ['subscriber', this.#sub],
     ] as const) {
-      client.on('error', (err: unknown) =>
-        this.emit(
-          'error',
-          new EngineError(`redis ${name} connection: ${String(err)}`, { cause: err }),
-        ),
+      // Without a listener an 'error' event would throw; the broker always listens.
+      client.on(
+        'error',
+        (err: unknown) =>
+          this.listenerCount('error') > 0 &&
+          this.emit(
+            'error',
+            new EngineError(`redis ${name} connection: ${String(err)}`, { cause: err }),
+          ),
       )
       client.on('reconnecting', () => this.#status('reconnecting'))
       client.on('ready', () => {
@@ -112,7 +134,7 @@ export class RedisEngine extends EventEmitter implements Engine {
       if (this.#closed) throw new ClosedError()
       this.#status('connecting')
       try {
-        await Promise.all([this.#cmd.connect(), this.#sub.connect()])
+        await Promise.all([connectOnce(this.#cmd), connectOnce(this.#sub)])
         await this.#rewriteNode()
       } catch (err) {
         this.#started = null

@@ -1,0 +1,459 @@
+import assert from 'node:assert/strict'
+import { after, afterEach, before, describe, it } from 'node:test'
+import { MemoryEngine } from '../src/engine/memory.js'
+import { RedisEngine } from '../src/engine/redis.js'
+import type { Engine } from '../src/engine/types.js'
+import { ClosedError, EngineError } from '../src/errors.js'
+import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
+import { eventually, sleep } from './helpers/ws.js'
+
+/** Every byte value, 0xff first: the payload a text-only transport would damage. */
+const ALL_BYTES = Buffer.from([0xff, 0x00, 0xfe, ...Array.from({ length: 256 }, (_, i) => i)])
+
+interface Delivery {
+  channel: string
+  payload: Buffer
+}
+
+/** An engine under test plus what its message handler saw. */
+interface Harness {
+  engine: Engine
+  received: Delivery[]
+  /** Records `count` local connections on `channel`, in the engine and in the handler. */
+  setCount(channel: string, count: number): Promise<void>
+  /** Messages received on `channel`, as UTF-8 text. */
+  texts(channel: string): string[]
+}
+
+interface Fixture {
+  name: string
+  setup(): Promise<void>
+  teardown(): Promise<void>
+  /** A new, started engine. */
+  create(): Promise<Engine>
+}
+
+const memoryFixture: Fixture = {
+  name: 'MemoryEngine',
+  setup: async () => {},
+  teardown: async () => {},
+  async create() {
+    const engine = new MemoryEngine()
+    await engine.start()
+    return engine
+  },
+}
+
+function redisFixture(): Fixture {
+  let server: RedisServer | null = null
+  return {
+    name: 'RedisEngine',
+    async setup() {
+      server = await startRedis()
+    },
+    async teardown() {
+      await server?.stop()
+    },
+    async create() {
+      assert.ok(server, 'redis-server started')
+      return startRedisEngine(server.url)
+    },
+  }
+}
+
+async function startRedisEngine(url: string): Promise<RedisEngine> {
+  const engine = new RedisEngine({ redis: url, prefix: '' })
+  engine.onError(() => {})
+  await engine.start()
+  return engine
+}
+
+/**
+ * Wires a handler into `engine` that records deliveries and answers, like the hub, with the
+ * number of local connections the test declared for the channel: the memory engine returns that
+ * answer from publish, the Redis engine the count recorded with setLocalCount. Both must agree.
+ */
+function harness(engine: Engine): Harness {
+  const received: Delivery[] = []
+  const counts = new Map<string, number>()
+  engine.onMessage((channel, payload) => {
+    received.push({ channel, payload: Buffer.from(payload) })
+    return counts.get(channel) ?? 0
+  })
+  return {
+    engine,
+    received,
+    async setCount(channel, count) {
+      counts.set(channel, count)
+      await engine.setLocalCount(channel, count)
+    },
+    texts: (channel) =>
+      received.filter((d) => d.channel === channel).map((d) => d.payload.toString('utf8')),
+  }
+}
+
+let sequence = 0
+/** A channel name no other test uses. */
+function channel(name = 'chat'): string {
+  sequence += 1
+  return `broadcast:${name}-${sequence}`
+}
+
+for (const fixture of [memoryFixture, redisFixture()]) {
+  describe(`Engine contract: ${fixture.name}`, () => {
+    const open: Engine[] = []
+
+    before(() => fixture.setup())
+    afterEach(async () => {
+      await Promise.all(open.splice(0).map((engine) => engine.close()))
+    })
+    after(() => fixture.teardown())
+
+    async function create(): Promise<Harness> {
+      const engine = await fixture.create()
+      open.push(engine)
+      return harness(engine)
+    }
+
+    it('can be started more than once', async () => {
+      const { engine } = await create()
+      await engine.start()
+      await engine.start()
+    })
+
+    it('delivers a published message to the handler with its channel and exact bytes', async () => {
+      const h = await create()
+      const ch = channel()
+      await h.engine.subscribe(ch)
+      const payload = Buffer.from('{"text":"héllo"}', 'utf8')
+      await h.engine.publish(ch, payload, 0)
+      await h.engine.barrier()
+      assert.equal(h.received.length, 1)
+      assert.equal(h.received[0]?.channel, ch)
+      assert.deepEqual(h.received[0]?.payload, payload)
+    })
+
+    it('delivers nothing and returns 0 for a channel nobody subscribed', async () => {
+      const h = await create()
+      const listened = channel()
+      const unheard = channel()
+      await h.engine.subscribe(listened)
+      await h.setCount(listened, 1)
+      assert.equal(await h.engine.publish(unheard, Buffer.from('lost'), 0), 0)
+      await h.engine.barrier()
+      assert.deepEqual(h.received, [])
+    })
+
+    it('stops delivering after unsubscribe', async () => {
+      const h = await create()
+      const ch = channel()
+      await h.engine.subscribe(ch)
+      await h.engine.publish(ch, Buffer.from('first'), 0)
+      await h.engine.barrier()
+      assert.deepEqual(h.texts(ch), ['first'])
+
+      await h.engine.unsubscribe(ch)
+      assert.equal(await h.engine.publish(ch, Buffer.from('second'), 0), 0)
+      await h.engine.barrier()
+      assert.deepEqual(h.texts(ch), ['first'])
+    })
+
+    it('delivers again after subscribing anew', async () => {
+      const h = await create()
+      const ch = channel()
+      await h.engine.subscribe(ch)
+      await h.engine.unsubscribe(ch)
+      await h.engine.subscribe(ch)
+      await h.engine.publish(ch, Buffer.from('back'), 0)
+      await h.engine.barrier()
+      assert.deepEqual(h.texts(ch), ['back'])
+    })
+
+    it('only delivers the channels subscribed', async () => {
+      const h = await create()
+      const a = channel('a')
+      const b = channel('b')
+      await h.engine.subscribe(a)
+      await h.engine.publish(b, Buffer.from('to b'), 0)
+      await h.engine.publish(a, Buffer.from('to a'), 0)
+      await h.engine.barrier()
+      assert.deepEqual(
+        h.received.map((d) => d.channel),
+        [a],
+      )
+    })
+
+    it('returns the number of receivers recorded for the channel', async () => {
+      const h = await create()
+      const ch = channel()
+      await h.engine.subscribe(ch)
+      await h.setCount(ch, 3)
+      assert.equal(await h.engine.publish(ch, Buffer.from('x'), 0), 3)
+      await h.setCount(ch, 1)
+      assert.equal(await h.engine.publish(ch, Buffer.from('y'), 0), 1)
+      await h.engine.barrier()
+      assert.deepEqual(h.texts(ch), ['x', 'y'])
+    })
+
+    it('stores the payload under the channel when expire > 0, and lets it expire', async () => {
+      const h = await create()
+      const ch = channel()
+      const payload = Buffer.from('kept for a second')
+      await h.engine.publish(ch, payload, 1)
+      assert.deepEqual(await h.engine.get([ch]), [payload])
+      await sleep(1200)
+      assert.deepEqual(await h.engine.get([ch]), [null])
+    })
+
+    it('stores the payload even when nobody is subscribed', async () => {
+      const h = await create()
+      const ch = channel()
+      assert.equal(await h.engine.publish(ch, Buffer.from('for later'), 60), 0)
+      assert.deepEqual(await h.engine.get([ch]), [Buffer.from('for later')])
+    })
+
+    it('keeps only the last stored payload of a channel', async () => {
+      const h = await create()
+      const ch = channel()
+      await h.engine.publish(ch, Buffer.from('old'), 60)
+      await h.engine.publish(ch, Buffer.from('new'), 60)
+      assert.deepEqual(await h.engine.get([ch]), [Buffer.from('new')])
+    })
+
+    it('stores nothing when expire is 0', async () => {
+      const h = await create()
+      const ch = channel()
+      await h.engine.subscribe(ch)
+      await h.engine.publish(ch, Buffer.from('live only'), 0)
+      await h.engine.barrier()
+      assert.deepEqual(h.texts(ch), ['live only'])
+      assert.deepEqual(await h.engine.get([ch]), [null])
+    })
+
+    it('answers get with null in place of each channel without a stored payload', async () => {
+      const h = await create()
+      const stored = channel('stored')
+      const other = channel('stored')
+      await h.engine.publish(stored, Buffer.from('one'), 60)
+      await h.engine.publish(other, Buffer.from('two'), 60)
+      const result = await h.engine.get([channel('missing'), stored, channel('missing'), other])
+      assert.deepEqual(result, [null, Buffer.from('one'), null, Buffer.from('two')])
+      assert.deepEqual(await h.engine.get([]), [])
+    })
+
+    it('keeps a binary payload with 0xff bytes intact, live and stored', async () => {
+      const h = await create()
+      const ch = channel()
+      await h.engine.subscribe(ch)
+      await h.engine.publish(ch, ALL_BYTES, 60)
+      await h.engine.barrier()
+      assert.equal(h.received.length, 1)
+      assert.deepEqual(h.received[0]?.payload, ALL_BYTES)
+      const [stored] = await h.engine.get([ch])
+      assert.deepEqual(stored, ALL_BYTES)
+    })
+
+    it('keeps an empty payload', async () => {
+      const h = await create()
+      const ch = channel()
+      await h.engine.subscribe(ch)
+      await h.engine.publish(ch, Buffer.alloc(0), 60)
+      await h.engine.barrier()
+      assert.equal(h.received.length, 1)
+      assert.equal(h.received[0]?.payload.length, 0)
+      assert.deepEqual(await h.engine.get([ch]), [Buffer.alloc(0)])
+    })
+
+    it('resolves barrier only after every message published before it was handled, in order', async () => {
+      const h = await create()
+      const ch = channel()
+      await h.engine.subscribe(ch)
+      const sent = Array.from({ length: 200 }, (_, i) => `message ${i}`)
+      await Promise.all(sent.map((text) => h.engine.publish(ch, Buffer.from(text), 0)))
+      await h.engine.barrier()
+      assert.deepEqual(h.texts(ch), sent)
+    })
+
+    it('can be closed more than once', async () => {
+      const { engine } = await create()
+      await engine.close()
+      await engine.close()
+    })
+
+    it('rejects publish after close with code WSF_CLOSED', async () => {
+      const { engine } = await create()
+      await engine.close()
+      await assert.rejects(engine.publish(channel(), Buffer.from('late'), 0), (err: unknown) => {
+        assert.ok(err instanceof ClosedError)
+        assert.equal(err.code, 'WSF_CLOSED')
+        return true
+      })
+    })
+  })
+}
+
+describe('RedisEngine on a real redis-server', () => {
+  let server: RedisServer
+  const open: RedisEngine[] = []
+
+  before(async () => {
+    server = await startRedis()
+  })
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((engine) => engine.close()))
+  })
+  after(async () => {
+    await server.stop()
+  })
+
+  async function create(): Promise<Harness & { engine: RedisEngine }> {
+    const engine = await startRedisEngine(server.url)
+    open.push(engine)
+    return { ...harness(engine), engine }
+  }
+
+  it('holds exactly two connections once started, and none after close', async () => {
+    const engine = new RedisEngine({ redis: server.url, prefix: '' })
+    engine.onError(() => {})
+    open.push(engine)
+    assert.equal(engine.connectionCount, 0)
+    await engine.start()
+    assert.equal(engine.connectionCount, 2)
+    await engine.close()
+    assert.equal(engine.connectionCount, 0)
+  })
+
+  it('sums the receivers every process recorded (2 + 3 = 5), whichever publishes', async () => {
+    const one = await create()
+    const two = await create()
+    const ch = channel()
+    await Promise.all([one.engine.subscribe(ch), two.engine.subscribe(ch)])
+    await one.setCount(ch, 2)
+    await two.setCount(ch, 3)
+    assert.equal(await one.engine.publish(ch, Buffer.from('from one'), 0), 5)
+    assert.equal(await two.engine.publish(ch, Buffer.from('from two'), 0), 5)
+    await Promise.all([one.engine.barrier(), two.engine.barrier()])
+    assert.deepEqual(one.texts(ch), ['from one', 'from two'])
+    assert.deepEqual(two.texts(ch), ['from one', 'from two'])
+  })
+
+  it('stops counting a process once it closed', async () => {
+    const one = await create()
+    const two = await create()
+    const ch = channel()
+    await Promise.all([one.engine.subscribe(ch), two.engine.subscribe(ch)])
+    await one.setCount(ch, 2)
+    await two.setCount(ch, 3)
+    await two.engine.close()
+    assert.equal(await one.engine.publish(ch, Buffer.from('x'), 0), 2)
+  })
+
+  it('reads a payload SET by another Redis client under the channel name (ws4redis layout)', async () => {
+    const h = await create()
+    const raw = await server.client()
+    try {
+      await raw.set('ws4redis:user:john:chat', 'stored by Django')
+      const [stored] = await h.engine.get(['ws4redis:user:john:chat'])
+      assert.equal(stored?.toString('utf8'), 'stored by Django')
+    } finally {
+      raw.destroy()
+    }
+  })
+
+  it('stores under exactly the channel name with a TTL of expire seconds', async () => {
+    const h = await create()
+    const raw = await server.client()
+    try {
+      const ch = channel()
+      await h.engine.publish(ch, Buffer.from('persisted'), 30)
+      assert.equal(await raw.get(ch), 'persisted')
+      const ttl = await raw.pTTL(ch)
+      assert.ok(ttl > 0 && ttl <= 30_000, `PTTL ${ttl}`)
+
+      const short = channel()
+      await h.engine.publish(short, Buffer.from('brief'), 1)
+      const shortTtl = await raw.pTTL(short)
+      assert.ok(shortTtl > 0 && shortTtl <= 1000, `PTTL ${shortTtl}`)
+    } finally {
+      raw.destroy()
+    }
+  })
+
+  it('sets no key when expire is 0', async () => {
+    const h = await create()
+    const raw = await server.client()
+    try {
+      const ch = channel()
+      await h.engine.publish(ch, Buffer.from('live only'), 0)
+      assert.equal(await raw.exists(ch), 0)
+    } finally {
+      raw.destroy()
+    }
+  })
+
+  it('delivers a message another Redis client PUBLISHed on the channel name', async () => {
+    const h = await create()
+    const raw = await server.client()
+    try {
+      await h.engine.subscribe('ws4redis:broadcast:chat')
+      assert.equal(await raw.publish('ws4redis:broadcast:chat', 'from RedisPublisher'), 1)
+      await h.engine.barrier()
+      assert.deepEqual(h.texts('ws4redis:broadcast:chat'), ['from RedisPublisher'])
+    } finally {
+      raw.destroy()
+    }
+  })
+
+  it('publishes on exactly the channel name, for any other Redis subscriber', async () => {
+    const h = await create()
+    const raw = await server.client()
+    try {
+      const seen: [string, string][] = []
+      await raw.subscribe('broadcast:news', (message, ch) => seen.push([ch, message]))
+      await h.engine.publish('broadcast:news', Buffer.from('hello'), 0)
+      await eventually(() => seen.length === 1)
+      assert.deepEqual(seen, [['broadcast:news', 'hello']])
+    } finally {
+      raw.destroy()
+    }
+  })
+
+  it(
+    'rejects start with code WSF_REDIS_UNAVAILABLE when nothing listens',
+    { timeout: 30_000 },
+    async () => {
+      const port = await freePort()
+      const engine = new RedisEngine({ redis: `redis://127.0.0.1:${port}`, prefix: '' })
+      engine.onError(() => {})
+      open.push(engine)
+      await assert.rejects(engine.start(), (err: unknown) => {
+        assert.ok(err instanceof EngineError)
+        assert.equal(err.code, 'WSF_REDIS_UNAVAILABLE')
+        return true
+      })
+      assert.equal(engine.connectionCount, 0)
+    },
+  )
+
+  it('starts on a later attempt once Redis is reachable', { timeout: 30_000 }, async () => {
+    const own = await startRedis()
+    try {
+      await own.stop()
+      const engine = new RedisEngine({ redis: own.url, prefix: '' })
+      engine.onError(() => {})
+      open.push(engine)
+      await assert.rejects(engine.start(), { code: 'WSF_REDIS_UNAVAILABLE' })
+      await own.restart()
+      await engine.start()
+      assert.equal(engine.connectionCount, 2)
+      const h = harness(engine)
+      await engine.subscribe('broadcast:late')
+      await engine.publish('broadcast:late', Buffer.from('works'), 0)
+      await engine.barrier()
+      assert.deepEqual(h.texts('broadcast:late'), ['works'])
+      await engine.close()
+    } finally {
+      await own.stop()
+    }
+  })
+})

@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { MemoryEngine } from '../src/engine/memory.js'
+import { type BrokerOptions, resolveOptions } from '../src/options.js'
+
+/** Resolves options the type system would refuse, as a JavaScript caller could pass them. */
+function resolveUntyped(options: Record<string, unknown>): ReturnType<typeof resolveOptions> {
+  return resolveOptions(options as BrokerOptions)
+}
+
+describe('resolveOptions', () => {
+  describe('defaults', () => {
+    it('fills every default when called without options', () => {
+      const opts = resolveOptions()
+      assert.equal(opts.prefix, '')
+      assert.equal(opts.channelPrefix, '')
+      assert.equal(opts.path, '/ws/')
+      assert.equal(opts.expire, 0)
+      assert.equal(opts.heartbeat, null)
+      assert.deepEqual(opts.clientPublish, ['session', 'user'])
+      assert.equal(opts.replay, true)
+      assert.equal(opts.pingInterval, 30_000)
+      assert.equal(opts.maxFacilityLength, 128)
+      assert.equal(opts.maxPayload, 1024 * 1024)
+      assert.equal(opts.maxBufferedBytes, 4 * 1024 * 1024)
+      assert.equal(opts.slowConsumer, 'close')
+      assert.equal(opts.redis, undefined)
+      assert.equal(opts.engine, undefined)
+    })
+
+    it('gives the same defaults for an empty object', () => {
+      assert.deepEqual(resolveOptions({}), resolveOptions())
+    })
+
+    it('treats options set to undefined as absent', () => {
+      const opts = resolveOptions({
+        prefix: undefined,
+        path: undefined,
+        expire: undefined,
+        heartbeat: undefined,
+        clientPublish: undefined,
+        slowConsumer: undefined,
+        redis: undefined,
+        engine: undefined,
+      })
+      assert.deepEqual(opts, resolveOptions())
+    })
+
+    it('hands out a fresh clientPublish array every time', () => {
+      const first = resolveOptions()
+      first.clientPublish.push('broadcast')
+      assert.deepEqual(resolveOptions().clientPublish, ['session', 'user'])
+    })
+
+    it('copies a given clientPublish array', () => {
+      const mine: BrokerOptions['clientPublish'] = ['user']
+      const opts = resolveOptions({ clientPublish: mine })
+      opts.clientPublish.push('group')
+      assert.deepEqual(mine, ['user'])
+    })
+  })
+
+  describe('accepted values', () => {
+    it('keeps given values', () => {
+      const opts = resolveOptions({
+        expire: 60,
+        heartbeat: '--heartbeat--',
+        clientPublish: [],
+        slowConsumer: 'drop',
+        replay: false,
+      })
+      assert.equal(opts.expire, 60)
+      assert.equal(opts.heartbeat, '--heartbeat--')
+      assert.deepEqual(opts.clientPublish, [])
+      assert.equal(opts.slowConsumer, 'drop')
+      assert.equal(opts.replay, false)
+    })
+
+    it('derives the channel prefix from prefix', () => {
+      assert.equal(resolveOptions({ prefix: 'ws4redis' }).channelPrefix, 'ws4redis:')
+      assert.equal(resolveOptions({ prefix: 'ws4redis:' }).channelPrefix, 'ws4redis:')
+    })
+
+    it('adds the trailing slash to a path without one', () => {
+      assert.equal(resolveOptions({ path: '/socket' }).path, '/socket/')
+      assert.equal(resolveOptions({ path: '/socket/' }).path, '/socket/')
+      assert.equal(resolveOptions({ path: '/' }).path, '/')
+    })
+
+    it('accepts redis alone or engine alone', () => {
+      assert.equal(
+        resolveOptions({ redis: 'redis://127.0.0.1:6379' }).redis,
+        'redis://127.0.0.1:6379',
+      )
+      const engine = new MemoryEngine()
+      assert.equal(resolveOptions({ engine }).engine, engine)
+    })
+  })
+
+  describe('refused values', () => {
+    const cases: [string, Record<string, unknown>][] = [
+      ['negative expire', { expire: -1 }],
+      ['NaN expire', { expire: Number.NaN }],
+      ['infinite expire', { expire: Number.POSITIVE_INFINITY }],
+      ['expire given as a string', { expire: '10' }],
+      ['path without a leading "/"', { path: 'ws/' }],
+      ['empty path', { path: '' }],
+      ['path that is not a string', { path: 42 }],
+      ['clientPublish with an unknown audience', { clientPublish: ['user', 'everyone'] }],
+      ['clientPublish that is not an array', { clientPublish: 'user' }],
+      ['empty heartbeat', { heartbeat: '' }],
+      ['heartbeat that is not a string', { heartbeat: 1 }],
+      ['both redis and engine', { redis: 'redis://127.0.0.1:6379', engine: new MemoryEngine() }],
+      ['unknown slowConsumer policy', { slowConsumer: 'block' }],
+      ['prefix with ":" inside', { prefix: 'a:b' }],
+      ['prefix that is not a string', { prefix: 1 }],
+      ['negative pingInterval', { pingInterval: -1 }],
+      ['negative maxPayload', { maxPayload: -1 }],
+      ['negative maxBufferedBytes', { maxBufferedBytes: -1 }],
+      ['zero maxFacilityLength', { maxFacilityLength: 0 }],
+      ['fractional maxFacilityLength', { maxFacilityLength: 1.5 }],
+      ['identify that is not a function', { identify: 'jwt' }],
+      ['allowedChannels that is not a function', { allowedChannels: {} }],
+    ]
+    for (const [name, options] of cases) {
+      it(`throws TypeError for ${name}`, () => {
+        assert.throws(() => resolveUntyped(options), TypeError)
+      })
+    }
+  })
+})
