@@ -3,7 +3,6 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import type { RedisClientOptions } from 'redis'
 import { type Broker, createBroker } from './broker.js'
 import { type Audience, isAudience } from './channels.js'
 import type { EngineStatus } from './engine/types.js'
@@ -33,7 +32,7 @@ Options (each may also come from the environment variable shown; the flag wins):
                          = form: --heartbeat=--heartbeat--
                            env WSFACILITY_HEARTBEAT, default none
   --client-publish LIST  audiences clients may publish to (publish-* flags), comma-
-                         separated from broadcast,group,user,session
+                         separated from broadcast,group,user,session; empty for none
                            env WSFACILITY_CLIENT_PUBLISH, default session,user
   --path PATH            path prefix of WebSocket URLs
                            env WSFACILITY_PATH, default /ws/
@@ -44,17 +43,23 @@ under the WebSocket path get 426. SIGTERM or SIGINT closes clients with 1001 and
 
 /** What the command line asks for, after defaults and validation. */
 export interface CliConfig {
-  /** Print the help and exit. */
+  /** Print the help and exit (the other fields then keep their defaults). */
   help: boolean
+  /** Port to listen on; 0 picks a free one. */
   port: number
+  /** Address to bind. */
   host: string
   /** Redis URL; null runs the in-memory engine. */
   redis: string | null
+  /** Channel prefix (broker option `prefix`). */
   prefix: string
+  /** Seconds to keep each channel's last message (broker option `expire`). */
   expire: number
+  /** Heartbeat text (broker option `heartbeat`). */
   heartbeat: string | null
   /** Audiences clients may publish to; undefined keeps the broker's default. */
   clientPublish: Audience[] | undefined
+  /** Path prefix of WebSocket URLs, ending with `/`. */
   path: string
 }
 
@@ -77,9 +82,9 @@ const FLAGS = {
   help: { type: 'boolean', short: 'h' },
 } as const
 
-// Redis connection attempts are retried this long at startup (Redis may be starting next to us),
-// then the CLI gives up and exits 1. Once connected, it retries for as long as it runs.
-const STARTUP_WAIT_MS = 3000
+// /health reads this key (under the prefix, never written) to check the command connection.
+const HEALTH_KEY = 'wsfacility:health'
+const HEALTH_TIMEOUT_MS = 2000
 
 /** Turns argv and the environment into a config; throws UsageError for values that cannot work. */
 export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
@@ -103,7 +108,7 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
   }
 
   const config: CliConfig = {
-    help: values.help === true,
+    help: false,
     port: 8000,
     host: '127.0.0.1',
     redis: null,
@@ -113,6 +118,8 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     clientPublish: undefined,
     path: '/ws/',
   }
+  // --help answers whatever else the line says.
+  if (values.help) return { ...config, help: true }
   const port = pick('port', 'PORT')
   if (port) config.port = wholeNumber(port, 65535)
   const host = pick('host', 'HOST')
@@ -186,7 +193,9 @@ function redact(url: string): string {
 
 /** Where the CLI writes; console by default. */
 export interface CliOutput {
+  /** Normal output: the address, the engine in use, the help. */
   out(line: string): void
+  /** Errors, usage errors and shutdown notices. */
   err(line: string): void
 }
 
@@ -201,65 +210,87 @@ export class StandaloneServer {
   readonly broker: Broker
   readonly http: http.Server
   readonly #output: CliOutput
-  #status: EngineStatus = 'connecting'
   #connected = false
-  #lastError = ''
+  #down = false
+  readonly #reported = new Set<string>()
   #closing: Promise<void> | null = null
 
   constructor(config: CliConfig, output: CliOutput = consoleOutput) {
     this.config = config
     this.#output = output
-    const deadline = Date.now() + STARTUP_WAIT_MS
-    const redis: RedisClientOptions | undefined = config.redis
-      ? {
-          url: config.redis,
-          socket: {
-            reconnectStrategy: (retries: number, cause: Error) => {
-              if (!this.#connected && (this.#closing || Date.now() >= deadline)) return cause
-              return Math.min(100 * 2 ** retries, 3000)
-            },
-          },
-        }
-      : undefined
     this.broker = createBroker({
-      ...(redis ? { redis } : {}),
+      redis: config.redis ?? undefined,
       prefix: config.prefix,
       path: config.path,
       expire: config.expire,
       heartbeat: config.heartbeat,
-      ...(config.clientPublish ? { clientPublish: config.clientPublish } : {}),
+      clientPublish: config.clientPublish,
     })
-    this.broker.on('engine', (status) => {
-      if (this.#connected && status !== this.#status && status !== 'closed') {
-        this.#output.err(`redis: ${status}`)
-      }
-      this.#status = status
-    })
+    this.broker.on('engine', (status) => this.#engineStatus(status))
     this.broker.on('error', (err) => {
-      // Before the first connect the startup failure is reported once; later, a Redis outage
-      // repeats the same error on every retry, so print it once per change.
-      if (!this.#connected || err.message === this.#lastError) return
-      this.#lastError = err.message
+      // A startup failure is reported once, by listen(). During an outage both Redis connections
+      // fail again on every retry: print each distinct error once per outage.
+      if (!this.#connected || this.#reported.has(err.message)) return
+      if (this.#reported.size < 100) this.#reported.add(err.message)
       this.#output.err(`error: ${err.message}`)
     })
     this.http = http.createServer((req, res) => this.#request(req, res))
+  }
+
+  #engineStatus(status: EngineStatus): void {
+    if (!this.#connected) return
+    if (status === 'reconnecting' && !this.#down) {
+      this.#down = true
+      this.#output.err('redis: connection lost, reconnecting')
+    } else if (status === 'ready' && this.#down) {
+      this.#down = false
+      this.#reported.clear()
+      this.#output.err('redis: connected again')
+    }
   }
 
   #request(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (this.broker.handleRequest(req, res)) return
     const path = (req.url ?? '/').split('?', 1)[0]
     if (path === '/health' && (req.method === 'GET' || req.method === 'HEAD')) {
-      const ok = this.#status === 'ready' && !this.#closing
-      const body = JSON.stringify(ok ? { status: 'ok' } : { status: 'unavailable' })
-      res.writeHead(ok ? 200 : 503, {
-        'Content-Type': 'application/json',
-        'Content-Length': Buffer.byteLength(body),
-        'Cache-Control': 'no-store',
+      void this.#healthy().then((ok) => {
+        const body = JSON.stringify({ status: ok ? 'ok' : 'unavailable' })
+        res.writeHead(ok ? 200 : 503, {
+          'Content-Type': 'application/json',
+          'Content-Length': Buffer.byteLength(body),
+          'Cache-Control': 'no-store',
+        })
+        res.end(req.method === 'HEAD' ? undefined : body)
       })
-      res.end(req.method === 'HEAD' ? undefined : body)
       return
     }
     res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('not found\n')
+  }
+
+  /**
+   * Asks the engine rather than trusting its last status event (the subscriber's and the command
+   * connection's events interleave): a PING on the subscriber and an MGET on the command
+   * connection, which both fail at once while Redis is down.
+   */
+  async #healthy(): Promise<boolean> {
+    if (this.#closing || !this.#connected) return false
+    const { engine } = this.broker
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), HEALTH_TIMEOUT_MS)
+    })
+    const probe = Promise.all([
+      engine.barrier(),
+      engine.get([this.broker.options.channelPrefix + HEALTH_KEY]),
+    ]).then(
+      () => true,
+      () => false,
+    )
+    try {
+      return await Promise.race([probe, timeout])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /** Connects the engine, then listens; resolves to the server's URL (with the real port). */
@@ -274,7 +305,6 @@ export class StandaloneServer {
       throw new Error(`cannot connect to Redis${where}: ${String(cause)}`, { cause: err })
     }
     this.#connected = true
-    this.#status = 'ready'
     if (this.#closing) throw new Error('closed while starting')
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err)

@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// The standalone server; see `wsfacility --help`. Needs the build in dist/ (npm run build).
+import { run } from '../dist/cli.js'
+
+run()

@@ -1,0 +1,241 @@
+import assert from 'node:assert/strict'
+import { after, afterEach, before, describe, it } from 'node:test'
+import { type Child, spawnNode } from './helpers/child.js'
+import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
+import { connect, eventually, type TestClient, upgradeStatus } from './helpers/ws.js'
+
+// The built CLI, as users run it (test/run.sh builds dist/ first).
+const BIN = 'bin/wsfacility.js'
+const LISTENING = /^listening on http:\/\/127\.0\.0\.1:(\d+)$/m
+
+let redis: RedisServer
+let publisher: Awaited<ReturnType<RedisServer['client']>>
+const children: Child[] = []
+const clients: TestClient[] = []
+
+before(async () => {
+  redis = await startRedis()
+  publisher = await redis.client()
+})
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.ws.terminate()
+  await Promise.all(children.splice(0).map((child) => child.kill()))
+})
+after(async () => {
+  await publisher.close()
+  await redis.stop()
+})
+
+/** Starts the CLI; no env PORT or REDIS_URL unless given. */
+function cli(args: string[], env: Record<string, string> = {}): Child {
+  const child = spawnNode([BIN, ...args], env)
+  children.push(child)
+  return child
+}
+
+/** Starts the CLI and waits for its `listening on` line; resolves to the child and its port. */
+async function serve(args: string[], env: Record<string, string> = {}) {
+  const child = cli(args, env)
+  const [, port] = await child.waitForOutput(LISTENING)
+  return { child, port: Number(port), ws: (path: string) => `ws://127.0.0.1:${port}${path}` }
+}
+
+async function client(url: string): Promise<TestClient> {
+  const c = await connect(url)
+  clients.push(c)
+  return c
+}
+
+describe('wsfacility CLI', () => {
+  it('prints the address it listens on, with the real port for --port 0', async () => {
+    const { child, port } = await serve(['--port', '0'])
+    assert.ok(port > 0)
+    assert.match(child.stdout, /in-memory engine/)
+    const res = await fetch(`http://127.0.0.1:${port}/health`)
+    assert.equal(res.status, 200)
+  })
+
+  it('prints the usage on stdout and exits 0 for --help and -h', async () => {
+    for (const flag of ['--help', '-h']) {
+      const child = cli([flag])
+      const { code } = await child.exited
+      assert.equal(code, 0)
+      assert.match(child.stdout, /Usage: wsfacility/)
+      assert.match(child.stdout, /--client-publish/)
+    }
+  })
+
+  it('delivers a raw PUBLISH on broadcast:<facility> in Redis to subscribed clients', async () => {
+    const { ws } = await serve(['--port', '0', '--redis', redis.url])
+    const c = await client(ws('/ws/raw?subscribe-broadcast'))
+    await publisher.publish('broadcast:raw', 'hello')
+    await c.waitFor(1)
+    assert.deepEqual(c.texts, ['hello'])
+  })
+
+  it('uses the ws4redis channel names with --prefix ws4redis', async () => {
+    const { ws } = await serve(['--port', '0', '--redis', redis.url, '--prefix', 'ws4redis'])
+    const c = await client(ws('/ws/pre?subscribe-broadcast'))
+    // Published first on the same connection: it would arrive first if the prefix were ignored.
+    await publisher.publish('broadcast:pre', 'unprefixed')
+    await publisher.publish('ws4redis:broadcast:pre', 'prefixed')
+    await c.waitFor(1)
+    assert.deepEqual(c.texts, ['prefixed'])
+  })
+
+  it('answers the heartbeat given as --heartbeat=--heartbeat--', async () => {
+    const { ws } = await serve(['--port', '0', '--heartbeat=--heartbeat--'])
+    const c = await client(ws('/ws/hb?subscribe-broadcast'))
+    await c.send('--heartbeat--')
+    await c.waitFor(1)
+    assert.deepEqual(c.texts, ['--heartbeat--'])
+  })
+
+  it('stores what clients publish for --expire seconds when --client-publish allows it', async () => {
+    const { ws } = await serve([
+      '--port',
+      '0',
+      '--redis',
+      redis.url,
+      '--expire',
+      '10',
+      '--client-publish',
+      'broadcast',
+    ])
+    const c = await client(ws('/ws/exp?publish-broadcast'))
+    await c.send('kept')
+    await eventually(async () => (await publisher.get('broadcast:exp')) === 'kept', 10_000)
+    const ttl = await publisher.ttl('broadcast:exp')
+    assert.ok(ttl > 0 && ttl <= 10, `ttl ${ttl}`)
+  })
+
+  it('refuses client publishing to audiences --client-publish does not list', async () => {
+    const { port } = await serve(['--port', '0', '--client-publish', 'user'])
+    const refused = await upgradeStatus(`ws://127.0.0.1:${port}/ws/cp?publish-broadcast`)
+    assert.equal(refused.status, 403)
+  })
+
+  it('reads every setting from the environment', async () => {
+    const { ws } = await serve([], {
+      PORT: '0',
+      REDIS_URL: redis.url,
+      WS4REDIS_PREFIX: 'ws4redis',
+      WSFACILITY_EXPIRE: '10',
+      WSFACILITY_HEARTBEAT: '--hb--',
+      WSFACILITY_CLIENT_PUBLISH: 'broadcast,session',
+      WSFACILITY_PATH: '/sock',
+    })
+    const c = await client(ws('/sock/env?subscribe-broadcast&publish-broadcast&echo'))
+    await c.send('--hb--')
+    await c.waitFor(1)
+    await publisher.publish('ws4redis:broadcast:env', 'raw')
+    await c.waitFor(2)
+    await c.send('from client')
+    await c.waitFor(3)
+    assert.deepEqual(c.texts, ['--hb--', 'raw', 'from client'])
+    assert.equal(await publisher.get('ws4redis:broadcast:env'), 'from client')
+    const ttl = await publisher.ttl('ws4redis:broadcast:env')
+    assert.ok(ttl > 0 && ttl <= 10, `ttl ${ttl}`)
+  })
+
+  it('lets a flag win over its environment variable', async () => {
+    const { port, ws } = await serve(['--port', '0', '--prefix', 'flag'], {
+      PORT: '1',
+      REDIS_URL: redis.url,
+      WSFACILITY_PREFIX: 'env',
+    })
+    assert.notEqual(port, 1)
+    const c = await client(ws('/ws/win?subscribe-broadcast'))
+    await publisher.publish('env:broadcast:win', 'from env prefix')
+    await publisher.publish('flag:broadcast:win', 'from flag prefix')
+    await c.waitFor(1)
+    assert.deepEqual(c.texts, ['from flag prefix'])
+  })
+
+  const bad: { name: string; args: string[]; env?: Record<string, string> }[] = [
+    { name: 'an unknown flag', args: ['--bogus'] },
+    { name: 'a positional argument', args: ['serve'] },
+    { name: 'a non-numeric port', args: ['--port', 'abc'] },
+    { name: 'a port above 65535', args: ['--port', '65536'] },
+    { name: 'a negative port', args: ['--port=-1'] },
+    { name: 'a non-numeric PORT', args: [], env: { PORT: 'http' } },
+    { name: 'a negative expire', args: ['--expire=-5'] },
+    { name: 'a non-numeric expire', args: ['--expire', 'soon'] },
+    { name: 'an unknown audience', args: ['--client-publish', 'broadcast,everyone'] },
+    { name: 'a missing value', args: ['--redis'] },
+    { name: 'a dash value without =', args: ['--heartbeat', '--heartbeat--'] },
+    { name: 'a redis URL of another scheme', args: ['--redis', 'http://127.0.0.1:6379'] },
+    { name: 'a prefix with ":" inside', args: ['--prefix', 'a:b'] },
+  ]
+  for (const { name, args, env } of bad) {
+    it(`exits 2 with the usage on stderr for ${name}`, async () => {
+      // --port 0 keeps a CLI that wrongly accepted the line off port 8000 (unless PORT is tested).
+      const child = cli(env?.PORT ? args : ['--port', '0', ...args], env)
+      const outcome = await Promise.race([
+        child.exited,
+        child.waitForOutput(LISTENING).then(() => 'listening' as const),
+      ])
+      assert.deepEqual(outcome, { code: 2, signal: null })
+      assert.match(child.stderr, /^wsfacility: .+\n\n/)
+      assert.match(child.stderr, /Usage: wsfacility/)
+      assert.equal(child.stdout, '')
+    })
+  }
+
+  it('answers plain HTTP: 426 under the ws path, /health, 404 elsewhere', async () => {
+    const { port } = await serve(['--port', '0'])
+    const base = `http://127.0.0.1:${port}`
+    const ws = await fetch(`${base}/ws/foo?subscribe-broadcast`)
+    assert.equal(ws.status, 426)
+    await ws.body?.cancel()
+    const health = await fetch(`${base}/health`)
+    assert.equal(health.status, 200)
+    assert.deepEqual(await health.json(), { status: 'ok' })
+    const other = await fetch(`${base}/elsewhere`)
+    assert.equal(other.status, 404)
+    await other.body?.cancel()
+  })
+
+  it('answers /health with 503 while Redis is down and 200 once it is back', async () => {
+    const own = await startRedis()
+    try {
+      const { port } = await serve(['--port', '0', '--redis', own.url])
+      const health = async (): Promise<number> => {
+        const res = await fetch(`http://127.0.0.1:${port}/health`)
+        await res.body?.cancel()
+        return res.status
+      }
+      assert.equal(await health(), 200)
+      await own.stop()
+      await eventually(async () => (await health()) === 503, 15_000)
+      await own.restart()
+      await eventually(async () => (await health()) === 200, 15_000)
+    } finally {
+      await own.stop()
+    }
+  })
+
+  it('closes clients with 1001 and exits 0 on SIGTERM', async () => {
+    const { child, ws } = await serve(['--port', '0', '--redis', redis.url])
+    const c = await client(ws('/ws/bye?subscribe-broadcast'))
+    const closed = c.closedByServer()
+    const { code, signal } = await child.signal('SIGTERM')
+    assert.equal((await closed).code, 1001)
+    assert.deepEqual({ code, signal }, { code: 0, signal: null })
+  })
+
+  it('exits 0 on SIGINT', async () => {
+    const { child } = await serve(['--port', '0'])
+    const { code, signal } = await child.signal('SIGINT')
+    assert.deepEqual({ code, signal }, { code: 0, signal: null })
+  })
+
+  it('exits 1 without listening when Redis is unreachable', async () => {
+    const port = await freePort()
+    const child = cli(['--port', '0', '--redis', `redis://127.0.0.1:${port}`])
+    const { code } = await child.exited
+    assert.equal(code, 1)
+    assert.match(child.stderr, /cannot connect to Redis/)
+    assert.doesNotMatch(child.stdout, /listening/)
+  })
+})
