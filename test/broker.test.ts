@@ -424,6 +424,31 @@ for (const engine of engines) {
       await c.close()
     })
 
+    it('stays healthy when a raw client sends close codes the spec reserves (1004-1006, 1015, out of range)', async () => {
+      const f = fresh('rawclose')
+      for (const code of [1004, 1005, 1006, 1015, 999, 5000]) {
+        const socket = net.connect(t.port, '127.0.0.1')
+        await new Promise((resolve) => socket.once('connect', resolve))
+        socket.write(
+          `GET /ws/${f}?subscribe-broadcast HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n` +
+            'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+            'Sec-WebSocket-Version: 13\r\n\r\n',
+        )
+        await new Promise((resolve) => socket.once('data', resolve))
+        // A masked close frame carrying `code` (RFC 6455 §5.5.1), mask 0 keeps the bytes readable.
+        const body = Buffer.alloc(2)
+        body.writeUInt16BE(code)
+        socket.write(Buffer.concat([Buffer.from([0x88, 0x80 | body.length, 0, 0, 0, 0]), body]))
+        await new Promise((resolve) => socket.once('close', resolve))
+      }
+      await eventually(() => [...t.broker.connections.values()].every((c) => c.facility !== f))
+      await eventually(() => t.broker.channelCount === 0)
+      const c = await connect(t.url(`/ws/${f}?subscribe-broadcast`))
+      assert.equal(await publisher({ facility: f, broadcast: true }).publishMessage('ok'), 1)
+      await c.waitFor(1)
+      await c.close()
+    })
+
     it('drops a client that stops answering protocol pings', async () => {
       const p = await startBroker(base({ pingInterval: 100 }))
       try {
