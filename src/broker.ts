@@ -3,6 +3,8 @@ import { EventEmitter } from 'node:events'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
+import { type Authentication, Authenticator } from './auth/authenticator.js'
+import { selectProtocol } from './auth/jwt.js'
 import { Connection, CloseCode } from './connection.js'
 import { MemoryEngine } from './engine/memory.js'
 import { RedisEngine } from './engine/redis.js'
@@ -51,6 +53,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly options: ResolvedOptions
   readonly engine: Engine
   readonly subscriber: RedisSubscriber
+  readonly #auth: Authenticator
   readonly #hub: Hub
   readonly #wss: WebSocketServer
   readonly #scheduler = new FlushScheduler()
@@ -79,12 +82,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
       this.emit('engine', status)
     })
     this.subscriber = new RedisSubscriber({ prefix: this.options.channelPrefix })
+    this.#auth = new Authenticator(this.options)
     this.#hub = new Hub(this.engine, (err) => this.#error(err))
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
       perMessageDeflate: false,
       maxPayload: this.options.maxPayload,
+      handleProtocols: selectProtocol,
     })
   }
 
@@ -204,7 +209,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       await this.ready().catch((err: unknown) => {
         throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
       })
-      const identity = await this.#identifyUpgrade(req)
+      const auth = await this.#authenticateUpgrade(req)
+      const identity = auth.identity
       const flags = await this.#policy(req, parsed, identity)
       const channels = this.subscriber.channels(parsed.facility, flags, identity)
       conn = new Connection({
@@ -218,6 +224,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         scheduler: this.#scheduler,
         onSlowConsumer: (c) => c.close(CloseCode.TRY_AGAIN_LATER, 'client too slow'),
       })
+      conn.expiresAt = auth.expiresAt
       const stored = await this.#subscribe(conn)
       if (socket.destroyed) throw new HttpError(499, 'client went away')
       if (this.#closing) throw new HttpError(503, 'server is shutting down')
@@ -241,15 +248,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
   }
 
-  async #identifyUpgrade(req: IncomingMessage): Promise<Identity> {
-    if (!this.options.identify) return normalizeIdentity(null)
+  async #authenticateUpgrade(req: IncomingMessage): Promise<Authentication> {
+    let auth: Authentication
     try {
-      return normalizeIdentity(await this.options.identify(req))
+      auth = await this.#auth.authenticate(req)
     } catch (err) {
       if (err instanceof HttpError) throw err
       this.#error(err)
       throw new HttpError(401, 'cannot identify this request')
     }
+    if (!this.options.anonymous && auth.identity.user === null) {
+      throw new HttpError(401, 'authentication required')
+    }
+    return auth
   }
 
   async #policy(req: IncomingMessage, parsed: ParsedRequest, identity: Identity): Promise<Flags> {
@@ -314,7 +325,41 @@ export class Broker extends EventEmitter<BrokerEvents> {
     ws.on('error', (err) => this.options.logger?.debug?.({ err, id: conn.id }, 'client error'))
     ws.on('close', (code) => this.#drop(conn, code))
     conn.open(ws, socket, stored)
+    if (conn.expiresAt !== null) conn.setExpiry(conn.expiresAt, this.#expire)
     this.emit('connection', conn, req)
+  }
+
+  readonly #expire = (conn: Connection): void =>
+    conn.close(CloseCode.TOKEN_EXPIRED, 'token expired')
+
+  /**
+   * Accepts a fresh JWT for a connection authenticated by one (the `{"token": "…"}` message on raw
+   * facilities; facilities with their own protocol call it too). The identity must stay the same;
+   * the connection then lives until the new token's expiry. Rejects with a TokenError (the caller
+   * closes with 1008).
+   */
+  async refreshToken(conn: Connection, token: string): Promise<void> {
+    const expiresAt = await this.#auth.refresh(token, conn.identity)
+    conn.setExpiry(expiresAt, this.#expire)
+  }
+
+  #inBandToken(conn: Connection, data: Buffer): boolean {
+    if (conn.expiresAt === null || data[0] !== 0x7b /* { */ || data.length > 16384) return false
+    let token: unknown
+    try {
+      const parsed: unknown = JSON.parse(data.toString('utf8'))
+      if (typeof parsed !== 'object' || parsed === null || Object.keys(parsed).length !== 1) {
+        return false
+      }
+      token = (parsed as { token?: unknown }).token
+    } catch {
+      return false
+    }
+    if (typeof token !== 'string') return false
+    this.refreshToken(conn, token).catch((err: unknown) =>
+      conn.close(CloseCode.POLICY, err instanceof HttpError ? err.message : 'invalid token'),
+    )
+    return true
   }
 
   #drop(conn: Connection, code: number): void {
@@ -336,6 +381,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       conn.sendText(heartbeat)
       return
     }
+    if (!isBinary && this.#inBandToken(conn, data)) return
     const targets = conn.channels.publish
     if (targets.length === 0 || !conn.isOpen) return
     const payload = isBinary ? encodeBinary(data) : data
@@ -352,15 +398,17 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
   }
 
-  /** The identity of a request (through the `identify` option) or of an identity-like object. */
+  /**
+   * The identity of a request — an upgrade or an Express `req` (session, passport user, bearer
+   * JWT) — resolved as for connections, or of an identity-like object.
+   */
   async identify(
     requestOrIdentity: IncomingMessage | Partial<Identity> | null | undefined,
   ): Promise<Identity> {
     if (requestOrIdentity === null || requestOrIdentity === undefined)
       return normalizeIdentity(null)
     if (isIdentity(requestOrIdentity)) return normalizeIdentity(requestOrIdentity)
-    if (!this.options.identify) return normalizeIdentity(null)
-    return normalizeIdentity(await this.options.identify(requestOrIdentity as IncomingMessage))
+    return (await this.#auth.authenticate(requestOrIdentity as IncomingMessage)).identity
   }
 
   /**

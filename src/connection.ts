@@ -21,6 +21,8 @@ export const CloseCode = {
   INTERNAL: 1011,
   /** The client did not read fast enough and its queue filled up. */
   TRY_AGAIN_LATER: 1013,
+  /** The JWT that authenticated the connection expired and no fresh one arrived in-band. */
+  TOKEN_EXPIRED: 4001,
 } as const
 
 /** Fixed facts of a connection, decided before the upgrade. */
@@ -63,6 +65,9 @@ export class Connection implements Recipient {
   alive = true
   /** Frames dropped under the `drop` slow-consumer policy. */
   dropped = 0
+  /** When the token that authenticated this connection expires (ms since the epoch), or null. */
+  expiresAt: number | null = null
+  #expiryTimer: NodeJS.Timeout | null = null
 
   constructor(init: ConnectionInit) {
     this.#init = init
@@ -184,8 +189,25 @@ export class Connection implements Recipient {
     this.markClosed()
   }
 
+  /** Calls `onExpire` at `expiresAt` (replacing an earlier expiry); null cancels. */
+  setExpiry(expiresAt: number | null, onExpire: (connection: Connection) => void): void {
+    if (this.#expiryTimer) clearTimeout(this.#expiryTimer)
+    this.#expiryTimer = null
+    this.expiresAt = expiresAt
+    if (expiresAt === null || this.#state === 'closed') return
+    // setTimeout holds at most ~24.8 days; longer expiries re-arm when that fires.
+    const delay = Math.min(Math.max(0, expiresAt - Date.now()), 2 ** 31 - 1)
+    this.#expiryTimer = setTimeout(() => {
+      if (Date.now() >= expiresAt) onExpire(this)
+      else this.setExpiry(expiresAt, onExpire)
+    }, delay)
+    this.#expiryTimer.unref()
+  }
+
   /** Stops all delivery; idempotent. */
   markClosed(): void {
+    if (this.#expiryTimer) clearTimeout(this.#expiryTimer)
+    this.#expiryTimer = null
     this.#state = 'closed'
     this.#held = []
     this.#queue = []

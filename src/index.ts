@@ -29,3 +29,9 @@ export {
   InvalidArgumentError,
   WsFacilityError,
 } from './errors.js'
+export { Authenticator } from './auth/authenticator.js'
+export type { Authentication } from './auth/authenticator.js'
+export { JwtVerifier, TokenError, tokenOf, BEARER_PROTOCOL } from './auth/jwt.js'
+export type { JwtOptions, VerifiedToken } from './auth/jwt.js'
+export { SessionReader, identityFromSession, unsignCookie } from './auth/session.js'
+export type { SessionIdentityMapper, SessionOptions } from './auth/session.js'

@@ -8,6 +8,8 @@ import {
 } from './channels.js'
 import type { Engine } from './engine/types.js'
 import type { IdentifyHook, Identity } from './identity.js'
+import type { JwtOptions } from './auth/jwt.js'
+import type { SessionOptions } from './auth/session.js'
 import type { SlowConsumerPolicy } from './connection.js'
 import type { Flags } from './subscriber.js'
 
@@ -57,8 +59,15 @@ export interface BrokerOptions {
   clientPublish?: Audience[]
   /** Narrows or refuses a connection's flags (403). */
   allowedChannels?: AllowedChannelsHook
-  /** Resolves a request's identity; throw an HttpError for 401. @default anonymous */
+  /** Resolves a request's identity itself (replacing `jwt` and `session`); throw an HttpError
+   * for 401. @default JWT, then session cookie, then anonymous */
   identify?: IdentifyHook
+  /** Verify JWTs from `?token=`, `Authorization: Bearer`, or the subprotocol `bearer.<jwt>`. */
+  jwt?: JwtOptions
+  /** Read express-session cookies and load sessions from the app's store. */
+  session?: SessionOptions
+  /** Accept connections without an identity; false refuses them with 401. @default true */
+  anonymous?: boolean
   /** Milliseconds between protocol pings; a client that missed the last one is dropped. 0 = off. @default 30000 */
   pingInterval?: number
   /** Longest facility name. @default 128 */
@@ -78,6 +87,7 @@ const DEFAULTS = {
   path: '/ws/',
   expire: 0,
   replay: true,
+  anonymous: true,
   heartbeat: null,
   clientPublish: ['session', 'user'],
   pingInterval: 30_000,
@@ -130,6 +140,12 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   }
   if (!Array.isArray(opts.clientPublish) || !opts.clientPublish.every(isAudience)) {
     throw new TypeError('clientPublish must list audiences: broadcast, group, user, session')
+  }
+  if (
+    options.identify !== undefined &&
+    (options.jwt !== undefined || options.session !== undefined)
+  ) {
+    throw new TypeError('identify replaces jwt and session: give one or the other')
   }
   if (opts.slowConsumer !== 'close' && opts.slowConsumer !== 'drop') {
     throw new TypeError("slowConsumer must be 'close' or 'drop'")
