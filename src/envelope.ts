@@ -1,0 +1,76 @@
+/**
+ * The JSON envelope of facilities with `format: 'json'` (the bazis-ws protocol): every frame is
+ * one object discriminated by `type`, parsed once at the boundary.
+ */
+
+/** Error codes of `{"type":"error"}` frames. */
+export type EnvelopeErrorCode =
+  'expired_token' | 'invalid_token' | 'user_not_found' | 'invalid_message' | 'forbidden'
+
+/** What a client may send. */
+export type ClientFrame =
+  { type: 'ping' } | { type: 'token'; token: string } | { type: 'data'; data: unknown }
+
+/** What the server sends. */
+export type ServerFrame =
+  | { type: 'pong' }
+  | { type: 'data'; data: unknown }
+  | { type: 'error'; code: EnvelopeErrorCode; detail: string }
+  | { type: 'join' | 'leave'; user: string; facility?: string }
+
+/** A client frame, or why it is not one. */
+export type ParsedFrame = { ok: true; frame: ClientFrame } | { ok: false; detail: string }
+
+/**
+ * Parses a client's text frame. `{"token": "…"}` (bazis-ws's in-band token, no `type`) is a
+ * token frame; `{"type":"data","data":…}` carries data; anything else is refused with a reason.
+ */
+export function parseClientFrame(text: string): ParsedFrame {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return { ok: false, detail: 'message is not valid JSON' }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, detail: 'message must be a JSON object' }
+  }
+  const v = value as Record<string, unknown>
+  if (v.type === undefined && typeof v.token === 'string')
+    return { ok: true, frame: { type: 'token', token: v.token } }
+  switch (v.type) {
+    case 'ping':
+      return { ok: true, frame: { type: 'ping' } }
+    case 'token':
+      return typeof v.token === 'string'
+        ? { ok: true, frame: { type: 'token', token: v.token } }
+        : { ok: false, detail: 'token must be a string' }
+    case 'data':
+      return 'data' in v
+        ? { ok: true, frame: { type: 'data', data: v.data } }
+        : { ok: false, detail: 'data frame without data' }
+    default:
+      return { ok: false, detail: 'unknown message type' }
+  }
+}
+
+/** Serialises a server frame. */
+export function serverFrame(frame: ServerFrame): string {
+  return JSON.stringify(frame)
+}
+
+/**
+ * Wraps a published payload for a JSON facility: JSON text is embedded as a value, other text as
+ * a string — so a Django publisher's plain strings and a route's objects both arrive as data.
+ */
+export function dataFrame(text: string): string {
+  const trimmed = text.trimStart()
+  if (trimmed.startsWith('{') || trimmed.startsWith('[') || trimmed.startsWith('"')) {
+    try {
+      return `{"type":"data","data":${JSON.stringify(JSON.parse(text))}}`
+    } catch {
+      // not JSON after all: sent as a string below
+    }
+  }
+  return JSON.stringify({ type: 'data', data: text })
+}
