@@ -225,6 +225,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         onSlowConsumer: (c) => c.close(CloseCode.TRY_AGAIN_LATER, 'client too slow'),
       })
       conn.expiresAt = auth.expiresAt
+      conn.tokenAuthenticated = auth.via === 'jwt'
       const stored = await this.#subscribe(conn)
       if (socket.destroyed) throw new HttpError(499, 'client went away')
       if (this.#closing) throw new HttpError(503, 'server is shutting down')
@@ -344,7 +345,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   #inBandToken(conn: Connection, data: Buffer): boolean {
-    if (conn.expiresAt === null || data[0] !== 0x7b /* { */ || data.length > 16384) return false
+    // Only JWT connections refresh; `{"token": …}` from others is an ordinary message.
+    if (!conn.tokenAuthenticated || data[0] !== 0x7b /* { */ || data.length > 16384) return false
     let token: unknown
     try {
       const parsed: unknown = JSON.parse(data.toString('utf8'))

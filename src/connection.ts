@@ -65,6 +65,8 @@ export class Connection implements Recipient {
   alive = true
   /** Frames dropped under the `drop` slow-consumer policy. */
   dropped = 0
+  /** True when a JWT authenticated this connection (it may then refresh its token in-band). */
+  tokenAuthenticated = false
   /** When the token that authenticated this connection expires (ms since the epoch), or null. */
   expiresAt: number | null = null
   #expiryTimer: NodeJS.Timeout | null = null

@@ -9,7 +9,7 @@ export interface Authentication {
   /** Expiry of the token that authenticated the request (ms since the epoch), or null. */
   expiresAt: number | null
   /** What established the identity. */
-  via: 'identify' | 'jwt' | 'session' | 'anonymous'
+  via: 'identify' | 'jwt' | 'session' | 'user' | 'anonymous'
 }
 
 /** What an Express request may carry once express-session and passport ran. */
@@ -23,7 +23,8 @@ interface ExpressLike extends IncomingMessage {
  * Resolves identities in one order for upgrades, Express routes and publishers: the `identify`
  * hook when given; else a JWT (query, Authorization header or subprotocol) when configured — an
  * invalid one is a 401, never a fallback; else the express-session session (already loaded on
- * an Express `req`, or read from the cookie and store); else anonymous.
+ * an Express `req`, or read from the cookie and store), or passport's `req.user` on its own;
+ * else anonymous.
  */
 export class Authenticator {
   readonly #identify: IdentifyHook | undefined
@@ -59,6 +60,11 @@ export class Authenticator {
         ? await this.#session.toIdentity(req.session as never, req.sessionID, req.user)
         : identityFromSession(req.session, req.sessionID, req.user)
       return { identity, expiresAt: null, via: 'session' }
+    }
+    // Passport without sessions (`session: false`, API strategies) leaves only `req.user`.
+    if (req.user !== undefined && req.user !== null) {
+      const identity = identityFromSession({}, '', req.user)
+      if (identity.user !== null) return { identity, expiresAt: null, via: 'user' }
     }
     if (this.#session) {
       const identity = await this.#session.identify(request)

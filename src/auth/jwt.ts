@@ -25,7 +25,10 @@ export interface JwtOptions {
 /** A verified token. */
 export interface VerifiedToken {
   identity: Identity
-  /** When the token expires (ms since the epoch), or null when it has no `exp`. */
+  /**
+   * When the token stops being accepted (ms since the epoch): `exp` plus `clockTolerance`, so a
+   * token accepted within the tolerance is not closed at once as expired. Null without `exp`.
+   */
   expiresAt: number | null
   claims: JWTPayload
 }
@@ -75,7 +78,10 @@ function reason(err: unknown): TokenError {
  */
 export function tokenOf(req: IncomingMessage): string | null {
   const auth = req.headers.authorization
-  if (typeof auth === 'string' && /^bearer\s+/i.test(auth)) return auth.replace(/^bearer\s+/i, '')
+  // An empty token ('Bearer', '?token=') is still a token: refused, never read as "no token".
+  if (typeof auth === 'string' && /^bearer(\s|$)/i.test(auth)) {
+    return auth.replace(/^bearer\s*/i, '')
+  }
   const protocols = req.headers['sec-websocket-protocol']
   if (typeof protocols === 'string') {
     for (const p of protocols.split(',')) {
@@ -86,7 +92,7 @@ export function tokenOf(req: IncomingMessage): string | null {
   const q = (req.url ?? '').indexOf('?')
   if (q !== -1) {
     const token = new URLSearchParams((req.url ?? '').slice(q + 1)).get('token')
-    if (token) return token
+    if (token !== null) return token
   }
   return null
 }
@@ -178,7 +184,10 @@ export class JwtVerifier {
         groups,
         sessionKey: typeof payload.sid === 'string' ? payload.sid : null,
       }),
-      expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : null,
+      expiresAt:
+        typeof payload.exp === 'number'
+          ? (payload.exp + this.#options.clockTolerance) * 1000
+          : null,
       claims: payload,
     }
   }
