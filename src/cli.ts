@@ -2,186 +2,43 @@ import { realpathSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
+import { RedisStore } from 'connect-redis'
+import { createClient, type RedisClientOptions } from 'redis'
+import type { SessionOptions } from './auth/session.js'
 import { type Broker, createBroker } from './broker.js'
-import { type Audience, isAudience } from './channels.js'
+import {
+  type CliConfig,
+  type CliSession,
+  type Env,
+  parseCli,
+  USAGE,
+  UsageError,
+} from './cli-options.js'
+import { connectOnce } from './engine/redis.js'
 import type { EngineStatus } from './engine/types.js'
 
-/** The help text of `wsfacility --help`. */
-export const USAGE = `Usage: wsfacility [options]
-
-Runs a WebSocket broker for backends that only publish to Redis (a Django app using ws4redis's
-RedisPublisher, a worker). Browsers connect to /ws/<facility>?subscribe-broadcast&...; anyone
-publishes on the channels broadcast:<facility>, user:<name>:<facility>, ...
-
-Options (each may also come from the environment variable shown; the flag wins):
-  --port N               port to listen on; 0 picks a free one
-                           env PORT, default 8000
-  --host HOST            address to bind
-                           env HOST, default 127.0.0.1
-  --redis URL            redis:// or rediss:// URL; without it, messages stay in this
-                         process (in-memory engine)
-                           env REDIS_URL
-  --prefix NAME          channel prefix: ws4redis gives ws4redis:broadcast:<facility>
-                           env WSFACILITY_PREFIX or WS4REDIS_PREFIX, default none
-  --expire SECONDS       keep each channel's last message this long and replay it to
-                         new clients; 0 turns it off
-                           env WSFACILITY_EXPIRE, default 0
-  --heartbeat TEXT       a text clients send to keep alive: answered with the same
-                         text, never published. A value starting with "-" needs the
-                         = form: --heartbeat=--heartbeat--
-                           env WSFACILITY_HEARTBEAT, default none
-  --client-publish LIST  audiences clients may publish to (publish-* flags), comma-
-                         separated from broadcast,group,user,session; empty for none
-                           env WSFACILITY_CLIENT_PUBLISH, default session,user
-  --path PATH            path prefix of WebSocket URLs
-                           env WSFACILITY_PATH, default /ws/
-  -h, --help             print this help and exit
-
-GET /health answers {"status":"ok"} (503 while Redis is unreachable); plain HTTP requests
-under the WebSocket path get 426. SIGTERM or SIGINT closes clients with 1001 and exits.`
-
-/** What the command line asks for, after defaults and validation. */
-export interface CliConfig {
-  /** Print the help and exit (the other fields then keep their defaults). */
-  help: boolean
-  /** Port to listen on; 0 picks a free one. */
-  port: number
-  /** Address to bind. */
-  host: string
-  /** Redis URL; null runs the in-memory engine. */
-  redis: string | null
-  /** Channel prefix (broker option `prefix`). */
-  prefix: string
-  /** Seconds to keep each channel's last message (broker option `expire`). */
-  expire: number
-  /** Heartbeat text (broker option `heartbeat`). */
-  heartbeat: string | null
-  /** Audiences clients may publish to; undefined keeps the broker's default. */
-  clientPublish: Audience[] | undefined
-  /** Path prefix of WebSocket URLs, ending with `/`. */
-  path: string
-}
-
-/** A command line that cannot work; the CLI prints it with the usage and exits with 2. */
-export class UsageError extends Error {
-  readonly code = 'WSF_USAGE'
-}
-
-type Env = Readonly<Record<string, string | undefined>>
-
-const FLAGS = {
-  port: { type: 'string' },
-  host: { type: 'string' },
-  redis: { type: 'string' },
-  prefix: { type: 'string' },
-  expire: { type: 'string' },
-  heartbeat: { type: 'string' },
-  'client-publish': { type: 'string' },
-  path: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const
+export { type CliConfig, type CliSession, parseCli, USAGE, UsageError } from './cli-options.js'
 
 // /health reads this key (under the prefix, never written) to check the command connection.
 const HEALTH_KEY = 'wsfacility:health'
 const HEALTH_TIMEOUT_MS = 2000
 
-/** Turns argv and the environment into a config; throws UsageError for values that cannot work. */
-export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
-  let values: ReturnType<typeof parseArgs<{ options: typeof FLAGS }>>['values']
-  try {
-    ;({ values } = parseArgs({ args: [...argv], options: FLAGS, strict: true }))
-  } catch (err) {
-    // node's messages may span lines; the CLI prints one.
-    const message = err instanceof Error ? err.message : String(err)
-    throw new UsageError(message.replace(/\s*\n\s*/g, ' '))
-  }
-  // A flag wins over its environment variable; an empty variable counts as unset.
-  const pick = (flag: keyof typeof FLAGS, ...vars: string[]): [string, string] | null => {
-    const value = values[flag]
-    if (typeof value === 'string') return [value, `--${flag}`]
-    for (const name of vars) {
-      const v = env[name]
-      if (v !== undefined && v !== '') return [v, name]
-    }
-    return null
-  }
+type RedisClient = ReturnType<typeof createClient>
 
-  const config: CliConfig = {
-    help: false,
-    port: 8000,
-    host: '127.0.0.1',
-    redis: null,
-    prefix: '',
-    expire: 0,
-    heartbeat: null,
-    clientPublish: undefined,
-    path: '/ws/',
-  }
-  // --help answers whatever else the line says.
-  if (values.help) return { ...config, help: true }
-  const port = pick('port', 'PORT')
-  if (port) config.port = wholeNumber(port, 65535)
-  const host = pick('host', 'HOST')
-  if (host) config.host = host[0]
-  const redis = pick('redis', 'REDIS_URL')
-  if (redis) config.redis = redisUrl(redis)
-  const prefix = pick('prefix', 'WSFACILITY_PREFIX', 'WS4REDIS_PREFIX')
-  if (prefix) {
-    if (prefix[0].slice(0, -1).includes(':')) {
-      throw new UsageError(`${prefix[1]} must not contain ":" (except at the end)`)
-    }
-    config.prefix = prefix[0]
-  }
-  const expire = pick('expire', 'WSFACILITY_EXPIRE')
-  if (expire) config.expire = wholeNumber(expire, Number.MAX_SAFE_INTEGER)
-  const heartbeat = pick('heartbeat', 'WSFACILITY_HEARTBEAT')
-  if (heartbeat) {
-    if (heartbeat[0] === '') throw new UsageError(`${heartbeat[1]} must not be empty`)
-    config.heartbeat = heartbeat[0]
-  }
-  const clientPublish = pick('client-publish', 'WSFACILITY_CLIENT_PUBLISH')
-  if (clientPublish) config.clientPublish = audiences(clientPublish)
-  const path = pick('path', 'WSFACILITY_PATH')
-  if (path) {
-    if (!path[0].startsWith('/')) throw new UsageError(`${path[1]} must start with "/"`)
-    config.path = path[0].endsWith('/') ? path[0] : `${path[0]}/`
-  }
-  return config
-}
-
-function wholeNumber([value, source]: [string, string], max: number): number {
-  const n = /^\d+$/.test(value) ? Number(value) : NaN
-  if (!(n <= max)) throw new UsageError(`${source} must be a whole number from 0 to ${max}`)
-  return n
-}
-
-function redisUrl([value, source]: [string, string]): string {
-  let url: URL | null = null
-  try {
-    url = new URL(value)
-  } catch {
-    // reported below
-  }
-  if (url?.protocol !== 'redis:' && url?.protocol !== 'rediss:') {
-    throw new UsageError(`${source} must be a redis:// or rediss:// URL`)
-  }
-  return value
-}
-
-function audiences([value, source]: [string, string]): Audience[] {
-  const out = new Set<Audience>()
-  for (const item of value.split(',')) {
-    const name = item.trim().toLowerCase()
-    if (name === '') continue
-    if (!isAudience(name)) {
-      throw new UsageError(
-        `${source}: unknown audience "${item.trim()}" (use broadcast, group, user, session)`,
-      )
-    }
-    out.add(name)
-  }
-  return [...out]
+/**
+ * The session options of the broker: sessions as connect-redis stores them, read through a
+ * connection of our own (connected by `listen()`).
+ */
+function redisSessions(
+  redis: string,
+  session: CliSession,
+): { client: RedisClient; options: SessionOptions } {
+  // As the engine's connections: a lookup while Redis is away fails at once (401) rather than
+  // holding the upgrade until Redis is back.
+  const options: RedisClientOptions = { url: redis, disableOfflineQueue: true }
+  const client = createClient(options)
+  const store = new RedisStore({ client, prefix: session.prefix })
+  return { client, options: { store, secret: session.secrets, name: session.cookie } }
 }
 
 /** A URL for messages: the password replaced by `***`. */
@@ -210,6 +67,8 @@ export class StandaloneServer {
   readonly broker: Broker
   readonly http: http.Server
   readonly #output: CliOutput
+  /** The connection that loads sessions, when `config.session` is set. */
+  readonly #sessions: RedisClient | null
   #connected = false
   #down = false
   readonly #reported = new Set<string>()
@@ -218,6 +77,10 @@ export class StandaloneServer {
   constructor(config: CliConfig, output: CliOutput = consoleOutput) {
     this.config = config
     this.#output = output
+    if (config.session && !config.redis) throw new TypeError('session needs redis')
+    const sessions =
+      config.session && config.redis ? redisSessions(config.redis, config.session) : null
+    this.#sessions = sessions?.client ?? null
     this.broker = createBroker({
       redis: config.redis ?? undefined,
       prefix: config.prefix,
@@ -225,16 +88,24 @@ export class StandaloneServer {
       expire: config.expire,
       heartbeat: config.heartbeat,
       clientPublish: config.clientPublish,
+      jwt: config.jwt ?? undefined,
+      session: sessions?.options,
+      anonymous: !config.requireAuth,
     })
     this.broker.on('engine', (status) => this.#engineStatus(status))
-    this.broker.on('error', (err) => {
-      // A startup failure is reported once, by listen(). During an outage both Redis connections
-      // fail again on every retry: print each distinct error once per outage.
-      if (!this.#connected || this.#reported.has(err.message)) return
-      if (this.#reported.size < 100) this.#reported.add(err.message)
-      this.#output.err(`error: ${err.message}`)
-    })
+    this.broker.on('error', (err) => this.#reportError(err.message))
+    this.#sessions?.on('error', (err: unknown) =>
+      this.#reportError(`redis sessions connection: ${String(err)}`),
+    )
     this.http = http.createServer((req, res) => this.#request(req, res))
+  }
+
+  #reportError(message: string): void {
+    // A startup failure is reported once, by listen(). During an outage every Redis connection
+    // fails again on every retry: print each distinct error once per outage.
+    if (!this.#connected || this.#reported.has(message)) return
+    if (this.#reported.size < 100) this.#reported.add(message)
+    this.#output.err(`error: ${message}`)
   }
 
   #engineStatus(status: EngineStatus): void {
@@ -274,6 +145,8 @@ export class StandaloneServer {
    */
   async #healthy(): Promise<boolean> {
     if (this.#closing || !this.#connected) return false
+    // Without its sessions connection the server cannot tell who a client is.
+    if (this.#sessions && !this.#sessions.isReady) return false
     const { engine } = this.broker
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<boolean>((resolve) => {
@@ -299,6 +172,7 @@ export class StandaloneServer {
     this.broker.attach(this.http)
     try {
       await this.broker.ready()
+      if (this.#sessions) await connectOnce(this.#sessions)
     } catch (err) {
       const where = config.redis ? ` at ${redact(config.redis)}` : ''
       const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err
@@ -319,7 +193,7 @@ export class StandaloneServer {
     return `http://${host}:${port}`
   }
 
-  /** Closes every client with 1001, releases Redis, closes the HTTP server. Idempotent. */
+  /** Closes every client with 1001, then the Redis connections and the HTTP server. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       const stopped = new Promise<void>((resolve) => {
@@ -327,6 +201,8 @@ export class StandaloneServer {
         this.http.close(() => resolve())
       })
       await this.broker.close()
+      if (this.#sessions?.isOpen) await this.#sessions.close().catch(() => {})
+      else this.#sessions?.destroy()
       this.http.closeAllConnections()
       await stopped
     })()

@@ -43,7 +43,7 @@ function clientOptions(redis: string | RedisClientOptions): RedisClientOptions {
  * first connect forever, so start() (and close() waiting for it) would hang while Redis is down;
  * failing lets the broker answer 503 and try again later. Connections lost after this reconnect.
  */
-async function connectOnce(client: Client): Promise<void> {
+export async function connectOnce(client: Client): Promise<void> {
   let onError: (err: unknown) => void = () => {}
   const failed = new Promise<never>((_, reject) => {
     onError = reject
