@@ -6,23 +6,20 @@ import { WebSocketServer, type WebSocket } from 'ws'
 import { type Authentication, Authenticator } from './auth/authenticator.js'
 import { selectProtocol } from './auth/jwt.js'
 import { Connection, CloseCode } from './connection.js'
+import { type FacilityContext, type FacilityDefinition, FacilityRegistry } from './facility.js'
+import { decideFlags } from './policy.js'
+import { type Accepted, handleClientMessage, type ProtocolHost } from './protocol.js'
 import { MemoryEngine } from './engine/memory.js'
 import { RedisEngine } from './engine/redis.js'
 import type { Engine, EngineStatus } from './engine/types.js'
-import { ClosedError, HttpError, WsFacilityError } from './errors.js'
+import { ClosedError, EngineError, HttpError, WsFacilityError } from './errors.js'
 import { checkHandshake, refuseUpgrade } from './http.js'
 import { Hub } from './hub.js'
 import { type Identity, isIdentity, normalizeIdentity } from './identity.js'
-import {
-  encodeBinary,
-  encodeMessage,
-  type Message,
-  type StoredMessage,
-  toStored,
-} from './message.js'
+import { encodeMessage, type Message, type StoredMessage, toStored } from './message.js'
 import { type BrokerOptions, type ResolvedOptions, resolveOptions } from './options.js'
-import { matchesPath, parseRequest, type ParsedRequest } from './request.js'
-import { type Flags, RedisSubscriber } from './subscriber.js'
+import { matchesPath, parseRequest } from './request.js'
+import { RedisSubscriber } from './subscriber.js'
 import { FlushScheduler } from './writer.js'
 
 /** Events a broker emits. */
@@ -54,6 +51,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly engine: Engine
   readonly subscriber: RedisSubscriber
   readonly #auth: Authenticator
+  readonly #facilities = new FacilityRegistry()
+  readonly #accepted = new WeakMap<Connection, Accepted>()
+  readonly #host: ProtocolHost
   readonly #hub: Hub
   readonly #wss: WebSocketServer
   readonly #scheduler = new FlushScheduler()
@@ -83,6 +83,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
     })
     this.subscriber = new RedisSubscriber({ prefix: this.options.channelPrefix })
     this.#auth = new Authenticator(this.options)
+    this.#host = {
+      heartbeat: this.options.heartbeat,
+      publish: (conn, payload) => this.#publishFrom(conn, payload),
+      refreshToken: (conn, token) => this.refreshToken(conn, token),
+      error: (err) => this.#error(err),
+    }
     this.#hub = new Hub(this.engine, (err) => this.#error(err))
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -180,6 +186,33 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   /**
+   * Defines a facility: a name (`chat`) or a pattern with parameters (`room/{id}`), its allowed
+   * audiences, auto-subscriptions, anonymous access, expiry, wire format and hooks. Facilities
+   * that are not defined keep the broker's defaults.
+   * @example broker.facility('room/{id}', { format: 'json', authorize: ({ params, identity }) => canJoin(identity.user, params.id) })
+   */
+  facility(pattern: string, definition: FacilityDefinition<Connection>): this {
+    this.#facilities.define(pattern, definition as FacilityDefinition)
+    return this
+  }
+
+  /** The definition (and pattern parameters) that applies to a concrete facility name. */
+  facilityOf(facility: string): {
+    definition: FacilityDefinition | null
+    params: Record<string, string>
+  } {
+    const match = this.#facilities.match(facility)
+    return match
+      ? { definition: match.entry.definition, params: match.params }
+      : { definition: null, params: {} }
+  }
+
+  /** Seconds messages published on `facility` are stored: its definition's, else the broker's. */
+  expireOf(facility: string): number {
+    return this.facilityOf(facility).definition?.expire ?? this.options.expire
+  }
+
+  /**
    * Answers a plain HTTP request under `path` with 426 Upgrade Required; returns false (and does
    * nothing) for other paths. For servers that want WebSocket paths to say what they are.
    */
@@ -209,13 +242,17 @@ export class Broker extends EventEmitter<BrokerEvents> {
       await this.ready().catch((err: unknown) => {
         throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
       })
-      const auth = await this.#authenticateUpgrade(req)
+      const { definition, params } = this.facilityOf(parsed.facility)
+      const auth = await this.#authenticateUpgrade(req, definition)
       const identity = auth.identity
-      const flags = await this.#policy(req, parsed, identity)
+      const context: FacilityContext = { facility: parsed.facility, params, identity, request: req }
+      const flags = await decideFlags(parsed, definition, this.options, context)
       const channels = this.subscriber.channels(parsed.facility, flags, identity)
       conn = new Connection({
         id: randomUUID(),
         facility: parsed.facility,
+        params,
+        format: definition?.format ?? 'raw',
         identity,
         channels,
         echo: parsed.echo,
@@ -224,6 +261,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         scheduler: this.#scheduler,
         onSlowConsumer: (c) => c.close(CloseCode.TRY_AGAIN_LATER, 'client too slow'),
       })
+      this.#accepted.set(conn, { definition, context })
       conn.expiresAt = auth.expiresAt
       conn.tokenAuthenticated = auth.via === 'jwt'
       const stored = await this.#subscribe(conn)
@@ -249,52 +287,32 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
   }
 
-  async #authenticateUpgrade(req: IncomingMessage): Promise<Authentication> {
+  async #authenticateUpgrade(
+    req: IncomingMessage,
+    definition: FacilityDefinition | null,
+  ): Promise<Authentication> {
     let auth: Authentication
     try {
       auth = await this.#auth.authenticate(req)
     } catch (err) {
       if (err instanceof HttpError) throw err
       this.#error(err)
+      // A session store that cannot answer is an outage, not a bad credential.
+      if (err instanceof EngineError) throw new HttpError(503, 'session store unavailable')
       throw new HttpError(401, 'cannot identify this request')
     }
-    if (!this.options.anonymous && auth.identity.user === null) {
+    const anonymousAllowed = definition?.anonymous ?? this.options.anonymous
+    if (!anonymousAllowed && auth.identity.user === null) {
       throw new HttpError(401, 'authentication required')
     }
     return auth
-  }
-
-  async #policy(req: IncomingMessage, parsed: ParsedRequest, identity: Identity): Promise<Flags> {
-    const refusedPublish = parsed.publish.filter((a) => !this.options.clientPublish.includes(a))
-    if (refusedPublish.length > 0) {
-      throw new HttpError(403, `clients may not publish to ${refusedPublish.join(', ')}`)
-    }
-    let flags: Flags = { subscribe: parsed.subscribe, publish: parsed.publish }
-    const hook = this.options.allowedChannels
-    if (hook) {
-      let answer: Awaited<ReturnType<typeof hook>>
-      try {
-        answer = await hook(req, { ...flags, facility: parsed.facility, identity })
-      } catch (err) {
-        if (err instanceof HttpError) throw err
-        throw new HttpError(403, err instanceof Error ? err.message : 'channels not allowed')
-      }
-      if (answer === false) throw new HttpError(403, 'channels not allowed')
-      if (answer && typeof answer === 'object') {
-        flags = {
-          subscribe: flags.subscribe.filter((a) => answer.subscribe?.includes(a) ?? true),
-          publish: flags.publish.filter((a) => answer.publish?.includes(a) ?? true),
-        }
-      }
-    }
-    return flags
   }
 
   /** Subscribes a pending connection, then reads what is stored for its channels. */
   async #subscribe(conn: Connection): Promise<Map<string, Buffer>> {
     const channels = conn.channels.subscribe
     try {
-      await this.#hub.add(conn, channels)
+      await this.#hub.add(conn, channels, conn.format)
     } catch (err) {
       this.#error(err)
       throw new HttpError(503, 'message broker unavailable')
@@ -321,17 +339,37 @@ export class Broker extends EventEmitter<BrokerEvents> {
     req: IncomingMessage,
   ): void {
     this.#connections.set(conn.id, conn)
-    ws.on('message', (data, isBinary) => this.#onClientMessage(conn, data as Buffer, isBinary))
+    ws.on('message', (data, isBinary) => {
+      conn.alive = true
+      if (!conn.isOpen) return
+      const accepted = this.#accepted.get(conn)
+      if (accepted) handleClientMessage(this.#host, conn, accepted, data as Buffer, isBinary)
+    })
     ws.on('pong', () => (conn.alive = true))
     ws.on('error', (err) => this.options.logger?.debug?.({ err, id: conn.id }, 'client error'))
     ws.on('close', (code) => this.#drop(conn, code))
     conn.open(ws, socket, stored)
     if (conn.expiresAt !== null) conn.setExpiry(conn.expiresAt, this.#expire)
     this.emit('connection', conn, req)
+    const accepted = this.#accepted.get(conn)
+    const onConnect = accepted?.definition?.onConnect
+    if (onConnect) this.#runHook(() => onConnect(conn, accepted.context))
   }
 
-  readonly #expire = (conn: Connection): void =>
+  readonly #expire = (conn: Connection): void => {
+    if (conn.format === 'json') {
+      conn.sendFrame({ type: 'error', code: 'expired_token', detail: 'token expired' })
+    }
     conn.close(CloseCode.TOKEN_EXPIRED, 'token expired')
+  }
+
+  #runHook(fn: () => unknown): void {
+    try {
+      Promise.resolve(fn()).catch((err: unknown) => this.#error(err))
+    } catch (err) {
+      this.#error(err)
+    }
+  }
 
   /**
    * Accepts a fresh JWT for a connection authenticated by one (the `{"token": "…"}` message on raw
@@ -344,55 +382,25 @@ export class Broker extends EventEmitter<BrokerEvents> {
     conn.setExpiry(expiresAt, this.#expire)
   }
 
-  #inBandToken(conn: Connection, data: Buffer): boolean {
-    // Only JWT connections refresh; `{"token": …}` from others is an ordinary message.
-    if (!conn.tokenAuthenticated || data[0] !== 0x7b /* { */ || data.length > 16384) return false
-    let token: unknown
-    try {
-      const parsed: unknown = JSON.parse(data.toString('utf8'))
-      if (typeof parsed !== 'object' || parsed === null || Object.keys(parsed).length !== 1) {
-        return false
-      }
-      token = (parsed as { token?: unknown }).token
-    } catch {
-      return false
-    }
-    if (typeof token !== 'string') return false
-    this.refreshToken(conn, token).catch((err: unknown) =>
-      conn.close(CloseCode.POLICY, err instanceof HttpError ? err.message : 'invalid token'),
-    )
-    return true
-  }
-
   #drop(conn: Connection, code: number): void {
     if (!this.#connections.delete(conn.id)) return
     this.#hub.remove(conn, conn.channels.subscribe)
     conn.markClosed()
     this.emit('disconnect', conn, code)
+    const accepted = this.#accepted.get(conn)
+    const onDisconnect = accepted?.definition?.onDisconnect
+    if (onDisconnect) this.#runHook(() => onDisconnect(conn, code, accepted.context))
   }
 
-  #onClientMessage(conn: Connection, data: Buffer, isBinary: boolean): void {
-    conn.alive = true
-    const heartbeat = this.options.heartbeat
-    if (
-      heartbeat !== null &&
-      !isBinary &&
-      data.length === Buffer.byteLength(heartbeat) &&
-      data.toString() === heartbeat
-    ) {
-      conn.sendText(heartbeat)
-      return
-    }
-    if (!isBinary && this.#inBandToken(conn, data)) return
-    const targets = conn.channels.publish
-    if (targets.length === 0 || !conn.isOpen) return
-    const payload = isBinary ? encodeBinary(data) : data
-    for (const channel of targets) {
+  /** Publishes what a client sent on its publish-* channels (never echoing it without `echo`). */
+  #publishFrom(conn: Connection, payload: Buffer): void {
+    const expire = this.expireOf(conn.facility)
+    for (const channel of conn.channels.publish) {
       const forget =
         !conn.echo && conn.channels.subscribe.includes(channel)
           ? conn.expectOwn(channel, payload)
           : null
-      this.engine.publish(channel, payload, this.options.expire).catch((err: unknown) => {
+      this.engine.publish(channel, payload, expire).catch((err: unknown) => {
         forget?.()
         this.#error(err)
         conn.close(CloseCode.INTERNAL, 'publish failed')

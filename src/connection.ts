@@ -2,7 +2,9 @@ import type { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
 import type { Identity } from './identity.js'
 import type { Recipient } from './hub.js'
-import { decodePayload, frame } from './message.js'
+import { type ServerFrame, serverFrame } from './envelope.js'
+import type { WireFormat } from './facility.js'
+import { encodeMessage, frame, frameFor, type Message } from './message.js'
 import type { FlushScheduler } from './writer.js'
 import type { ConnectionChannels } from './subscriber.js'
 
@@ -29,6 +31,9 @@ export const CloseCode = {
 export interface ConnectionInit {
   id: string
   facility: string
+  /** Values of the facility pattern's `{params}`. */
+  params: Record<string, string>
+  format: WireFormat
   identity: Identity
   channels: ConnectionChannels
   echo: boolean
@@ -47,6 +52,10 @@ type State = 'pending' | 'open' | 'closed'
 export class Connection implements Recipient {
   readonly id: string
   readonly facility: string
+  /** Values of the facility pattern's `{params}`. */
+  readonly params: Record<string, string>
+  /** `raw` or `json`, from the facility definition. */
+  readonly format: WireFormat
   readonly identity: Identity
   readonly channels: ConnectionChannels
   readonly echo: boolean
@@ -75,6 +84,8 @@ export class Connection implements Recipient {
     this.#init = init
     this.id = init.id
     this.facility = init.facility
+    this.params = init.params
+    this.format = init.format
     this.identity = init.identity
     this.channels = init.channels
     this.echo = init.echo
@@ -112,15 +123,27 @@ export class Connection implements Recipient {
     this.#held = []
     for (const [channel, payload] of stored) {
       if (held.some((h) => h.channel === channel && h.payload.equals(payload))) continue
-      const { binary, data } = decodePayload(payload)
-      this.#enqueue(frame(data, binary))
+      this.#enqueue(frameFor(this.format, payload))
     }
     for (const h of held) this.#enqueue(h.framed)
   }
 
-  /** Queues one text frame (a heartbeat answer, an error frame). */
+  /** Queues one text frame as is (a heartbeat answer, an envelope frame). */
   sendText(text: string): void {
     if (this.#state === 'open') this.#enqueue(frame(Buffer.from(text, 'utf8'), false))
+  }
+
+  /**
+   * Sends a message to this client only, in the facility's format: text, bytes, or an object
+   * (JSON); on a `json` facility wrapped as `{"type":"data","data":…}`.
+   */
+  send(message: Message): void {
+    if (this.#state === 'open') this.#enqueue(frameFor(this.format, encodeMessage(message)))
+  }
+
+  /** Sends one envelope frame (`json` facilities: pong, error, join/leave). */
+  sendFrame(value: ServerFrame): void {
+    this.sendText(serverFrame(value))
   }
 
   /**

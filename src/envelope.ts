@@ -67,7 +67,8 @@ export function dataFrame(text: string): string {
   const trimmed = text.trimStart()
   if (trimmed.startsWith('{') || trimmed.startsWith('[') || trimmed.startsWith('"')) {
     try {
-      return `{"type":"data","data":${JSON.stringify(JSON.parse(text))}}`
+      JSON.parse(text)
+      return `{"type":"data","data":${text}}`
     } catch {
       // not JSON after all: sent as a string below
     }

@@ -1,4 +1,5 @@
-import { decodePayload, frame } from './message.js'
+import type { WireFormat } from './facility.js'
+import { frameFor } from './message.js'
 import type { Engine } from './engine/types.js'
 
 /** What the hub delivers to: one live or pending connection. */
@@ -9,6 +10,8 @@ export interface Recipient {
 
 class ChannelState {
   readonly recipients = new Set<Recipient>()
+  /** A channel belongs to one facility, so all its recipients want the same wire format. */
+  constructor(readonly format: WireFormat) {}
   /** What Redis has confirmed. */
   subscribed = false
   /** The SUBSCRIBE or UNSUBSCRIBE in flight, if any: one at a time per channel. */
@@ -55,11 +58,15 @@ export class Hub {
    * Registers `recipient` on `channels` and resolves once every one is subscribed in Redis and
    * counted for publishers everywhere. Messages reach the recipient from the moment it is registered.
    */
-  async add(recipient: Recipient, channels: readonly string[]): Promise<void> {
+  async add(
+    recipient: Recipient,
+    channels: readonly string[],
+    format: WireFormat = 'raw',
+  ): Promise<void> {
     const work: Promise<void>[] = []
     for (const channel of channels) {
       let state = this.#channels.get(channel)
-      if (!state) this.#channels.set(channel, (state = new ChannelState()))
+      if (!state) this.#channels.set(channel, (state = new ChannelState(format)))
       state.recipients.add(recipient)
       work.push(this.#reconcile(channel))
       work.push(this.#engine.setLocalCount(channel, state.recipients.size))
@@ -112,8 +119,7 @@ export class Hub {
   #dispatch(channel: string, payload: Buffer): number {
     const state = this.#channels.get(channel)
     if (!state || state.recipients.size === 0) return 0
-    const { binary, data } = decodePayload(payload)
-    const framed = frame(data, binary)
+    const framed = frameFor(state.format, payload)
     this.messages++
     this.deliveries += state.recipients.size
     for (const recipient of state.recipients) recipient.deliver(channel, payload, framed)

@@ -1,5 +1,7 @@
 import { isUtf8 } from 'node:buffer'
+import { dataFrame } from './envelope.js'
 import { InvalidArgumentError } from './errors.js'
+import type { WireFormat } from './facility.js'
 
 /** What a publisher may send: text, bytes, or a plain value sent as JSON text. */
 export type Message =
@@ -89,4 +91,15 @@ export function frame(data: Buffer, binary: boolean): Buffer {
   }
   data.copy(out, headerLength)
   return out
+}
+
+/**
+ * The frame clients of a facility receive for a payload from Redis: as is for `raw`; text
+ * wrapped in `{"type":"data","data":…}` for `json` (binary stays a binary frame).
+ */
+export function frameFor(format: WireFormat, payload: Buffer): Buffer {
+  const { binary, data } = decodePayload(payload)
+  if (format === 'json' && !binary)
+    return frame(Buffer.from(dataFrame(data.toString('utf8'))), false)
+  return frame(data, binary)
 }

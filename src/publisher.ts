@@ -99,7 +99,8 @@ export class RedisPublisher {
    * that received it, on every process.
    */
   async publishMessage(message: Message, options: PublishOptions = {}): Promise<number> {
-    return this.#broker.publish(await this.channels(), message, options)
+    const expire = options.expire ?? this.#broker.expireOf(this.#target.facility ?? '')
+    return this.#broker.publish(await this.channels(), message, { ...options, expire })
   }
 
   /**
