@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -6,13 +5,26 @@ import { WebSocketServer, type WebSocket } from 'ws'
 import { type Authentication, Authenticator } from './auth/authenticator.js'
 import { selectProtocol } from './auth/jwt.js'
 import { Connection, CloseCode } from './connection.js'
+import {
+  type ControlMessage,
+  ControlRecipient,
+  controlChannel,
+  isApplicationCloseCode,
+  nodeOf,
+} from './control.js'
 import { type FacilityContext, type FacilityDefinition, FacilityRegistry } from './facility.js'
 import { decideFlags } from './policy.js'
 import { type Accepted, handleClientMessage, type ProtocolHost } from './protocol.js'
 import { MemoryEngine } from './engine/memory.js'
 import { RedisEngine } from './engine/redis.js'
 import type { Engine, EngineStatus } from './engine/types.js'
-import { ClosedError, EngineError, HttpError, WsFacilityError } from './errors.js'
+import {
+  ClosedError,
+  EngineError,
+  HttpError,
+  InvalidArgumentError,
+  WsFacilityError,
+} from './errors.js'
 import { checkHandshake, refuseUpgrade } from './http.js'
 import { Hub } from './hub.js'
 import { type Identity, isIdentity, normalizeIdentity } from './identity.js'
@@ -54,6 +66,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly #facilities = new FacilityRegistry()
   readonly #accepted = new WeakMap<Connection, Accepted>()
   readonly #host: ProtocolHost
+  readonly #control = new ControlRecipient((message) => this.#onControl(message))
+  #sequence = 0
+  #controlLive = false
   readonly #hub: Hub
   readonly #wss: WebSocketServer
   readonly #scheduler = new FlushScheduler()
@@ -106,17 +121,22 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   /** Channels this process is subscribed to for its clients. */
   get channelCount(): number {
-    return this.#hub.channelCount
+    return this.#clientChannels
   }
 
   /** Counters since start: messages taken from the engine (framed once each) and deliveries. */
   get stats(): { connections: number; channels: number; messages: number; deliveries: number } {
     return {
       connections: this.#connections.size,
-      channels: this.#hub.channelCount,
+      channels: this.#clientChannels,
       messages: this.#hub.messages,
       deliveries: this.#hub.deliveries,
     }
+  }
+
+  /** Channels held for clients (the process's own control channel left out). */
+  get #clientChannels(): number {
+    return this.#hub.channelCount - (this.#controlLive ? 1 : 0)
   }
 
   /** True once `close()` was called. */
@@ -134,7 +154,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
   ready(): Promise<void> {
     if (this.#closing) return Promise.reject(new ClosedError())
     this.#started ??= this.engine.start().then(
-      () => this.#startPings(),
+      async () => {
+        // One control channel per process carries sends and closes addressed from elsewhere.
+        await this.#hub.add(this.#control, [this.#controlChannel(this.engine.nodeId)])
+        this.#controlLive = true
+        this.#startPings()
+      },
       (err: unknown) => {
         this.#started = null
         throw err
@@ -249,7 +274,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       const flags = await decideFlags(parsed, definition, this.options, context)
       const channels = this.subscriber.channels(parsed.facility, flags, identity)
       conn = new Connection({
-        id: randomUUID(),
+        id: `${this.engine.nodeId}.${(++this.#sequence).toString(36)}`,
         facility: parsed.facility,
         params,
         format: definition?.format ?? 'raw',
@@ -406,6 +431,69 @@ export class Broker extends EventEmitter<BrokerEvents> {
         conn.close(CloseCode.INTERNAL, 'publish failed')
       })
     }
+  }
+
+  #controlChannel(nodeId: string): string {
+    return controlChannel(this.options.channelPrefix, nodeId)
+  }
+
+  #onControl(message: ControlMessage): void {
+    if (message.type === 'disconnect-user') {
+      for (const conn of this.#connections.values()) {
+        if (conn.identity.user === message.user) conn.close(message.code, message.reason)
+      }
+      return
+    }
+    const conn = this.#connections.get(message.id)
+    if (!conn) return
+    if (message.type === 'close') conn.close(message.code, message.reason)
+    else if (message.text !== undefined) conn.send(message.text)
+    else if (message.binary !== undefined) conn.send(Buffer.from(message.binary, 'base64'))
+  }
+
+  /** Delivers a control message to the process owning `id`; resolves to whether one listened. */
+  async #toNode(nodeId: string, message: ControlMessage): Promise<boolean> {
+    if (nodeId === this.engine.nodeId) {
+      this.#onControl(message)
+      return true
+    }
+    await this.ready()
+    const payload = Buffer.from(JSON.stringify(message))
+    return (await this.engine.publish(this.#controlChannel(nodeId), payload, 0)) > 0
+  }
+
+  /**
+   * Sends a message to one connection, on whatever process holds it (Panther's addressable
+   * connections). Resolves to false when no process knows the id's node; a connection that has
+   * gone meanwhile is ignored.
+   */
+  async sendTo(connectionId: string, message: string | Buffer): Promise<boolean> {
+    const node = nodeOf(connectionId)
+    if (node === null) throw new InvalidArgumentError('not a connection id')
+    const msg: ControlMessage = Buffer.isBuffer(message)
+      ? { type: 'send', id: connectionId, binary: message.toString('base64') }
+      : { type: 'send', id: connectionId, text: String(message) }
+    return this.#toNode(node, msg)
+  }
+
+  /** Closes one connection, on whatever process holds it, with `code` (1000 or 3000–4999). */
+  async closeConnection(connectionId: string, code = 1000, reason = ''): Promise<boolean> {
+    const node = nodeOf(connectionId)
+    if (node === null) throw new InvalidArgumentError('not a connection id')
+    if (!isApplicationCloseCode(code))
+      throw new InvalidArgumentError('code must be 1000 or 3000-4999')
+    return this.#toNode(node, { type: 'close', id: connectionId, code, reason })
+  }
+
+  /** Closes every connection of `user` on every process. */
+  async disconnectUser(user: string, code = 1000, reason = ''): Promise<void> {
+    if (typeof user !== 'string' || user === '')
+      throw new InvalidArgumentError('user must be a non-empty string')
+    if (!isApplicationCloseCode(code))
+      throw new InvalidArgumentError('code must be 1000 or 3000-4999')
+    await this.ready()
+    const message: ControlMessage = { type: 'disconnect-user', user, code, reason }
+    await Promise.all((await this.engine.nodes()).map((node) => this.#toNode(node, message)))
   }
 
   /**

@@ -609,6 +609,10 @@ describe('Broker on Redis specifics', () => {
       get connectionCount() {
         return real.connectionCount
       },
+      get nodeId() {
+        return real.nodeId
+      },
+      nodes: () => real.nodes(),
       close: () => real.close(),
     }
     const raw = await redis.client()

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { ClosedError } from '../errors.js'
 import type { Engine, MessageHandler } from './types.js'
 
@@ -17,6 +18,12 @@ export class MemoryEngine implements Engine {
   #closed = false
 
   readonly connectionCount = 0
+  readonly nodeId = randomBytes(6).toString('hex')
+
+  async nodes(): Promise<string[]> {
+    this.#check()
+    return [this.nodeId]
+  }
 
   async start(): Promise<void> {}
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
 import { ClosedError, EngineError } from '../errors.js'
@@ -64,7 +64,7 @@ export class RedisEngine extends EventEmitter implements Engine {
   readonly #cmd: Client
   readonly #sub: Client
   readonly #buffers: ReturnType<Client['withTypeMapping']>
-  readonly #nodeId = randomUUID()
+  readonly #nodeId = randomBytes(6).toString('hex')
   readonly #nodesKey: string
   readonly #nodeKeyPrefix: string
   readonly #nodeKey: string
@@ -111,6 +111,19 @@ export class RedisEngine extends EventEmitter implements Engine {
         if (client === this.#cmd && this.#started) void this.#rewriteNode().catch(() => {})
       })
     }
+  }
+
+  get nodeId(): string {
+    return this.#nodeId
+  }
+
+  /** Ids of processes whose entry has not expired. */
+  nodes(): Promise<string[]> {
+    return this.#run('SMEMBERS', async () => {
+      const ids = await this.#cmd.sMembers(this.#nodesKey)
+      const alive = await Promise.all(ids.map((id) => this.#cmd.exists(this.#nodeKeyPrefix + id)))
+      return ids.filter((_, i) => alive[i] === 1)
+    })
   }
 
   get connectionCount(): number {

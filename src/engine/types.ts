@@ -34,6 +34,10 @@ export interface Engine {
   onStatus(listener: (status: EngineStatus) => void): void
   /** Registers a listener of background errors (lost connection, failed refresh). */
   onError(listener: (err: Error) => void): void
+  /** This process's id, unique among the processes sharing the engine's Redis. */
+  readonly nodeId: string
+  /** Ids of the live processes sharing this engine (this one included). */
+  nodes(): Promise<string[]>
   /** Number of connections to Redis this engine holds (0 for the memory engine). */
   readonly connectionCount: number
   /** Disconnects and releases everything. */
