@@ -14,6 +14,7 @@ import {
 } from './control.js'
 import { type FacilityContext, type FacilityDefinition, FacilityRegistry } from './facility.js'
 import { decideFlags } from './policy.js'
+import { Presence, type PresenceEvent } from './presence.js'
 import { type Accepted, handleClientMessage, type ProtocolHost } from './protocol.js'
 import { MemoryEngine } from './engine/memory.js'
 import { RedisEngine } from './engine/redis.js'
@@ -46,6 +47,8 @@ export interface BrokerEvents {
   error: [error: Error]
   /** The engine's connection state changed. */
   engine: [status: EngineStatus]
+  /** A user came online or went offline (with `presence: true`); once per transition, cluster-wide. */
+  presence: [event: PresenceEvent]
 }
 
 /** Options of one publish. */
@@ -62,6 +65,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly options: ResolvedOptions
   readonly engine: Engine
   readonly subscriber: RedisSubscriber
+  /** Who is online, cluster-wide (tracked with the `presence` option). */
+  readonly presence: Presence
   readonly #auth: Authenticator
   readonly #facilities = new FacilityRegistry()
   readonly #accepted = new WeakMap<Connection, Accepted>()
@@ -98,6 +103,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     })
     this.subscriber = new RedisSubscriber({ prefix: this.options.channelPrefix })
     this.#auth = new Authenticator(this.options)
+    this.presence = new Presence(
+      this.engine,
+      (event) => this.emit('presence', event),
+      (err) => this.#error(err),
+    )
     this.#host = {
       heartbeat: this.options.heartbeat,
       publish: (conn, payload) => this.#publishFrom(conn, payload),
@@ -376,6 +386,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     conn.open(ws, socket, stored)
     if (conn.expiresAt !== null) conn.setExpiry(conn.expiresAt, this.#expire)
     this.emit('connection', conn, req)
+    if (this.options.presence) this.#pendingPresence(this.presence.track(conn))
     const accepted = this.#accepted.get(conn)
     const onConnect = accepted?.definition?.onConnect
     if (onConnect) this.#runHook(() => onConnect(conn, accepted.context))
@@ -386,6 +397,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
       conn.sendFrame({ type: 'error', code: 'expired_token', detail: 'token expired' })
     }
     conn.close(CloseCode.TOKEN_EXPIRED, 'token expired')
+  }
+
+  readonly #presenceWork = new Set<Promise<void>>()
+
+  /** Keeps presence updates in flight so close() can wait for them (leaves must reach Redis). */
+  #pendingPresence(work: Promise<void>): void {
+    this.#presenceWork.add(work)
+    void work.finally(() => this.#presenceWork.delete(work))
   }
 
   #runHook(fn: () => unknown): void {
@@ -412,6 +431,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.#hub.remove(conn, conn.channels.subscribe)
     conn.markClosed()
     this.emit('disconnect', conn, code)
+    if (this.options.presence) this.#pendingPresence(this.presence.untrack(conn))
     const accepted = this.#accepted.get(conn)
     const onDisconnect = accepted?.definition?.onDisconnect
     if (onDisconnect) this.#runHook(() => onDisconnect(conn, code, accepted.context))
@@ -566,6 +586,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       }
       for (const socket of this.#pending) socket.destroy()
       this.#wss.close()
+      await Promise.allSettled([...this.#presenceWork])
       await this.#started?.catch(() => {})
       await this.engine.close()
     })()

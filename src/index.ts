@@ -35,3 +35,7 @@ export { JwtVerifier, TokenError, tokenOf, BEARER_PROTOCOL } from './auth/jwt.js
 export type { JwtOptions, VerifiedToken } from './auth/jwt.js'
 export { SessionReader, identityFromSession, unsignCookie } from './auth/session.js'
 export type { SessionIdentityMapper, SessionOptions } from './auth/session.js'
+export { Presence } from './presence.js'
+export type { PresenceEntry, PresenceEvent } from './presence.js'
+export type { FacilityContext, FacilityDefinition, AuthorizeHook, WireFormat } from './facility.js'
+export type { ClientFrame, ServerFrame, EnvelopeErrorCode } from './envelope.js'

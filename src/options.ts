@@ -66,6 +66,8 @@ export interface BrokerOptions {
   jwt?: JwtOptions
   /** Read express-session cookies and load sessions from the app's store. */
   session?: SessionOptions
+  /** Track who is online (cluster-wide, with `presence` events). @default false */
+  presence?: boolean
   /** Accept connections without an identity; false refuses them with 401. @default true */
   anonymous?: boolean
   /** Milliseconds between protocol pings; a client that missed the last one is dropped. 0 = off. @default 30000 */
@@ -88,6 +90,7 @@ const DEFAULTS = {
   expire: 0,
   replay: true,
   anonymous: true,
+  presence: false,
   heartbeat: null,
   clientPublish: ['session', 'user'],
   pingInterval: 30_000,

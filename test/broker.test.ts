@@ -613,6 +613,11 @@ describe('Broker on Redis specifics', () => {
         return real.nodeId
       },
       nodes: () => real.nodes(),
+      presenceJoin: (set, m) => real.presenceJoin(set, m),
+      presenceLeave: (set, m) => real.presenceLeave(set, m),
+      presenceList: (set) => real.presenceList(set),
+      presenceCount: (set, m) => real.presenceCount(set, m),
+      onPresenceSwept: (l) => real.onPresenceSwept(l),
       close: () => real.close(),
     }
     const raw = await redis.client()

@@ -65,6 +65,40 @@ export class MemoryEngine implements Engine {
     })
   }
 
+  readonly #presence = new Map<string, Map<string, number>>()
+
+  async presenceJoin(set: string, member: string): Promise<boolean> {
+    this.#check()
+    let members = this.#presence.get(set)
+    if (!members) this.#presence.set(set, (members = new Map()))
+    const n = (members.get(member) ?? 0) + 1
+    members.set(member, n)
+    return n === 1
+  }
+
+  async presenceLeave(set: string, member: string): Promise<boolean> {
+    this.#check()
+    const members = this.#presence.get(set)
+    const n = (members?.get(member) ?? 0) - 1
+    if (!members || n < 0) return false
+    if (n > 0) members.set(member, n)
+    else members.delete(member)
+    return n === 0
+  }
+
+  async presenceList(set: string): Promise<Map<string, number>> {
+    this.#check()
+    return new Map(this.#presence.get(set))
+  }
+
+  async presenceCount(set: string, member: string): Promise<number> {
+    this.#check()
+    return this.#presence.get(set)?.get(member) ?? 0
+  }
+
+  // One process: nothing else can die and leave members behind.
+  onPresenceSwept(): void {}
+
   async barrier(): Promise<void> {}
 
   onStatus(): void {}

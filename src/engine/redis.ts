@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
 import { ClosedError, EngineError } from '../errors.js'
+import { presenceField, RedisPresence } from './redis-presence.js'
 import type { Engine, EngineStatus, MessageHandler } from './types.js'
 
 /** Options of RedisEngine. */
@@ -10,7 +11,8 @@ export interface RedisEngineOptions {
   redis: string | RedisClientOptions
   /** Normalised channel prefix (`''` or `'name:'`); wsfacility's own keys live under it too. */
   prefix: string
-  /** Milliseconds a process stays counted after it stops refreshing its entry. @default 15000 */
+  /** Milliseconds a process stays counted (and its users online) after it stops refreshing its
+   * entry; others then sweep it up within about a quarter of that. @default 8000 */
   nodeTtl?: number
 }
 
@@ -70,6 +72,9 @@ export class RedisEngine extends EventEmitter implements Engine {
   readonly #nodeKey: string
   readonly #nodeTtl: number
   readonly #counts = new Map<string, number>()
+  readonly #presence: RedisPresence
+  /** This process's presence counts by field, to restore them if Redis loses its data. */
+  readonly #present = new Map<string, number>()
   #dirty = new Map<string, number>()
   #flushing: Promise<void> | null = null
   #handler: MessageHandler = () => 0
@@ -90,7 +95,8 @@ export class RedisEngine extends EventEmitter implements Engine {
     this.#nodesKey = `${options.prefix}wsfacility:nodes`
     this.#nodeKeyPrefix = `${options.prefix}wsfacility:node:`
     this.#nodeKey = this.#nodeKeyPrefix + this.#nodeId
-    this.#nodeTtl = options.nodeTtl ?? 15_000
+    this.#nodeTtl = options.nodeTtl ?? 8_000
+    this.#presence = new RedisPresence(this.#cmd, options.prefix, this.#nodeId)
     for (const [name, client] of [
       ['commands', this.#cmd],
       ['subscriber', this.#sub],
@@ -126,6 +132,36 @@ export class RedisEngine extends EventEmitter implements Engine {
     })
   }
 
+  presenceJoin(set: string, member: string): Promise<boolean> {
+    return this.#run('presence join', async () => {
+      const field = presenceField(set, member)
+      this.#present.set(field, (this.#present.get(field) ?? 0) + 1)
+      return this.#presence.join(set, member)
+    })
+  }
+
+  presenceLeave(set: string, member: string): Promise<boolean> {
+    return this.#run('presence leave', async () => {
+      const field = presenceField(set, member)
+      const n = (this.#present.get(field) ?? 0) - 1
+      if (n > 0) this.#present.set(field, n)
+      else this.#present.delete(field)
+      return this.#presence.leave(set, member)
+    })
+  }
+
+  presenceList(set: string): Promise<Map<string, number>> {
+    return this.#run('presence list', () => this.#presence.list(set))
+  }
+
+  presenceCount(set: string, member: string): Promise<number> {
+    return this.#run('presence count', () => this.#presence.count(set, member))
+  }
+
+  onPresenceSwept(listener: (set: string, member: string) => void): void {
+    this.on('swept', listener)
+  }
+
   get connectionCount(): number {
     return (this.#cmd.isOpen ? 1 : 0) + (this.#sub.isOpen ? 1 : 0)
   }
@@ -154,7 +190,8 @@ export class RedisEngine extends EventEmitter implements Engine {
         await Promise.allSettled([this.#cmd.destroy(), this.#sub.destroy()])
         throw new EngineError(`cannot connect to redis: ${String(err)}`, { cause: err })
       }
-      this.#timer = setInterval(() => void this.#refresh().catch(() => {}), this.#nodeTtl / 3)
+      const every = Math.min(this.#nodeTtl / 4, 2000)
+      this.#timer = setInterval(() => void this.#refresh().catch(() => {}), every)
       this.#timer.unref()
     })()
     return this.#started
@@ -252,14 +289,16 @@ export class RedisEngine extends EventEmitter implements Engine {
   async #refresh(): Promise<void> {
     if (!this.#cmd.isReady) return
     const alive = await this.#cmd.pExpire(this.#nodeKey, this.#nodeTtl)
-    if (!alive) await this.#rewriteNode()
-    else await this.#cmd.sAdd(this.#nodesKey, this.#nodeId)
-    const ids = await this.#cmd.sMembers(this.#nodesKey)
-    const gone: string[] = []
-    for (const id of ids) {
-      if (!(await this.#cmd.exists(this.#nodeKeyPrefix + id))) gone.push(id)
+    if (!alive) {
+      // Redis lost this process's entry (restarted without persistence): write it all again.
+      await this.#rewriteNode()
+      await this.#presence.restore(this.#present)
+    } else await this.#cmd.sAdd(this.#nodesKey, this.#nodeId)
+    for (const id of await this.#cmd.sMembers(this.#nodesKey)) {
+      if (id === this.#nodeId || (await this.#cmd.exists(this.#nodeKeyPrefix + id))) continue
+      const left = await this.#presence.sweep(id, this.#nodeKeyPrefix + id, this.#nodesKey)
+      for (const [set, member] of left) this.emit('swept', set, member)
     }
-    if (gone.length > 0) await this.#cmd.sRem(this.#nodesKey, gone)
   }
 
   async close(): Promise<void> {

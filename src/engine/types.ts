@@ -34,6 +34,19 @@ export interface Engine {
   onStatus(listener: (status: EngineStatus) => void): void
   /** Registers a listener of background errors (lost connection, failed refresh). */
   onError(listener: (err: Error) => void): void
+  /**
+   * Counts one more connection of `member` in presence set `set` for this process; resolves true
+   * when that made the member online cluster-wide (a join).
+   */
+  presenceJoin(set: string, member: string): Promise<boolean>
+  /** Counts one connection less; resolves true when the member is now offline everywhere (a leave). */
+  presenceLeave(set: string, member: string): Promise<boolean>
+  /** Members of `set` online on any process, with their connection counts. */
+  presenceList(set: string): Promise<Map<string, number>>
+  /** Connections of `member` in `set`, on every process. */
+  presenceCount(set: string, member: string): Promise<number>
+  /** Listens for leaves this process found by sweeping up after a dead process. */
+  onPresenceSwept(listener: (set: string, member: string) => void): void
   /** This process's id, unique among the processes sharing the engine's Redis. */
   readonly nodeId: string
   /** Ids of the live processes sharing this engine (this one included). */

@@ -1,0 +1,110 @@
+import type { createClient } from 'redis'
+
+type Client = ReturnType<typeof createClient>
+
+// Field of a process's presence hash: set and member, joined by NUL (facility names never hold it).
+const SEP = '\u0000'
+
+// +1 for this process and cluster-wide; returns the cluster-wide count (1 means "just joined").
+const JOIN = `
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+`
+// -1 for this process and cluster-wide; returns the cluster-wide count (0 means "just left"), or
+// -1 when this process's entry was already swept (its Redis entry expired while it was paused).
+const LEAVE = `
+local n = redis.call('HINCRBY', KEYS[2], ARGV[2], -1)
+if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+if n < 0 then return -1 end
+local c = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if c <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) return 0 end
+return c
+`
+// Takes a dead process's connections out of every presence set, atomically, so that exactly one
+// sweeping process reports each resulting leave. Returns the fields that went offline.
+const SWEEP = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+local entries = redis.call('HGETALL', KEYS[2])
+local left = {}
+for i = 1, #entries, 2 do
+  local field = entries[i]
+  local sep = string.find(field, '\\0', 1, true)
+  local key = ARGV[1] .. string.sub(field, 1, sep - 1)
+  local member = string.sub(field, sep + 1)
+  local c = redis.call('HINCRBY', key, member, -tonumber(entries[i + 1]))
+  if c <= 0 then
+    redis.call('HDEL', key, member)
+    table.insert(left, field)
+  end
+end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[2])
+return left
+`
+
+/** Presence on Redis: per-process counts (swept when the process dies) and cluster-wide counts. */
+export class RedisPresence {
+  readonly #cmd: Client
+  readonly #setPrefix: string
+  readonly #nodePrefix: string
+  readonly #nodeId: string
+
+  constructor(cmd: Client, prefix: string, nodeId: string) {
+    this.#cmd = cmd
+    this.#setPrefix = `${prefix}wsfacility:presence:`
+    this.#nodePrefix = `${prefix}wsfacility:presence-node:`
+    this.#nodeId = nodeId
+  }
+
+  async join(set: string, member: string): Promise<boolean> {
+    const keys = [this.#setPrefix + set, this.#nodePrefix + this.#nodeId]
+    const count = await this.#cmd.eval(JOIN, { keys, arguments: [member, set + SEP + member] })
+    return Number(count) === 1
+  }
+
+  async leave(set: string, member: string): Promise<boolean> {
+    const keys = [this.#setPrefix + set, this.#nodePrefix + this.#nodeId]
+    const count = await this.#cmd.eval(LEAVE, { keys, arguments: [member, set + SEP + member] })
+    return Number(count) === 0
+  }
+
+  async list(set: string): Promise<Map<string, number>> {
+    const all = await this.#cmd.hGetAll(this.#setPrefix + set)
+    return new Map(Object.entries(all).map(([member, n]) => [member, Number(n)] as const))
+  }
+
+  async count(set: string, member: string): Promise<number> {
+    return Number((await this.#cmd.hGet(this.#setPrefix + set, member)) ?? 0)
+  }
+
+  /** Clears a dead process's presence; resolves to the [set, member] pairs that went offline. */
+  async sweep(nodeId: string, aliveKey: string, nodesKey: string): Promise<[string, string][]> {
+    const keys = [aliveKey, this.#nodePrefix + nodeId, nodesKey]
+    const left = (await this.#cmd.eval(SWEEP, {
+      keys,
+      arguments: [this.#setPrefix, nodeId],
+    })) as string[]
+    return left.map((field) => {
+      const i = field.indexOf(SEP)
+      return [field.slice(0, i), field.slice(i + 1)]
+    })
+  }
+
+  /** Re-adds this process's connections after Redis lost its data (a restart without persistence). */
+  async restore(counts: ReadonlyMap<string, number>): Promise<void> {
+    const key = this.#nodePrefix + this.#nodeId
+    if (counts.size === 0 || (await this.#cmd.exists(key))) return
+    const multi = this.#cmd.multi()
+    for (const [field, n] of counts) {
+      const i = field.indexOf(SEP)
+      multi.hSet(key, field, n)
+      multi.hIncrBy(this.#setPrefix + field.slice(0, i), field.slice(i + 1), n)
+    }
+    await multi.exec()
+  }
+}
+
+/** The field naming a member of a set in per-process bookkeeping. */
+export function presenceField(set: string, member: string): string {
+  return set + SEP + member
+}

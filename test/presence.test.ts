@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict'
+import type { IncomingMessage } from 'node:http'
+import { after, before, describe, it } from 'node:test'
+import type { PresenceEvent } from '../src/index.js'
+import { spawnNode } from './helpers/child.js'
+import { type RedisServer, startRedis } from './helpers/redis.js'
+import { connect, eventually, sleep, startBroker, type TestServer } from './helpers/ws.js'
+
+function identify(req: IncomingMessage) {
+  return { user: new URL(req.url ?? '/', 'http://x').searchParams.get('user') }
+}
+
+describe('Presence on one Redis, two broker processes', () => {
+  let redis: RedisServer
+  let a: TestServer
+  let b: TestServer
+  const events: PresenceEvent[] = []
+  before(async () => {
+    redis = await startRedis()
+    a = await startBroker({ redis: redis.url, identify, presence: true })
+    b = await startBroker({ redis: redis.url, identify, presence: true })
+    for (const t of [a, b]) t.broker.on('presence', (e) => events.push(e))
+  })
+  after(async () => {
+    await a.close()
+    await b.close()
+    await redis.stop()
+  })
+  const overall = (user: string, type: 'join' | 'leave') =>
+    events.filter((e) => e.user === user && e.type === type && e.facility === null).length
+
+  it('keeps a user with a tab on each process online until the last tab closes, with one join and one leave', async () => {
+    assert.equal(await a.broker.presence.isOnline('ann'), false)
+    const tabA = await connect(a.url('/ws/chat?subscribe-user&user=ann'))
+    await eventually(() => b.broker.presence.isOnline('ann'))
+    const tabB = await connect(b.url('/ws/chat?subscribe-user&user=ann'))
+    await eventually(async () => (await a.broker.presence.count('ann')) === 2)
+    await tabA.close()
+    await eventually(async () => (await a.broker.presence.count('ann')) === 1)
+    assert.equal(await b.broker.presence.isOnline('ann'), true)
+    await tabB.close()
+    await eventually(async () => !(await a.broker.presence.isOnline('ann')))
+    await sleep(100)
+    assert.equal(overall('ann', 'join'), 1)
+    assert.equal(overall('ann', 'leave'), 1)
+  })
+
+  it('lists who is online cluster-wide, with connection counts, overall and per facility', async () => {
+    const tabs = await Promise.all([
+      connect(a.url('/ws/chat?user=bob')),
+      connect(b.url('/ws/chat?user=bob')),
+      connect(b.url('/ws/news?user=cy')),
+      connect(b.url('/ws/news')), // anonymous: not counted
+    ])
+    await eventually(async () => (await a.broker.presence.list()).length === 2)
+    assert.deepEqual(await a.broker.presence.list(), [
+      { user: 'bob', connections: 2 },
+      { user: 'cy', connections: 1 },
+    ])
+    assert.deepEqual(await b.broker.presence.list('chat'), [{ user: 'bob', connections: 2 }])
+    assert.deepEqual(await b.broker.presence.list('news'), [{ user: 'cy', connections: 1 }])
+    assert.equal(await a.broker.presence.isOnline('cy', 'chat'), false)
+    await Promise.all(tabs.map((t) => t.close()))
+    await eventually(async () => (await a.broker.presence.list()).length === 0)
+  })
+
+  it('takes the users of a SIGKILLed process offline within the TTL, with exactly one leave', async () => {
+    const child = spawnNode(['--import', 'tsx', 'test/fixtures/presence-broker.ts', redis.url])
+    try {
+      const [, port] = await child.waitForOutput(/port (\d+)/, 20_000)
+      const tab = await connect(`ws://127.0.0.1:${port}/ws/chat?user=dan`)
+      await eventually(() => a.broker.presence.isOnline('dan'), 5000)
+      await child.signal('SIGKILL')
+      tab.ws.terminate()
+      // Default TTL: 10 s after the process stops refreshing (generous wait, no timing assertion).
+      await eventually(async () => !(await a.broker.presence.isOnline('dan')), 30_000)
+      await sleep(3000)
+      assert.equal(overall('dan', 'leave'), 1)
+    } finally {
+      await child.kill()
+    }
+  })
+})
+
+describe('Presence on the memory engine', () => {
+  it('tracks joins and leaves in one process', async () => {
+    const t = await startBroker({ identify, presence: true })
+    const events: PresenceEvent[] = []
+    t.broker.on('presence', (e) => events.push(e))
+    try {
+      const c = await connect(t.url('/ws/room?user=eve'))
+      await eventually(() => t.broker.presence.isOnline('eve', 'room'))
+      await c.close()
+      await eventually(async () => !(await t.broker.presence.isOnline('eve')))
+      assert.deepEqual(
+        events.map((e) => [e.type, e.facility]),
+        [
+          ['join', null],
+          ['join', 'room'],
+          ['leave', null],
+          ['leave', 'room'],
+        ],
+      )
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('tracks nothing without the presence option', async () => {
+    const t = await startBroker({ identify })
+    try {
+      const c = await connect(t.url('/ws/room?user=eve'))
+      await sleep(100)
+      assert.equal(await t.broker.presence.isOnline('eve'), false)
+      await c.close()
+    } finally {
+      await t.close()
+    }
+  })
+})
