@@ -1,4 +1,4 @@
-import { Router } from 'express'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { type Broker, type PresenceEvent, RedisPublisher } from '../src/index.js'
 
 /** Options of the presence facility. */
@@ -56,27 +56,37 @@ export function presenceFacility(broker: Broker, options: PresenceFacilityOption
 }
 
 /**
- * An Express router answering who is online as JSON: `GET /` (`?facility=` to narrow) lists
- * `{ users: [{ user, connections }] }`, `GET /:user` answers `{ user, online, connections }`.
+ * A request handler answering who is online as JSON, for Express (`app.use('/api/presence',
+ * presenceRouter(broker))`) or plain node:http: `GET /` (`?facility=` to narrow) lists
+ * `{ users: [{ user, connections }] }`, `GET /<user>` answers `{ user, online, connections }`.
+ * Other paths go to `next` (404 without one).
  */
-export function presenceRouter(broker: Broker): Router {
-  const router = Router()
-  router.get('/', async (req, res, next) => {
-    try {
-      const facility = typeof req.query.facility === 'string' ? req.query.facility : undefined
-      res.json({ users: await broker.presence.list(facility) })
-    } catch (err) {
-      next(err)
+export function presenceRouter(broker: Broker) {
+  return (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void => {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const parts = url.pathname.split('/').filter(Boolean)
+    if (req.method !== 'GET' || parts.length > 1) {
+      if (next) return next()
+      res.writeHead(404).end()
+      return
     }
-  })
-  router.get('/:user', async (req, res, next) => {
-    try {
-      const facility = typeof req.query.facility === 'string' ? req.query.facility : undefined
-      const connections = await broker.presence.count(req.params.user, facility)
-      res.json({ user: req.params.user, online: connections > 0, connections })
-    } catch (err) {
-      next(err)
+    const facility = url.searchParams.get('facility') ?? undefined
+    const reply = (body: unknown): void => {
+      res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8' })
+      res.end(JSON.stringify(body))
     }
-  })
-  return router
+    const work =
+      parts.length === 0
+        ? broker.presence.list(facility).then((users) => reply({ users }))
+        : broker.presence
+            .count(decodeURIComponent(parts[0]!), facility)
+            .then((connections) =>
+              reply({ user: decodeURIComponent(parts[0]!), online: connections > 0, connections }),
+            )
+    work.catch((err: unknown) => {
+      if (next) return next(err)
+      res.writeHead(503, { 'Content-Type': 'application/json; charset=utf-8' })
+      res.end(JSON.stringify({ error: 'presence unavailable' }))
+    })
+  }
 }
