@@ -500,8 +500,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   async closeConnection(connectionId: string, code = 1000, reason = ''): Promise<boolean> {
     const node = nodeOf(connectionId)
     if (node === null) throw new InvalidArgumentError('not a connection id')
-    if (!isApplicationCloseCode(code))
-      throw new InvalidArgumentError('code must be 1000 or 3000-4999')
+    checkClose(code, reason)
     return this.#toNode(node, { type: 'close', id: connectionId, code, reason })
   }
 
@@ -509,8 +508,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   async disconnectUser(user: string, code = 1000, reason = ''): Promise<void> {
     if (typeof user !== 'string' || user === '')
       throw new InvalidArgumentError('user must be a non-empty string')
-    if (!isApplicationCloseCode(code))
-      throw new InvalidArgumentError('code must be 1000 or 3000-4999')
+    checkClose(code, reason)
     await this.ready()
     const message: ControlMessage = { type: 'disconnect-user', user, code, reason }
     await Promise.all((await this.engine.nodes()).map((node) => this.#toNode(node, message)))
@@ -591,6 +589,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
       await this.engine.close()
     })()
     return this.#closing
+  }
+}
+
+function checkClose(code: number, reason: string): void {
+  if (!isApplicationCloseCode(code))
+    throw new InvalidArgumentError('code must be 1000 or 3000-4999')
+  if (typeof reason !== 'string' || Buffer.byteLength(reason) > 123) {
+    throw new InvalidArgumentError('reason must be a string of at most 123 bytes')
   }
 }
 

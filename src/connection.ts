@@ -203,7 +203,7 @@ export class Connection implements Recipient {
   close(code: number, reason = ''): void {
     if (this.#state === 'closed') return
     this.flush()
-    this.#ws?.close(code, reason)
+    this.#ws?.close(code, closeReason(reason))
     this.markClosed()
   }
 
@@ -239,4 +239,12 @@ export class Connection implements Recipient {
     this.#queued = 0
     this.#own = null
   }
+}
+
+/** A close reason cut to the 123 bytes a close frame can carry, on a character boundary. */
+export function closeReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= 123) return reason
+  let cut = reason.slice(0, 123)
+  while (Buffer.byteLength(cut) > 123) cut = cut.slice(0, -1)
+  return cut
 }

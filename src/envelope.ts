@@ -59,13 +59,16 @@ export function serverFrame(frame: ServerFrame): string {
   return JSON.stringify(frame)
 }
 
+/** What JSON text can start with: an object, array, string, number, true, false or null. */
+const JSON_START = /^\s*[{["\-0-9tfn]/
+
 /**
  * Wraps a published payload for a JSON facility: JSON text is embedded as a value, other text as
- * a string — so a Django publisher's plain strings and a route's objects both arrive as data.
+ * a string — so a Django publisher's plain strings and a route's objects both arrive as data, and
+ * a number, boolean or null a client sent arrives as itself.
  */
 export function dataFrame(text: string): string {
-  const trimmed = text.trimStart()
-  if (trimmed.startsWith('{') || trimmed.startsWith('[') || trimmed.startsWith('"')) {
+  if (JSON_START.test(text)) {
     try {
       JSON.parse(text)
       return `{"type":"data","data":${text}}`

@@ -71,6 +71,9 @@ export function validateDefinition(pattern: string, definition: FacilityDefiniti
   if (typeof pattern !== 'string' || pattern === '' || pattern.includes(':')) {
     throw new TypeError('a facility name or pattern is a non-empty string without ":"')
   }
+  if (typeof definition !== 'object' || definition === null || Array.isArray(definition)) {
+    throw new TypeError('a facility definition is an object')
+  }
   checkAudiences('subscribe', definition.subscribe)
   checkAudiences('publish', definition.publish)
   checkAudiences('autoSubscribe', definition.autoSubscribe)
@@ -81,8 +84,15 @@ export function validateDefinition(pattern: string, definition: FacilityDefiniti
   ) {
     throw new TypeError("format must be 'raw' or 'json'")
   }
-  if (definition.expire !== undefined && !(definition.expire >= 0)) {
-    throw new TypeError('expire must be a number >= 0')
+  const { expire, anonymous } = definition
+  if (
+    expire !== undefined &&
+    !(typeof expire === 'number' && Number.isFinite(expire) && expire >= 0)
+  ) {
+    throw new TypeError('expire must be a finite number >= 0')
+  }
+  if (anonymous !== undefined && typeof anonymous !== 'boolean') {
+    throw new TypeError('anonymous must be a boolean')
   }
   const hooks = [definition.authorize].flat().filter((h) => h !== undefined)
   for (const hook of [
@@ -109,6 +119,9 @@ export class FacilityRegistry {
   define(pattern: string, definition: FacilityDefinition): FacilityEntry {
     validateDefinition(pattern, definition)
     const params = [...pattern.matchAll(PARAM)].map((m) => m[1]!)
+    if (new Set(params).size !== params.length) {
+      throw new TypeError(`facility pattern ${pattern} names a parameter twice`)
+    }
     if (this.#exact.has(pattern) || this.#patterns.some((p) => p.pattern === pattern)) {
       throw new TypeError(`facility ${pattern} is already defined`)
     }

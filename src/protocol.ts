@@ -47,6 +47,15 @@ function rawTokenOf(conn: Connection, data: Buffer): string | null {
   }
 }
 
+// Messages of one connection go through an async onMessage one at a time, so they are published
+// in the order the client sent them.
+const inbound = new WeakMap<Connection, Promise<void>>()
+
+function inOrder(conn: Connection, step: () => Promise<void>): void {
+  const next = (inbound.get(conn) ?? Promise.resolve()).then(step)
+  inbound.set(conn, next)
+}
+
 /** Runs the facility's onMessage; resolves to false when it handled the message itself. */
 async function offer(
   host: ProtocolHost,
@@ -105,9 +114,10 @@ export function handleClientMessage(
       }
       return refresh(host, conn, frame.token)
     }
-    void offer(host, conn, accepted, frame.data).then((publish) => {
-      if (publish && frame.data !== undefined)
-        host.publish(conn, encodeText(JSON.stringify(frame.data)))
+    const payload = encodeText(JSON.stringify(frame.data))
+    if (!accepted.definition?.onMessage) return host.publish(conn, payload)
+    inOrder(conn, async () => {
+      if (await offer(host, conn, accepted, frame.data)) host.publish(conn, payload)
     })
     return
   }
@@ -119,7 +129,9 @@ export function handleClientMessage(
     host.publish(conn, isBinary ? encodeBinary(data) : data)
     return
   }
-  void offer(host, conn, accepted, isBinary ? data : data.toString('utf8')).then((publish) => {
-    if (publish) host.publish(conn, isBinary ? encodeBinary(data) : data)
+  inOrder(conn, async () => {
+    if (await offer(host, conn, accepted, isBinary ? data : data.toString('utf8'))) {
+      host.publish(conn, isBinary ? encodeBinary(data) : data)
+    }
   })
 }

@@ -112,6 +112,13 @@ describe('Connections addressable from any process', () => {
     await assert.rejects(a.broker.sendTo('nodot', 'x'), { code: 'WSF_INVALID_ARGUMENT' })
     await assert.rejects(a.broker.closeConnection('x.1', 1006), { code: 'WSF_INVALID_ARGUMENT' })
     await assert.rejects(a.broker.disconnectUser(''), { code: 'WSF_INVALID_ARGUMENT' })
+    // A close frame carries at most 123 bytes of reason.
+    await assert.rejects(a.broker.closeConnection('x.1', 4000, 'x'.repeat(124)), {
+      code: 'WSF_INVALID_ARGUMENT',
+    })
+    await assert.rejects(a.broker.disconnectUser('u', 4000, 'é'.repeat(62)), {
+      code: 'WSF_INVALID_ARGUMENT',
+    })
   })
 
   it('does not count its control channel among client channels', async () => {

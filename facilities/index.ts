@@ -1,0 +1,6 @@
+export { commonChannel } from './common.js'
+export type { CommonChannel, CommonChannelOptions } from './common.js'
+export { userChannel } from './user.js'
+export type { UserChannel, UserChannelOptions, UserPublishOptions } from './user.js'
+export { presenceFacility, presenceRouter } from './presence.js'
+export type { PresenceFacilityOptions, PresenceMessage } from './presence.js'
