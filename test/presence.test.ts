@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
-import type { PresenceEvent } from '../src/index.js'
+import { type PresenceEvent, RedisPublisher } from '../src/index.js'
 import { spawnNode } from './helpers/child.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import { connect, eventually, sleep, startBroker, type TestServer } from './helpers/ws.js'
@@ -62,6 +62,35 @@ describe('Presence on one Redis, two broker processes', () => {
     assert.equal(await a.broker.presence.isOnline('cy', 'chat'), false)
     await Promise.all(tabs.map((t) => t.close()))
     await eventually(async () => (await a.broker.presence.list()).length === 0)
+  })
+
+  it('works the same with the other broker in its own OS process: presence, publish, disconnect', async () => {
+    const child = spawnNode(['--import', 'tsx', 'test/fixtures/presence-broker.ts', redis.url])
+    try {
+      const [, port] = await child.waitForOutput(/port (\d+)/, 20_000)
+      const remote = await connect(`ws://127.0.0.1:${port}/ws/chat?subscribe-user&user=fay`)
+      const local = await connect(a.url('/ws/chat?subscribe-user&user=fay'))
+      await eventually(async () => (await a.broker.presence.count('fay')) === 2)
+      const n = await new RedisPublisher(
+        { facility: 'chat', users: ['fay'] },
+        { broker: a.broker },
+      ).publishMessage('both tabs')
+      assert.equal(n, 2)
+      await Promise.all([remote.waitFor(1), local.waitFor(1)])
+      const closed = remote.closedByServer()
+      await a.broker.disconnectUser('fay', 4000, 'bye')
+      assert.equal((await closed).code, 4000)
+      await local.closedByServer().catch(() => {})
+      await eventually(async () => !(await a.broker.presence.isOnline('fay')))
+      await sleep(200)
+      // Each transition is reported once, by whichever process made it.
+      const inChild = (type: string) =>
+        child.stdout.split('\n').filter((l) => l === `presence ${type} fay null`).length
+      assert.equal(overall('fay', 'join') + inChild('join'), 1)
+      assert.equal(overall('fay', 'leave') + inChild('leave'), 1)
+    } finally {
+      await child.kill()
+    }
   })
 
   it('takes the users of a SIGKILLed process offline within the TTL, with exactly one leave', async () => {
