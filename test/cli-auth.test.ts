@@ -8,13 +8,11 @@ import { RedisStore } from 'connect-redis'
 import express from 'express'
 import expressSession from 'express-session'
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose'
-import { type Child, spawnNode } from './helpers/child.js'
+import { type Child, startCli, serveCli, LISTENING } from './helpers/child.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import { connect, type TestClient, upgradeStatus } from './helpers/ws.js'
 
 // The built CLI, as users run it (test/run.sh builds dist/ first).
-const BIN = 'bin/wsfacility.js'
-const LISTENING = /^listening on http:\/\/127\.0\.0\.1:(\d+)$/m
 const JWT_SECRET = 'jwt secret of the tests'
 const SESSION_SECRET = 'session secret of the tests'
 
@@ -38,19 +36,10 @@ after(async () => {
   await redis.stop()
 })
 
-/** Starts the CLI; no env PORT or REDIS_URL unless given. */
-function cli(args: string[], env: Record<string, string> = {}): Child {
-  const child = spawnNode([BIN, ...args], env)
-  children.push(child)
-  return child
-}
+const cli = (args: string[], env: Record<string, string> = {}): Child =>
+  startCli(children, args, env)
 
-/** Starts the CLI and waits for its `listening on` line. */
-async function serve(args: string[], env: Record<string, string> = {}) {
-  const child = cli(args, env)
-  const [, port] = await child.waitForOutput(LISTENING)
-  return { child, ws: (path: string) => `ws://127.0.0.1:${port}${path}` }
-}
+const serve = (args: string[], env: Record<string, string> = {}) => serveCli(children, args, env)
 
 async function client(url: string, headers: Record<string, string> = {}): Promise<TestClient> {
   const c = await connect(url, { headers })

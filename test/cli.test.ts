@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, it } from 'node:test'
-import { type Child, spawnNode } from './helpers/child.js'
+import { type Child, startCli, serveCli, LISTENING } from './helpers/child.js'
 import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
 import { connect, eventually, type TestClient, upgradeStatus } from './helpers/ws.js'
 
 // The built CLI, as users run it (test/run.sh builds dist/ first).
-const BIN = 'bin/wsfacility.js'
-const LISTENING = /^listening on http:\/\/127\.0\.0\.1:(\d+)$/m
 
 let redis: RedisServer
 let publisher: Awaited<ReturnType<RedisServer['client']>>
@@ -26,19 +24,10 @@ after(async () => {
   await redis.stop()
 })
 
-/** Starts the CLI; no env PORT or REDIS_URL unless given. */
-function cli(args: string[], env: Record<string, string> = {}): Child {
-  const child = spawnNode([BIN, ...args], env)
-  children.push(child)
-  return child
-}
+const cli = (args: string[], env: Record<string, string> = {}): Child =>
+  startCli(children, args, env)
 
-/** Starts the CLI and waits for its `listening on` line; resolves to the child and its port. */
-async function serve(args: string[], env: Record<string, string> = {}) {
-  const child = cli(args, env)
-  const [, port] = await child.waitForOutput(LISTENING)
-  return { child, port: Number(port), ws: (path: string) => `ws://127.0.0.1:${port}${path}` }
-}
+const serve = (args: string[], env: Record<string, string> = {}) => serveCli(children, args, env)
 
 async function client(url: string): Promise<TestClient> {
   const c = await connect(url)

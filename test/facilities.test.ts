@@ -21,6 +21,9 @@ import {
   TestClient,
   type TestServer,
   upgradeStatus,
+  frame,
+  frames,
+  sendJson,
 } from './helpers/ws.js'
 
 const SECRET = new TextEncoder().encode('facilities-tests-hmac-secret-0123456789-abcdefghij')
@@ -41,18 +44,6 @@ function mint(sub: string, exp = nowSec() + 600): Promise<string> {
 /** `/ws/<facility>?token=…` (plus flags), as a bazis-ws client connects. */
 const withToken = (facility: string, token: string, flags = ''): string =>
   `/ws/${facility}?${flags === '' ? '' : `${flags}&`}token=${encodeURIComponent(token)}`
-
-/** Every text frame `client` received, parsed as JSON. */
-const frames = (client: TestClient): unknown[] => client.texts.map((t) => JSON.parse(t) as unknown)
-
-/** Waits for the `n`th message of `client` and returns it parsed as JSON. */
-async function frame(client: TestClient, n: number): Promise<unknown> {
-  await client.waitFor(n)
-  return JSON.parse(client.texts[n - 1]!) as unknown
-}
-
-const sendJson = (client: TestClient, value: unknown): Promise<void> =>
-  client.send(JSON.stringify(value))
 
 const status = async (url: string): Promise<number> => (await upgradeStatus(url)).status
 

@@ -13,6 +13,9 @@ import {
   type TestClient,
   type TestServer,
   upgradeStatus,
+  frame,
+  frames,
+  sendJson,
 } from './helpers/ws.js'
 
 const SECRET = new TextEncoder().encode('facility-tests-hmac-secret-0123456789-abcdefghijklmn')
@@ -48,19 +51,6 @@ function connectionOf(broker: Broker, facility: string): Connection {
   assert.equal(conns.length, 1, `expected one connection on ${facility}`)
   return conns[0]!
 }
-
-/** Every text frame `client` received, parsed as JSON. */
-const frames = (client: TestClient): unknown[] => client.texts.map((t) => JSON.parse(t) as unknown)
-
-/** Waits for the `n`th message of `client` and returns it parsed as JSON. */
-async function frame(client: TestClient, n: number): Promise<unknown> {
-  await client.waitFor(n)
-  return JSON.parse(client.texts[n - 1]!) as unknown
-}
-
-/** Sends a JSON value as one text frame. */
-const sendJson = (client: TestClient, value: unknown): Promise<void> =>
-  client.send(JSON.stringify(value))
 
 /** Asserts the upgrade to `url` is refused with `status`. */
 async function refused(url: string, status: number): Promise<void> {

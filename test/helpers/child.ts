@@ -122,3 +122,33 @@ export function spawnNode(args: string[], env: Record<string, string> = {}): Chi
     },
   }
 }
+
+/** The built standalone server, relative to the repository root. */
+export const BIN = 'bin/wsfacility.js'
+/** The line the standalone server prints when it is ready. */
+export const LISTENING = /^listening on http:\/\/127\.0\.0\.1:(\d+)$/m
+
+/**
+ * Starts the standalone server with `args` and `env` (no PORT or REDIS_URL unless given),
+ * remembering the child in `children` so the test can kill it.
+ */
+export function startCli(
+  children: Child[],
+  args: string[],
+  env: Record<string, string> = {},
+): Child {
+  const child = spawnNode([BIN, ...args], env)
+  children.push(child)
+  return child
+}
+
+/** Starts the standalone server and waits for its `listening on` line. */
+export async function serveCli(
+  children: Child[],
+  args: string[],
+  env: Record<string, string> = {},
+) {
+  const child = startCli(children, args, env)
+  const [, port] = await child.waitForOutput(LISTENING)
+  return { child, port: Number(port), ws: (path: string) => `ws://127.0.0.1:${port}${path}` }
+}

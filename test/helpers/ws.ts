@@ -161,3 +161,17 @@ export async function eventually(
     await sleep(20)
   }
 }
+
+/** Every text frame `client` received, parsed as JSON. */
+export const frames = (client: TestClient): unknown[] =>
+  client.texts.map((t) => JSON.parse(t) as unknown)
+
+/** Waits for the `n`th message of `client` and returns it parsed as JSON. */
+export async function frame(client: TestClient, n: number): Promise<unknown> {
+  await client.waitFor(n)
+  return JSON.parse(client.texts[n - 1]!) as unknown
+}
+
+/** Sends a JSON value as one text frame. */
+export const sendJson = (client: TestClient, value: unknown): Promise<void> =>
+  client.send(JSON.stringify(value))
