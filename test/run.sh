@@ -15,6 +15,18 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "chromium not found: installing it with apt-get (browser tests)" >&2
+    (apt-get install -y -qq chromium >/dev/null 2>&1 ||
+      (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) ||
+      { echo "could not install chromium with apt-get; install it and run npm test again" >&2; exit 1; }
+  else
+    echo "npm test needs Chromium at /usr/bin/chromium for its browser tests (e.g. 'sudo apt-get install chromium')" >&2
+    exit 1
+  fi
+fi
+
 npm run --silent build
 # Each file gets its own process; files run one after the other so redis-servers and timings
 # never compete for the 2 cores of small CI machines.

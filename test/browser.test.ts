@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import express from 'express'
+import expressSession from 'express-session'
+import { SignJWT } from 'jose'
+import type { Browser, Page } from 'playwright-core'
+import { type Broker, RedisPublisher } from '../src/index.js'
+import { wsfacility } from '../src/express.js'
+import { launchBrowser } from './helpers/browser.js'
+import { eventually } from './helpers/ws.js'
+
+const SECRET = 'browser-test-secret-0123456789abcdef'
+
+// The page opens one WebSocket as told by the test and records what happens to it.
+const PAGE = `<!doctype html><meta charset="utf-8"><title>wsfacility test</title><script>
+window.events = []
+window.open_ = (path, protocols) => {
+  const ws = new WebSocket(new URL(path, location.href.replace(/^http/, 'ws')), protocols)
+  ws.onopen = () => events.push({ type: 'open', protocol: ws.protocol })
+  ws.onmessage = (e) => events.push({ type: 'message', data: String(e.data) })
+  ws.onerror = () => events.push({ type: 'error' })
+  ws.onclose = (e) => events.push({ type: 'close', code: e.code })
+}
+</script>`
+
+interface PageEvent {
+  type: string
+  data?: string
+  protocol?: string
+  code?: number
+}
+
+const events = (page: Page): Promise<PageEvent[]> =>
+  page.evaluate(() => (globalThis as unknown as { events: PageEvent[] }).events)
+
+async function waitForEvent(page: Page, type: string): Promise<PageEvent[]> {
+  await eventually(async () => (await events(page)).some((e) => e.type === type), 10_000)
+  return events(page)
+}
+
+describe('A real browser (headless Chromium)', () => {
+  let browser: Browser
+  let server: http.Server
+  let broker: Broker
+  let base: string
+  before(async () => {
+    browser = await launchBrowser()
+    const app = express()
+    const session = { store: new expressSession.MemoryStore(), secret: SECRET }
+    app.use(expressSession({ ...session, resave: false, saveUninitialized: false }))
+    server = http.createServer(app)
+    broker = wsfacility(app, server, { session, jwt: { secret: SECRET } })
+    app.get('/', (_req, res) => res.type('html').send(PAGE))
+    app.post('/login/:user', (req, res) => {
+      ;(req.session as unknown as { user: string }).user = req.params.user
+      req.session.save(() => res.json({ ok: true }))
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`
+  })
+  after(async () => {
+    await browser.close()
+    await broker.close()
+    server.closeAllConnections()
+    await new Promise((r) => server.close(r))
+  })
+
+  it('authenticates with a JWT in the subprotocol; the answer names wsfacility, not the token', async () => {
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('carol')
+      .setExpirationTime('5m')
+      .sign(new TextEncoder().encode(SECRET))
+    const page = await browser.newPage()
+    try {
+      await page.goto(base)
+      await page.evaluate(
+        ([p, t]) =>
+          (globalThis as unknown as { open_: (a: string, b: string[]) => void }).open_(p!, [
+            'wsfacility',
+            `bearer.${t}`,
+          ]),
+        ['/ws/notes?subscribe-user', token],
+      )
+      const opened = await waitForEvent(page, 'open')
+      assert.equal(opened.find((e) => e.type === 'open')!.protocol, 'wsfacility')
+      const n = await new RedisPublisher(
+        { facility: 'notes', users: ['carol'] },
+        { broker },
+      ).publishMessage('hi carol')
+      assert.equal(n, 1)
+      const got = await waitForEvent(page, 'message')
+      assert.deepEqual(
+        got.filter((e) => e.type === 'message').map((e) => e.data),
+        ['hi carol'],
+      )
+    } finally {
+      await page.close()
+    }
+  })
+
+  it('sends the session cookie with the upgrade: each browser context gets only its own user’s messages', async () => {
+    const contexts = await Promise.all([browser.newContext(), browser.newContext()])
+    try {
+      const pages = await Promise.all(contexts.map((c) => c.newPage()))
+      for (const [page, user] of [
+        [pages[0]!, 'ann'],
+        [pages[1]!, 'bob'],
+      ] as const) {
+        await page.goto(base)
+        await page.evaluate(async (u) => {
+          await fetch(`/login/${u}`, { method: 'POST' })
+          ;(globalThis as unknown as { open_: (a: string) => void }).open_(
+            '/ws/inbox?subscribe-user',
+          )
+        }, user)
+        await waitForEvent(page, 'open')
+      }
+      await new RedisPublisher({ facility: 'inbox', users: ['ann'] }, { broker }).publishMessage(
+        'for ann',
+      )
+      await waitForEvent(pages[0]!, 'message')
+      await new RedisPublisher({ facility: 'inbox', users: ['bob'] }, { broker }).publishMessage(
+        'for bob',
+      )
+      await waitForEvent(pages[1]!, 'message')
+      const messages = async (p: Page) =>
+        (await events(p)).filter((e) => e.type === 'message').map((e) => e.data)
+      assert.deepEqual(await messages(pages[0]!), ['for ann'])
+      assert.deepEqual(await messages(pages[1]!), ['for bob'])
+    } finally {
+      await Promise.all(contexts.map((c) => c.close()))
+    }
+  })
+
+  it('sees a refused upgrade (bad token) as a failed connection, never an open one', async () => {
+    const page = await browser.newPage()
+    try {
+      await page.goto(base)
+      await page.evaluate(() =>
+        (globalThis as unknown as { open_: (a: string) => void }).open_(
+          '/ws/notes?subscribe-user&token=garbage',
+        ),
+      )
+      const seen = await waitForEvent(page, 'close')
+      assert.equal(
+        seen.some((e) => e.type === 'open'),
+        false,
+      )
+      assert.equal(seen.find((e) => e.type === 'close')!.code, 1006)
+    } finally {
+      await page.close()
+    }
+  })
+})
