@@ -5,13 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws'
 import { type Authentication, Authenticator } from './auth/authenticator.js'
 import { selectProtocol } from './auth/jwt.js'
 import { Connection, CloseCode } from './connection.js'
-import {
-  type ControlMessage,
-  ControlRecipient,
-  controlChannel,
-  isApplicationCloseCode,
-  nodeOf,
-} from './control.js'
+import { ControlPlane } from './control.js'
 import { type FacilityContext, type FacilityDefinition, FacilityRegistry } from './facility.js'
 import { decideFlags } from './policy.js'
 import { Presence, type PresenceEvent } from './presence.js'
@@ -19,13 +13,7 @@ import { type Accepted, handleClientMessage, type ProtocolHost } from './protoco
 import { MemoryEngine } from './engine/memory.js'
 import { RedisEngine } from './engine/redis.js'
 import type { Engine, EngineStatus } from './engine/types.js'
-import {
-  ClosedError,
-  EngineError,
-  HttpError,
-  InvalidArgumentError,
-  WsFacilityError,
-} from './errors.js'
+import { ClosedError, EngineError, HttpError, WsFacilityError } from './errors.js'
 import { checkHandshake, refuseUpgrade } from './http.js'
 import { Hub } from './hub.js'
 import { type Identity, isIdentity, normalizeIdentity } from './identity.js'
@@ -71,7 +59,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly #facilities = new FacilityRegistry()
   readonly #accepted = new WeakMap<Connection, Accepted>()
   readonly #host: ProtocolHost
-  readonly #control = new ControlRecipient((message) => this.#onControl(message))
+  readonly #controlPlane: ControlPlane
   #sequence = 0
   #controlLive = false
   readonly #hub: Hub
@@ -103,6 +91,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     })
     this.subscriber = new RedisSubscriber({ prefix: this.options.channelPrefix })
     this.#auth = new Authenticator(this.options)
+    this.#controlPlane = new ControlPlane(
+      this.engine,
+      this.options.channelPrefix,
+      this.#connections,
+    )
     this.presence = new Presence(
       this.engine,
       (event) => this.emit('presence', event),
@@ -166,7 +159,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.#started ??= this.engine.start().then(
       async () => {
         // One control channel per process carries sends and closes addressed from elsewhere.
-        await this.#hub.add(this.#control, [this.#controlChannel(this.engine.nodeId)])
+        await this.#hub.add(this.#controlPlane, [this.#controlPlane.channel])
         this.#controlLive = true
         this.#startPings()
       },
@@ -453,65 +446,26 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
   }
 
-  #controlChannel(nodeId: string): string {
-    return controlChannel(this.options.channelPrefix, nodeId)
-  }
-
-  #onControl(message: ControlMessage): void {
-    if (message.type === 'disconnect-user') {
-      for (const conn of this.#connections.values()) {
-        if (conn.identity.user === message.user) conn.close(message.code, message.reason)
-      }
-      return
-    }
-    const conn = this.#connections.get(message.id)
-    if (!conn) return
-    if (message.type === 'close') conn.close(message.code, message.reason)
-    else if (message.text !== undefined) conn.send(message.text)
-    else if (message.binary !== undefined) conn.send(Buffer.from(message.binary, 'base64'))
-  }
-
-  /** Delivers a control message to the process owning `id`; resolves to whether one listened. */
-  async #toNode(nodeId: string, message: ControlMessage): Promise<boolean> {
-    if (nodeId === this.engine.nodeId) {
-      this.#onControl(message)
-      return true
-    }
-    await this.ready()
-    const payload = Buffer.from(JSON.stringify(message))
-    return (await this.engine.publish(this.#controlChannel(nodeId), payload, 0)) > 0
-  }
-
   /**
    * Sends a message to one connection, on whatever process holds it (Panther's addressable
    * connections). Resolves to false when no process knows the id's node; a connection that has
    * gone meanwhile is ignored.
    */
   async sendTo(connectionId: string, message: string | Buffer): Promise<boolean> {
-    const node = nodeOf(connectionId)
-    if (node === null) throw new InvalidArgumentError('not a connection id')
-    const msg: ControlMessage = Buffer.isBuffer(message)
-      ? { type: 'send', id: connectionId, binary: message.toString('base64') }
-      : { type: 'send', id: connectionId, text: String(message) }
-    return this.#toNode(node, msg)
+    await this.ready()
+    return this.#controlPlane.sendTo(connectionId, message)
   }
 
   /** Closes one connection, on whatever process holds it, with `code` (1000 or 3000–4999). */
   async closeConnection(connectionId: string, code = 1000, reason = ''): Promise<boolean> {
-    const node = nodeOf(connectionId)
-    if (node === null) throw new InvalidArgumentError('not a connection id')
-    checkClose(code, reason)
-    return this.#toNode(node, { type: 'close', id: connectionId, code, reason })
+    await this.ready()
+    return this.#controlPlane.closeConnection(connectionId, code, reason)
   }
 
   /** Closes every connection of `user` on every process. */
   async disconnectUser(user: string, code = 1000, reason = ''): Promise<void> {
-    if (typeof user !== 'string' || user === '')
-      throw new InvalidArgumentError('user must be a non-empty string')
-    checkClose(code, reason)
     await this.ready()
-    const message: ControlMessage = { type: 'disconnect-user', user, code, reason }
-    await Promise.all((await this.engine.nodes()).map((node) => this.#toNode(node, message)))
+    return this.#controlPlane.disconnectUser(user, code, reason)
   }
 
   /**
@@ -589,14 +543,6 @@ export class Broker extends EventEmitter<BrokerEvents> {
       await this.engine.close()
     })()
     return this.#closing
-  }
-}
-
-function checkClose(code: number, reason: string): void {
-  if (!isApplicationCloseCode(code))
-    throw new InvalidArgumentError('code must be 1000 or 3000-4999')
-  if (typeof reason !== 'string' || Buffer.byteLength(reason) > 123) {
-    throw new InvalidArgumentError('reason must be a string of at most 123 bytes')
   }
 }
 
