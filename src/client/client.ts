@@ -1,0 +1,300 @@
+import { Emitter } from './emitter.js'
+import { type ClientErrorCode, WsfClientError } from './errors.js'
+import { Heartbeat } from './heartbeat.js'
+import {
+  backoffDelay,
+  type ClientOptions,
+  type ResolvedOptions,
+  resolveOptions,
+} from './options.js'
+import { POLICY, shouldReconnect, TOKEN_EXPIRED } from './retry.js'
+import { type CloseEventLike, OPEN, type SendData, type WebSocketLike } from './socket.js'
+import { buildUrl } from './url.js'
+
+/** Where the client is: connecting the first time, open, lost and retrying, or stopped. */
+export type ClientStatus = 'connecting' | 'open' | 'reconnecting' | 'closed'
+
+/** A received message: text as a string, binary as an ArrayBuffer (a Uint8Array with some sockets). */
+export type ClientMessage = string | ArrayBuffer | Uint8Array
+
+/** Events of `WsfClient`. */
+export interface ClientEvents {
+  /** The status changed. */
+  status: ClientStatus
+  /** A message for the application (heartbeat answers and pongs are not). */
+  message: ClientMessage
+  /** Something the application should know about; `code` is stable. */
+  error: WsfClientError
+  /** One underlying socket closed. */
+  close: { code: number; reason: string }
+  /** A reconnection attempt is scheduled in `delay` ms (`attempt` counts from 1). */
+  retry: { attempt: number; delay: number }
+}
+
+/** Subprotocol the broker selects when a token travels as `bearer.<jwt>`. */
+const PROTOCOL = 'wsfacility'
+/** Close code the client uses for a connection whose heartbeats went unanswered. */
+const HEARTBEAT_TIMEOUT = 4000
+
+/**
+ * A WebSocket client for a wsfacility broker that stays connected: it reconnects with backoff,
+ * refreshes its token on every connect, sends heartbeats and queues messages while disconnected.
+ * @example
+ * const client = new WsfClient({ url: '/', facility: 'chat', subscribe: ['broadcast'], publish: ['broadcast'] })
+ * client.on('message', (m) => console.log(m))
+ * await client.send('hello')
+ */
+export class WsfClient {
+  readonly #options: ResolvedOptions
+  readonly #events = new Emitter<ClientEvents>()
+  readonly #queue: SendData[] = []
+  #status: ClientStatus = 'closed'
+  /** Not connecting, connected or waiting to retry. */
+  #stopped = true
+  /** Stopped by close() or by a final error: sends are rejected until connect(). */
+  #ended = false
+  #socket: WebSocketLike | null = null
+  #heartbeat: Heartbeat | null = null
+  /** Bumped by every attempt and by close(): async work of an older one is ignored. */
+  #generation = 0
+  /** Failed attempts since the last open. */
+  #attempt = 0
+  #retryTimer: ReturnType<typeof setTimeout> | null = null
+
+  constructor(options: ClientOptions) {
+    this.#options = resolveOptions(options)
+    if (this.#options.autoConnect) this.connect()
+  }
+
+  /** The current status. */
+  get status(): ClientStatus {
+    return this.#status
+  }
+
+  /** Adds a listener; returns a function that removes it. */
+  on<K extends keyof ClientEvents>(
+    event: K,
+    listener: (value: ClientEvents[K]) => void,
+  ): () => void {
+    return this.#events.on(event, listener)
+  }
+
+  /** Removes a listener. */
+  off<K extends keyof ClientEvents>(event: K, listener: (value: ClientEvents[K]) => void): void {
+    this.#events.off(event, listener)
+  }
+
+  /** Starts connecting (done by the constructor unless `autoConnect: false`); a no-op unless closed. */
+  connect(): void {
+    if (!this.#stopped) return
+    this.#stopped = false
+    this.#ended = false
+    this.#attempt = 0
+    this.#setStatus('connecting')
+    void this.#open()
+  }
+
+  /**
+   * Sends text or bytes. Resolves once handed to the socket or queued; while disconnected it
+   * queues (`queue.whenDisconnected: 'queue'`, up to `queue.max`) or rejects with a coded error.
+   */
+  send(data: SendData): Promise<void> {
+    if (this.#ended) return this.#reject('WSF_CLIENT_CLOSED', 'client is closed')
+    const socket = this.#socket
+    if (this.#status === 'open' && socket && socket.readyState === OPEN) {
+      try {
+        socket.send(data)
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)))
+      }
+      return Promise.resolve()
+    }
+    const { max, whenDisconnected } = this.#options.queue
+    if (whenDisconnected === 'reject') {
+      return this.#reject('WSF_CLIENT_DISCONNECTED', 'not connected')
+    }
+    if (this.#queue.length >= max) {
+      return this.#reject('WSF_CLIENT_QUEUE_FULL', `send queue is full (${max} messages)`)
+    }
+    this.#queue.push(data)
+    return Promise.resolve()
+  }
+
+  /**
+   * Stops for good: no more reconnects, queued messages are dropped, status 'closed'. Resolves
+   * when the socket has closed. `connect()` starts again.
+   */
+  close(): Promise<void> {
+    const socket = this.#socket
+    this.#stop()
+    this.#queue.length = 0
+    if (!socket) return Promise.resolve()
+    const closed = new Promise<void>((resolve) => socket.addEventListener('close', () => resolve()))
+    socket.close(1000)
+    return closed
+  }
+
+  async #open(): Promise<void> {
+    const generation = ++this.#generation
+    const { token, tokenIn, url, WebSocket } = this.#options
+    let jwt: string | null | undefined
+    try {
+      jwt = typeof token === 'function' ? await token() : token
+    } catch (err) {
+      if (generation !== this.#generation) return
+      this.#error('WSF_CLIENT_TOKEN', 'the token provider failed', { cause: err })
+      this.#retry()
+      return
+    }
+    if (generation !== this.#generation) return
+    const withToken = typeof jwt === 'string' && jwt !== ''
+    const target = buildUrl(
+      withToken && tokenIn === 'query' ? { ...url, query: { ...url.query, token: jwt } } : url,
+    )
+    let socket: WebSocketLike
+    try {
+      socket =
+        withToken && tokenIn === 'protocol'
+          ? new WebSocket(target, [PROTOCOL, `bearer.${jwt}`])
+          : new WebSocket(target)
+    } catch (err) {
+      // A URL or subprotocol the runtime refuses will be refused again: stop.
+      this.#stop()
+      this.#error('WSF_CLIENT_SOCKET', 'could not create the WebSocket', { cause: err })
+      return
+    }
+    socket.binaryType = this.#options.binaryType
+    this.#socket = socket
+    socket.addEventListener('open', () => {
+      if (this.#socket === socket) this.#onOpen(socket)
+    })
+    socket.addEventListener('message', (event) => {
+      if (this.#socket === socket) this.#onMessage(event.data)
+    })
+    socket.addEventListener('close', (event) => this.#onClose(socket, event))
+    // Errors carry no detail in browsers; the close event that follows says what to do.
+    socket.addEventListener('error', () => {})
+  }
+
+  #onOpen(socket: WebSocketLike): void {
+    this.#attempt = 0
+    if (this.#options.heartbeat) {
+      this.#heartbeat = new Heartbeat(
+        this.#options.heartbeat,
+        (text) => socket.send(text),
+        () => this.#onHeartbeatTimeout(socket),
+      )
+      this.#heartbeat.start()
+    }
+    this.#setStatus('open')
+    // In order, before anything sent after this turn; a send failing here closes the socket.
+    for (const data of this.#queue.splice(0)) socket.send(data)
+  }
+
+  #onMessage(data: unknown): void {
+    if (this.#heartbeat?.receive(data)) return
+    const message =
+      typeof data === 'string' || data instanceof ArrayBuffer
+        ? data
+        : ArrayBuffer.isView(data)
+          ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+          : (data as ClientMessage)
+    this.#events.emit('message', message)
+  }
+
+  #onClose(socket: WebSocketLike, event: CloseEventLike): void {
+    if (this.#socket !== socket) return
+    this.#socket = null
+    this.#heartbeat?.stop()
+    this.#heartbeat = null
+    const { code, reason } = event
+    this.#events.emit('close', { code, reason })
+    if (this.#stopped) return
+    if (shouldReconnect(code, typeof this.#options.token === 'function')) {
+      this.#retry()
+      return
+    }
+    this.#stop()
+    if (code === POLICY) {
+      this.#error('WSF_CLIENT_POLICY', `closed by the server: policy (${reason})`, {
+        closeCode: code,
+      })
+    } else if (code === TOKEN_EXPIRED) {
+      this.#error(
+        'WSF_CLIENT_TOKEN_EXPIRED',
+        'token expired; give a token provider to refresh it',
+        {
+          closeCode: code,
+        },
+      )
+    } else if (code !== 1000) {
+      this.#error('WSF_CLIENT_CLOSED_BY_SERVER', `closed by the server with ${code} (${reason})`, {
+        closeCode: code,
+      })
+    }
+  }
+
+  #onHeartbeatTimeout(socket: WebSocketLike): void {
+    if (this.#socket !== socket) return
+    // The peer is gone or stuck: a close handshake would wait for it, so drop the socket now.
+    this.#socket = null
+    this.#heartbeat = null
+    socket.close(HEARTBEAT_TIMEOUT, 'heartbeat timeout')
+    ;(socket as { terminate?: () => void }).terminate?.()
+    this.#events.emit('close', { code: 1006, reason: 'heartbeat timeout' })
+    this.#error('WSF_CLIENT_HEARTBEAT_TIMEOUT', 'heartbeats went unanswered')
+    this.#retry()
+  }
+
+  #retry(): void {
+    if (this.#stopped) return
+    const { reconnect, random } = this.#options
+    if (this.#attempt >= reconnect.attempts) {
+      this.#stop()
+      this.#error('WSF_CLIENT_GAVE_UP', `gave up after ${this.#attempt} reconnection attempts`)
+      return
+    }
+    const delay = backoffDelay(this.#attempt, reconnect, random)
+    this.#attempt++
+    this.#setStatus('reconnecting')
+    this.#events.emit('retry', { attempt: this.#attempt, delay })
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null
+      void this.#open()
+    }, delay)
+  }
+
+  #stop(): void {
+    this.#stopped = true
+    this.#ended = true
+    this.#generation++
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer)
+    this.#retryTimer = null
+    this.#heartbeat?.stop()
+    this.#heartbeat = null
+    this.#setStatus('closed')
+  }
+
+  #setStatus(status: ClientStatus): void {
+    if (this.#status === status) return
+    this.#status = status
+    this.#events.emit('status', status)
+  }
+
+  #error(
+    code: ClientErrorCode,
+    message: string,
+    options?: { cause?: unknown; closeCode?: number },
+  ): void {
+    this.#events.emit('error', new WsfClientError(code, message, options))
+  }
+
+  #reject(code: ClientErrorCode, message: string): Promise<never> {
+    return Promise.reject(new WsfClientError(code, message))
+  }
+}
+
+/** Creates a `WsfClient` (connecting at once unless `autoConnect: false`). */
+export function createClient(options: ClientOptions): WsfClient {
+  return new WsfClient(options)
+}

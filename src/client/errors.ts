@@ -1,0 +1,40 @@
+import { WsFacilityError } from '../errors.js'
+
+/** Stable codes of the errors the client emits or rejects with. */
+export type ClientErrorCode =
+  /** `send()` while disconnected with `queue.whenDisconnected: 'reject'`. */
+  | 'WSF_CLIENT_DISCONNECTED'
+  /** `send()` while disconnected and the queue already holds `queue.max` messages. */
+  | 'WSF_CLIENT_QUEUE_FULL'
+  /** `send()` after `close()`, or after the client gave up. */
+  | 'WSF_CLIENT_CLOSED'
+  /** The server closed with 1008 (policy violation, e.g. an invalid in-band token). */
+  | 'WSF_CLIENT_POLICY'
+  /** The server closed with 4001 (token expired) and `token` is a fixed string. */
+  | 'WSF_CLIENT_TOKEN_EXPIRED'
+  /** The server closed with a code that is not worth retrying as is. */
+  | 'WSF_CLIENT_CLOSED_BY_SERVER'
+  /** The token provider threw or rejected. */
+  | 'WSF_CLIENT_TOKEN'
+  /** The `WebSocket` constructor threw (bad URL, bad subprotocol). */
+  | 'WSF_CLIENT_SOCKET'
+  /** `heartbeat.missed` heartbeats in a row got no answer: the connection was replaced. */
+  | 'WSF_CLIENT_HEARTBEAT_TIMEOUT'
+  /** `reconnect.attempts` reconnection attempts in a row failed. */
+  | 'WSF_CLIENT_GAVE_UP'
+
+/** An error of the browser client; `code` is stable, `closeCode` is set for server closes. */
+export class WsfClientError extends WsFacilityError {
+  declare readonly code: ClientErrorCode
+  /** The WebSocket close code that caused this error, when one did. */
+  readonly closeCode: number | undefined
+
+  constructor(
+    code: ClientErrorCode,
+    message: string,
+    options?: { cause?: unknown; closeCode?: number },
+  ) {
+    super(code, message, options?.cause === undefined ? undefined : { cause: options.cause })
+    this.closeCode = options?.closeCode
+  }
+}

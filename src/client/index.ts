@@ -1,0 +1,27 @@
+/**
+ * The browser client of wsfacility (`wsfacility/client`): runs wherever a standard `WebSocket`
+ * exists, or with the `ws` package passed as the `WebSocket` option. No Node imports.
+ */
+export { WsfClient, createClient } from './client.js'
+export type { ClientEvents, ClientMessage, ClientStatus } from './client.js'
+export { buildUrl } from './url.js'
+export type { Audience, QueryParams, UrlOptions } from './url.js'
+export { backoffDelay } from './options.js'
+export type {
+  ClientOptions,
+  HeartbeatOptions,
+  QueueOptions,
+  ReconnectOptions,
+  TokenProvider,
+} from './options.js'
+export { shouldReconnect } from './retry.js'
+export { WsfClientError } from './errors.js'
+export type { ClientErrorCode } from './errors.js'
+export type {
+  CloseEventLike,
+  EventLike,
+  MessageEventLike,
+  SendData,
+  WebSocketConstructor,
+  WebSocketLike,
+} from './socket.js'

@@ -1,0 +1,169 @@
+import { globalWebSocket, type WebSocketConstructor } from './socket.js'
+import { buildUrl, type UrlOptions } from './url.js'
+
+/** Returns the token to connect with; called before every (re)connect. Null or '' sends none. */
+export type TokenProvider = () => string | null | undefined | Promise<string | null | undefined>
+
+/** Exponential backoff with full jitter between reconnection attempts. */
+export interface ReconnectOptions {
+  /** Delay ceiling of the first retry, in ms; doubles with each failed attempt. @default 500 */
+  base?: number
+  /** Largest delay ceiling, in ms. @default 30000 */
+  cap?: number
+  /** Failed attempts in a row before giving up (status 'closed'). @default Infinity */
+  attempts?: number
+}
+
+/** Application-level heartbeat: the ws4redis text heartbeat, or the JSON envelope's ping. */
+export type HeartbeatOptions = (
+  | { /** The broker's `heartbeat` string, e.g. '--heartbeat--'. */ text: string; json?: never }
+  | {
+      /** Send `{"type":"ping"}`, expect `{"type":"pong"}` (`format: 'json'`). */ json: true
+      text?: never
+    }
+) & {
+  /** ms between heartbeats. @default 25000 */
+  interval?: number
+  /** Heartbeats in a row without an answer after which the connection is replaced. @default 2 */
+  missed?: number
+}
+
+/** What `send()` does while the client is not connected. */
+export interface QueueOptions {
+  /** Messages kept while disconnected; more are rejected (`WSF_CLIENT_QUEUE_FULL`). @default 100 */
+  max?: number
+  /** `'queue'`: keep and send on reconnect, in order; `'reject'`: reject at once. @default 'queue' */
+  whenDisconnected?: 'queue' | 'reject'
+}
+
+/** Options of `WsfClient`. */
+export interface ClientOptions extends UrlOptions {
+  /** A JWT, or a function giving one, called before every (re)connect. */
+  token?: string | TokenProvider
+  /** Send the token as subprotocol `bearer.<jwt>` beside `wsfacility`, or as `?token=`. @default 'protocol' */
+  tokenIn?: 'protocol' | 'query'
+  /** Backoff between reconnection attempts; `false` never reconnects. @default { base: 500, cap: 30000, attempts: Infinity } */
+  reconnect?: ReconnectOptions | false
+  /** Application-level heartbeat. @default none */
+  heartbeat?: HeartbeatOptions | null
+  /** Sending while disconnected. @default { max: 100, whenDisconnected: 'queue' } */
+  queue?: QueueOptions
+  /** WebSocket constructor, e.g. the `ws` package's. @default globalThis.WebSocket */
+  WebSocket?: WebSocketConstructor
+  /** How binary messages arrive. @default 'arraybuffer' */
+  binaryType?: 'arraybuffer'
+  /** Connect in the constructor. @default true */
+  autoConnect?: boolean
+  /** Random number in [0, 1) for the backoff jitter (tests inject their own). @default Math.random */
+  random?: () => number
+}
+
+/** Options with every default applied and checked. */
+export interface ResolvedOptions {
+  url: UrlOptions
+  token: string | TokenProvider | undefined
+  tokenIn: 'protocol' | 'query'
+  reconnect: Required<ReconnectOptions>
+  heartbeat: { ping: string; answer: 'text' | 'json'; interval: number; missed: number } | null
+  queue: Required<QueueOptions>
+  WebSocket: WebSocketConstructor
+  binaryType: 'arraybuffer'
+  autoConnect: boolean
+  random: () => number
+}
+
+const RECONNECT = {
+  base: 500,
+  cap: 30_000,
+  attempts: Infinity,
+} satisfies Required<ReconnectOptions>
+const QUEUE = { max: 100, whenDisconnected: 'queue' } satisfies Required<QueueOptions>
+const HEARTBEAT = { interval: 25_000, missed: 2 }
+
+/** The JSON envelope's ping frame. */
+export const JSON_PING = '{"type":"ping"}'
+
+const positive = (v: number): boolean => typeof v === 'number' && v > 0
+
+/** Applies defaults and throws a TypeError on impossible values. */
+export function resolveOptions(options: ClientOptions): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
+  const { token, tokenIn = 'protocol', heartbeat, autoConnect = true } = options
+  const url: UrlOptions = {
+    url: options.url,
+    path: options.path,
+    facility: options.facility,
+    subscribe: options.subscribe,
+    publish: options.publish,
+    echo: options.echo,
+    query: options.query,
+  }
+  buildUrl(url) // throws now rather than on every reconnect
+  if (token !== undefined && typeof token !== 'string' && typeof token !== 'function') {
+    throw new TypeError('token must be a string or a function')
+  }
+  if (tokenIn !== 'protocol' && tokenIn !== 'query') {
+    throw new TypeError("tokenIn must be 'protocol' or 'query'")
+  }
+  const reconnect =
+    options.reconnect === false
+      ? { ...RECONNECT, attempts: 0 }
+      : { ...RECONNECT, ...options.reconnect }
+  if (!positive(reconnect.base) || !positive(reconnect.cap) || reconnect.cap < reconnect.base) {
+    throw new TypeError('reconnect needs 0 < base <= cap')
+  }
+  if (!(reconnect.attempts >= 0)) throw new TypeError('reconnect.attempts must be >= 0')
+  const queue = { ...QUEUE, ...options.queue }
+  if (!(queue.max >= 0)) throw new TypeError('queue.max must be >= 0')
+  if (queue.whenDisconnected !== 'queue' && queue.whenDisconnected !== 'reject') {
+    throw new TypeError("queue.whenDisconnected must be 'queue' or 'reject'")
+  }
+  let hb: ResolvedOptions['heartbeat'] = null
+  if (heartbeat) {
+    const { interval, missed } = { ...HEARTBEAT, ...heartbeat }
+    if (!positive(interval)) throw new TypeError('heartbeat.interval must be > 0')
+    if (!Number.isInteger(missed) || missed < 1) {
+      throw new TypeError('heartbeat.missed must be an integer >= 1')
+    }
+    if (heartbeat.json === true && heartbeat.text === undefined) {
+      hb = { ping: JSON_PING, answer: 'json', interval, missed }
+    } else if (typeof heartbeat.text === 'string' && heartbeat.text !== '' && !heartbeat.json) {
+      hb = { ping: heartbeat.text, answer: 'text', interval, missed }
+    } else {
+      throw new TypeError('heartbeat needs exactly one of text (a non-empty string) and json: true')
+    }
+  }
+  const WebSocket = options.WebSocket ?? globalWebSocket()
+  if (typeof WebSocket !== 'function') {
+    throw new TypeError('no global WebSocket: pass a constructor as the WebSocket option')
+  }
+  if (options.binaryType !== undefined && options.binaryType !== 'arraybuffer') {
+    throw new TypeError("binaryType must be 'arraybuffer'")
+  }
+  return {
+    url,
+    token,
+    tokenIn,
+    reconnect,
+    heartbeat: hb,
+    queue,
+    WebSocket,
+    binaryType: 'arraybuffer',
+    autoConnect,
+    random: options.random ?? Math.random,
+  }
+}
+
+/**
+ * Delay before reconnection attempt `attempt` (0 for the first): exponential backoff with full
+ * jitter, `random() * min(cap, base * 2^attempt)`, so that clients dropped together by a restart
+ * do not come back together.
+ */
+export function backoffDelay(
+  attempt: number,
+  { base, cap }: Pick<Required<ReconnectOptions>, 'base' | 'cap'>,
+  random: () => number = Math.random,
+): number {
+  const ceiling = Math.min(cap, base * 2 ** attempt)
+  return Math.max(0, Math.min(1, random())) * ceiling
+}

@@ -1,0 +1,621 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import http from 'node:http'
+import net from 'node:net'
+import { after, afterEach, before, describe, it } from 'node:test'
+import { SignJWT } from 'jose'
+import WebSocket, { WebSocketServer } from 'ws'
+import {
+  backoffDelay,
+  buildUrl,
+  type ClientMessage,
+  type ClientOptions,
+  type ClientStatus,
+  createClient,
+  shouldReconnect,
+  WsfClient,
+  type WsfClientError,
+} from '../src/client/index.js'
+import { type Broker, type BrokerOptions, createBroker, RedisPublisher } from '../src/index.js'
+import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
+import { connect, eventually, sleep, startBroker, type TestServer } from './helpers/ws.js'
+
+const SECRET = 'a-long-enough-hmac-secret-for-wsfacility-client-tests-0123'
+
+/** Mints an HS256 JWT for `sub` expiring at `exp` (seconds since the epoch). */
+function mint(sub: string, exp = Math.floor(Date.now() / 1000) + 600): Promise<string> {
+  return new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(sub)
+    .setExpirationTime(exp)
+    .sign(new TextEncoder().encode(SECRET))
+}
+
+/** A client with everything it emitted recorded. */
+interface Tracked {
+  client: WsfClient
+  statuses: ClientStatus[]
+  messages: ClientMessage[]
+  errors: WsfClientError[]
+  closes: { code: number; reason: string }[]
+  retries: { attempt: number; delay: number }[]
+}
+
+const clients: WsfClient[] = []
+const cleanups: (() => Promise<unknown> | void)[] = []
+
+/** Creates a client (not connected yet), records its events, and closes it after the test. */
+function track(options: ClientOptions): Tracked {
+  const client = new WsfClient({
+    WebSocket,
+    reconnect: { base: 20, cap: 200 },
+    ...options,
+    autoConnect: false,
+  })
+  clients.push(client)
+  const t: Tracked = { client, statuses: [], messages: [], errors: [], closes: [], retries: [] }
+  client.on('status', (s) => t.statuses.push(s))
+  client.on('message', (m) => t.messages.push(m))
+  client.on('error', (e) => t.errors.push(e))
+  client.on('close', (c) => t.closes.push(c))
+  client.on('retry', (r) => t.retries.push(r))
+  if (options.autoConnect !== false) client.connect()
+  return t
+}
+
+const opened = (t: Tracked, times = 1): Promise<void> =>
+  eventually(() => t.statuses.filter((s) => s === 'open').length >= times, 10_000)
+
+const texts = (t: Tracked): string[] =>
+  t.messages.map((m) =>
+    typeof m === 'string' ? m : `bytes:${Buffer.from(new Uint8Array(m)).toString('hex')}`,
+  )
+
+const received = (t: Tracked, n: number): Promise<void> =>
+  eventually(() => t.messages.length >= n, 10_000)
+
+/** The only connection a broker has that publishes (or the only one at all). */
+function onlyConnection(broker: Broker, publishing = false) {
+  const conns = [...broker.connections.values()].filter(
+    (c) => !publishing || c.channels.publish.length > 0,
+  )
+  assert.equal(conns.length, 1)
+  return conns[0]!
+}
+
+/** Starts a broker on a given port (a "restarted server" on the old port). */
+async function brokerOnPort(port: number, options: BrokerOptions = {}): Promise<TestServer> {
+  const broker = createBroker(options)
+  broker.on('error', () => {})
+  const server = http.createServer((req, res) => {
+    if (!broker.handleRequest(req, res)) res.writeHead(404).end()
+  })
+  broker.attach(server)
+  await broker.ready()
+  server.listen(port, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    broker,
+    server,
+    port,
+    url: (path) => `ws://127.0.0.1:${port}${path}`,
+    async close() {
+      await broker.close()
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}
+
+/** A plain `ws` server (not a broker) for behaviour a broker would never show. */
+async function rawServer(): Promise<{ wss: WebSocketServer; url: string; close(): Promise<void> }> {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  await once(wss, 'listening')
+  const { port } = wss.address() as net.AddressInfo
+  return {
+    wss,
+    url: `ws://127.0.0.1:${port}`,
+    async close() {
+      for (const ws of wss.clients) ws.terminate()
+      await new Promise<void>((resolve) => wss.close(() => resolve()))
+    },
+  }
+}
+
+/** The `ws` WebSocket, recording every frame each instance sends. */
+function spyWebSocket() {
+  const sockets: { sent: unknown[] }[] = []
+  class SpyWebSocket extends WebSocket {
+    readonly sent: unknown[] = []
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols)
+      sockets.push(this)
+    }
+    override send(data: unknown, ...rest: unknown[]): void {
+      this.sent.push(data)
+      ;(super.send as (...args: unknown[]) => void)(data, ...rest)
+    }
+  }
+  return { SpyWebSocket, sockets }
+}
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()))
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+describe('buildUrl', () => {
+  it('writes flags as keys without values, in order, and percent-encodes the facility', () => {
+    assert.equal(
+      buildUrl({
+        url: 'ws://localhost:8000',
+        facility: 'chat room/1',
+        subscribe: ['user', 'broadcast'],
+        publish: ['session'],
+        echo: true,
+      }),
+      'ws://localhost:8000/ws/chat%20room%2F1?subscribe-user&subscribe-broadcast&publish-session&echo',
+    )
+  })
+
+  it('maps http(s) to ws(s), honours path, and appends extra query parameters', () => {
+    assert.equal(buildUrl({ url: 'http://h:1', facility: 'a' }), 'ws://h:1/ws/a')
+    assert.equal(
+      buildUrl({
+        url: 'https://h/app/',
+        path: '/sockets',
+        facility: 'a',
+        subscribe: ['group'],
+        query: { v: 2, x: 'a&b', flag: true, off: false, none: null },
+      }),
+      'wss://h/sockets/a?subscribe-group&v=2&x=a%26b&flag',
+    )
+  })
+
+  it('resolves a relative base against location, and refuses one without location', () => {
+    assert.throws(() => buildUrl({ url: '/', facility: 'a' }), TypeError)
+    const g = globalThis as { location?: { href: string } }
+    g.location = { href: 'https://example.com/app/page?x=1' }
+    try {
+      assert.equal(
+        buildUrl({ url: '/', facility: 'news', subscribe: ['broadcast'] }),
+        'wss://example.com/ws/news?subscribe-broadcast',
+      )
+      assert.equal(buildUrl({ facility: 'n' }), 'wss://example.com/ws/n')
+    } finally {
+      delete g.location
+    }
+  })
+
+  it('refuses unknown audiences and empty facilities', () => {
+    assert.throws(
+      () => buildUrl({ url: 'ws://h', facility: 'a', subscribe: ['everyone' as 'user'] }),
+      TypeError,
+    )
+    assert.throws(() => buildUrl({ url: 'ws://h', facility: '' }), TypeError)
+  })
+})
+
+describe('backoffDelay and the reconnect rule', () => {
+  it('grows exponentially up to cap, scaled by full jitter', () => {
+    const opts = { base: 500, cap: 30_000 }
+    const one = () => 1
+    assert.deepEqual(
+      [0, 1, 2, 3, 6, 7, 20].map((a) => backoffDelay(a, opts, one)),
+      [500, 1000, 2000, 4000, 30_000, 30_000, 30_000],
+    )
+    assert.equal(
+      backoffDelay(3, opts, () => 0.25),
+      1000,
+    )
+    assert.equal(
+      backoffDelay(3, opts, () => 0),
+      0,
+    )
+  })
+
+  it('retries transient closes, 4001 only with a token provider, never 1008', () => {
+    for (const code of [1001, 1006, 1011, 1012, 1013])
+      assert.equal(shouldReconnect(code, false), true)
+    assert.equal(shouldReconnect(4001, true), true)
+    assert.equal(shouldReconnect(4001, false), false)
+    assert.equal(shouldReconnect(1008, true), false)
+    assert.equal(shouldReconnect(1000, true), false)
+  })
+})
+
+describe('WsfClient against a broker (memory engine)', () => {
+  let srv: TestServer
+  before(async () => {
+    srv = await startBroker({ clientPublish: ['broadcast', 'session', 'user'] })
+  })
+  after(() => srv.close())
+
+  it('connects and receives text and binary messages', async () => {
+    const t = track({ url: srv.url(''), facility: 'news', subscribe: ['broadcast'] })
+    await opened(t)
+    const pub = new RedisPublisher({ facility: 'news', broadcast: true }, { broker: srv.broker })
+    assert.equal(await pub.publishMessage('hello'), 1)
+    assert.equal(await pub.publishMessage(Buffer.from([1, 2, 3])), 1)
+    await received(t, 2)
+    assert.equal(t.messages[0], 'hello')
+    assert.ok(t.messages[1] instanceof ArrayBuffer)
+    assert.deepEqual([...new Uint8Array(t.messages[1])], [1, 2, 3])
+  })
+
+  it('sends text and binary that the broker publishes to other clients', async () => {
+    const reader = track({ url: srv.url(''), facility: 'talk', subscribe: ['broadcast'] })
+    const writer = track({ url: srv.url(''), facility: 'talk', publish: ['broadcast'] })
+    await Promise.all([opened(reader), opened(writer)])
+    await writer.client.send('hi all')
+    await writer.client.send(new Uint8Array([9, 8]))
+    await received(reader, 2)
+    assert.deepEqual(texts(reader), ['hi all', 'bytes:0908'])
+    assert.deepEqual(writer.messages, [])
+  })
+
+  it('goes connecting → open → reconnecting → open → closed, with off() and unsubscribe working', async () => {
+    const t = track({
+      url: srv.url(''),
+      facility: 'st',
+      subscribe: ['broadcast'],
+      autoConnect: false,
+    })
+    const extra: ClientStatus[] = []
+    const unsubscribe = t.client.on('status', (s) => extra.push(s))
+    assert.equal(t.client.status, 'closed')
+    t.client.connect()
+    await opened(t)
+    unsubscribe()
+    onlyConnection(srv.broker).close(1012, 'restart')
+    await opened(t, 2)
+    await t.client.close()
+    assert.deepEqual(t.statuses, ['connecting', 'open', 'reconnecting', 'open', 'closed'])
+    assert.deepEqual(extra, ['connecting', 'open'])
+    assert.equal(t.client.status, 'closed')
+    assert.equal(t.closes[0]!.code, 1012)
+  })
+
+  it('close() stops for good: no reconnects, sends rejected with WSF_CLIENT_CLOSED', async () => {
+    const t = track({ url: srv.url(''), facility: 'stop', subscribe: ['broadcast'] })
+    await opened(t)
+    await t.client.close()
+    await sleep(300) // ten times the backoff ceiling of the first retries
+    assert.equal(srv.broker.connections.size, 0)
+    assert.deepEqual(t.statuses, ['connecting', 'open', 'closed'])
+    assert.deepEqual(t.retries, [])
+    await assert.rejects(t.client.send('late'), { code: 'WSF_CLIENT_CLOSED' })
+  })
+
+  it('queues sends while disconnected and flushes them in order on (re)connect', async () => {
+    const reader = await connect(srv.url('/ws/q?subscribe-broadcast'))
+    cleanups.push(() => reader.close())
+    const t = track({
+      url: srv.url(''),
+      facility: 'q',
+      publish: ['broadcast'],
+      autoConnect: false,
+      reconnect: { base: 100, cap: 200 },
+    })
+    await t.client.send('m1')
+    await t.client.send('m2')
+    t.client.connect()
+    await t.client.send('m3') // still connecting: queued behind m1, m2
+    await reader.waitFor(3, 10_000)
+    onlyConnection(srv.broker, true).close(1013, 'later')
+    await eventually(() => t.client.status === 'reconnecting')
+    await t.client.send('m4')
+    await t.client.send(new Uint8Array([5]))
+    await t.client.send('m6')
+    await reader.waitFor(6, 10_000)
+    assert.deepEqual(reader.texts, ['m1', 'm2', 'm3', 'm4', '05', 'm6'])
+  })
+
+  it('rejects past queue.max with WSF_CLIENT_QUEUE_FULL', async () => {
+    const t = track({ url: srv.url(''), facility: 'q', autoConnect: false, queue: { max: 2 } })
+    await t.client.send('a')
+    await t.client.send('b')
+    await assert.rejects(t.client.send('c'), { code: 'WSF_CLIENT_QUEUE_FULL' })
+  })
+
+  it("rejects sends while disconnected with whenDisconnected: 'reject'", async () => {
+    const reader = await connect(srv.url('/ws/rj?subscribe-broadcast'))
+    cleanups.push(() => reader.close())
+    const t = track({
+      url: srv.url(''),
+      facility: 'rj',
+      publish: ['broadcast'],
+      autoConnect: false,
+      queue: { whenDisconnected: 'reject' },
+      reconnect: { base: 100, cap: 200 },
+    })
+    await assert.rejects(t.client.send('early'), { code: 'WSF_CLIENT_DISCONNECTED' })
+    t.client.connect()
+    await opened(t)
+    onlyConnection(srv.broker, true).close(1011, 'oops')
+    await eventually(() => t.client.status === 'reconnecting')
+    await assert.rejects(t.client.send('lost'), { code: 'WSF_CLIENT_DISCONNECTED' })
+    await opened(t, 2)
+    await t.client.send('kept')
+    await reader.waitFor(1, 10_000)
+    await sleep(100)
+    assert.deepEqual(reader.texts, ['kept'])
+  })
+
+  it('stops after 1008 (policy) with a WSF_CLIENT_POLICY error', async () => {
+    const t = track({ url: srv.url(''), facility: 'pol', token: () => null })
+    await opened(t)
+    onlyConnection(srv.broker).close(1008, 'no')
+    await eventually(() => t.client.status === 'closed')
+    assert.deepEqual(
+      t.errors.map((e) => [e.code, e.closeCode]),
+      [['WSF_CLIENT_POLICY', 1008]],
+    )
+    await sleep(300)
+    assert.equal(srv.broker.connections.size, 0)
+    assert.deepEqual(t.retries, [])
+  })
+
+  it('gives up after reconnect.attempts failed attempts', async () => {
+    const port = await freePort()
+    const t = track({
+      url: `ws://127.0.0.1:${port}`,
+      facility: 'x',
+      reconnect: { base: 5, cap: 10, attempts: 2 },
+    })
+    await eventually(() => t.client.status === 'closed', 10_000)
+    assert.equal(t.retries.length, 2)
+    assert.deepEqual(
+      t.errors.map((e) => e.code),
+      ['WSF_CLIENT_GAVE_UP'],
+    )
+  })
+})
+
+describe('WsfClient reconnection', () => {
+  it('reconnects by itself after the server restarts on the same port', async () => {
+    let srv = await startBroker()
+    cleanups.push(() => srv.close())
+    const port = srv.port
+    const t = track({
+      url: srv.url(''),
+      facility: 'live',
+      subscribe: ['broadcast'],
+      reconnect: { base: 50, cap: 400 },
+    })
+    await opened(t)
+    await srv.close()
+    await eventually(() => t.client.status === 'reconnecting')
+    await sleep(200) // let a few attempts fail against the closed port
+    srv = await brokerOnPort(port)
+    await opened(t, 2)
+    const pub = new RedisPublisher({ facility: 'live', broadcast: true }, { broker: srv.broker })
+    assert.equal(await pub.publishMessage('back again'), 1)
+    await received(t, 1)
+    assert.deepEqual(texts(t), ['back again'])
+    assert.deepEqual(t.statuses, ['connecting', 'open', 'reconnecting', 'open'])
+    assert.equal(t.closes[0]!.code, 1001)
+  })
+
+  it('waits random(0, min(cap, base * 2^attempt)) between attempts', async () => {
+    let accepted = 0
+    const tcp = net.createServer((socket) => {
+      accepted++
+      socket.destroy()
+    })
+    tcp.listen(0, '127.0.0.1')
+    await once(tcp, 'listening')
+    cleanups.push(() => new Promise<void>((resolve) => tcp.close(() => resolve())))
+    const randoms = [1, 0.5, 1, 1, 1, 0.25]
+    let i = 0
+    const t = track({
+      url: `ws://127.0.0.1:${(tcp.address() as net.AddressInfo).port}`,
+      facility: 'x',
+      reconnect: { base: 10, cap: 80 },
+      random: () => randoms[i++ % randoms.length]!,
+    })
+    await eventually(() => t.retries.length >= 6, 10_000)
+    await t.client.close()
+    assert.deepEqual(
+      t.retries.slice(0, 6),
+      [10, 10, 40, 80, 80, 20].map((delay, n) => ({ attempt: n + 1, delay })),
+    )
+    assert.ok(accepted >= 6, `${accepted} connection attempts`)
+    assert.equal(t.client.status, 'closed')
+  })
+})
+
+describe('WsfClient tokens (JWT broker)', () => {
+  let srv: TestServer
+  before(async () => {
+    srv = await startBroker({ jwt: { secret: SECRET, clockTolerance: 0 } })
+  })
+  after(() => srv.close())
+
+  const toAlice = (message: string) =>
+    new RedisPublisher(
+      { facility: 'inbox', users: ['alice'] },
+      { broker: srv.broker },
+    ).publishMessage(message)
+
+  it('sends the token as the bearer subprotocol and calls the provider on every connect', async () => {
+    let calls = 0
+    const t = track({
+      url: srv.url(''),
+      facility: 'inbox',
+      subscribe: ['user'],
+      token: async () => {
+        calls++
+        return mint('alice')
+      },
+    })
+    await opened(t)
+    assert.equal(calls, 1)
+    assert.equal(onlyConnection(srv.broker).identity.user, 'alice')
+    assert.equal(await toAlice('one'), 1)
+    onlyConnection(srv.broker).close(1012, 'restart')
+    await opened(t, 2)
+    assert.equal(calls, 2)
+    assert.equal(await toAlice('two'), 1)
+    await received(t, 2)
+    assert.deepEqual(texts(t), ['one', 'two'])
+  })
+
+  it("sends a fixed token as ?token= with tokenIn: 'query'", async () => {
+    const seen: string[] = []
+    const listener = (_conn: unknown, req: http.IncomingMessage) => seen.push(req.url ?? '')
+    srv.broker.on('connection', listener)
+    cleanups.push(() => void srv.broker.off('connection', listener))
+    const t = track({
+      url: srv.url(''),
+      facility: 'inbox',
+      subscribe: ['user'],
+      token: await mint('alice'),
+      tokenIn: 'query',
+    })
+    await opened(t)
+    assert.match(seen[0]!, /^\/ws\/inbox\?subscribe-user&token=ey/)
+    assert.equal(await toAlice('by query'), 1)
+    await received(t, 1)
+  })
+
+  it('after 4001 (token expired) reconnects with a fresh token from the provider', async () => {
+    const tokens: string[] = []
+    const t = track({
+      url: srv.url(''),
+      facility: 'inbox',
+      subscribe: ['user'],
+      token: async () => {
+        // The first token expires in about 2 s; the broker closes with 4001 then.
+        const exp = Math.floor(Date.now() / 1000) + (tokens.length === 0 ? 2 : 600)
+        tokens.push(await mint('alice', exp))
+        return tokens.at(-1)
+      },
+    })
+    await opened(t)
+    await opened(t, 2)
+    assert.equal(t.closes[0]!.code, 4001)
+    assert.equal(tokens.length, 2)
+    assert.equal(await toAlice('fresh'), 1)
+    await received(t, 1)
+    assert.deepEqual(t.errors, [])
+  })
+
+  it('stops after 4001 when the token is a fixed string', async () => {
+    const t = track({ url: srv.url(''), facility: 'inbox', token: await mint('alice') })
+    await opened(t)
+    onlyConnection(srv.broker).close(4001, 'token expired')
+    await eventually(() => t.client.status === 'closed')
+    assert.deepEqual(
+      t.errors.map((e) => e.code),
+      ['WSF_CLIENT_TOKEN_EXPIRED'],
+    )
+    assert.deepEqual(t.retries, [])
+  })
+})
+
+describe('WsfClient heartbeats', () => {
+  it("answers of the broker's text heartbeat keep the connection and are not messages", async () => {
+    const srv = await startBroker({ heartbeat: '--hb--' })
+    cleanups.push(() => srv.close())
+    const { SpyWebSocket, sockets } = spyWebSocket()
+    const t = track({
+      url: srv.url(''),
+      facility: 'hb',
+      subscribe: ['broadcast'],
+      WebSocket: SpyWebSocket,
+      heartbeat: { text: '--hb--', interval: 20, missed: 2 },
+    })
+    await opened(t)
+    // Without answers the client would have replaced the connection after the third heartbeat.
+    await eventually(() => sockets[0]!.sent.length >= 10, 10_000)
+    assert.equal(sockets.length, 1)
+    assert.ok(sockets[0]!.sent.every((s) => s === '--hb--'))
+    assert.deepEqual(t.statuses, ['connecting', 'open'])
+    const pub = new RedisPublisher({ facility: 'hb', broadcast: true }, { broker: srv.broker })
+    await pub.publishMessage('data')
+    await received(t, 1)
+    assert.deepEqual(texts(t), ['data'])
+  })
+
+  it('replaces a connection whose heartbeats go unanswered after `missed` of them', async () => {
+    const raw = await rawServer()
+    cleanups.push(() => raw.close())
+    const perConnection: string[][] = []
+    raw.wss.on('connection', (ws) => {
+      const got: string[] = []
+      perConnection.push(got)
+      ws.on('message', (data) => got.push(String(data)))
+    })
+    const t = track({
+      url: raw.url,
+      facility: 'dead',
+      heartbeat: { text: '--heartbeat--', interval: 20, missed: 3 },
+    })
+    await eventually(() => perConnection.length >= 2, 10_000)
+    assert.deepEqual(perConnection[0], ['--heartbeat--', '--heartbeat--', '--heartbeat--'])
+    assert.equal(t.errors[0]!.code, 'WSF_CLIENT_HEARTBEAT_TIMEOUT')
+    await opened(t, 2)
+    assert.deepEqual(t.statuses.slice(0, 4), ['connecting', 'open', 'reconnecting', 'open'])
+    assert.deepEqual(t.messages, [])
+  })
+
+  it("sends JSON pings to a format: 'json' facility; pongs are not messages", async () => {
+    const srv = await startBroker()
+    srv.broker.facility('j', { format: 'json' })
+    cleanups.push(() => srv.close())
+    const { SpyWebSocket, sockets } = spyWebSocket()
+    const t = track({
+      url: srv.url(''),
+      facility: 'j',
+      subscribe: ['broadcast'],
+      WebSocket: SpyWebSocket,
+      heartbeat: { json: true, interval: 20, missed: 2 },
+    })
+    await opened(t)
+    await eventually(() => sockets[0]!.sent.length >= 10, 10_000)
+    assert.equal(sockets.length, 1)
+    assert.ok(sockets[0]!.sent.every((s) => s === '{"type":"ping"}'))
+    assert.deepEqual(t.statuses, ['connecting', 'open'])
+    const pub = new RedisPublisher({ facility: 'j', broadcast: true }, { broker: srv.broker })
+    await pub.publishMessage({ hello: 1 })
+    await received(t, 1)
+    assert.deepEqual(texts(t), ['{"type":"data","data":{"hello":1}}'])
+  })
+})
+
+describe('WsfClient against a real redis-server', () => {
+  let redis: RedisServer
+  let srv: TestServer
+  before(async () => {
+    redis = await startRedis()
+    srv = await startBroker({ redis: redis.url, clientPublish: ['broadcast'] })
+  })
+  after(async () => {
+    await srv.close()
+    await redis.stop()
+  })
+
+  it('receives what any Redis client publishes and publishes what it sends', async () => {
+    const reader = track({ url: srv.url(''), facility: 'rr', subscribe: ['broadcast'] })
+    const writer = createClient({
+      url: srv.url(''),
+      facility: 'rr',
+      publish: ['broadcast'],
+      WebSocket,
+    })
+    clients.push(writer)
+    await opened(reader)
+    await eventually(() => writer.status === 'open')
+    const r = await redis.client()
+    try {
+      assert.equal(await r.publish('broadcast:rr', 'from redis'), 1)
+    } finally {
+      r.destroy()
+    }
+    await received(reader, 1)
+    await writer.send('from writer')
+    await received(reader, 2)
+    assert.deepEqual(texts(reader), ['from redis', 'from writer'])
+  })
+})
