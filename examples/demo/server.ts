@@ -1,4 +1,4 @@
-// A tiny chat on wsfacility: `npm start`, then open the printed URL in two browser tabs.
+// A tiny chat on wsfacility: `npx tsx examples/demo/server.ts`, then open the printed URL in two browser tabs.
 // Runs on the in-memory engine; set REDIS_URL to run on Redis (and across processes).
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'

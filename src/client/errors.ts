@@ -1,5 +1,3 @@
-import { WsFacilityError } from '../errors.js'
-
 /** Stable codes of the errors the client emits or rejects with. */
 export type ClientErrorCode =
   /** `send()` while disconnected with `queue.whenDisconnected: 'reject'`. */
@@ -23,9 +21,13 @@ export type ClientErrorCode =
   /** `reconnect.attempts` reconnection attempts in a row failed. */
   | 'WSF_CLIENT_GAVE_UP'
 
-/** An error of the browser client; `code` is stable, `closeCode` is set for server closes. */
-export class WsfClientError extends WsFacilityError {
-  declare readonly code: ClientErrorCode
+/**
+ * An error of the browser client; `code` is stable, `closeCode` is set for server closes. The
+ * client folder stays self-contained (served as is to browsers), so this does not extend the
+ * server's error classes.
+ */
+export class WsfClientError extends Error {
+  readonly code: ClientErrorCode
   /** The WebSocket close code that caused this error, when one did. */
   readonly closeCode: number | undefined
 
@@ -34,7 +36,9 @@ export class WsfClientError extends WsFacilityError {
     message: string,
     options?: { cause?: unknown; closeCode?: number },
   ) {
-    super(code, message, options?.cause === undefined ? undefined : { cause: options.cause })
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'WsfClientError'
+    this.code = code
     this.closeCode = options?.closeCode
   }
 }

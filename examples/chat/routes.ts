@@ -1,0 +1,78 @@
+// Chat rooms as groups: POST /chat/join adds a room to the session user's groups, and
+// POST /chat/rooms/:room/messages publishes to that room from the server.
+import type { Application } from 'express'
+import { type Broker, RedisPublisher } from '../../src/index.js'
+import { currentUser, field, messageText, NAME, requireLogin, servePage } from '../common.js'
+
+/** What travels on a room's channel (as JSON text). */
+export interface ChatMessage {
+  room: string
+  user: string
+  text: string
+}
+
+function isChatMessage(value: unknown): value is ChatMessage {
+  const m = value as Partial<ChatMessage> | null
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    typeof m.room === 'string' &&
+    typeof m.user === 'string' &&
+    typeof m.text === 'string'
+  )
+}
+
+export function chatRoutes(app: Application, broker: Broker): void {
+  // Only logged-in users; they receive and publish on their groups (rooms). A message sent over
+  // the socket must be a ChatMessage signed with the sender's own name, or it is dropped.
+  broker.facility('chat', {
+    subscribe: ['group'],
+    publish: ['group'],
+    anonymous: false,
+    onMessage: (conn, message) => {
+      if (typeof message !== 'string') return false
+      try {
+        const parsed: unknown = JSON.parse(message)
+        return isChatMessage(parsed) && parsed.user === conn.identity.user
+      } catch {
+        return false
+      }
+    },
+  })
+
+  servePage(app, ['/chat', '/chat/'], new URL('./page.html', import.meta.url))
+
+  app.post('/chat/join', requireLogin, (req, res, next) => {
+    const room = field(req, 'room')
+    if (!NAME.test(room)) {
+      res.status(400).json({ error: 'room: 1 to 32 letters, digits, _ . -' })
+      return
+    }
+    const user = currentUser(req)!
+    if (!user.groups.includes(room)) user.groups = [...user.groups, room]
+    // Saved before answering: the page reconnects next, and the broker reads the store.
+    req.session.save((err) => (err ? next(err) : res.json({ rooms: user.groups })))
+  })
+
+  app.post('/chat/rooms/:room/messages', requireLogin, async (req, res, next) => {
+    const room = String(req.params.room)
+    const user = currentUser(req)!
+    const text = messageText(req)
+    if (!user.groups.includes(room)) {
+      res.status(403).json({ error: `join ${room} first` })
+      return
+    }
+    if (text === null) {
+      res.status(400).json({ error: 'text must have 1 to 1000 characters' })
+      return
+    }
+    try {
+      const message: ChatMessage = { room, user: user.username, text }
+      const publisher = new RedisPublisher({ facility: 'chat', groups: [room] }, { broker })
+      const receivers = await publisher.publishMessage(JSON.stringify(message))
+      res.json({ receivers })
+    } catch (err) {
+      next(err)
+    }
+  })
+}
