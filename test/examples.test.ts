@@ -3,6 +3,7 @@ import { after, afterEach, before, describe, it } from 'node:test'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { launchBrowser } from './helpers/browser.js'
 import { type Child, spawnNode } from './helpers/child.js'
+import { startRedis } from './helpers/redis.js'
 
 const BANNER = /^wsfacility examples on http:\/\/127\.0\.0\.1:(\d+) \(engine: (memory|redis)\)$/m
 /** Generous: nothing here measures speed. */
@@ -24,8 +25,8 @@ after(async () => {
 })
 
 /** Runs `npm start`'s server (without the build, which test/run.sh did) on PORT (0: any). */
-async function examples(port = '0') {
-  const child = spawnNode(['--import', 'tsx', 'examples/server.ts'], { PORT: port })
+async function examples(port = '0', env: Record<string, string> = {}) {
+  const child = spawnNode(['--import', 'tsx', 'examples/server.ts'], { PORT: port, ...env })
   children.push(child)
   const [, actual, engine] = await child.waitForOutput(BANNER)
   return { child, engine, port: actual!, base: `http://127.0.0.1:${actual}` }
@@ -176,5 +177,31 @@ describe('examples (npm start), in a real browser', () => {
       () => (globalThis as unknown as { newsStatuses: string[] }).newsStatuses,
     )
     assert.ok(statuses.includes('reconnecting'), statuses.join(' '))
+  })
+
+  it('runs on Redis when REDIS_URL is set: connect-redis sessions, the Redis engine, across processes', async () => {
+    const redis = await startRedis()
+    try {
+      const one = await examples('0', { REDIS_URL: redis.url })
+      const two = await examples('0', { REDIS_URL: redis.url })
+      assert.equal(one.engine, 'redis')
+      // Logged in on process one; the session lives in Redis, so process two knows ann too.
+      const ann = await visitor(one.base, 'ann')
+      const raw = await redis.client()
+      try {
+        assert.ok((await raw.keys('sess:*')).length > 0)
+      } finally {
+        raw.destroy()
+      }
+      const tab = await openPage(ann, `${two.base}/notifications/`)
+      const res = await ann.request.post(`${one.base}/notifications/me`, {
+        data: { text: 'across processes' },
+      })
+      assert.deepEqual(await res.json(), { receivers: 1 })
+      await waitForText(tab, '#notifications', 'ann: across processes')
+    } finally {
+      await Promise.all(children.splice(0).map((child) => child.kill()))
+      await redis.stop()
+    }
   })
 })
