@@ -117,6 +117,12 @@ app.post('/news', async (req, res, next) => {
 broker.facility('news', { subscribe: ['broadcast'], publish: [] })
 
 servePage(app, ['/'], new URL('./home.html', import.meta.url))
+// The pages' shared look.
+app.get('/style.css', (_req, res) =>
+  res.sendFile(fileURLToPath(new URL('./style.css', import.meta.url)), {
+    headers: { 'Content-Type': 'text/css; charset=utf-8' },
+  }),
+)
 chatRoutes(app, broker)
 notificationRoutes(app, broker)
 presenceRoutes(app, broker)
