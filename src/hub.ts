@@ -44,16 +44,6 @@ export class Hub {
     return n
   }
 
-  /** Local recipients of `channel`. */
-  recipientCount(channel: string): number {
-    return this.#channels.get(channel)?.recipients.size ?? 0
-  }
-
-  /** True when `recipient` is registered on `channel` and Redis has confirmed the subscription. */
-  isLive(channel: string): boolean {
-    return this.#channels.get(channel)?.subscribed === true
-  }
-
   /**
    * Registers `recipient` on `channels` and resolves once every one is subscribed in Redis and
    * counted for publishers everywhere. Messages reach the recipient from the moment it is registered.
