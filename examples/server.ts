@@ -2,7 +2,6 @@
 // `npm start`, then open the printed URL. In-memory engine and session store by default;
 // set REDIS_URL to run on Redis (engine and connect-redis sessions, across processes).
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { RedisStore } from 'connect-redis'
 import express, { type NextFunction, type Request, type Response } from 'express'
@@ -13,6 +12,7 @@ import { chatRoutes } from './chat/routes.js'
 import { currentUser, field, messageText, NAME, servePage } from './common.js'
 import { notificationRoutes } from './notifications/routes.js'
 import { presenceRoutes } from './presence/routes.js'
+import { listenAndServe } from './serve.js'
 
 const port = Number(process.env.PORT || 8000)
 const host = process.env.HOST || '127.0.0.1'
@@ -143,27 +143,12 @@ try {
   process.exit(1)
 }
 
-server.on('error', (err: NodeJS.ErrnoException) => {
-  const hint = err.code === 'EADDRINUSE' ? ' (set PORT to use another port)' : ''
-  console.error(`cannot listen on ${host}:${port}: ${err.message}${hint}`)
-  process.exit(1)
+listenAndServe(server, broker, {
+  host,
+  port,
+  banner: (actual) =>
+    `wsfacility examples on http://${host}:${actual} (engine: ${redisUrl ? 'redis' : 'memory'})`,
+  onStop: async () => {
+    await redisClient?.quit()
+  },
 })
-server.listen(port, host, () => {
-  const { port: actual } = server.address() as AddressInfo
-  const engine = redisUrl ? 'redis' : 'memory'
-  console.log(`wsfacility examples on http://${host}:${actual} (engine: ${engine})`)
-})
-
-let stopping = false
-async function shutdown(): Promise<void> {
-  if (stopping) process.exit(1)
-  stopping = true
-  server.close()
-  // Clients are closed with 1001, so the pages' clients reconnect when the server is back.
-  await broker.close()
-  server.closeAllConnections()
-  await redisClient?.quit().catch(() => {})
-  process.exit(0)
-}
-process.on('SIGINT', () => void shutdown())
-process.on('SIGTERM', () => void shutdown())

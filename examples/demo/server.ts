@@ -3,8 +3,8 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { createBroker, RedisPublisher } from '../../src/index.js'
+import { listenAndServe } from '../serve.js'
 
 const port = Number(process.env.PORT || 8000)
 const host = process.env.HOST || '127.0.0.1'
@@ -118,26 +118,9 @@ try {
 }
 broker.attach(server)
 
-server.on('error', (err: NodeJS.ErrnoException) => {
-  const hint = err.code === 'EADDRINUSE' ? ' (set PORT to use another port)' : ''
-  console.error(`cannot listen on ${host}:${port}: ${err.message}${hint}`)
-  process.exit(1)
+listenAndServe(server, broker, {
+  host,
+  port,
+  banner: (actual) =>
+    `wsfacility demo on http://${host}:${actual} (engine: ${redis ? 'redis' : 'memory'})`,
 })
-server.listen(port, host, () => {
-  const { port: actual } = server.address() as AddressInfo
-  const engine = redis ? 'redis' : 'memory'
-  console.log(`wsfacility demo on http://${host}:${actual} (engine: ${engine})`)
-})
-
-let stopping = false
-async function shutdown(): Promise<void> {
-  if (stopping) process.exit(1)
-  stopping = true
-  server.close()
-  // Clients are closed with 1001, so the page's reconnect loop takes over when we come back.
-  await broker.close()
-  server.closeAllConnections()
-  process.exit(0)
-}
-process.on('SIGINT', () => void shutdown())
-process.on('SIGTERM', () => void shutdown())

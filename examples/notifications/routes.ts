@@ -1,6 +1,6 @@
 // Notifications to users, on every tab they have open: POST /notifications/me reaches the
 // request's own user (SELF), POST /notifications/user/:name a user by name.
-import type { Application } from 'express'
+import type { Application, NextFunction, Request, Response } from 'express'
 import { type Broker, SELF } from '../../src/index.js'
 import { currentUser, messageText, NAME, requireLogin, servePage } from '../common.js'
 
@@ -17,48 +17,38 @@ export function notificationRoutes(app: Application, broker: Broker): void {
 
   servePage(app, ['/notifications', '/notifications/'], new URL('./page.html', import.meta.url))
 
-  app.post('/notifications/me', requireLogin, async (req, res, next) => {
-    const text = messageText(req)
-    if (text === null) {
+  // Publishes one notification from the logged-in user to `to` (SELF: the request's own user).
+  async function notify(req: Request, res: Response, next: NextFunction, to: string | typeof SELF) {
+    const note: Notification = {
+      from: currentUser(req)!.username,
+      text: messageText(req)!,
+      at: new Date().toISOString(),
+    }
+    try {
+      const receivers = await req.wsfacility!.publish(
+        { facility: 'notifications', users: [to] },
+        JSON.stringify(note),
+      )
+      res.json({ receivers })
+    } catch (err) {
+      next(err)
+    }
+  }
+
+  app.post('/notifications/me', requireLogin, (req, res, next) => {
+    if (messageText(req) === null) {
       res.status(400).json({ error: 'text must have 1 to 1000 characters' })
       return
     }
-    const note: Notification = {
-      from: currentUser(req)!.username,
-      text,
-      at: new Date().toISOString(),
-    }
-    try {
-      const receivers = await req.wsfacility!.publish(
-        { facility: 'notifications', users: [SELF] },
-        JSON.stringify(note),
-      )
-      res.json({ receivers })
-    } catch (err) {
-      next(err)
-    }
+    void notify(req, res, next, SELF)
   })
 
-  app.post('/notifications/user/:name', requireLogin, async (req, res, next) => {
+  app.post('/notifications/user/:name', requireLogin, (req, res, next) => {
     const name = String(req.params.name)
-    const text = messageText(req)
-    if (!NAME.test(name) || text === null) {
+    if (!NAME.test(name) || messageText(req) === null) {
       res.status(400).json({ error: 'a user name and text of 1 to 1000 characters' })
       return
     }
-    const note: Notification = {
-      from: currentUser(req)!.username,
-      text,
-      at: new Date().toISOString(),
-    }
-    try {
-      const receivers = await req.wsfacility!.publish(
-        { facility: 'notifications', users: [name] },
-        JSON.stringify(note),
-      )
-      res.json({ receivers })
-    } catch (err) {
-      next(err)
-    }
+    void notify(req, res, next, name)
   })
 }
