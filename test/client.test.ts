@@ -16,7 +16,7 @@ import {
   WsfClient,
   type WsfClientError,
 } from '../src/client/index.js'
-import { type Broker, type BrokerOptions, createBroker, RedisPublisher } from '../src/index.js'
+import { type Broker, type BrokerOptions, RedisPublisher } from '../src/index.js'
 import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
 import { connect, eventually, sleep, startBroker, type TestServer } from './helpers/ws.js'
 
@@ -84,28 +84,8 @@ function onlyConnection(broker: Broker, publishing = false) {
 }
 
 /** Starts a broker on a given port (a "restarted server" on the old port). */
-async function brokerOnPort(port: number, options: BrokerOptions = {}): Promise<TestServer> {
-  const broker = createBroker(options)
-  broker.on('error', () => {})
-  const server = http.createServer((req, res) => {
-    if (!broker.handleRequest(req, res)) res.writeHead(404).end()
-  })
-  broker.attach(server)
-  await broker.ready()
-  server.listen(port, '127.0.0.1')
-  await once(server, 'listening')
-  return {
-    broker,
-    server,
-    port,
-    url: (path) => `ws://127.0.0.1:${port}${path}`,
-    async close() {
-      await broker.close()
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    },
-  }
-}
+const brokerOnPort = (port: number, options: BrokerOptions = {}): Promise<TestServer> =>
+  startBroker(options, port)
 
 /** A plain `ws` server (not a broker) for behaviour a broker would never show. */
 async function rawServer(): Promise<{ wss: WebSocketServer; url: string; close(): Promise<void> }> {
@@ -327,7 +307,9 @@ describe('WsfClient against a broker (memory engine)', () => {
       publish: ['broadcast'],
       autoConnect: false,
       queue: { whenDisconnected: 'reject' },
-      reconnect: { base: 100, cap: 200 },
+      // A fixed 1 s delay keeps the client 'reconnecting' long enough to send into the gap.
+      reconnect: { base: 1000, cap: 1000 },
+      random: () => 0.999,
     })
     await assert.rejects(t.client.send('early'), { code: 'WSF_CLIENT_DISCONNECTED' })
     t.client.connect()

@@ -14,8 +14,11 @@ export interface TestServer {
   close(): Promise<void>
 }
 
-/** Starts an HTTP server with a broker attached. */
-export async function startBroker(options: BrokerOptions = {}): Promise<TestServer> {
+/** Starts an HTTP server with a broker attached, on `listenPort` (0: any free port). */
+export async function startBroker(
+  options: BrokerOptions = {},
+  listenPort = 0,
+): Promise<TestServer> {
   const broker = createBroker(options)
   broker.on('error', () => {})
   const server = http.createServer((req, res) => {
@@ -23,7 +26,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<TestServ
   })
   broker.attach(server)
   await broker.ready()
-  server.listen(0, '127.0.0.1')
+  server.listen(listenPort, '127.0.0.1')
   await once(server, 'listening')
   const { port } = server.address() as AddressInfo
   return {
