@@ -275,7 +275,9 @@ describe('WsfClient against a broker (memory engine)', () => {
       facility: 'q',
       publish: ['broadcast'],
       autoConnect: false,
-      reconnect: { base: 100, cap: 200 },
+      // A fixed 1 s delay keeps the client 'reconnecting' long enough to send into the gap.
+      reconnect: { base: 1000, cap: 1000 },
+      random: () => 0.999,
     })
     await t.client.send('m1')
     await t.client.send('m2')
