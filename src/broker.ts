@@ -86,7 +86,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.engine.onError((err) => this.#error(err))
     this.engine.onStatus((status) => {
       // Messages published while the subscriber was away are lost; so are their own copies.
-      if (status === 'reconnecting') for (const c of this.#connections.values()) c.forgetOwn()
+      if (status === 'reconnecting') {
+        for (const c of this.#connections.values()) c.forgetOwn()
+        this.options.logger?.warn?.({ redis: status }, 'redis connection lost, reconnecting')
+      } else if (status === 'ready') this.options.logger?.info?.({ redis: status }, 'redis ready')
       this.emit('engine', status)
     })
     this.subscriber = new RedisSubscriber({ prefix: this.options.channelPrefix })
@@ -270,6 +273,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
       await this.ready().catch((err: unknown) => {
         throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
       })
+      // While Redis is away a connection would miss messages without knowing; refuse it instead
+      // (even when its channels are already subscribed and nothing else would touch Redis).
+      if (this.engine.status !== 'ready') {
+        throw new HttpError(503, 'message broker unavailable', 'WSF_REDIS_UNAVAILABLE')
+      }
       const { definition, params } = this.facilityOf(parsed.facility)
       const auth = await this.#authenticateUpgrade(req, definition)
       const identity = auth.identity

@@ -35,6 +35,21 @@ export class Hub {
     this.#engine = engine
     this.#onError = onError
     engine.onMessage((channel, payload) => this.#dispatch(channel, payload))
+    engine.onStatus((status) => status === 'ready' && this.#resync())
+  }
+
+  /**
+   * After Redis came back. node-redis has already resubscribed, in one SUBSCRIBE, every channel
+   * whose SUBSCRIBE it had confirmed (exactly the channels marked `subscribed` here), so nothing
+   * needed is subscribed twice. What failed during the outage is redone: an UNSUBSCRIBE rejected
+   * while Redis was down (the last recipient left then) leaves the channel subscribed, and it is
+   * unsubscribed now; a failed SUBSCRIBE still wanted is sent again.
+   */
+  #resync(): void {
+    for (const [channel, state] of this.#channels) {
+      if (state.pending || state.subscribed === state.recipients.size > 0) continue
+      this.#reconcile(channel).catch(this.#onError)
+    }
   }
 
   /** Number of channels with at least one local recipient. */

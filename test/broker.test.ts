@@ -609,6 +609,9 @@ describe('Broker on Redis specifics', () => {
       get connectionCount() {
         return real.connectionCount
       },
+      get status() {
+        return real.status
+      },
       get nodeId() {
         return real.nodeId
       },

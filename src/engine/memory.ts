@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { ClosedError } from '../errors.js'
-import type { Engine, MessageHandler } from './types.js'
+import type { Engine, EngineStatus, MessageHandler } from './types.js'
 
 interface Stored {
   payload: Buffer
@@ -100,6 +100,10 @@ export class MemoryEngine implements Engine {
   onPresenceSwept(): void {}
 
   async barrier(): Promise<void> {}
+
+  get status(): EngineStatus {
+    return this.#closed ? 'closed' : 'ready'
+  }
 
   onStatus(): void {}
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
 import { ClosedError, EngineError } from '../errors.js'
+import { ConnectionHealth, reconnectDelay } from './health.js'
 import { presenceField, RedisPresence } from './redis-presence.js'
 import type { Engine, EngineStatus, MessageHandler } from './types.js'
 
@@ -36,8 +37,15 @@ type Client = ReturnType<typeof createClient>
 
 function clientOptions(redis: string | RedisClientOptions): RedisClientOptions {
   const base: RedisClientOptions = typeof redis === 'string' ? { url: redis } : { ...redis }
+  // Lost connections retry forever with capped, jittered backoff (see reconnectDelay); node-redis's
+  // default gives up on a socket timeout, and a broker must outlive any Redis outage.
+  // A reconnectStrategy given in the options wins.
+  const socket = {
+    reconnectStrategy: (retries: number) => reconnectDelay(retries),
+    ...base.socket,
+  } as RedisClientOptions['socket']
   // Commands issued while Redis is unreachable reject at once instead of waiting in a queue.
-  return { disableOfflineQueue: true, ...base }
+  return { disableOfflineQueue: true, ...base, socket }
 }
 
 /**
@@ -82,6 +90,7 @@ export class RedisEngine extends EventEmitter implements Engine {
   #started: Promise<void> | null = null
   #timer: NodeJS.Timeout | null = null
   #closed = false
+  readonly #health: ConnectionHealth
   readonly #listener = (message: Buffer, channel: Buffer): void => {
     this.#handler(channel.toString(), message)
   }
@@ -111,12 +120,23 @@ export class RedisEngine extends EventEmitter implements Engine {
             new EngineError(`redis ${name} connection: ${String(err)}`, { cause: err }),
           ),
       )
-      client.on('reconnecting', () => this.#status('reconnecting'))
-      client.on('ready', () => {
-        this.#status('ready')
-        if (client === this.#cmd && this.#started) void this.#rewriteNode().catch(() => {})
-      })
     }
+    // After a reconnect: this process's entry and, when Redis lost its data (a restart without
+    // persistence), its presence counts are written again. The periodic refresh would find the
+    // entry missing too, but only after this rewrite has already re-created it.
+    this.#cmd.on('ready', () => {
+      if (this.#started)
+        void this.#rewriteNode()
+          .then(() => this.#presence.restore(this.#present))
+          .catch(() => {})
+    })
+    // One status for both connections; 'status' listeners hear combined transitions only.
+    this.#health = new ConnectionHealth([this.#cmd, this.#sub], (s) => this.emit('status', s))
+  }
+
+  /** Combined state of the two connections: `ready` only while both are. */
+  get status(): EngineStatus {
+    return this.#health.status
   }
 
   get nodeId(): string {
@@ -174,14 +194,9 @@ export class RedisEngine extends EventEmitter implements Engine {
     this.on('error', listener)
   }
 
-  #status(status: EngineStatus): void {
-    this.emit('status', status)
-  }
-
   start(): Promise<void> {
     this.#started ??= (async () => {
       if (this.#closed) throw new ClosedError()
-      this.#status('connecting')
       try {
         await Promise.all([connectOnce(this.#cmd), connectOnce(this.#sub)])
         await this.#rewriteNode()
@@ -304,6 +319,7 @@ export class RedisEngine extends EventEmitter implements Engine {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#health.close()
     if (this.#timer) clearInterval(this.#timer)
     if (this.#started) {
       await this.#started.catch(() => {})
@@ -316,10 +332,10 @@ export class RedisEngine extends EventEmitter implements Engine {
           .catch(() => {})
       }
     }
+    // A connection that is reconnecting is destroyed: close() would wait for Redis to return.
     await Promise.allSettled([
-      this.#sub.isOpen ? this.#sub.close() : this.#sub.destroy(),
-      this.#cmd.isOpen ? this.#cmd.close() : this.#cmd.destroy(),
+      this.#sub.isReady ? this.#sub.close() : this.#sub.destroy(),
+      this.#cmd.isReady ? this.#cmd.close() : this.#cmd.destroy(),
     ])
-    this.#status('closed')
   }
 }

@@ -30,7 +30,10 @@ export interface Engine {
   /** Records how many local connections listen on `channel`, for cluster-wide receiver counts.
    * Resolves once the count is visible to publishers on other processes. */
   setLocalCount(channel: string, count: number): Promise<void>
-  /** Registers a listener of connection state changes (the memory engine never changes). */
+  /** Connection state now: `ready` only while every connection to Redis is (the memory engine is
+   * `ready` until closed). */
+  readonly status: EngineStatus
+  /** Registers a listener of connection state changes, called once per transition. */
   onStatus(listener: (status: EngineStatus) => void): void
   /** Registers a listener of background errors (lost connection, failed refresh). */
   onError(listener: (err: Error) => void): void
