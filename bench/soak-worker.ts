@@ -27,6 +27,8 @@ export interface WorkerReport {
   errors: number
   published: number
   messages: number
+  /** Client errors by message. */
+  errorKinds: Record<string, number>
 }
 
 const FACILITIES = ['chat', 'news', 'seq', 'room-1', 'room-2']
@@ -53,6 +55,12 @@ async function token(secret: Uint8Array, user: string): Promise<string> {
 async function run(start: WorkerStart): Promise<void> {
   const secret = new TextEncoder().encode(start.secret)
   const counters = { connects: 0, disconnects: 0, refused: 0, errors: 0, published: 0, messages: 0 }
+  const errorKinds: Record<string, number> = {}
+  const failed = (err: Error): void => {
+    counters.errors++
+    const kind = err.message.replace(/\d+/g, 'N').slice(0, 80)
+    errorKinds[kind] = (errorKinds[kind] ?? 0) + 1
+  }
   let stopping = false
   const live = new Set<WebSocket>()
 
@@ -75,7 +83,7 @@ async function run(start: WorkerStart): Promise<void> {
         seen.count = got.size
       })
       ws.on('close', () => (seen.closed = true))
-      ws.on('error', () => counters.errors++)
+      ws.on('error', failed)
       await new Promise<void>((resolve, reject) => {
         ws.once('open', () => resolve())
         ws.once('unexpected-response', () => reject(new Error('stable client refused')))
@@ -84,7 +92,7 @@ async function run(start: WorkerStart): Promise<void> {
     }),
   )
 
-  // Churn clients: each slot connects, lives 3-20 s, publishes now and then, leaves, repeats.
+  // Churn clients: each slot connects, lives 10-40 s, publishes now and then, leaves, repeats.
   const slot = async (i: number): Promise<void> => {
     await new Promise((r) => setTimeout(r, rand(0, 10_000)))
     while (!stopping) {
@@ -100,8 +108,8 @@ async function run(start: WorkerStart): Promise<void> {
           res.resume()
           resolve()
         })
-        ws.on('error', () => {
-          counters.errors++
+        ws.on('error', (err) => {
+          failed(err)
           resolve()
         })
         ws.on('open', () => {
@@ -116,7 +124,7 @@ async function run(start: WorkerStart): Promise<void> {
           )
           timer = setTimeout(
             () => (Math.random() < 0.2 ? ws.terminate() : ws.close(1000)),
-            rand(3000, 20_000),
+            rand(10_000, 40_000),
           )
         })
         ws.on('message', () => counters.messages++)
@@ -141,6 +149,7 @@ async function run(start: WorkerStart): Promise<void> {
       received: stable.map(({ seen }) => ({ ...seen })),
       stableClosedEarly: stable.filter((s) => s.seen.closed).length,
       ...counters,
+      errorKinds,
     }
     for (const s of stable) s.ws.close(1000)
     void Promise.race([Promise.all(slots), new Promise((r) => setTimeout(r, 5000))]).then(() => {

@@ -122,6 +122,14 @@ function slope(points: [number, number][]): number {
   return den === 0 ? 0 : num / den
 }
 
+function errorKinds(reports: WorkerReport[]): string {
+  const all: Record<string, number> = {}
+  for (const r of reports)
+    for (const [k, n] of Object.entries(r.errorKinds)) all[k] = (all[k] ?? 0) + n
+  const list = Object.entries(all).map(([k, n]) => `${k}: ${n}`)
+  return list.length > 0 ? list.join('; ') : 'none'
+}
+
 async function main(): Promise<void> {
   const redisPort = await startRedis()
   const server = await startServer(redisPort)
@@ -209,9 +217,10 @@ async function main(): Promise<void> {
     `| stable clients still open at the end | ${sum('stableOpen')} of ${received.length} |`,
     `| messages lost by stable clients (total) | ${lost} |`,
     `| duplicates / out of order | ${received.reduce((n, r) => n + r.duplicates, 0)} / ${received.reduce((n, r) => n + r.outOfOrder, 0)} |`,
-    `| churn: connects / disconnects | ${sum('connects')} / ${sum('disconnects')} |`,
+    `| churn: connects / disconnects (until the stop) | ${sum('connects')} / ${sum('disconnects')} |`,
     `| refused upgrades / client errors | ${sum('refused')} / ${sum('errors')} |`,
     `| client publishes / churn messages received | ${sum('published')} / ${sum('messages')} |`,
+    `| client errors by kind | ${errorKinds(reports)} |`,
     `| RSS first / last after warm-up (MiB) | ${warm[0]?.rss.toFixed(1)} / ${warm.at(-1)?.rss.toFixed(1)} |`,
     `| RSS min / max after warm-up (MiB) | ${Math.min(...warm.map((s) => s.rss)).toFixed(1)} / ${Math.max(...warm.map((s) => s.rss)).toFixed(1)} |`,
     `| RSS slope after warm-up | ${perMin.toFixed(2)} MiB/min |`,

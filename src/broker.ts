@@ -18,6 +18,7 @@ import { checkHandshake, refuseUpgrade } from './http.js'
 import { Hub } from './hub.js'
 import { type Identity, isIdentity, normalizeIdentity } from './identity.js'
 import { encodeMessage, type Message, type StoredMessage, toStored } from './message.js'
+import { BrokerMetrics } from './metrics.js'
 import { type BrokerOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { matchesPath, parseRequest } from './request.js'
 import { RedisSubscriber } from './subscriber.js'
@@ -71,6 +72,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     Server,
     (req: IncomingMessage, socket: Duplex, head: Buffer) => void
   >()
+  readonly #metrics = new BrokerMetrics(this)
   #started: Promise<void> | null = null
   #pingTimer: NodeJS.Timeout | null = null
   #closing: Promise<void> | null = null
@@ -143,6 +145,21 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Channels held for clients (the process's own control channel left out). */
   get #clientChannels(): number {
     return this.#hub.channelCount - (this.#controlLive ? 1 : 0)
+  }
+
+  /** Metrics in the Prometheus text exposition format (connections, messages, drops, refusals,
+   * Redis state, publish latency, process memory and CPU). */
+  metrics(): string {
+    return this.#metrics.text()
+  }
+
+  /**
+   * A node:http request handler (also an Express middleware) that answers with `metrics()`; mount
+   * it where your scraper looks.
+   * @example app.get('/metrics', broker.metricsHandler())
+   */
+  metricsHandler(): (req: IncomingMessage, res: ServerResponse) => void {
+    return this.#metrics.handler()
   }
 
   /** True once `close()` was called. */
@@ -295,7 +312,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
         maxBufferedBytes: this.options.maxBufferedBytes,
         slowConsumer: this.options.slowConsumer,
         scheduler: this.#scheduler,
-        onSlowConsumer: (c) => c.close(CloseCode.TRY_AGAIN_LATER, 'client too slow'),
+        onSlowConsumer: (c) => {
+          this.#metrics.slowConsumerCloses++
+          c.close(CloseCode.TRY_AGAIN_LATER, 'client too slow')
+        },
       })
       this.#accepted.set(conn, { definition, context })
       conn.expiresAt = auth.expiresAt
@@ -315,6 +335,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       const status = err instanceof HttpError ? err.status : 500
       const reason = err instanceof HttpError ? err.message : 'internal error'
       if (!(err instanceof HttpError)) this.#error(err)
+      this.options.logger?.info?.({ status, reason, url: req.url }, 'upgrade refused')
       refuseUpgrade(socket, status, reason, status === 426 ? { 'Sec-WebSocket-Version': '13' } : {})
       this.emit('refused', req, status, reason)
     } finally {
@@ -386,6 +407,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     ws.on('close', (code) => this.#drop(conn, code))
     conn.open(ws, socket, stored)
     if (conn.expiresAt !== null) conn.setExpiry(conn.expiresAt, this.#expire)
+    this.options.logger?.debug?.({ id: conn.id, facility: conn.facility }, 'connection accepted')
     this.emit('connection', conn, req)
     if (this.options.presence) this.#pendingPresence(this.presence.track(conn))
     const accepted = this.#accepted.get(conn)
@@ -431,6 +453,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
     if (!this.#connections.delete(conn.id)) return
     this.#hub.remove(conn, conn.channels.subscribe)
     conn.markClosed()
+    this.options.logger?.debug?.(
+      { id: conn.id, facility: conn.facility, code },
+      'connection closed',
+    )
     this.emit('disconnect', conn, code)
     if (this.options.presence) this.#pendingPresence(this.presence.untrack(conn))
     const accepted = this.#accepted.get(conn)
@@ -440,17 +466,31 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   /** Publishes what a client sent on its publish-* channels (never echoing it without `echo`). */
   #publishFrom(conn: Connection, payload: Buffer): void {
+    this.#metrics.messagesIn++
     const expire = this.expireOf(conn.facility)
     for (const channel of conn.channels.publish) {
       const forget =
         !conn.echo && conn.channels.subscribe.includes(channel)
           ? conn.expectOwn(channel, payload)
           : null
-      this.engine.publish(channel, payload, expire).catch((err: unknown) => {
+      this.#enginePublish(channel, payload, expire).catch((err: unknown) => {
         forget?.()
         this.#error(err)
         conn.close(CloseCode.INTERNAL, 'publish failed')
       })
+    }
+  }
+
+  /** engine.publish, timed for the publish latency histogram. */
+  async #enginePublish(channel: string, payload: Buffer, expire: number): Promise<number> {
+    const start = performance.now()
+    try {
+      const n = await this.engine.publish(channel, payload, expire)
+      this.#metrics.observePublish((performance.now() - start) / 1000, true)
+      return n
+    } catch (err) {
+      this.#metrics.observePublish(0, false)
+      throw err
     }
   }
 
@@ -504,7 +544,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
     const payload = encodeMessage(message)
     await this.ready()
-    const counts = await Promise.all(channels.map((ch) => this.engine.publish(ch, payload, expire)))
+    const counts = await Promise.all(channels.map((ch) => this.#enginePublish(ch, payload, expire)))
     return counts.reduce((a, b) => a + b, 0)
   }
 

@@ -31,6 +31,9 @@ Options (each may also come from the environment variable shown; the flag wins):
                            env WSFACILITY_CLIENT_PUBLISH, default session,user
   --path PATH            path prefix of WebSocket URLs
                            env WSFACILITY_PATH, default /ws/
+  --metrics              serve Prometheus metrics at GET /metrics (they name facilities
+                         and show load: keep that route internal)
+                           env WSFACILITY_METRICS=1, default off
   -h, --help             print this help and exit
 
 Identity (without it every client is anonymous: broadcast channels only). Secrets given as
@@ -58,7 +61,8 @@ flags show in the process list; prefer the environment variables.
                          session option)
                            env WSFACILITY_REQUIRE_AUTH=1, default off
 
-GET /health answers {"status":"ok"} (503 while Redis is unreachable); plain HTTP requests
+GET /health answers {"status":"ok","redis":"ready"} (503 and "unavailable" while Redis is
+unreachable); plain HTTP requests
 under the WebSocket path get 426. SIGTERM or SIGINT closes clients with 1001 and exits.`
 
 /** How the standalone server reads express-session cookies. */
@@ -97,6 +101,8 @@ export interface CliConfig {
   session: CliSession | null
   /** Refuse clients without a user (broker option `anonymous: false`). */
   requireAuth: boolean
+  /** Serve Prometheus metrics at GET /metrics. */
+  metrics: boolean
 }
 
 /** A command line that cannot work; the CLI prints it with the usage and exits with 2. */
@@ -124,6 +130,7 @@ const FLAGS = {
   'session-cookie': { type: 'string' },
   'session-prefix': { type: 'string' },
   'require-auth': { type: 'boolean' },
+  metrics: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -172,6 +179,7 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     jwt: null,
     session: null,
     requireAuth: false,
+    metrics: false,
   }
   // --help answers whatever else the line says.
   if (values.help) return { ...config, help: true }
@@ -208,6 +216,7 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
       `${source} needs --jwt-secret, --jwks-url or --session-secret (or no client has a user)`,
     )
   }
+  config.metrics = values.metrics === true || flag(env, 'WSFACILITY_METRICS')
   return config
 }
 

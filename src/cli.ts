@@ -73,6 +73,7 @@ export class StandaloneServer {
   #down = false
   readonly #reported = new Set<string>()
   #closing: Promise<void> | null = null
+  readonly #metrics: (req: http.IncomingMessage, res: http.ServerResponse) => void
 
   constructor(config: CliConfig, output: CliOutput = consoleOutput) {
     this.config = config
@@ -97,6 +98,7 @@ export class StandaloneServer {
     this.#sessions?.on('error', (err: unknown) =>
       this.#reportError(`redis sessions connection: ${String(err)}`),
     )
+    this.#metrics = this.broker.metricsHandler()
     this.http = http.createServer((req, res) => this.#request(req, res))
   }
 
@@ -123,9 +125,16 @@ export class StandaloneServer {
   #request(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (this.broker.handleRequest(req, res)) return
     const path = (req.url ?? '/').split('?', 1)[0]
-    if (path === '/health' && (req.method === 'GET' || req.method === 'HEAD')) {
+    const readOnly = req.method === 'GET' || req.method === 'HEAD'
+    if (path === '/metrics' && readOnly && this.config.metrics) {
+      this.#metrics(req, res)
+      return
+    }
+    if (path === '/health' && readOnly) {
       void this.#healthy().then((ok) => {
-        const body = JSON.stringify({ status: ok ? 'ok' : 'unavailable' })
+        // `redis` is the engine's own view (memory for the in-memory engine).
+        const redis = this.config.redis ? this.broker.engine.status : 'memory'
+        const body = JSON.stringify({ status: ok ? 'ok' : 'unavailable', redis })
         res.writeHead(ok ? 200 : 503, {
           'Content-Type': 'application/json',
           'Content-Length': Buffer.byteLength(body),

@@ -179,29 +179,53 @@ describe('wsfacility CLI', () => {
     await ws.body?.cancel()
     const health = await fetch(`${base}/health`)
     assert.equal(health.status, 200)
-    assert.deepEqual(await health.json(), { status: 'ok' })
+    assert.deepEqual(await health.json(), { status: 'ok', redis: 'memory' })
     const other = await fetch(`${base}/elsewhere`)
     assert.equal(other.status, 404)
     await other.body?.cancel()
+    // Metrics are opt-in (--metrics).
+    const metrics = await fetch(`${base}/metrics`)
+    assert.equal(metrics.status, 404)
+    await metrics.body?.cancel()
   })
 
   it('answers /health with 503 while Redis is down and 200 once it is back', async () => {
     const own = await startRedis()
     try {
       const { port } = await serve(['--port', '0', '--redis', own.url])
-      const health = async (): Promise<number> => {
+      const health = async (): Promise<string> => {
         const res = await fetch(`http://127.0.0.1:${port}/health`)
-        await res.body?.cancel()
-        return res.status
+        assert.equal(res.headers.get('content-type'), 'application/json')
+        return `${res.status} ${JSON.stringify(await res.json())}`
       }
-      assert.equal(await health(), 200)
+      assert.equal(await health(), '200 {"status":"ok","redis":"ready"}')
       await own.stop()
-      await eventually(async () => (await health()) === 503, 15_000)
+      await eventually(
+        async () => (await health()) === '503 {"status":"unavailable","redis":"reconnecting"}',
+        15_000,
+      )
       await own.restart()
-      await eventually(async () => (await health()) === 200, 15_000)
+      await eventually(
+        async () => (await health()) === '200 {"status":"ok","redis":"ready"}',
+        15_000,
+      )
     } finally {
       await own.stop()
     }
+  })
+
+  it('serves Prometheus metrics at /metrics with --metrics, counting real traffic', async () => {
+    const { port, ws } = await serve(['--port', '0', '--redis', redis.url, '--metrics'])
+    const c = await client(ws('/ws/metered?subscribe-broadcast'))
+    await publisher.publish('broadcast:metered', 'counted')
+    await c.waitFor(1)
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`)
+    assert.equal(res.status, 200)
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/)
+    const text = await res.text()
+    assert.match(text, /^wsfacility_connections\{facility="metered"\} 1$/m)
+    assert.match(text, /^wsfacility_messages_out_total 1$/m)
+    assert.match(text, /^wsfacility_redis_up 1$/m)
   })
 
   it('closes clients with 1001 and exits 0 on SIGTERM', async () => {
