@@ -120,7 +120,7 @@ async function run(start: WorkerStart): Promise<void> {
               ws.send(`hello from ${user} #${i}`)
               counters.published++
             },
-            rand(1000, 4000),
+            rand(5000, 15_000),
           )
           timer = setTimeout(
             () => (Math.random() < 0.2 ? ws.terminate() : ws.close(1000)),
@@ -156,8 +156,6 @@ async function run(start: WorkerStart): Promise<void> {
       process.send?.({ type: 'report', report }, () => process.exit(0))
     })
   })
-  const ticker = setInterval(() => process.send?.({ type: 'tick', live: live.size }), 1000)
-  process.on('message', (msg: { type: string }) => msg.type === 'stop' && clearInterval(ticker))
   process.send?.({ type: 'ready' })
 }
 

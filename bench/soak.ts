@@ -91,7 +91,7 @@ async function startServer(redisPort: number): Promise<{ pid: number; url: strin
   const args = [
     ...['bin/wsfacility.js', '--port', '0', '--host', '127.0.0.1'],
     ...['--redis', `redis://127.0.0.1:${redisPort}`, '--jwt-secret', SECRET],
-    ...['--client-publish', 'broadcast,user,session'],
+    ...['--client-publish', 'broadcast,user,session', '--metrics'],
   ]
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] })
   children.push(child)
@@ -102,6 +102,28 @@ async function startServer(redisPort: number): Promise<{ pid: number; url: strin
     if (m) return { pid: child.pid!, url: `ws://127.0.0.1:${m[1]}` }
   }
   throw new Error(`server exited: ${out}`)
+}
+
+/** Heap used (MiB) and open connections, from the server's own /metrics. */
+async function scrape(url: string): Promise<{ heap: number; connections: number }> {
+  let text = ''
+  try {
+    const res = await fetch(`${url.replace('ws:', 'http:')}/metrics`, {
+      signal: AbortSignal.timeout(10_000),
+    })
+    text = await res.text()
+  } catch {
+    // A server too busy to answer in time: the sample keeps its RSS, heap and count are NaN.
+    return { heap: NaN, connections: NaN }
+  }
+  let heap = 0
+  let connections = 0
+  for (const line of text.split('\n')) {
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1))
+    if (line.startsWith('nodejs_heap_size_used_bytes ')) heap = value / 1024 / 1024
+    if (line.startsWith('wsfacility_connections{')) connections += value
+  }
+  return { heap, connections }
 }
 
 async function rssMiB(pid: number): Promise<number> {
@@ -135,7 +157,6 @@ async function main(): Promise<void> {
   const server = await startServer(redisPort)
   const stablePerWorker = Math.round(clients / 5 / workers)
   const churnPerWorker = Math.round(clients / workers) - stablePerWorker
-  const live = new Map<number, number>()
   const reports: WorkerReport[] = []
   const procs = Array.from({ length: workers }, (_, worker) => {
     const child = fork(fileURLToPath(new URL('soak-worker.ts', import.meta.url)), [], {
@@ -151,9 +172,8 @@ async function main(): Promise<void> {
       churn: churnPerWorker,
     }
     const ready = new Promise<void>((resolve, reject) => {
-      child.on('message', (msg: { type: string; live?: number; report?: WorkerReport }) => {
+      child.on('message', (msg: { type: string; report?: WorkerReport }) => {
         if (msg.type === 'ready') resolve()
-        else if (msg.type === 'tick') live.set(worker, msg.live ?? 0)
         else if (msg.type === 'report' && msg.report) reports.push(msg.report)
         else if (msg.type === 'failed') reject(new Error(JSON.stringify(msg)))
       })
@@ -172,17 +192,14 @@ async function main(): Promise<void> {
   }, 1000 / rate)
 
   const started = Date.now()
-  const samples: { t: number; rss: number; clients: number }[] = []
+  const samples: { t: number; rss: number; heap: number; connections: number }[] = []
   const sample = async (): Promise<void> => {
-    const clientsLive = [...live.values()].reduce((a, b) => a + b, 0) + stablePerWorker * workers
-    samples.push({
-      t: (Date.now() - started) / 1000,
-      rss: await rssMiB(server.pid),
-      clients: clientsLive,
-    })
+    const t = (Date.now() - started) / 1000
+    samples.push({ t, rss: await rssMiB(server.pid), ...(await scrape(server.url)) })
     const s = samples.at(-1)!
     console.log(
-      `t=${s.t.toFixed(0)}s rss=${s.rss.toFixed(1)} MiB clients~${s.clients} published=${seq}`,
+      `t=${s.t.toFixed(0)}s rss=${s.rss.toFixed(1)} MiB heap=${s.heap.toFixed(1)} MiB ` +
+        `connections=${s.connections} published=${seq}`,
     )
   }
   await sample()
@@ -201,6 +218,7 @@ async function main(): Promise<void> {
 
   const warm = samples.filter((s) => s.t >= (minutes * 60) / 5)
   const perMin = slope(warm.map((s) => [s.t / 60, s.rss]))
+  const heapPerMin = slope(warm.filter((s) => !Number.isNaN(s.heap)).map((s) => [s.t / 60, s.heap]))
   const received = reports.flatMap((r) => r.received)
   const lost = received.reduce((n, r) => n + (published - r.count), 0)
   const sum = (k: keyof WorkerReport): number => reports.reduce((n, r) => n + Number(r[k]), 0)
@@ -224,12 +242,17 @@ async function main(): Promise<void> {
     `| RSS first / last after warm-up (MiB) | ${warm[0]?.rss.toFixed(1)} / ${warm.at(-1)?.rss.toFixed(1)} |`,
     `| RSS min / max after warm-up (MiB) | ${Math.min(...warm.map((s) => s.rss)).toFixed(1)} / ${Math.max(...warm.map((s) => s.rss)).toFixed(1)} |`,
     `| RSS slope after warm-up | ${perMin.toFixed(2)} MiB/min |`,
+    `| heap used first / last after warm-up (MiB) | ${warm[0]?.heap.toFixed(1)} / ${warm.at(-1)?.heap.toFixed(1)} |`,
+    `| heap used slope after warm-up | ${heapPerMin.toFixed(2)} MiB/min |`,
     '',
-    'RSS over time (every 5 s):',
+    'RSS over time (sampled every 5 s, later when the machine is busy):',
     '',
-    '| t (s) | RSS (MiB) | clients connected |',
-    '| ---: | ---: | ---: |',
-    ...samples.map((s) => `| ${s.t.toFixed(0)} | ${s.rss.toFixed(1)} | ${s.clients} |`),
+    '| t (s) | RSS (MiB) | heap used (MiB) | server connections |',
+    '| ---: | ---: | ---: | ---: |',
+    ...samples.map(
+      (s) =>
+        `| ${s.t.toFixed(0)} | ${s.rss.toFixed(1)} | ${s.heap.toFixed(1)} | ${s.connections} |`,
+    ),
     '',
   ]
   const report = lines.join('\n')
