@@ -106,7 +106,7 @@ async function startServer(redisPort: number): Promise<{ pid: number; url: strin
 
 /** Heap used (MiB) and open connections, from the server's own /metrics. */
 async function scrape(url: string): Promise<{ heap: number; connections: number }> {
-  let text = ''
+  let text: string
   try {
     const res = await fetch(`${url.replace('ws:', 'http:')}/metrics`, {
       signal: AbortSignal.timeout(10_000),
