@@ -144,6 +144,17 @@ function slope(points: [number, number][]): number {
   return den === 0 ? 0 : num / den
 }
 
+/** The lowest heap sample of each minute: what survives collections, the leak signal. */
+function lowestPerMinute(samples: { t: number; heap: number }[]): string {
+  const lows: number[] = []
+  for (const s of samples) {
+    if (Number.isNaN(s.heap)) continue
+    const m = Math.floor(s.t / 60)
+    lows[m] = Math.min(lows[m] ?? Infinity, s.heap)
+  }
+  return lows.map((v, m) => `${m}: ${v.toFixed(1)}`).join(', ')
+}
+
 function errorKinds(reports: WorkerReport[]): string {
   const all: Record<string, number> = {}
   for (const r of reports)
@@ -244,6 +255,7 @@ async function main(): Promise<void> {
     `| RSS slope after warm-up | ${perMin.toFixed(2)} MiB/min |`,
     `| heap used first / last after warm-up (MiB) | ${warm[0]?.heap.toFixed(1)} / ${warm.at(-1)?.heap.toFixed(1)} |`,
     `| heap used slope after warm-up | ${heapPerMin.toFixed(2)} MiB/min |`,
+    `| heap used, lowest sample of each minute (MiB) | ${lowestPerMinute(samples)} |`,
     '',
     'RSS over time (sampled every 5 s, later when the machine is busy):',
     '',
