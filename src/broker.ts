@@ -80,8 +80,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.options = resolveOptions(options)
     this.engine =
       this.options.engine ??
-      (this.options.redis !== undefined
-        ? new RedisEngine({ redis: this.options.redis, prefix: this.options.channelPrefix })
+      (this.options.redis !== undefined || this.options.redisCluster !== undefined
+        ? new RedisEngine({
+            redis: this.options.redis,
+            cluster: this.options.redisCluster,
+            prefix: this.options.channelPrefix,
+          })
         : new MemoryEngine())
     this.engine.onError((err) => this.#error(err))
     this.engine.onStatus((status) => {
