@@ -45,7 +45,9 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
 
   return new Promise<number>((resolve) => {
     const fork = (): void => {
-      live.add(cluster.fork(env))
+      const worker = cluster.fork(env)
+      live.add(worker)
+      output.out(`worker ${worker.process.pid} started`)
     }
     const stop = (): void => {
       stopping = true

@@ -2,9 +2,17 @@ import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { RedisEngine } from '../src/engine/redis.js'
-import { type Broker, createBroker, RedisPublisher } from '../src/index.js'
+import { type Broker, createBroker, type PresenceEvent, RedisPublisher } from '../src/index.js'
+import { spawnNode } from './helpers/child.js'
 import { type RedisCluster, startCluster } from './helpers/cluster.js'
-import { connect, eventually, startBroker, type TestClient, type TestServer } from './helpers/ws.js'
+import {
+  connect,
+  eventually,
+  sleep,
+  startBroker,
+  type TestClient,
+  type TestServer,
+} from './helpers/ws.js'
 
 function identify(req: IncomingMessage) {
   return { user: new URL(req.url ?? '/', 'http://x').searchParams.get('user') }
@@ -152,10 +160,12 @@ describe('RedisEngine on a Redis Cluster', () => {
 
 describe('Brokers on a Redis Cluster', () => {
   const servers: TestServer[] = []
+  const events: PresenceEvent[] = []
   let publisherBroker: Broker
   before(async () => {
     const options = { redisCluster: cluster.urls, identify, presence: true, expire: 60 }
     servers.push(await startBroker(options), await startBroker(options))
+    for (const s of servers) s.broker.on('presence', (e) => events.push(e))
     // A process without a server that only publishes, like a worker or an Express app.
     publisherBroker = createBroker({ redisCluster: cluster.urls, expire: 60 })
     publisherBroker.on('error', () => {})
@@ -221,5 +231,24 @@ describe('Brokers on a Redis Cluster', () => {
     assert.deepEqual(tab.texts, ['direct'])
     await tab.close()
     await eventually(async () => !(await a.broker.presence.isOnline('zoe')))
+  })
+
+  it('takes the users of a SIGKILLed process offline within the TTL, with exactly one leave', async () => {
+    const fixture = 'test/fixtures/presence-broker.ts'
+    const child = spawnNode(['--import', 'tsx', fixture, cluster.urls.join(',')])
+    try {
+      const [, port] = await child.waitForOutput(/port (\d+)/, 20_000)
+      const tab = await connect(`ws://127.0.0.1:${port}/ws/chat?user=dan`)
+      await eventually(() => servers[0]!.broker.presence.isOnline('dan'))
+      await child.signal('SIGKILL')
+      tab.ws.terminate()
+      // Swept by a live process once the dead one's entry expired (default TTL 8 s): generous wait.
+      await eventually(async () => !(await servers[0]!.broker.presence.isOnline('dan')), 30_000)
+      await sleep(3000)
+      const leaves = events.filter((e) => e.user === 'dan' && e.type === 'leave' && !e.facility)
+      assert.equal(leaves.length, 1)
+    } finally {
+      await child.kill()
+    }
   })
 })

@@ -89,6 +89,31 @@ describe('wsfacility --workers on Redis', () => {
     assert.match(child.stderr, /SIGTERM: shutting down 2 workers/)
   })
 
+  it('replaces a worker that died, and its clients can come back', async () => {
+    const { child, ws } = await serveWorkers(['--redis', redis.url], 2)
+    const pids = [...child.stdout.matchAll(/^worker (\d+) started$/gm)].map((m) => Number(m[1]))
+    assert.equal(pids.length, 2)
+    const tabs = await openClients(ws('/ws/live?subscribe-broadcast'), 4)
+    process.kill(pids[0]!, 'SIGKILL')
+    await child.waitForOutput(new RegExp(`^worker (?!${pids.join('|')})(\\d+) started$`, 'm'))
+    const lines = new RegExp(LISTENING.source, 'gm')
+    await eventually(() => child.stdout.match(lines)?.length === 3, 30_000)
+    assert.match(
+      child.stderr,
+      new RegExp(`worker ${pids[0]} exited \\(SIGKILL\\); starting another`),
+    )
+    // The dead worker's clients lost their connection; the other worker's are still open.
+    await eventually(() => tabs.some((tab) => tab.ws.readyState === tab.ws.CLOSED))
+    const open = tabs.filter((tab) => tab.ws.readyState === tab.ws.OPEN)
+    assert.equal(open.length, 2)
+    const back = await openClients(ws('/ws/live?subscribe-broadcast'), 2)
+    const pub = new RedisPublisher({ facility: 'live', broadcast: true }, { broker: publisher })
+    // The dead worker's counts linger in Redis until its entry expires: at least the 4 live ones.
+    assert.ok((await pub.publishMessage('after the restart')) >= 4)
+    for (const tab of [...open, ...back]) await tab.waitFor(1)
+    assert.deepEqual((await child.signal('SIGTERM')).code, 0)
+  })
+
   it('exits 1 when its workers cannot reach Redis', { timeout: 60_000 }, async () => {
     const own = await startRedis()
     await own.stop()
