@@ -19,6 +19,9 @@ export interface RedisCluster {
   command(port: number, args: string[]): Promise<unknown>
   /** The port of the master that owns `key`'s (or channel's) hash slot. */
   ownerOf(key: string): Promise<number>
+  /** Stops the node on `port` (SIGTERM) and starts it again with its cluster config (slots kept,
+   * data lost: no persistence); resolves once the cluster is ok again. */
+  restart(port: number): Promise<void>
   /** Stops every node (SIGTERM, by PID) and removes the temporary directory. */
   stop(): Promise<void>
 }
@@ -45,7 +48,7 @@ export async function startCluster(): Promise<RedisCluster> {
     const port = await freePort()
     if (!ports.includes(port)) ports.push(port)
   }
-  const children: ChildProcess[] = ports.map((port) => {
+  const launch = (port: number): ChildProcess => {
     const child = spawn(
       'redis-server',
       [
@@ -68,16 +71,23 @@ export async function startCluster(): Promise<RedisCluster> {
     )
     child.on('error', () => {})
     return child
-  })
+  }
+  const children = ports.map(launch)
+  const end = async (child: ChildProcess): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill('SIGTERM')
+    await exited
+  }
+  const clusterOk = async (): Promise<void> => {
+    for (const port of ports) {
+      await waitFor('cluster_state did not become ok', async () =>
+        (await cli(port, ['CLUSTER', 'INFO'])).includes('cluster_state:ok'),
+      )
+    }
+  }
   const stop = async (): Promise<void> => {
-    await Promise.all(
-      children.map(async (child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return
-        const exited = once(child, 'exit')
-        child.kill('SIGTERM')
-        await exited
-      }),
-    )
+    await Promise.all(children.map(end))
     await rm(dir, { recursive: true, force: true })
   }
   try {
@@ -94,11 +104,7 @@ export async function startCluster(): Promise<RedisCluster> {
       '0',
       '--cluster-yes',
     ])
-    for (const port of ports) {
-      await waitFor('cluster_state did not become ok', async () =>
-        (await cli(port, ['CLUSTER', 'INFO'])).includes('cluster_state:ok'),
-      )
-    }
+    await clusterOk()
   } catch (err) {
     await stop()
     throw err
@@ -129,6 +135,12 @@ export async function startCluster(): Promise<RedisCluster> {
       const owner = ranges.find(([from, to]) => slot >= from && slot <= to)
       if (!owner) throw new Error(`no master owns slot ${slot}`)
       return Number(owner[2][1])
+    },
+    async restart(port) {
+      const i = ports.indexOf(port)
+      await end(children[i]!)
+      children[i] = launch(port)
+      await clusterOk()
     },
     stop,
   }
