@@ -551,7 +551,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
 }
 
 /**
- * Creates a broker. Without `redis` it runs on the in-memory engine (one process).
+ * Creates a broker. Without `redis` or `redisCluster` it runs on the in-memory engine (one process).
  * @example
  * const broker = createBroker({ redis: process.env.REDIS_URL, expire: 60 })
  * broker.attach(httpServer)

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { RedisEngine } from '../src/engine/redis.js'
+import { EngineError } from '../src/errors.js'
 import { type Broker, createBroker, type PresenceEvent, RedisPublisher } from '../src/index.js'
 import { spawnNode } from './helpers/child.js'
 import { type RedisCluster, startCluster } from './helpers/cluster.js'
+import { freePort } from './helpers/redis.js'
 import {
   connect,
   eventually,
@@ -66,6 +68,18 @@ describe('RedisEngine on a Redis Cluster', () => {
     })
     return { engine: e, got }
   }
+
+  it('rejects start with code WSF_REDIS_UNAVAILABLE when no root node answers', async () => {
+    const e = new RedisEngine({ cluster: [`redis://127.0.0.1:${await freePort()}`], prefix: '' })
+    e.onError(() => {})
+    open.push(e)
+    await assert.rejects(e.start(), (err: unknown) => {
+      assert.ok(err instanceof EngineError)
+      assert.equal(err.code, 'WSF_REDIS_UNAVAILABLE')
+      return true
+    })
+    assert.equal(e.connectionCount, 0)
+  })
 
   it('subscribes each channel on the master owning its slot only (PUBSUB SHARDNUMSUB)', async () => {
     const { engine: e } = await engine()
