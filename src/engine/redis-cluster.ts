@@ -40,6 +40,10 @@ export class ClusterLink extends RedisLink {
     this.#cluster.on('node-error', (err: unknown, node: { host?: string; port?: number }) =>
       this.emit('error', `redis cluster node ${node.host}:${node.port}`, err),
     )
+    // After a slot migration node-redis moves the subscription; if that fails, messages stop.
+    this.#cluster.on('sharded-channel-moved-error', (err: unknown, channel: string) =>
+      this.emit('error', `redis cluster: moving the subscription of ${channel}`, err),
+    )
     this.#cluster.on('node-reconnecting', () => this.emit('reconnecting'))
     this.#cluster.on('node-ready', () => this.emit('ready', this.#cluster.isReady))
   }
