@@ -140,7 +140,7 @@ describe('wsfacility --workers on a Redis Cluster', () => {
   it('serves clients of two workers from --redis-cluster, reached by a RedisPublisher', async () => {
     const { child, ws } = await serveWorkers(['--redis-cluster', cluster.urls.join(',')], 2)
     const health = await fetch(ws('/health').replace('ws:', 'http:'))
-    assert.deepEqual([health.status, await health.json()], [200, { status: 'ok' }])
+    assert.deepEqual([health.status, await health.json()], [200, { status: 'ok', redis: 'ready' }])
     const tabs = await openClients(ws('/ws/alerts?subscribe-broadcast'), 4)
     await eventually(async () => {
       const pub = new RedisPublisher({ facility: 'alerts', broadcast: true }, { broker: publisher })
