@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
-import net from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
 import {
@@ -15,6 +14,7 @@ import {
   RedisSubscriber,
 } from '../src/index.js'
 import { assertFacility } from '../src/channels.js'
+import { framesOf, rawClient } from './helpers/raw.js'
 import {
   connect,
   eventually,
@@ -364,24 +364,13 @@ describe('Hostile requests on a live broker', () => {
   it('closes with 1009 on a frame over maxPayload, checked from the header before the body arrives', async () => {
     const p = await startBroker({ maxPayload: 1024 })
     try {
-      const socket = net.connect(p.port, '127.0.0.1')
-      socket.write(
-        'GET /ws/big HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n' +
-          'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
-          'Sec-WebSocket-Version: 13\r\n\r\n',
-      )
-      let buf = Buffer.alloc(0)
-      socket.on('data', (d: Buffer) => (buf = Buffer.concat([buf, d])))
-      await new Promise<void>((resolve) =>
-        socket.on('data', () => buf.includes('\r\n\r\n') && resolve()),
-      )
+      const { socket, data } = await rawClient(p.port, '/ws/big')
       // A masked text frame announcing 1 MiB (64-bit length), with no payload sent at all.
-      const header = Buffer.from([0x81, 0xff, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4])
-      socket.write(header)
-      const closeFrame = (): Buffer => buf.subarray(buf.indexOf('\r\n\r\n') + 4)
-      await eventually(() => closeFrame().length >= 4)
-      assert.equal(closeFrame()[0], 0x88)
-      assert.equal(closeFrame().readUInt16BE(2), 1009)
+      socket.write(Buffer.from([0x81, 0xff, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4]))
+      await eventually(() => framesOf(data()).length > 0)
+      const [close] = framesOf(data())
+      assert.equal(close!.opcode, 8)
+      assert.equal(close!.payload.readUInt16BE(0), 1009)
       socket.destroy()
     } finally {
       await p.close()
