@@ -190,6 +190,17 @@ describe('wsfacility CLI', () => {
       env: { WSFACILITY_HANDSHAKE_TIMEOUT: '0' },
     },
     { name: 'an origin without a scheme', args: ['--origins', 'app.example.com'] },
+    { name: '--workers without Redis', args: ['--workers', '2'] },
+    { name: 'WSFACILITY_WORKERS without Redis', args: [], env: { WSFACILITY_WORKERS: '3' } },
+    { name: 'zero workers', args: ['--workers', '0', '--redis', 'redis://127.0.0.1:1'] },
+    {
+      name: '--redis and --redis-cluster together',
+      args: ['--redis', 'redis://127.0.0.1:1', '--redis-cluster', 'redis://127.0.0.1:2'],
+    },
+    {
+      name: 'a cluster URL of another scheme',
+      args: ['--redis-cluster', 'redis://a:1,http://b:2'],
+    },
   ]
   for (const { name, args, env } of bad) {
     it(`exits 2 with the usage on stderr for ${name}`, async () => {
