@@ -190,13 +190,9 @@ export class Connection implements Recipient {
     this.#queue = []
     this.#queued = 0
     if (!socket || socket.destroyed || !socket.writable) return
-    if (queue.length === 1) {
-      socket.write(queue[0]!)
-      return
-    }
-    socket.cork()
-    for (const buf of queue) socket.write(buf)
-    socket.uncork()
+    // One write per turn: each write to a socket costs a syscall and stream bookkeeping, whatever
+    // its size.
+    socket.write(queue.length === 1 ? queue[0]! : this.#init.scheduler.joined(queue))
   }
 
   /** Closes with `code` after writing what is queued. */

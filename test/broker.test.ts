@@ -505,6 +505,46 @@ describe('Broker on Redis specifics', () => {
     }
   })
 
+  it('writes a burst that arrives in one Redis read to each socket in one write, joined once for all', async () => {
+    const t = await startBroker({ redis: redis.url })
+    const raw = await redis.client()
+    const written: unknown[][] = []
+    t.broker.on('connection', (conn) => {
+      const socket = (conn.ws as unknown as { _socket: net.Socket })._socket
+      const writes: unknown[] = []
+      written.push(writes)
+      const write = socket.write.bind(socket) as (chunk: unknown) => boolean
+      socket.write = ((chunk: unknown) => {
+        writes.push(chunk)
+        return write(chunk)
+      }) as typeof socket.write
+    })
+    try {
+      const clients = await Promise.all(
+        [0, 1, 2].map(() => connect(t.url('/ws/burst?subscribe-broadcast'))),
+      )
+      // One MULTI: Redis pushes the 40 messages to the subscriber back to back, in one read.
+      const multi = raw.multi()
+      for (let i = 0; i < 40; i++) multi.publish('broadcast:burst', `m${i}`)
+      await multi.exec()
+      await Promise.all(clients.map((c) => c.waitFor(40)))
+      for (const c of clients)
+        assert.deepEqual(
+          c.texts,
+          Array.from({ length: 40 }, (_, i) => `m${i}`),
+        )
+      assert.equal(written.length, 3)
+      for (const writes of written) assert.equal(writes.length, 1)
+      // The three sockets got the very same buffer: the frames were joined once, not per socket.
+      assert.equal(written[1]![0], written[0]![0])
+      assert.equal(written[2]![0], written[0]![0])
+      await Promise.all(clients.map((c) => c.close()))
+    } finally {
+      await raw.close()
+      await t.close()
+    }
+  })
+
   it('replays a key stored by another program (a Django ws4redis publisher)', async () => {
     const t = await startBroker({ redis: redis.url, identify })
     const raw = await redis.client()
