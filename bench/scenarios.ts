@@ -60,6 +60,7 @@ const JWT_SECRET = 'wsfacility-bench-secret-not-for-production'
 /** A run ends when no frame arrived for this long (Socket.IO may spend seconds in one burst). */
 const STALL_MS = 10_000
 const RUN_TIMEOUT_MS = 90_000
+const IDLE_SETTLE_MS = 6000
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** The three processes of a group besides Redis. */
@@ -254,7 +255,8 @@ export async function benchServer(
   const before = await g.server.call<NodeJS.MemoryUsage>('gc')
   const rssBefore = rssBytes(g.server.pid)
   const targets = await connect(g, plan.idle, false)
-  await sleep(1000)
+  // Idle means idle: node-redis keeps each command's 5 s timeout timer alive until it fires.
+  await sleep(IDLE_SETTLE_MS)
   const after = await g.server.call<NodeJS.MemoryUsage>('gc')
   const rssAfter = rssBytes(g.server.pid)
   const facts: ServerFacts = {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer, type WebSocket } from 'ws'
+import { type RawData, WebSocketServer, type WebSocket } from 'ws'
 import { type Authentication, Authenticator } from './auth/authenticator.js'
 import { selectProtocol } from './auth/jwt.js'
 import { Connection, CloseCode } from './connection.js'
@@ -43,6 +43,14 @@ export interface BrokerEvents {
 export interface PublishOptions {
   /** Seconds to store the message for replay; overrides the broker's `expire`. */
   expire?: number
+}
+
+/** What a connection without facility hooks is handled with: nothing reads its context. */
+const NO_HOOKS: Accepted = { definition: null, context: null as unknown as FacilityContext }
+
+/** The slow-consumer action, shared by all connections (a closure each would cost memory). */
+function closeSlowConsumer(conn: Connection): void {
+  conn.close(CloseCode.TRY_AGAIN_LATER, 'client too slow')
 }
 
 /**
@@ -287,9 +295,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
         maxBufferedBytes: this.options.maxBufferedBytes,
         slowConsumer: this.options.slowConsumer,
         scheduler: this.#scheduler,
-        onSlowConsumer: (c) => c.close(CloseCode.TRY_AGAIN_LATER, 'client too slow'),
+        onSlowConsumer: closeSlowConsumer,
       })
-      this.#accepted.set(conn, { definition, context })
+      // Only hooks read the context; without them it is not kept, nor the request it holds.
+      if (definition?.onConnect || definition?.onDisconnect || definition?.onMessage)
+        this.#accepted.set(conn, { definition, context })
       conn.expiresAt = auth.expiresAt
       conn.tokenAuthenticated = auth.via === 'jwt'
       const stored = await this.#subscribe(conn)
@@ -367,15 +377,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
     req: IncomingMessage,
   ): void {
     this.#connections.set(conn.id, conn)
-    ws.on('message', (data, isBinary) => {
-      conn.alive = true
-      if (!conn.isOpen) return
-      const accepted = this.#accepted.get(conn)
-      if (accepted) handleClientMessage(this.#host, conn, accepted, data as Buffer, isBinary)
-    })
-    ws.on('pong', () => (conn.alive = true))
-    ws.on('error', (err) => this.options.logger?.debug?.({ err, id: conn.id }, 'client error'))
-    ws.on('close', (code) => this.#drop(conn, code))
+    this.#byWs.set(ws, conn)
+    const on = this.#wsListeners
+    ws.on('message', on.message)
+    ws.on('pong', on.pong)
+    ws.on('error', on.error)
+    ws.on('close', on.close)
     conn.open(ws, socket, stored)
     if (conn.expiresAt !== null) conn.setExpiry(conn.expiresAt, this.#expire)
     this.emit('connection', conn, req)
@@ -384,6 +391,34 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const onConnect = accepted?.definition?.onConnect
     if (onConnect) this.#runHook(() => onConnect(conn, accepted.context))
   }
+
+  /** Connection of each open WebSocket, for the listeners every socket shares. */
+  readonly #byWs = new WeakMap<WebSocket, Connection>()
+  /**
+   * One set of listeners for all sockets (ws calls them with the socket as `this`) instead of
+   * closures per connection: idle connections are most of a broker's memory.
+   */
+  readonly #wsListeners = ((broker: Broker) => ({
+    message(this: WebSocket, data: RawData, isBinary: boolean): void {
+      const conn = broker.#byWs.get(this)
+      if (!conn) return
+      conn.alive = true
+      if (!conn.isOpen) return
+      const accepted = broker.#accepted.get(conn) ?? NO_HOOKS
+      handleClientMessage(broker.#host, conn, accepted, data as Buffer, isBinary)
+    },
+    pong(this: WebSocket): void {
+      const conn = broker.#byWs.get(this)
+      if (conn) conn.alive = true
+    },
+    error(this: WebSocket, err: Error): void {
+      broker.options.logger?.debug?.({ err, id: broker.#byWs.get(this)?.id }, 'client error')
+    },
+    close(this: WebSocket, code: number): void {
+      const conn = broker.#byWs.get(this)
+      if (conn) broker.#drop(conn, code)
+    },
+  }))(this)
 
   readonly #expire = (conn: Connection): void => {
     if (conn.format === 'json') {
