@@ -2,6 +2,7 @@
  * The measured steps of one server: each group starts a fresh server process (so its peak RSS is
  * its own), connects the load generator, publishes, and reads the server's CPU and memory.
  */
+import os from 'node:os'
 import { SignJWT } from 'jose'
 import { freePort, type TestRedisClient } from '../test/helpers/redis.js'
 import { Child } from './ipc.js'
@@ -191,7 +192,7 @@ async function measure(
   const { t0 } = await pub
   const s = await g.loadgen.call<LoadStats>('stats', { latency: true })
   const seconds = Math.max(1e-6, (s.lastFrameAt - t0) / 1e6)
-  const wall = (m1.total - m0.total) / 2 || 1
+  const wall = (m1.total - m0.total) / os.cpus().length || 1
   const oursUsed = cpu1 - cpu0 + ours1.reduce((a, v, i) => a + v - ours0[i]!, 0)
   return {
     server: g.kind,

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import net from 'node:net'
+import v8 from 'node:v8'
+import vm from 'node:vm'
 import { after, before, describe, it } from 'node:test'
 import type { IncomingMessage } from 'node:http'
 import {
@@ -726,6 +728,32 @@ describe('Broker on Redis specifics', () => {
     } finally {
       await t.close()
       await own.stop()
+    }
+  })
+})
+
+describe('Broker memory per connection', () => {
+  it('keeps no upgrade request alive for connections to facilities without hooks, and keeps it for hooks', async () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = vm.runInNewContext('gc') as () => void
+    const t = await startBroker()
+    t.broker.facility('hooked', { onDisconnect: () => {} })
+    const requests = new Map<string, WeakRef<IncomingMessage>>()
+    t.broker.on('connection', (conn, req) => requests.set(conn.facility, new WeakRef(req)))
+    try {
+      const plain = await connect(t.url('/ws/plain?subscribe-broadcast'))
+      const hooked = await connect(t.url('/ws/hooked?subscribe-broadcast'))
+      // Idle connections are most of a broker's memory: a request kept by each would cost ~1 KB.
+      await eventually(async () => {
+        gc()
+        await sleep(10)
+        return requests.get('plain')!.deref() === undefined
+      })
+      // onDisconnect receives the context with its request, so that one stays.
+      assert.ok(requests.get('hooked')!.deref())
+      await Promise.all([plain.close(), hooked.close()])
+    } finally {
+      await t.close()
     }
   })
 })
