@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream'
 import { type RawData, WebSocketServer, type WebSocket } from 'ws'
 import { type Authentication, Authenticator } from './auth/authenticator.js'
 import { selectProtocol } from './auth/jwt.js'
-import { Connection, CloseCode } from './connection.js'
+import { Connection, CloseCode, type Delivery } from './connection.js'
 import { ControlPlane } from './control.js'
 import { type FacilityContext, type FacilityDefinition, FacilityRegistry } from './facility.js'
 import { decideFlags } from './policy.js'
@@ -48,7 +48,7 @@ export interface PublishOptions {
 /** What a connection without facility hooks is handled with: nothing reads its context. */
 const NO_HOOKS: Accepted = { definition: null, context: null as unknown as FacilityContext }
 
-/** The slow-consumer action, shared by all connections (a closure each would cost memory). */
+/** The slow-consumer action, shared by all connections. */
 function closeSlowConsumer(conn: Connection): void {
   conn.close(CloseCode.TRY_AGAIN_LATER, 'client too slow')
 }
@@ -72,7 +72,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   #controlLive = false
   readonly #hub: Hub
   readonly #wss: WebSocketServer
-  readonly #scheduler = new FlushScheduler()
+  readonly #delivery: Delivery
   readonly #connections = new Map<string, Connection>()
   readonly #pending = new Set<Duplex>()
   readonly #servers = new Map<
@@ -116,6 +116,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
       error: (err) => this.#error(err),
     }
     this.#hub = new Hub(this.engine, (err) => this.#error(err))
+    this.#delivery = {
+      maxBufferedBytes: this.options.maxBufferedBytes,
+      slowConsumer: this.options.slowConsumer,
+      scheduler: new FlushScheduler(),
+      onSlowConsumer: closeSlowConsumer,
+    }
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -292,10 +298,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         identity,
         channels,
         echo: parsed.echo,
-        maxBufferedBytes: this.options.maxBufferedBytes,
-        slowConsumer: this.options.slowConsumer,
-        scheduler: this.#scheduler,
-        onSlowConsumer: closeSlowConsumer,
+        delivery: this.#delivery,
       })
       // Only hooks read the context; without them it is not kept, nor the request it holds.
       if (definition?.onConnect || definition?.onDisconnect || definition?.onMessage)

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
 import v8 from 'node:v8'
@@ -7,6 +8,7 @@ import { after, before, describe, it } from 'node:test'
 import type { IncomingMessage } from 'node:http'
 import {
   type BrokerOptions,
+  type Connection,
   type Engine,
   HttpError,
   RedisEngine,
@@ -756,4 +758,48 @@ describe('Broker memory per connection', () => {
       await t.close()
     }
   })
+})
+
+describe('Broker slow consumers', () => {
+  /** A client that completes the handshake and then never reads. */
+  async function stalledClient(port: number, path: string): Promise<net.Socket> {
+    const socket = net.connect(port, '127.0.0.1')
+    await once(socket, 'connect')
+    socket.write(
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    )
+    const [head] = (await once(socket, 'data')) as [Buffer]
+    assert.match(head.toString('latin1'), /^HTTP\/1\.1 101/)
+    socket.pause()
+    return socket
+  }
+
+  /** Publishes 64 KB messages until `done()` or 64 MB were sent (kernel buffers come first). */
+  async function flood(t: TestServer, channel: string, done: () => boolean): Promise<void> {
+    const big = 'x'.repeat(64 * 1024)
+    for (let i = 0; i < 1024 && !done(); i++) {
+      await t.broker.publish([channel], big)
+      if (i % 16 === 0) await sleep(1)
+    }
+  }
+
+  for (const policy of ['close', 'drop'] as const) {
+    it(`applies the ${policy} policy once a client's unsent frames pass maxBufferedBytes`, async () => {
+      const t = await startBroker({ maxBufferedBytes: 256 * 1024, slowConsumer: policy })
+      const connected = once(t.broker, 'connection') as Promise<[Connection]>
+      const socket = await stalledClient(t.port, '/ws/slow?subscribe-broadcast')
+      const [conn] = await connected
+      try {
+        const hit = () => (policy === 'close' ? !conn.isOpen : conn.dropped > 0)
+        await flood(t, 'broadcast:slow', hit)
+        assert.ok(hit(), `the ${policy} policy never applied`)
+        // close: 1013 and gone; drop: still open, frames dropped instead of buffered.
+        assert.equal(conn.isOpen, policy === 'drop')
+      } finally {
+        socket.destroy()
+        await t.close()
+      }
+    })
+  }
 })
