@@ -49,6 +49,16 @@ const only = onlyAt === -1 ? null : (args[onlyAt + 1] as ServerKind)
 const kinds: ServerKind[] = only ? [only] : ['wsfacility', 'socketio']
 const plan = quick ? QUICK : FULL
 const log = (line: string) => console.log(line)
+
+// The load generator and the server each hold one socket per client.
+const limit = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'latin1'))
+if (limit && Number(limit[1]) < plan.idle + 1000) {
+  console.error(
+    `open-file limit ${limit[1]} is too low for ${plan.idle} clients: raise it ` +
+      `(ulimit -n ${plan.idle * 2}) or run npm run bench -- --quick`,
+  )
+  process.exit(1)
+}
 const began = Date.now()
 const loadBefore = readFileSync('/proc/loadavg', 'latin1').split(' ').slice(0, 3).join(' ')
 
