@@ -13,8 +13,8 @@ export type Protocol = 'ws' | 'sio'
 
 /** Options of LoadGenerator. */
 export interface LoadGeneratorOptions {
+  /** Port of the server on 127.0.0.1 (the only host ever used: load stays on this machine). */
   port: number
-  /** Only 127.0.0.1 is ever used: load stays on this machine. */
   protocol: Protocol
   /** One socket in `sampleEvery` reads timestamps for latency. @default 20 */
   sampleEvery?: number
