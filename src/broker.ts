@@ -88,8 +88,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.options = resolveOptions(options)
     this.engine =
       this.options.engine ??
-      (this.options.redis !== undefined
-        ? new RedisEngine({ redis: this.options.redis, prefix: this.options.channelPrefix })
+      (this.options.redis !== undefined || this.options.redisCluster !== undefined
+        ? new RedisEngine({
+            redis: this.options.redis,
+            cluster: this.options.redisCluster,
+            prefix: this.options.channelPrefix,
+          })
         : new MemoryEngine())
     this.engine.onError((err) => this.#error(err))
     this.engine.onStatus((status) => {
@@ -585,7 +589,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
 }
 
 /**
- * Creates a broker. Without `redis` it runs on the in-memory engine (one process).
+ * Creates a broker. Without `redis` or `redisCluster` it runs on the in-memory engine (one process).
  * @example
  * const broker = createBroker({ redis: process.env.REDIS_URL, expire: 60 })
  * broker.attach(httpServer)

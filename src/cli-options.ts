@@ -17,6 +17,12 @@ Options (each may also come from the environment variable shown; the flag wins):
   --redis URL            redis:// or rediss:// URL; without it, messages stay in this
                          process (in-memory engine)
                            env REDIS_URL
+  --redis-cluster URLS   a Redis Cluster instead: comma-separated root node URLs; channels
+                         use sharded pub/sub, so publishers must SPUBLISH
+                           env WSFACILITY_REDIS_CLUSTER
+  --workers N            run N worker processes sharing the port (node:cluster); needs
+                         --redis or --redis-cluster
+                           env WSFACILITY_WORKERS, default 1
   --prefix NAME          channel prefix: ws4redis gives ws4redis:broadcast:<facility>
                            env WSFACILITY_PREFIX or WS4REDIS_PREFIX, default none
   --expire SECONDS       keep each channel's last message this long and replay it to
@@ -79,8 +85,12 @@ export interface CliConfig {
   port: number
   /** Address to bind. */
   host: string
-  /** Redis URL; null runs the in-memory engine. */
+  /** Redis URL; null runs the in-memory engine (or the cluster). */
   redis: string | null
+  /** Root node URLs of a Redis Cluster; null when not on a cluster. */
+  redisCluster: string[] | null
+  /** Worker processes to fork (node:cluster); 1 serves in this process. */
+  workers: number
   /** Channel prefix (broker option `prefix`). */
   prefix: string
   /** Seconds to keep each channel's last message (broker option `expire`). */
@@ -111,6 +121,8 @@ const FLAGS = {
   port: { type: 'string' },
   host: { type: 'string' },
   redis: { type: 'string' },
+  'redis-cluster': { type: 'string' },
+  workers: { type: 'string' },
   prefix: { type: 'string' },
   expire: { type: 'string' },
   heartbeat: { type: 'string' },
@@ -164,6 +176,8 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     port: 8000,
     host: '127.0.0.1',
     redis: null,
+    redisCluster: null,
+    workers: 1,
     prefix: '',
     expire: 0,
     heartbeat: null,
@@ -181,6 +195,20 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
   if (host) config.host = host[0]
   const redis = pick('redis', 'REDIS_URL')
   if (redis) config.redis = redisUrl(redis)
+  const cluster = pick('redis-cluster', 'WSFACILITY_REDIS_CLUSTER')
+  if (cluster) {
+    if (redis) throw new UsageError(`give ${redis[1]} or ${cluster[1]}, not both`)
+    config.redisCluster = cluster[0].split(',').map((url) => redisUrl([url.trim(), cluster[1]]))
+  }
+  const workers = pick('workers', 'WSFACILITY_WORKERS')
+  if (workers) {
+    config.workers = wholeNumber(workers, 256)
+    if (config.workers < 1) throw new UsageError(`${workers[1]} must be at least 1`)
+    if (config.workers > 1 && !redis && !cluster) {
+      // Workers share nothing but Redis: with the in-memory engine each would be alone.
+      throw new UsageError(`${workers[1]} needs --redis or --redis-cluster`)
+    }
+  }
   const prefix = pick('prefix', 'WSFACILITY_PREFIX', 'WS4REDIS_PREFIX')
   if (prefix) {
     if (prefix[0].slice(0, -1).includes(':')) {

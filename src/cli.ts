@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import { realpathSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -14,6 +15,7 @@ import {
   USAGE,
   UsageError,
 } from './cli-options.js'
+import { runPrimary, SHUTDOWN } from './cli-workers.js'
 import { connectOnce } from './engine/redis.js'
 import type { EngineStatus } from './engine/types.js'
 
@@ -83,6 +85,7 @@ export class StandaloneServer {
     this.#sessions = sessions?.client ?? null
     this.broker = createBroker({
       redis: config.redis ?? undefined,
+      redisCluster: config.redisCluster ?? undefined,
       prefix: config.prefix,
       path: config.path,
       expire: config.expire,
@@ -174,7 +177,8 @@ export class StandaloneServer {
       await this.broker.ready()
       if (this.#sessions) await connectOnce(this.#sessions)
     } catch (err) {
-      const where = config.redis ? ` at ${redact(config.redis)}` : ''
+      const urls = config.redisCluster ?? (config.redis ? [config.redis] : [])
+      const where = urls.length > 0 ? ` at ${urls.map(redact).join(', ')}` : ''
       const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err
       throw new Error(`cannot connect to Redis${where}: ${String(cause)}`, { cause: err })
     }
@@ -232,10 +236,14 @@ export async function main(
     return 0
   }
 
+  if (config.workers > 1 && cluster.isPrimary) {
+    const exec = fileURLToPath(import.meta.url)
+    return runPrimary({ exec, argv, env, workers: config.workers, output })
+  }
   const server = new StandaloneServer(config, output)
   const shutdown = closeOnSignal(server, output)
   try {
-    if (!config.redis) {
+    if (!config.redis && !config.redisCluster) {
       output.out('no --redis or REDIS_URL: using the in-memory engine (this process only)')
     }
     try {
@@ -257,8 +265,8 @@ export async function main(
 }
 
 /**
- * Closes `server` on the first SIGTERM or SIGINT (also during startup); `done` resolves when it is
- * closed. A second signal exits at once.
+ * Closes `server` on the first SIGTERM or SIGINT (also during startup), or when the primary of
+ * `--workers` asks or goes away; `done` resolves when it is closed. A second signal exits at once.
  */
 function closeOnSignal(
   server: StandaloneServer,
@@ -267,20 +275,34 @@ function closeOnSignal(
   let signalled = false
   let finish: () => void = () => {}
   const done = new Promise<void>((resolve) => (finish = resolve))
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (signalled) {
-      output.err(`${signal} again: exiting without waiting`)
-      process.exit(1)
-    }
+  const shutDown = (why: string): void => {
     signalled = true
-    output.err(`${signal}: shutting down`)
+    output.err(`${why}: shutting down`)
     server.close().then(finish, (err: unknown) => {
       output.err(`error while shutting down: ${String(err)}`)
       finish()
     })
   }
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signalled) {
+      output.err(`${signal} again: exiting without waiting`)
+      process.exit(1)
+    }
+    shutDown(signal)
+  }
+  // A worker hears Ctrl-C from the terminal and the primary's request: both mean one shutdown.
+  const onMessage = (message: unknown): void => {
+    if (message === SHUTDOWN && !signalled) shutDown('asked by the primary')
+  }
+  const onDisconnect = (): void => {
+    if (!signalled) shutDown('primary gone')
+  }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  if (cluster.isWorker) {
+    process.on('message', onMessage)
+    process.on('disconnect', onDisconnect)
+  }
   return {
     get signalled() {
       return signalled
@@ -289,6 +311,8 @@ function closeOnSignal(
     dispose() {
       process.off('SIGTERM', onSignal)
       process.off('SIGINT', onSignal)
+      process.off('message', onMessage)
+      process.off('disconnect', onDisconnect)
     },
   }
 }

@@ -20,7 +20,7 @@ export type { ParsedRequest } from './request.js'
 export type { Message, StoredMessage } from './message.js'
 export { MemoryEngine } from './engine/memory.js'
 export { RedisEngine } from './engine/redis.js'
-export type { RedisEngineOptions } from './engine/redis.js'
+export type { RedisClusterConfig, RedisEngineOptions } from './engine/redis.js'
 export type { Engine, EngineStatus, MessageHandler } from './engine/types.js'
 export {
   ClosedError,

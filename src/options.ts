@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import type { RedisClientOptions } from 'redis'
+import type { RedisClientOptions, RedisClusterOptions } from 'redis'
 import {
   type Audience,
   DEFAULT_MAX_FACILITY_LENGTH,
@@ -43,6 +43,12 @@ export interface Logger {
 export interface BrokerOptions {
   /** Redis to use: a `redis://` URL or node-redis options. Absent → the in-memory engine. */
   redis?: string | RedisClientOptions
+  /**
+   * A Redis Cluster instead of `redis`: root node URLs, or node-redis `createCluster` options.
+   * Channels then use sharded pub/sub (SSUBSCRIBE / SPUBLISH): publishers must SPUBLISH.
+   * @example createBroker({ redisCluster: ['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000'] })
+   */
+  redisCluster?: string[] | RedisClusterOptions
   /** A ready engine instead of `redis` (advanced; tests and custom transports). */
   engine?: Engine
   /** Channel prefix; `'ws4redis'` gives channels `ws4redis:broadcast:…`. @default '' */
@@ -113,6 +119,18 @@ function nonNegative(name: string, value: unknown): void {
   }
 }
 
+function checkCluster(cluster: unknown): void {
+  const roots: unknown = Array.isArray(cluster)
+    ? cluster
+    : (cluster as { rootNodes?: unknown } | null)?.rootNodes
+  if (!Array.isArray(roots) || roots.length === 0) {
+    throw new TypeError('redisCluster must list root nodes: redis:// URLs or { rootNodes: [...] }')
+  }
+  if (Array.isArray(cluster) && !cluster.every((url) => /^rediss?:\/\//.test(String(url)))) {
+    throw new TypeError('redisCluster URLs must start with redis:// or rediss://')
+  }
+}
+
 /** Applies defaults and throws TypeError on values that cannot work. */
 export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   // An option set to undefined (`prefix: process.env.PREFIX`) means "use the default", as its
@@ -121,9 +139,9 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     Object.entries(options).filter(([, value]) => value !== undefined),
   ) as BrokerOptions
   const opts = { ...DEFAULTS, ...given }
-  if (options.redis !== undefined && options.engine !== undefined) {
-    throw new TypeError('give either redis or engine, not both')
-  }
+  const engines = (['redis', 'redisCluster', 'engine'] as const).filter((k) => k in given)
+  if (engines.length > 1) throw new TypeError(`give only one of ${engines.join(', ')}`)
+  if (given.redisCluster !== undefined) checkCluster(given.redisCluster)
   if (typeof opts.path !== 'string' || !opts.path.startsWith('/')) {
     throw new TypeError('path must start with "/"')
   }

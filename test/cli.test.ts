@@ -155,6 +155,17 @@ describe('wsfacility CLI', () => {
     { name: 'a dash value without =', args: ['--heartbeat', '--heartbeat--'] },
     { name: 'a redis URL of another scheme', args: ['--redis', 'http://127.0.0.1:6379'] },
     { name: 'a prefix with ":" inside', args: ['--prefix', 'a:b'] },
+    { name: '--workers without Redis', args: ['--workers', '2'] },
+    { name: 'WSFACILITY_WORKERS without Redis', args: [], env: { WSFACILITY_WORKERS: '3' } },
+    { name: 'zero workers', args: ['--workers', '0', '--redis', 'redis://127.0.0.1:1'] },
+    {
+      name: '--redis and --redis-cluster together',
+      args: ['--redis', 'redis://127.0.0.1:1', '--redis-cluster', 'redis://127.0.0.1:2'],
+    },
+    {
+      name: 'a cluster URL of another scheme',
+      args: ['--redis-cluster', 'redis://a:1,http://b:2'],
+    },
   ]
   for (const { name, args, env } of bad) {
     it(`exits 2 with the usage on stderr for ${name}`, async () => {

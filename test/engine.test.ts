@@ -4,6 +4,7 @@ import { MemoryEngine } from '../src/engine/memory.js'
 import { RedisEngine } from '../src/engine/redis.js'
 import type { Engine } from '../src/engine/types.js'
 import { ClosedError, EngineError } from '../src/errors.js'
+import { type RedisCluster, startCluster } from './helpers/cluster.js'
 import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
 import { eventually, sleep } from './helpers/ws.js'
 
@@ -61,6 +62,26 @@ function redisFixture(): Fixture {
   }
 }
 
+function clusterFixture(): Fixture {
+  let cluster: RedisCluster | null = null
+  return {
+    name: 'RedisEngine on a 3-master Redis Cluster',
+    async setup() {
+      cluster = await startCluster()
+    },
+    async teardown() {
+      await cluster?.stop()
+    },
+    async create() {
+      assert.ok(cluster, 'redis cluster started')
+      const engine = new RedisEngine({ cluster: cluster.urls, prefix: '' })
+      engine.onError(() => {})
+      await engine.start()
+      return engine
+    },
+  }
+}
+
 async function startRedisEngine(url: string): Promise<RedisEngine> {
   const engine = new RedisEngine({ redis: url, prefix: '' })
   engine.onError(() => {})
@@ -99,8 +120,8 @@ function channel(name = 'chat'): string {
   return `broadcast:${name}-${sequence}`
 }
 
-for (const fixture of [memoryFixture, redisFixture()]) {
-  describe(`Engine contract: ${fixture.name}`, () => {
+for (const fixture of [memoryFixture, redisFixture(), clusterFixture()]) {
+  describe(`Engine contract: ${fixture.name}`, { timeout: 60_000 }, () => {
     const open: Engine[] = []
 
     before(() => fixture.setup())

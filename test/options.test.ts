@@ -95,6 +95,13 @@ describe('resolveOptions', () => {
       const engine = new MemoryEngine()
       assert.equal(resolveOptions({ engine }).engine, engine)
     })
+
+    it('accepts redisCluster as root node URLs or createCluster options', () => {
+      const urls = ['redis://127.0.0.1:7000', 'rediss://127.0.0.1:7001']
+      assert.deepEqual(resolveOptions({ redisCluster: urls }).redisCluster, urls)
+      const options = { rootNodes: [{ url: 'redis://127.0.0.1:7000' }] }
+      assert.equal(resolveOptions({ redisCluster: options }).redisCluster, options)
+    })
   })
 
   describe('refused values', () => {
@@ -111,6 +118,12 @@ describe('resolveOptions', () => {
       ['empty heartbeat', { heartbeat: '' }],
       ['heartbeat that is not a string', { heartbeat: 1 }],
       ['both redis and engine', { redis: 'redis://127.0.0.1:6379', engine: new MemoryEngine() }],
+      ['both redis and redisCluster', { redis: 'redis://a', redisCluster: ['redis://b'] }],
+      ['both redisCluster and engine', { redisCluster: ['redis://b'], engine: new MemoryEngine() }],
+      ['empty redisCluster', { redisCluster: [] }],
+      ['redisCluster with a URL that is not redis://', { redisCluster: ['http://127.0.0.1:7000'] }],
+      ['redisCluster options without rootNodes', { redisCluster: { defaults: {} } }],
+      ['redisCluster given as one string', { redisCluster: 'redis://127.0.0.1:7000' }],
       ['unknown slowConsumer policy', { slowConsumer: 'block' }],
       ['prefix with ":" inside', { prefix: 'a:b' }],
       ['prefix that is not a string', { prefix: 1 }],

@@ -1,28 +1,27 @@
-import type { createClient } from 'redis'
-
-type Client = ReturnType<typeof createClient>
+import type { Commands } from './redis-link.js'
+import { type EngineKeys, runScript, script } from './redis-scripts.js'
 
 // Field of a process's presence hash: set and member, joined by NUL (facility names never hold it).
 const SEP = '\u0000'
 
 // +1 for this process and cluster-wide; returns the cluster-wide count (1 means "just joined").
-const JOIN = `
+const JOIN = script(`
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-`
+`)
 // -1 for this process and cluster-wide; returns the cluster-wide count (0 means "just left"), or
 // -1 when this process's entry was already swept (its Redis entry expired while it was paused).
-const LEAVE = `
+const LEAVE = script(`
 local n = redis.call('HINCRBY', KEYS[2], ARGV[2], -1)
 if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
 if n < 0 then return -1 end
 local c = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
 if c <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) return 0 end
 return c
-`
+`)
 // Takes a dead process's connections out of every presence set, atomically, so that exactly one
 // sweeping process reports each resulting leave. Returns the fields that went offline.
-const SWEEP = `
+const SWEEP = script(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
 local entries = redis.call('HGETALL', KEYS[2])
 local left = {}
@@ -40,31 +39,31 @@ end
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[2])
 return left
-`
+`)
 
 /** Presence on Redis: per-process counts (swept when the process dies) and cluster-wide counts. */
 export class RedisPresence {
-  readonly #cmd: Client
+  readonly #cmd: Commands
   readonly #setPrefix: string
   readonly #nodePrefix: string
   readonly #nodeId: string
 
-  constructor(cmd: Client, prefix: string, nodeId: string) {
+  constructor(cmd: Commands, keys: EngineKeys, nodeId: string) {
     this.#cmd = cmd
-    this.#setPrefix = `${prefix}wsfacility:presence:`
-    this.#nodePrefix = `${prefix}wsfacility:presence-node:`
+    this.#setPrefix = keys.presence
+    this.#nodePrefix = keys.presenceNode
     this.#nodeId = nodeId
   }
 
   async join(set: string, member: string): Promise<boolean> {
     const keys = [this.#setPrefix + set, this.#nodePrefix + this.#nodeId]
-    const count = await this.#cmd.eval(JOIN, { keys, arguments: [member, set + SEP + member] })
+    const count = await runScript(this.#cmd, JOIN, keys, [member, set + SEP + member])
     return Number(count) === 1
   }
 
   async leave(set: string, member: string): Promise<boolean> {
     const keys = [this.#setPrefix + set, this.#nodePrefix + this.#nodeId]
-    const count = await this.#cmd.eval(LEAVE, { keys, arguments: [member, set + SEP + member] })
+    const count = await runScript(this.#cmd, LEAVE, keys, [member, set + SEP + member])
     return Number(count) === 0
   }
 
@@ -80,10 +79,7 @@ export class RedisPresence {
   /** Clears a dead process's presence; resolves to the [set, member] pairs that went offline. */
   async sweep(nodeId: string, aliveKey: string, nodesKey: string): Promise<[string, string][]> {
     const keys = [aliveKey, this.#nodePrefix + nodeId, nodesKey]
-    const left = (await this.#cmd.eval(SWEEP, {
-      keys,
-      arguments: [this.#setPrefix, nodeId],
-    })) as string[]
+    const left = (await runScript(this.#cmd, SWEEP, keys, [this.#setPrefix, nodeId])) as string[]
     return left.map((field) => {
       const i = field.indexOf(SEP)
       return [field.slice(0, i), field.slice(i + 1)]

@@ -1,14 +1,24 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
+import type { RedisClientOptions } from 'redis'
 import { ClosedError, EngineError } from '../errors.js'
+import { ClusterLink, type RedisClusterConfig } from './redis-cluster.js'
+import type { RedisLink } from './redis-link.js'
 import { presenceField, RedisPresence } from './redis-presence.js'
+import { engineKeys, type EngineKeys } from './redis-scripts.js'
+import { StandaloneLink } from './redis-standalone.js'
 import type { Engine, EngineStatus, MessageHandler } from './types.js'
 
-/** Options of RedisEngine. */
+export { connectOnce } from './redis-standalone.js'
+export type { RedisClusterConfig } from './redis-cluster.js'
+
+/** Options of RedisEngine: `redis` for one server, or `cluster` for a Redis Cluster. */
 export interface RedisEngineOptions {
   /** A `redis://` URL or node-redis client options. */
-  redis: string | RedisClientOptions
+  redis?: string | RedisClientOptions
+  /** A Redis Cluster: root node URLs or node-redis `createCluster` options. Channels then use
+   * sharded pub/sub (SSUBSCRIBE / SPUBLISH). */
+  cluster?: RedisClusterConfig
   /** Normalised channel prefix (`''` or `'name:'`); wsfacility's own keys live under it too. */
   prefix: string
   /** Milliseconds a process stays counted (and its users online) after it stops refreshing its
@@ -16,56 +26,24 @@ export interface RedisEngineOptions {
   nodeTtl?: number
 }
 
-// PUBLISH (+ SET EX), then sum the local connection counts every live process recorded for the
-// channel: Redis's own PUBLISH count is one per process, ws4redis users expect one per socket.
-const PUBLISH_SCRIPT = `
-local n = redis.call('PUBLISH', KEYS[1], ARGV[1])
-local ex = tonumber(ARGV[2])
-if ex > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ex) end
-if n == 0 then return 0 end
-local total = 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local c = redis.call('HGET', ARGV[3] .. id, KEYS[1])
-  if c then total = total + tonumber(c) end
-end
-return total
-`
 const ALIVE_FIELD = '.node'
 
-type Client = ReturnType<typeof createClient>
-
-function clientOptions(redis: string | RedisClientOptions): RedisClientOptions {
-  const base: RedisClientOptions = typeof redis === 'string' ? { url: redis } : { ...redis }
-  // Commands issued while Redis is unreachable reject at once instead of waiting in a queue.
-  return { disableOfflineQueue: true, ...base }
-}
-
-/**
- * Connects `client`, failing at its first connection error. node-redis would otherwise retry the
- * first connect forever, so start() (and close() waiting for it) would hang while Redis is down;
- * failing lets the broker answer 503 and try again later. Connections lost after this reconnect.
- */
-export async function connectOnce(client: Client): Promise<void> {
-  let onError: (err: unknown) => void = () => {}
-  const failed = new Promise<never>((_, reject) => {
-    onError = reject
-    client.once('error', onError)
-  })
-  try {
-    await Promise.race([client.connect(), failed])
-  } finally {
-    client.off('error', onError)
+function link(options: RedisEngineOptions, keys: EngineKeys): RedisLink {
+  if (options.cluster !== undefined && options.redis !== undefined) {
+    throw new TypeError('give either redis or cluster, not both')
   }
+  if (options.cluster !== undefined) return new ClusterLink(options.cluster, keys)
+  if (options.redis === undefined) throw new TypeError('redis or cluster is required')
+  return new StandaloneLink(options.redis, keys)
 }
 
 /**
- * Engine on node-redis: one connection for subscriptions and one for commands per process,
- * whatever the number of clients and channels.
+ * Engine on node-redis. On one server: one connection for subscriptions and one for commands per
+ * process, whatever the number of clients and channels. On a cluster: per master, one for
+ * commands and one for the sharded subscriptions of the channels it owns.
  */
 export class RedisEngine extends EventEmitter implements Engine {
-  readonly #cmd: Client
-  readonly #sub: Client
-  readonly #buffers: ReturnType<Client['withTypeMapping']>
+  readonly #link: RedisLink
   readonly #nodeId = randomBytes(6).toString('hex')
   readonly #nodesKey: string
   readonly #nodeKeyPrefix: string
@@ -78,7 +56,6 @@ export class RedisEngine extends EventEmitter implements Engine {
   #dirty = new Map<string, number>()
   #flushing: Promise<void> | null = null
   #handler: MessageHandler = () => 0
-  #sha: string | null = null
   #started: Promise<void> | null = null
   #timer: NodeJS.Timeout | null = null
   #closed = false
@@ -88,35 +65,29 @@ export class RedisEngine extends EventEmitter implements Engine {
 
   constructor(options: RedisEngineOptions) {
     super()
-    const opts = clientOptions(options.redis)
-    this.#cmd = createClient(opts)
-    this.#sub = createClient(opts)
-    this.#buffers = this.#cmd.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
-    this.#nodesKey = `${options.prefix}wsfacility:nodes`
-    this.#nodeKeyPrefix = `${options.prefix}wsfacility:node:`
+    const keys = engineKeys(options.prefix)
+    this.#link = link(options, keys)
+    this.#nodesKey = keys.nodes
+    this.#nodeKeyPrefix = keys.node
     this.#nodeKey = this.#nodeKeyPrefix + this.#nodeId
     this.#nodeTtl = options.nodeTtl ?? 8_000
-    this.#presence = new RedisPresence(this.#cmd, options.prefix, this.#nodeId)
-    for (const [name, client] of [
-      ['commands', this.#cmd],
-      ['subscriber', this.#sub],
-    ] as const) {
-      // Without a listener an 'error' event would throw; the broker always listens.
-      client.on(
-        'error',
-        (err: unknown) =>
-          this.listenerCount('error') > 0 &&
-          this.emit(
-            'error',
-            new EngineError(`redis ${name} connection: ${String(err)}`, { cause: err }),
-          ),
-      )
-      client.on('reconnecting', () => this.#status('reconnecting'))
-      client.on('ready', () => {
-        this.#status('ready')
-        if (client === this.#cmd && this.#started) void this.#rewriteNode().catch(() => {})
-      })
-    }
+    this.#presence = new RedisPresence(this.#link.commands, keys, this.#nodeId)
+    // Without a listener an 'error' event would throw; the broker always listens.
+    this.#link.on(
+      'error',
+      (name, err) =>
+        this.listenerCount('error') > 0 &&
+        this.emit('error', new EngineError(`${name}: ${String(err)}`, { cause: err })),
+    )
+    this.#link.on('reconnecting', () => this.#status('reconnecting'))
+    this.#link.on('ready', (commands) => {
+      this.#status('ready')
+      if (commands && this.#started) void this.#rewriteNode().catch(() => {})
+    })
+  }
+
+  get #cmd() {
+    return this.#link.commands
   }
 
   get nodeId(): string {
@@ -163,7 +134,7 @@ export class RedisEngine extends EventEmitter implements Engine {
   }
 
   get connectionCount(): number {
-    return (this.#cmd.isOpen ? 1 : 0) + (this.#sub.isOpen ? 1 : 0)
+    return this.#link.connectionCount
   }
 
   onStatus(listener: (status: EngineStatus) => void): void {
@@ -183,11 +154,11 @@ export class RedisEngine extends EventEmitter implements Engine {
       if (this.#closed) throw new ClosedError()
       this.#status('connecting')
       try {
-        await Promise.all([connectOnce(this.#cmd), connectOnce(this.#sub)])
+        await this.#link.connect()
         await this.#rewriteNode()
       } catch (err) {
         this.#started = null
-        await Promise.allSettled([this.#cmd.destroy(), this.#sub.destroy()])
+        await this.#link.destroy()
         throw new EngineError(`cannot connect to redis: ${String(err)}`, { cause: err })
       }
       const every = Math.min(this.#nodeTtl / 4, 2000)
@@ -212,44 +183,24 @@ export class RedisEngine extends EventEmitter implements Engine {
   }
 
   subscribe(channel: string): Promise<void> {
-    return this.#run('SUBSCRIBE', () => this.#sub.subscribe(channel, this.#listener, true))
+    return this.#run('SUBSCRIBE', () => this.#link.subscribe(channel, this.#listener))
   }
 
   unsubscribe(channel: string): Promise<void> {
-    return this.#run('UNSUBSCRIBE', () => this.#sub.unsubscribe(channel, this.#listener, true))
+    return this.#run('UNSUBSCRIBE', () => this.#link.unsubscribe(channel, this.#listener))
   }
 
   publish(channel: string, payload: Buffer, expire: number): Promise<number> {
-    return this.#run('PUBLISH', async () => {
-      const options = {
-        keys: [channel, this.#nodesKey],
-        arguments: [payload, String(Math.floor(expire)), this.#nodeKeyPrefix],
-      }
-      if (this.#sha) {
-        try {
-          return Number(await this.#cmd.evalSha(this.#sha, options))
-        } catch (err) {
-          if (!String(err).includes('NOSCRIPT')) throw err
-        }
-      }
-      this.#sha = await this.#cmd.scriptLoad(PUBLISH_SCRIPT)
-      return Number(await this.#cmd.evalSha(this.#sha, options))
-    })
+    return this.#run('PUBLISH', () => this.#link.publish(channel, payload, expire))
   }
 
   get(channels: string[]): Promise<(Buffer | null)[]> {
     if (channels.length === 0) return Promise.resolve([])
-    return this.#run('MGET', async () => {
-      const values = (await this.#buffers.mGet(channels)) as unknown[]
-      return values.map((v) => (Buffer.isBuffer(v) ? v : null))
-    })
+    return this.#run('MGET', () => this.#link.mget(channels))
   }
 
   barrier(): Promise<void> {
-    // A PING on the subscriber connection is answered after every message Redis pushed to it before.
-    return this.#run('PING', async () => {
-      await this.#sub.ping()
-    })
+    return this.#run('PING', () => this.#link.barrier())
   }
 
   setLocalCount(channel: string, count: number): Promise<void> {
@@ -264,7 +215,7 @@ export class RedisEngine extends EventEmitter implements Engine {
     const dirty = this.#dirty
     this.#dirty = new Map()
     this.#flushing = null
-    if (this.#closed || !this.#cmd.isReady || dirty.size === 0) return
+    if (this.#closed || !this.#link.isReady || dirty.size === 0) return
     const multi = this.#cmd.multi()
     for (const [channel, count] of dirty) {
       if (count > 0) multi.hSet(this.#nodeKey, channel, count)
@@ -287,7 +238,7 @@ export class RedisEngine extends EventEmitter implements Engine {
 
   /** Keeps this process's entry alive and forgets processes whose entry expired. */
   async #refresh(): Promise<void> {
-    if (!this.#cmd.isReady) return
+    if (!this.#link.isReady) return
     const alive = await this.#cmd.pExpire(this.#nodeKey, this.#nodeTtl)
     if (!alive) {
       // Redis lost this process's entry (restarted without persistence): write it all again.
@@ -307,7 +258,7 @@ export class RedisEngine extends EventEmitter implements Engine {
     if (this.#timer) clearInterval(this.#timer)
     if (this.#started) {
       await this.#started.catch(() => {})
-      if (this.#cmd.isReady) {
+      if (this.#link.isReady) {
         await this.#cmd
           .multi()
           .del(this.#nodeKey)
@@ -316,10 +267,7 @@ export class RedisEngine extends EventEmitter implements Engine {
           .catch(() => {})
       }
     }
-    await Promise.allSettled([
-      this.#sub.isOpen ? this.#sub.close() : this.#sub.destroy(),
-      this.#cmd.isOpen ? this.#cmd.close() : this.#cmd.destroy(),
-    ])
+    await this.#link.close()
     this.#status('closed')
   }
 }

@@ -1,0 +1,118 @@
+import { createCluster, RESP_TYPES, type RedisClusterOptions } from 'redis'
+import { type Commands, type Listener, RedisLink } from './redis-link.js'
+import { COUNT, type EngineKeys, runScript, SPUBLISH } from './redis-scripts.js'
+
+/** Root node URLs, or node-redis `createCluster` options. */
+export type RedisClusterConfig = string[] | RedisClusterOptions
+
+/** node-redis cluster options for `config`, failing fast while a node is unreachable. */
+export function clusterOptions(config: RedisClusterConfig): RedisClusterOptions {
+  const base: RedisClusterOptions = Array.isArray(config)
+    ? { rootNodes: config.map((url) => ({ url })) }
+    : config
+  // As on a standalone server: commands sent while a node is unreachable reject at once.
+  return { ...base, defaults: { disableOfflineQueue: true, ...base.defaults } }
+}
+
+function newCluster(config: RedisClusterConfig) {
+  return createCluster(clusterOptions(config))
+}
+
+type Cluster = ReturnType<typeof newCluster>
+
+/**
+ * A Redis Cluster. Commands go to the master of their key's slot. Channels use sharded pub/sub
+ * (SSUBSCRIBE / SPUBLISH), so a channel's messages only travel on the shard that owns its slot;
+ * node-redis holds one sharded subscriber connection per master that has subscribed channels, and
+ * one command connection per master.
+ */
+export class ClusterLink extends RedisLink {
+  readonly #cluster: Cluster
+  readonly #buffers: ReturnType<Cluster['withTypeMapping']>
+  readonly #keys: EngineKeys
+
+  constructor(config: RedisClusterConfig, keys: EngineKeys) {
+    super()
+    this.#cluster = newCluster(config)
+    this.#buffers = this.#cluster.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
+    this.#keys = keys
+    this.#cluster.on('error', (err: unknown) => this.emit('error', 'redis cluster', err))
+    this.#cluster.on('node-error', (err: unknown, node: { host?: string; port?: number }) =>
+      this.emit('error', `redis cluster node ${node.host}:${node.port}`, err),
+    )
+    // After a slot migration node-redis moves the subscription; if that fails, messages stop.
+    this.#cluster.on('sharded-channel-moved-error', (err: unknown, channel: string) =>
+      this.emit('error', `redis cluster: moving the subscription of ${channel}`, err),
+    )
+    this.#cluster.on('node-reconnecting', () => this.emit('reconnecting'))
+    this.#cluster.on('node-ready', () => this.emit('ready', this.#cluster.isReady))
+  }
+
+  get commands(): Commands {
+    return this.#cluster as unknown as Commands
+  }
+
+  get isReady(): boolean {
+    return this.#cluster.isReady
+  }
+
+  /** Command connections of every master and replica, plus the sharded subscriber connections. */
+  get connectionCount(): number {
+    let n = 0
+    for (const node of [...this.#cluster.masters, ...this.#cluster.replicas]) {
+      if (node.client?.isOpen) n += 1
+    }
+    for (const master of this.#cluster.masters) if (master.pubSub?.client.isOpen) n += 1
+    if (this.#cluster.pubSubNode?.client.isOpen) n += 1
+    return n
+  }
+
+  async connect(): Promise<void> {
+    await this.#cluster.connect()
+  }
+
+  subscribe(channel: string, listener: Listener): Promise<void> {
+    return this.#cluster.sSubscribe(channel, listener, true)
+  }
+
+  unsubscribe(channel: string, listener: Listener): Promise<void> {
+    return this.#cluster.sUnsubscribe(channel, listener, true)
+  }
+
+  async barrier(): Promise<void> {
+    // A PING on a sharded subscriber connection is answered after every message its master pushed
+    // to it before; a master without one has no channel of ours, so sent us nothing.
+    await Promise.all(
+      this.#cluster.masters.map(async (master) => {
+        const pubSub = master.pubSub
+        if (!pubSub) return
+        const client = await (pubSub.connectPromise ?? pubSub.client)
+        await client.ping()
+      }),
+    )
+  }
+
+  async publish(channel: string, payload: Buffer, expire: number): Promise<number> {
+    // Two steps, as the channel and wsfacility's bookkeeping live on different slots: the count
+    // is read just after the publish instead of atomically with it.
+    const args = [payload, String(Math.floor(expire))]
+    const processes = Number(await runScript(this.#cluster, SPUBLISH, [channel], args))
+    if (processes === 0) return 0
+    const keys = [this.#keys.nodes]
+    return Number(await runScript(this.#cluster, COUNT, keys, [channel, this.#keys.node]))
+  }
+
+  async mget(keys: string[]): Promise<(Buffer | null)[]> {
+    // MGET cannot span slots: one GET per key, pipelined on each master's connection.
+    const values = await Promise.all(keys.map((key) => this.#buffers.get(key) as Promise<unknown>))
+    return values.map((v) => (Buffer.isBuffer(v) ? v : null))
+  }
+
+  async close(): Promise<void> {
+    await (this.#cluster.isOpen ? this.#cluster.close() : this.#cluster.destroy())
+  }
+
+  async destroy(): Promise<void> {
+    this.#cluster.destroy()
+  }
+}

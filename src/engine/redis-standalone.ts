@@ -1,0 +1,101 @@
+import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
+import { type Commands, type Listener, RedisLink } from './redis-link.js'
+import { type EngineKeys, PUBLISH, runScript } from './redis-scripts.js'
+
+type Client = ReturnType<typeof createClient>
+
+/**
+ * Connects `client`, failing at its first connection error. node-redis would otherwise retry the
+ * first connect forever, so start() (and close() waiting for it) would hang while Redis is down;
+ * failing lets the broker answer 503 and try again later. Connections lost after this reconnect.
+ */
+export async function connectOnce(client: Client): Promise<void> {
+  let onError: (err: unknown) => void = () => {}
+  const failed = new Promise<never>((_, reject) => {
+    onError = reject
+    client.once('error', onError)
+  })
+  try {
+    await Promise.race([client.connect(), failed])
+  } finally {
+    client.off('error', onError)
+  }
+}
+
+/** A standalone Redis server: one connection for commands, one for subscriptions. */
+export class StandaloneLink extends RedisLink {
+  readonly #cmd: Client
+  readonly #sub: Client
+  readonly #buffers: ReturnType<Client['withTypeMapping']>
+  readonly #keys: EngineKeys
+
+  constructor(redis: string | RedisClientOptions, keys: EngineKeys) {
+    super()
+    const base: RedisClientOptions = typeof redis === 'string' ? { url: redis } : { ...redis }
+    // Commands issued while Redis is unreachable reject at once instead of waiting in a queue.
+    const opts = { disableOfflineQueue: true, ...base }
+    this.#cmd = createClient(opts)
+    this.#sub = createClient(opts)
+    this.#buffers = this.#cmd.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
+    this.#keys = keys
+    for (const [name, client] of [
+      ['commands', this.#cmd],
+      ['subscriber', this.#sub],
+    ] as const) {
+      client.on('error', (err: unknown) => this.emit('error', `redis ${name} connection`, err))
+      client.on('reconnecting', () => this.emit('reconnecting'))
+      client.on('ready', () => this.emit('ready', client === this.#cmd))
+    }
+  }
+
+  get commands(): Commands {
+    return this.#cmd as unknown as Commands
+  }
+
+  get isReady(): boolean {
+    return this.#cmd.isReady
+  }
+
+  get connectionCount(): number {
+    return (this.#cmd.isOpen ? 1 : 0) + (this.#sub.isOpen ? 1 : 0)
+  }
+
+  async connect(): Promise<void> {
+    await Promise.all([connectOnce(this.#cmd), connectOnce(this.#sub)])
+  }
+
+  subscribe(channel: string, listener: Listener): Promise<void> {
+    return this.#sub.subscribe(channel, listener, true)
+  }
+
+  unsubscribe(channel: string, listener: Listener): Promise<void> {
+    return this.#sub.unsubscribe(channel, listener, true)
+  }
+
+  async barrier(): Promise<void> {
+    // A PING on the subscriber connection is answered after every message Redis pushed to it before.
+    await this.#sub.ping()
+  }
+
+  async publish(channel: string, payload: Buffer, expire: number): Promise<number> {
+    const keys = [channel, this.#keys.nodes]
+    const args = [payload, String(Math.floor(expire)), this.#keys.node]
+    return Number(await runScript(this.#cmd, PUBLISH, keys, args))
+  }
+
+  async mget(keys: string[]): Promise<(Buffer | null)[]> {
+    const values = (await this.#buffers.mGet(keys)) as unknown[]
+    return values.map((v) => (Buffer.isBuffer(v) ? v : null))
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([
+      this.#sub.isOpen ? this.#sub.close() : this.#sub.destroy(),
+      this.#cmd.isOpen ? this.#cmd.close() : this.#cmd.destroy(),
+    ])
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.allSettled([this.#cmd.destroy(), this.#sub.destroy()])
+  }
+}
