@@ -13,7 +13,7 @@ import { type Accepted, handleClientMessage, type ProtocolHost } from './protoco
 import { MemoryEngine } from './engine/memory.js'
 import { RedisEngine } from './engine/redis.js'
 import type { Engine, EngineStatus } from './engine/types.js'
-import { ClosedError, EngineError, HttpError, WsFacilityError } from './errors.js'
+import { ClosedError, EngineError, HttpError, TimeoutError, WsFacilityError } from './errors.js'
 import { checkHandshake, refuseUpgrade } from './http.js'
 import { Hub } from './hub.js'
 import { type Identity, isIdentity, normalizeIdentity } from './identity.js'
@@ -22,6 +22,15 @@ import { type BrokerOptions, type ResolvedOptions, resolveOptions } from './opti
 import { matchesPath, parseRequest } from './request.js'
 import { RedisSubscriber } from './subscriber.js'
 import { FlushScheduler } from './writer.js'
+import { bucketFor, ConnectionCounter } from './limits.js'
+import { type CloseOptions, resolveCloseOptions, withTimeout } from './shutdown.js'
+import { checkOrigin, isCookieAuthenticated } from './origin.js'
+
+/** One upgrade in progress: the connection it registered, and whether it ran out of time. */
+interface Attempt {
+  conn: Connection | null
+  timedOut: boolean
+}
 
 /** Events a broker emits. */
 export interface BrokerEvents {
@@ -46,7 +55,11 @@ export interface PublishOptions {
 }
 
 /** What a connection without facility hooks is handled with: nothing reads its context. */
-const NO_HOOKS: Accepted = { definition: null, context: null as unknown as FacilityContext }
+const NO_HOOKS: Accepted = {
+  definition: null,
+  context: null as unknown as FacilityContext,
+  bucket: null,
+}
 
 /** The slow-consumer action, shared by all connections. */
 function closeSlowConsumer(conn: Connection): void {
@@ -72,9 +85,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
   #controlLive = false
   readonly #hub: Hub
   readonly #wss: WebSocketServer
+  /** Delivery limits of connections without a facility definition, and per definition. */
+  readonly #scheduler = new FlushScheduler()
   readonly #delivery: Delivery
+  readonly #deliveries = new WeakMap<FacilityDefinition, Delivery>()
   readonly #connections = new Map<string, Connection>()
   readonly #pending = new Set<Duplex>()
+  readonly #counter: ConnectionCounter
   readonly #servers = new Map<
     Server,
     (req: IncomingMessage, socket: Duplex, head: Buffer) => void
@@ -120,10 +137,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
       error: (err) => this.#error(err),
     }
     this.#hub = new Hub(this.engine, (err) => this.#error(err))
+    this.#counter = new ConnectionCounter(this.options)
     this.#delivery = {
       maxBufferedBytes: this.options.maxBufferedBytes,
       slowConsumer: this.options.slowConsumer,
-      scheduler: new FlushScheduler(),
+      scheduler: this.#scheduler,
       onSlowConsumer: closeSlowConsumer,
     }
     this.#wss = new WebSocketServer({
@@ -278,58 +296,116 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.#pending.add(socket)
     const onSocketError = (): void => {}
     socket.on('error', onSocketError)
-    let conn: Connection | null = null
+    const attempt: Attempt = { conn: null, timedOut: false }
+    const work = this.#prepare(req, socket, attempt)
     try {
-      if (this.#closing) throw new HttpError(503, 'server is shutting down')
-      checkHandshake(req)
-      const parsed = parseRequest(req.url ?? '', this.options.path, {
-        maxFacilityLength: this.options.maxFacilityLength,
+      const stored = await withTimeout(work, this.options.handshakeTimeout).catch((err) => {
+        if (!(err instanceof TimeoutError)) throw err
+        attempt.timedOut = true
+        throw new HttpError(503, 'handshake timed out', 'WSF_HANDSHAKE_TIMEOUT')
       })
-      await this.ready().catch((err: unknown) => {
-        throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
-      })
-      const { definition, params } = this.facilityOf(parsed.facility)
-      const auth = await this.#authenticateUpgrade(req, definition)
-      const identity = auth.identity
-      const context: FacilityContext = { facility: parsed.facility, params, identity, request: req }
-      const flags = await decideFlags(parsed, definition, this.options, context)
-      const channels = this.subscriber.channels(parsed.facility, flags, identity)
-      conn = new Connection({
-        id: `${this.engine.nodeId}.${(++this.#sequence).toString(36)}`,
-        facility: parsed.facility,
-        params,
-        format: definition?.format ?? 'raw',
-        identity,
-        channels,
-        echo: parsed.echo,
-        delivery: this.#delivery,
-      })
-      // Only hooks read the context; without them it is not kept, nor the request it holds.
-      if (definition?.onConnect || definition?.onDisconnect || definition?.onMessage)
-        this.#accepted.set(conn, { definition, context })
-      conn.expiresAt = auth.expiresAt
-      conn.tokenAuthenticated = auth.via === 'jwt'
-      const stored = await this.#subscribe(conn)
+      const conn = attempt.conn!
       if (socket.destroyed) throw new HttpError(499, 'client went away')
       if (this.#closing) throw new HttpError(503, 'server is shutting down')
-      const opened = conn
-      this.#wss.handleUpgrade(req, socket, head, (ws) =>
-        this.#open(opened, ws, socket, stored, req),
-      )
+      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(conn, ws, socket, stored, req))
     } catch (err) {
-      if (conn) {
-        this.#hub.remove(conn, conn.channels.subscribe)
-        conn.markClosed()
-      }
+      // After a timeout the work goes on in the background: release what it took once it settles.
+      const release = (): void => this.#release(attempt)
+      if (attempt.timedOut) void work.then(release, release)
+      else release()
       const status = err instanceof HttpError ? err.status : 500
       const reason = err instanceof HttpError ? err.message : 'internal error'
       if (!(err instanceof HttpError)) this.#error(err)
-      refuseUpgrade(socket, status, reason, status === 426 ? { 'Sec-WebSocket-Version': '13' } : {})
+      refuseUpgrade(socket, status, reason, err instanceof HttpError ? err.headers : {})
       this.emit('refused', req, status, reason)
     } finally {
       this.#pending.delete(socket)
       socket.off('error', onSocketError)
     }
+  }
+
+  /** Undoes what a refused upgrade registered. */
+  #release(attempt: Attempt): void {
+    const conn = attempt.conn
+    if (!conn) return
+    this.#hub.remove(conn, conn.channels.subscribe)
+    conn.markClosed()
+  }
+
+  /**
+   * The broker's work for one upgrade: limits, parsing, identity, origin, policy, then the
+   * subscriptions; resolves to the stored messages to replay. Each connection counts against the
+   * limits until its socket closes.
+   */
+  async #prepare(
+    req: IncomingMessage,
+    socket: Duplex,
+    attempt: Attempt,
+  ): Promise<Map<string, Buffer>> {
+    if (this.#closing) throw new HttpError(503, 'server is shutting down')
+    checkHandshake(req)
+    this.#countUntilClosed(socket, this.#counter.admit())
+    const parsed = parseRequest(req.url ?? '', this.options.path, {
+      maxFacilityLength: this.options.maxFacilityLength,
+      maxFlags: this.options.maxFlags,
+    })
+    await this.ready().catch((err: unknown) => {
+      throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
+    })
+    const { definition, params } = this.facilityOf(parsed.facility)
+    const auth = await this.#authenticateUpgrade(req, definition)
+    const identity = auth.identity
+    checkOrigin(req, this.options.origins, isCookieAuthenticated(req, auth))
+    if (identity.user !== null)
+      this.#countUntilClosed(socket, this.#counter.admitUser(identity.user))
+    const context: FacilityContext = { facility: parsed.facility, params, identity, request: req }
+    const flags = await decideFlags(parsed, definition, this.options, context)
+    if (attempt.timedOut) throw new HttpError(503, 'handshake timed out')
+    const channels = this.subscriber.channels(parsed.facility, flags, identity)
+    const conn = new Connection({
+      id: `${this.engine.nodeId}.${(++this.#sequence).toString(36)}`,
+      facility: parsed.facility,
+      params,
+      format: definition?.format ?? 'raw',
+      identity,
+      channels,
+      echo: parsed.echo,
+      delivery: this.#deliveryFor(definition),
+    })
+    attempt.conn = conn
+    const bucket = bucketFor(
+      definition?.publishRate ?? this.options.publishRate,
+      definition?.publishBurst ?? this.options.publishBurst,
+    )
+    // Only hooks read the context; without them and without a rate limit nothing is kept, so an
+    // idle connection does not keep its upgrade request.
+    if (bucket || definition?.onConnect || definition?.onDisconnect || definition?.onMessage)
+      this.#accepted.set(conn, { definition, context, bucket })
+    conn.expiresAt = auth.expiresAt
+    conn.tokenAuthenticated = auth.via === 'jwt'
+    return this.#subscribe(conn)
+  }
+
+  /** The delivery limits a facility's connections share (one object per definition). */
+  #deliveryFor(definition: FacilityDefinition | null): Delivery {
+    if (!definition || (definition.maxBufferedBytes ?? definition.slowConsumer) === undefined)
+      return this.#delivery
+    let delivery = this.#deliveries.get(definition)
+    if (!delivery) {
+      delivery = {
+        ...this.#delivery,
+        maxBufferedBytes: definition.maxBufferedBytes ?? this.options.maxBufferedBytes,
+        slowConsumer: definition.slowConsumer ?? this.options.slowConsumer,
+      }
+      this.#deliveries.set(definition, delivery)
+    }
+    return delivery
+  }
+
+  /** Keeps a connection counted until its socket closes (whether it was upgraded or refused). */
+  #countUntilClosed(socket: Duplex, release: () => void): void {
+    if (socket.destroyed) release()
+    else socket.once('close', release)
   }
 
   async #authenticateUpgrade(
@@ -552,13 +628,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   /**
-   * Stops accepting, closes every client with 1001, waits up to `timeout` ms for them to go,
-   * then releases Redis. Idempotent.
+   * Shuts down: new upgrades get 503; messages already published reach their clients (bounded by
+   * the timeout); every client is closed with `code` (1001 by default, 1012 for a restart) after
+   * its queued frames; after `timeout` ms the rest are cut; then the channels are unsubscribed and
+   * Redis is released. Idempotent. A number is the timeout, as in earlier versions.
+   * @example await broker.close({ code: 1012, timeout: 5000 })
    */
-  close(timeout = 2000): Promise<void> {
+  close(options: number | CloseOptions = {}): Promise<void> {
+    const { code, timeout } = resolveCloseOptions(options)
     this.#closing ??= (async () => {
-      for (const server of [...this.#servers.keys()]) this.detach(server)
       if (this.#pingTimer) clearInterval(this.#pingTimer)
+      const deadline = Date.now() + timeout
+      // What Redis accepted before close() is on its way to this process: let it arrive first.
+      if (this.#started) await withTimeout(this.engine.barrier(), timeout).catch(() => {})
       const conns = [...this.#connections.values()]
       const gone = conns.map(
         (c) =>
@@ -567,18 +649,16 @@ export class Broker extends EventEmitter<BrokerEvents> {
             c.ws.once('close', () => resolve())
           }),
       )
-      for (const c of conns) c.close(CloseCode.GOING_AWAY, 'server shutting down')
-      let timer: NodeJS.Timeout | undefined
-      await Promise.race([
-        Promise.all(gone),
-        new Promise((resolve) => (timer = setTimeout(resolve, timeout))),
-      ])
-      clearTimeout(timer)
+      const reason =
+        code === CloseCode.SERVICE_RESTART ? 'server restarting' : 'server shutting down'
+      for (const c of conns) c.close(code, reason)
+      await withTimeout(Promise.all(gone), Math.max(0, deadline - Date.now())).catch(() => {})
       for (const c of conns) {
         if (c.ws && c.ws.readyState !== c.ws.CLOSED) c.terminate()
-        this.#drop(c, CloseCode.GOING_AWAY)
+        this.#drop(c, code)
       }
       for (const socket of this.#pending) socket.destroy()
+      for (const server of [...this.#servers.keys()]) this.detach(server)
       this.#wss.close()
       await Promise.allSettled([...this.#presenceWork])
       await this.#started?.catch(() => {})

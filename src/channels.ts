@@ -23,6 +23,10 @@ export function normalizePrefix(prefix: string | null | undefined): string {
   return prefix.endsWith(':') ? prefix : `${prefix}:`
 }
 
+// Redis names are UTF-8 bytes: every lone surrogate would become U+FFFD there, so two different
+// strings would name one channel.
+const LONE_SURROGATE = /\p{Cs}/u
+
 /**
  * Why `name` cannot be a facility, or null when it can. Facilities never contain `:` (that keeps
  * channel names unambiguous) nor control characters.
@@ -38,6 +42,7 @@ export function facilityProblem(
   if (name.includes(':')) return 'facility contains ":"'
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(name)) return 'facility contains a control character'
+  if (LONE_SURROGATE.test(name)) return 'facility is not well-formed Unicode'
   return null
 }
 
@@ -52,6 +57,7 @@ export function assertId(kind: string, id: string): void {
   if (typeof id !== 'string' || id.length === 0) {
     throw new InvalidArgumentError(`${kind} must be a non-empty string`)
   }
+  if (LONE_SURROGATE.test(id)) throw new InvalidArgumentError(`${kind} is not well-formed Unicode`)
 }
 
 /**

@@ -39,6 +39,27 @@ Options (each may also come from the environment variable shown; the flag wins):
                            env WSFACILITY_PATH, default /ws/
   -h, --help             print this help and exit
 
+Limits (0 = unlimited; see the README's "Limits and security"):
+  --publish-rate N       messages per second one client may send (over it: json
+                         facilities answer rate_limited, raw ones close 1008)
+                           env WSFACILITY_PUBLISH_RATE, default 0
+  --publish-burst N      messages a client may send at once, default one second's worth
+                           env WSFACILITY_PUBLISH_BURST
+  --max-connections N    connections this process accepts (over it: 503)
+                           env WSFACILITY_MAX_CONNECTIONS, default 0
+  --max-user-connections N
+                         connections of one user this process accepts (over it: 429)
+                           env WSFACILITY_MAX_USER_CONNECTIONS, default 0
+  --max-payload BYTES    largest client message (over it: close 1009)
+                           env WSFACILITY_MAX_PAYLOAD, default 1048576
+  --handshake-timeout MS how long identity and Redis work of one upgrade may take
+                         (over it: 503)
+                           env WSFACILITY_HANDSHAKE_TIMEOUT, default 10000
+  --origins LIST         comma-separated origins (https://app.example.com) allowed
+                         besides the server's own host; set, every connection is
+                         checked, unset only cookie-authenticated ones (403)
+                           env WSFACILITY_ORIGINS, default none
+
 Identity (without it every client is anonymous: broadcast channels only). Secrets given as
 flags show in the process list; prefer the environment variables.
   --jwt-secret SECRET    accept JWTs signed with this HMAC secret (HS256/384/512), sent
@@ -107,7 +128,31 @@ export interface CliConfig {
   session: CliSession | null
   /** Refuse clients without a user (broker option `anonymous: false`). */
   requireAuth: boolean
+  /** Broker limits given on the command line (absent ones keep the broker's defaults). */
+  limits: CliLimits
+  /** Origins allowed besides the server's own host (broker option `origins`). */
+  origins: string[] | undefined
 }
+
+/** The broker limits the standalone server takes from flags. */
+export interface CliLimits {
+  publishRate?: number
+  publishBurst?: number
+  maxConnections?: number
+  maxConnectionsPerUser?: number
+  maxPayload?: number
+  handshakeTimeout?: number
+}
+
+/** Limit flags: flag, environment variable, broker option, smallest value. */
+const LIMIT_FLAGS = [
+  ['publish-rate', 'WSFACILITY_PUBLISH_RATE', 'publishRate', 0],
+  ['publish-burst', 'WSFACILITY_PUBLISH_BURST', 'publishBurst', 0],
+  ['max-connections', 'WSFACILITY_MAX_CONNECTIONS', 'maxConnections', 0],
+  ['max-user-connections', 'WSFACILITY_MAX_USER_CONNECTIONS', 'maxConnectionsPerUser', 0],
+  ['max-payload', 'WSFACILITY_MAX_PAYLOAD', 'maxPayload', 1],
+  ['handshake-timeout', 'WSFACILITY_HANDSHAKE_TIMEOUT', 'handshakeTimeout', 1],
+] as const
 
 /** A command line that cannot work; the CLI prints it with the usage and exits with 2. */
 export class UsageError extends Error {
@@ -136,6 +181,13 @@ const FLAGS = {
   'session-cookie': { type: 'string' },
   'session-prefix': { type: 'string' },
   'require-auth': { type: 'boolean' },
+  'publish-rate': { type: 'string' },
+  'publish-burst': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'max-user-connections': { type: 'string' },
+  'max-payload': { type: 'string' },
+  'handshake-timeout': { type: 'string' },
+  origins: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -186,6 +238,8 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     jwt: null,
     session: null,
     requireAuth: false,
+    limits: {},
+    origins: undefined,
   }
   // --help answers whatever else the line says.
   if (values.help) return { ...config, help: true }
@@ -227,6 +281,15 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     if (!path[0].startsWith('/')) throw new UsageError(`${path[1]} must start with "/"`)
     config.path = path[0].endsWith('/') ? path[0] : `${path[0]}/`
   }
+  for (const [name, variable, option, min] of LIMIT_FLAGS) {
+    const given = pick(name, variable)
+    if (!given) continue
+    const n = wholeNumber(given, Number.MAX_SAFE_INTEGER)
+    if (n < min) throw new UsageError(`${given[1]} must be a whole number from ${min}`)
+    config.limits[option] = n
+  }
+  const origins = pick('origins', 'WSFACILITY_ORIGINS')
+  if (origins) config.origins = originList(origins)
   config.jwt = jwtOptions(pick)
   config.session = sessionOptions(pick, config.redis)
   config.requireAuth = values['require-auth'] === true || flag(env, 'WSFACILITY_REQUIRE_AUTH')
@@ -336,4 +399,23 @@ function audiences([value, source]: Given): Audience[] {
     out.add(name)
   }
   return [...out]
+}
+
+function originList([value, source]: Given): string[] {
+  const list = value
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '')
+  for (const origin of list) {
+    let ok = false
+    try {
+      const url = new URL(origin)
+      ok = (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === origin
+    } catch {
+      // reported below
+    }
+    if (!ok)
+      throw new UsageError(`${source}: "${origin}" is not an origin like https://app.example.com`)
+  }
+  return list
 }

@@ -94,6 +94,8 @@ export class StandaloneServer {
       jwt: config.jwt ?? undefined,
       session: sessions?.options,
       anonymous: !config.requireAuth,
+      origins: config.origins,
+      ...config.limits,
     })
     this.broker.on('engine', (status) => this.#engineStatus(status))
     this.broker.on('error', (err) => this.#reportError(err.message))

@@ -21,6 +21,8 @@ export const CloseCode = {
   TOO_BIG: 1009,
   /** The server failed (e.g. Redis rejected a publish). */
   INTERNAL: 1011,
+  /** The server is restarting (`close({ code: 1012 })`): reconnect soon. */
+  SERVICE_RESTART: 1012,
   /** The client did not read fast enough and its queue filled up. */
   TRY_AGAIN_LATER: 1013,
   /** The JWT that authenticated the connection expired and no fresh one arrived in-band. */

@@ -5,7 +5,12 @@
 
 /** Error codes of `{"type":"error"}` frames. */
 export type EnvelopeErrorCode =
-  'expired_token' | 'invalid_token' | 'user_not_found' | 'invalid_message' | 'forbidden'
+  | 'expired_token'
+  | 'invalid_token'
+  | 'user_not_found'
+  | 'invalid_message'
+  | 'forbidden'
+  | 'rate_limited'
 
 /** What a client may send. */
 export type ClientFrame =

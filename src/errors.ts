@@ -14,10 +14,18 @@ export class WsFacilityError extends Error {
 export class HttpError extends WsFacilityError {
   /** HTTP status of the refusal, e.g. 400, 401, 403. */
   readonly status: number
+  /** Extra response headers of the refusal (e.g. `Retry-After`). */
+  readonly headers: Readonly<Record<string, string>>
 
-  constructor(status: number, message: string, code = `WSF_HTTP_${status}`) {
+  constructor(
+    status: number,
+    message: string,
+    code = `WSF_HTTP_${status}`,
+    headers: Record<string, string> = {},
+  ) {
     super(code, message)
     this.status = status
+    this.headers = headers
   }
 }
 
@@ -39,5 +47,12 @@ export class ClosedError extends WsFacilityError {
 export class InvalidArgumentError extends WsFacilityError {
   constructor(message: string) {
     super('WSF_INVALID_ARGUMENT', message)
+  }
+}
+
+/** Something did not finish in the time it was given. */
+export class TimeoutError extends WsFacilityError {
+  constructor(ms: number) {
+    super('WSF_TIMEOUT', `did not finish within ${ms} ms`)
   }
 }

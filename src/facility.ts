@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { type Audience, isAudience } from './channels.js'
 import type { Identity } from './identity.js'
+import type { SlowConsumerPolicy } from './connection.js'
 
 /** What a facility's hooks learn about one connection attempt. */
 export interface FacilityContext {
@@ -32,6 +33,14 @@ export interface FacilityDefinition<C = unknown> {
   expire?: number
   /** @default 'raw' */
   format?: WireFormat
+  /** Messages per second a client may send here (0 = unlimited). @default the broker's publishRate */
+  publishRate?: number
+  /** Messages a client may send at once. @default the broker's publishBurst */
+  publishBurst?: number
+  /** Unsent bytes per client before `slowConsumer` applies. @default the broker's maxBufferedBytes */
+  maxBufferedBytes?: number
+  /** `'close'` (1013) or `'drop'` for a client that does not read. @default the broker's slowConsumer */
+  slowConsumer?: SlowConsumerPolicy
   /** Permission checks, as Panther's `permissions`: any false → 403. */
   authorize?: AuthorizeHook | AuthorizeHook[]
   /** After the handshake; the connection is live. */
@@ -84,12 +93,15 @@ export function validateDefinition(pattern: string, definition: FacilityDefiniti
   ) {
     throw new TypeError("format must be 'raw' or 'json'")
   }
-  const { expire, anonymous } = definition
-  if (
-    expire !== undefined &&
-    !(typeof expire === 'number' && Number.isFinite(expire) && expire >= 0)
-  ) {
-    throw new TypeError('expire must be a finite number >= 0')
+  const { anonymous } = definition
+  for (const name of ['expire', 'publishRate', 'publishBurst', 'maxBufferedBytes'] as const) {
+    const value = definition[name]
+    if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value >= 0))
+      throw new TypeError(`${name} must be a finite number >= 0`)
+  }
+  const { slowConsumer } = definition
+  if (slowConsumer !== undefined && slowConsumer !== 'close' && slowConsumer !== 'drop') {
+    throw new TypeError("slowConsumer must be 'close' or 'drop'")
   }
   if (anonymous !== undefined && typeof anonymous !== 'boolean') {
     throw new TypeError('anonymous must be a boolean')

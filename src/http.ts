@@ -48,6 +48,8 @@ export function checkHandshake(req: IncomingMessage): void {
   }
   const version = req.headers['sec-websocket-version']
   if (version !== '13' && version !== '8') {
-    throw new HttpError(426, 'unsupported Sec-WebSocket-Version (use 13)', 'WSF_HTTP_426')
+    throw new HttpError(426, 'unsupported Sec-WebSocket-Version (use 13)', 'WSF_HTTP_426', {
+      'Sec-WebSocket-Version': '13',
+    })
   }
 }

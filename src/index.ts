@@ -1,5 +1,7 @@
 export { Broker, createBroker } from './broker.js'
 export type { BrokerEvents, PublishOptions } from './broker.js'
+export type { CloseOptions } from './shutdown.js'
+export type { OriginsOption } from './origin.js'
 export type {
   AllowedChannelsContext,
   AllowedChannelsHook,
@@ -27,6 +29,7 @@ export {
   EngineError,
   HttpError,
   InvalidArgumentError,
+  TimeoutError,
   WsFacilityError,
 } from './errors.js'
 export { Authenticator } from './auth/authenticator.js'

@@ -12,6 +12,7 @@ import type { JwtOptions } from './auth/jwt.js'
 import type { SessionOptions } from './auth/session.js'
 import type { SlowConsumerPolicy } from './connection.js'
 import type { Flags } from './subscriber.js'
+import { type OriginsOption, validateOrigins } from './origin.js'
 
 /** What `allowedChannels` sees and may narrow. */
 export interface AllowedChannelsContext extends Flags {
@@ -86,6 +87,23 @@ export interface BrokerOptions {
   maxBufferedBytes?: number
   /** What to do with a client whose buffer is full: close it with 1013, or drop frames. @default 'close' */
   slowConsumer?: SlowConsumerPolicy
+  /** Messages per second a client may send to publish (token bucket; json facilities answer
+   * `rate_limited`, raw ones close 1008). 0 = unlimited. @default 0 */
+  publishRate?: number
+  /** Messages a client may send at once before `publishRate` applies; 0 = one second's worth. @default 0 */
+  publishBurst?: number
+  /** Connections this process accepts (past it: 503 with Retry-After). 0 = unlimited. @default 0 */
+  maxConnections?: number
+  /** Connections of one user this process accepts (past it: 429). 0 = unlimited. @default 0 */
+  maxConnectionsPerUser?: number
+  /** Query parameters a WebSocket URL may carry (past it: 400). @default 32 */
+  maxFlags?: number
+  /** Milliseconds the broker's own upgrade work (identity, hooks, Redis subscribe) may take
+   * before it refuses with 503 and releases what it took. @default 10000 */
+  handshakeTimeout?: number
+  /** Origins allowed besides the server's own host. Unset: only cookie-authenticated
+   * connections are checked (cross-site → 403); set: every connection is. @default unset */
+  origins?: OriginsOption
   /** Structured logger. @default none */
   logger?: Logger
 }
@@ -104,6 +122,12 @@ const DEFAULTS = {
   maxPayload: 1024 * 1024,
   maxBufferedBytes: 4 * 1024 * 1024,
   slowConsumer: 'close',
+  publishRate: 0,
+  publishBurst: 0,
+  maxConnections: 0,
+  maxConnectionsPerUser: 0,
+  maxFlags: 32,
+  handshakeTimeout: 10_000,
 } satisfies Partial<BrokerOptions>
 
 /** Options after defaults and validation. */
@@ -153,9 +177,19 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   nonNegative('pingInterval', opts.pingInterval)
   nonNegative('maxPayload', opts.maxPayload)
   nonNegative('maxBufferedBytes', opts.maxBufferedBytes)
-  if (!Number.isInteger(opts.maxFacilityLength) || opts.maxFacilityLength < 1) {
-    throw new TypeError('maxFacilityLength must be an integer >= 1')
+  nonNegative('publishRate', opts.publishRate)
+  nonNegative('publishBurst', opts.publishBurst)
+  for (const name of ['maxConnections', 'maxConnectionsPerUser'] as const) {
+    if (!Number.isInteger(opts[name]) || opts[name] < 0) {
+      throw new TypeError(`${name} must be an integer >= 0`)
+    }
   }
+  for (const name of ['maxFacilityLength', 'maxFlags', 'handshakeTimeout'] as const) {
+    if (!Number.isInteger(opts[name]) || opts[name] < 1) {
+      throw new TypeError(`${name} must be an integer >= 1`)
+    }
+  }
+  if (options.origins !== undefined) validateOrigins(options.origins)
   if (opts.heartbeat !== null && (typeof opts.heartbeat !== 'string' || opts.heartbeat === '')) {
     throw new TypeError('heartbeat must be a non-empty string or null')
   }

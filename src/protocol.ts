@@ -2,6 +2,7 @@ import type { Connection } from './connection.js'
 import { parseClientFrame } from './envelope.js'
 import { HttpError } from './errors.js'
 import type { FacilityContext, FacilityDefinition } from './facility.js'
+import type { TokenBucket } from './limits.js'
 import { encodeBinary, encodeText } from './message.js'
 
 /** What inbound message handling needs from the broker. */
@@ -19,6 +20,23 @@ export interface ProtocolHost {
 export interface Accepted {
   definition: FacilityDefinition | null
   context: FacilityContext
+  /** The connection's publish rate limit, or null when unlimited. */
+  bucket: TokenBucket | null
+}
+
+/**
+ * Takes a token for one client message; when the bucket is empty the message is refused: a json
+ * facility answers `rate_limited` and keeps the connection, a raw one (which has no error frame)
+ * closes with 1008.
+ */
+function rateLimited(conn: Connection, accepted: Accepted): boolean {
+  if (accepted.bucket === null || accepted.bucket.take()) return false
+  if (conn.format === 'json') {
+    conn.sendFrame({ type: 'error', code: 'rate_limited', detail: 'too many messages' })
+  } else {
+    conn.close(1008, 'rate limit exceeded')
+  }
+  return true
 }
 
 function refresh(host: ProtocolHost, conn: Connection, token: string): void {
@@ -95,7 +113,16 @@ export function handleClientMessage(
     conn.sendText(heartbeat)
     return
   }
-  if (conn.format === 'json' && !isBinary) {
+  if (conn.format === 'json' && isBinary) {
+    // The envelope is JSON text; bytes have no place in it and are never published.
+    conn.sendFrame({
+      type: 'error',
+      code: 'invalid_message',
+      detail: 'binary frames are not accepted on this facility',
+    })
+    return
+  }
+  if (conn.format === 'json') {
     const parsed = parseClientFrame(data.toString('utf8'))
     if (!parsed.ok) {
       conn.sendFrame({ type: 'error', code: 'invalid_message', detail: parsed.detail })
@@ -114,6 +141,7 @@ export function handleClientMessage(
       }
       return refresh(host, conn, frame.token)
     }
+    if (rateLimited(conn, accepted)) return
     const payload = encodeText(JSON.stringify(frame.data))
     if (!accepted.definition?.onMessage) return host.publish(conn, payload)
     inOrder(conn, async () => {
@@ -125,6 +153,7 @@ export function handleClientMessage(
     const token = rawTokenOf(conn, data)
     if (token !== null) return refresh(host, conn, token)
   }
+  if (rateLimited(conn, accepted)) return
   if (!accepted.definition?.onMessage) {
     host.publish(conn, isBinary ? encodeBinary(data) : data)
     return

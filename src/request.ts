@@ -21,6 +21,8 @@ export interface ParseLimits {
   maxFacilityLength?: number
   /** Longest request target (path and query) accepted. @default 4096 */
   maxUrlLength?: number
+  /** Most query parameters accepted. @default 32 */
+  maxFlags?: number
 }
 
 const ORDER: readonly Audience[] = ['broadcast', 'group', 'user', 'session']
@@ -61,7 +63,10 @@ export function parseRequest(url: string, prefix: string, limits: ParseLimits = 
   const subscribe = new Set<Audience>()
   const publish = new Set<Audience>()
   let echo = false
+  const maxFlags = limits.maxFlags ?? 32
+  let count = 0
   for (const [rawKey, value] of new URLSearchParams(rawQuery)) {
+    if (++count > maxFlags) throw new HttpError(400, `more than ${maxFlags} query parameters`)
     const key = rawKey.toLowerCase()
     if (!query.has(key)) query.set(key, value)
     if (key === 'echo') echo = true

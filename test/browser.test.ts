@@ -135,6 +135,48 @@ describe('A real browser (headless Chromium)', () => {
     }
   })
 
+  it('refuses a cookie-authenticated WebSocket opened by a page of another origin (403 before the upgrade)', async () => {
+    // The attacker's page: same host, other port — another origin whose requests still carry the
+    // victim's cookies for 127.0.0.1 (cookies ignore ports).
+    const evil = http.createServer((_req, res) =>
+      res.writeHead(200, { 'Content-Type': 'text/html' }).end(PAGE),
+    )
+    await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r))
+    const evilBase = `http://127.0.0.1:${(evil.address() as AddressInfo).port}/`
+    const context = await browser.newContext()
+    const refused: [string, number, string][] = []
+    const onRefused = (req: http.IncomingMessage, status: number, reason: string): void => {
+      refused.push([String(req.headers.origin), status, reason])
+    }
+    broker.on('refused', onRefused)
+    try {
+      const page = await context.newPage()
+      await page.goto(base)
+      await page.evaluate(() => fetch('/login/victim', { method: 'POST' }))
+      await page.goto(evilBase)
+      await page.evaluate(
+        (url) => (globalThis as unknown as { open_: (a: string) => void }).open_(url),
+        `${base.replace(/^http/, 'ws')}ws/inbox?subscribe-user`,
+      )
+      const seen = await waitForEvent(page, 'close')
+      assert.equal(
+        seen.some((e) => e.type === 'open'),
+        false,
+      )
+      assert.deepEqual(refused, [[evilBase.slice(0, -1), 403, 'origin not allowed']])
+      // The same browser, on the app's own page, connects with that cookie.
+      await page.goto(base)
+      await page.evaluate(() =>
+        (globalThis as unknown as { open_: (a: string) => void }).open_('/ws/inbox?subscribe-user'),
+      )
+      await waitForEvent(page, 'open')
+    } finally {
+      broker.off('refused', onRefused)
+      await context.close()
+      await new Promise((r) => evil.close(r))
+    }
+  })
+
   it('sees a refused upgrade (bad token) as a failed connection, never an open one', async () => {
     const page = await browser.newPage()
     try {

@@ -141,6 +141,33 @@ describe('wsfacility CLI', () => {
     assert.deepEqual(c.texts, ['from flag prefix'])
   })
 
+  it('applies the limit flags and their environment variables', async () => {
+    const { ws } = await serve(
+      ['--port', '0', '--max-connections', '2', '--publish-rate', '1', '--publish-burst', '2'],
+      {
+        WSFACILITY_MAX_PAYLOAD: '64',
+        WSFACILITY_ORIGINS: 'https://app.example.com',
+        WSFACILITY_CLIENT_PUBLISH: 'broadcast',
+      },
+    )
+    const a = await client(ws('/ws/lim?publish-broadcast'))
+    const b = await client(ws('/ws/lim?subscribe-broadcast'))
+    assert.equal((await upgradeStatus(ws('/ws/lim?subscribe-broadcast'))).status, 503)
+    const limited = a.closedByServer()
+    for (let i = 0; i < 3; i++) a.ws.send(`m${i}`)
+    assert.equal((await limited).code, 1008)
+    // Once a's socket is gone its slot is free: the origin check answers instead of the limit.
+    await eventually(async () => {
+      const foreign = await upgradeStatus(ws('/ws/lim?subscribe-broadcast'), {
+        origin: 'https://evil.example',
+      })
+      return foreign.status === 403
+    })
+    const tooBig = b.closedByServer()
+    b.ws.send('x'.repeat(65))
+    assert.equal((await tooBig).code, 1009)
+  })
+
   const bad: { name: string; args: string[]; env?: Record<string, string> }[] = [
     { name: 'an unknown flag', args: ['--bogus'] },
     { name: 'a positional argument', args: ['serve'] },
@@ -155,6 +182,14 @@ describe('wsfacility CLI', () => {
     { name: 'a dash value without =', args: ['--heartbeat', '--heartbeat--'] },
     { name: 'a redis URL of another scheme', args: ['--redis', 'http://127.0.0.1:6379'] },
     { name: 'a prefix with ":" inside', args: ['--prefix', 'a:b'] },
+    { name: 'a non-numeric --publish-rate', args: ['--publish-rate', 'fast'] },
+    { name: 'a zero --max-payload', args: ['--max-payload', '0'] },
+    {
+      name: 'a zero WSFACILITY_HANDSHAKE_TIMEOUT',
+      args: [],
+      env: { WSFACILITY_HANDSHAKE_TIMEOUT: '0' },
+    },
+    { name: 'an origin without a scheme', args: ['--origins', 'app.example.com'] },
     { name: '--workers without Redis', args: ['--workers', '2'] },
     { name: 'WSFACILITY_WORKERS without Redis', args: [], env: { WSFACILITY_WORKERS: '3' } },
     { name: 'zero workers', args: ['--workers', '0', '--redis', 'redis://127.0.0.1:1'] },

@@ -24,6 +24,13 @@ describe('resolveOptions', () => {
       assert.equal(opts.maxPayload, 1024 * 1024)
       assert.equal(opts.maxBufferedBytes, 4 * 1024 * 1024)
       assert.equal(opts.slowConsumer, 'close')
+      assert.equal(opts.publishRate, 0)
+      assert.equal(opts.publishBurst, 0)
+      assert.equal(opts.maxConnections, 0)
+      assert.equal(opts.maxConnectionsPerUser, 0)
+      assert.equal(opts.maxFlags, 32)
+      assert.equal(opts.handshakeTimeout, 10_000)
+      assert.equal(opts.origins, undefined)
       assert.equal(opts.redis, undefined)
       assert.equal(opts.engine, undefined)
     })
@@ -134,6 +141,14 @@ describe('resolveOptions', () => {
       ['fractional maxFacilityLength', { maxFacilityLength: 1.5 }],
       ['identify that is not a function', { identify: 'jwt' }],
       ['allowedChannels that is not a function', { allowedChannels: {} }],
+      ['negative publishRate', { publishRate: -1 }],
+      ['publishBurst given as a string', { publishBurst: '5' }],
+      ['negative maxConnections', { maxConnections: -1 }],
+      ['fractional maxConnectionsPerUser', { maxConnectionsPerUser: 1.5 }],
+      ['zero maxFlags', { maxFlags: 0 }],
+      ['zero handshakeTimeout', { handshakeTimeout: 0 }],
+      ['origins that is a single string', { origins: 'https://app.example.com' }],
+      ['origins without a scheme', { origins: ['app.example.com'] }],
     ]
     for (const [name, options] of cases) {
       it(`throws TypeError for ${name}`, () => {

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict'
+import net from 'node:net'
+import { eventually } from './ws.js'
+
+/** A raw TCP client that completes the handshake, then reads only when told to. */
+export async function rawClient(
+  port: number,
+  path: string,
+): Promise<{ socket: net.Socket; data: () => Buffer }> {
+  const socket = net.connect(port, '127.0.0.1')
+  let buf = Buffer.alloc(0)
+  socket.on('data', (d: Buffer) => (buf = Buffer.concat([buf, d])))
+  socket.write(
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+  )
+  await eventually(() => buf.includes('\r\n\r\n'))
+  assert.match(buf.toString('latin1'), /^HTTP\/1\.1 101/)
+  return { socket, data: () => buf.subarray(buf.indexOf('\r\n\r\n') + 4) }
+}
+
+/** The frames (opcode, payload) in bytes a server sent (unmasked). */
+export function framesOf(bytes: Buffer): { opcode: number; payload: Buffer }[] {
+  const out = []
+  let at = 0
+  while (at + 2 <= bytes.length) {
+    const opcode = bytes[at]! & 0x0f
+    let len = bytes[at + 1]! & 0x7f
+    let head = 2
+    if (len === 126) {
+      len = bytes.readUInt16BE(at + 2)
+      head = 4
+    } else if (len === 127) {
+      len = Number(bytes.readBigUInt64BE(at + 2))
+      head = 10
+    }
+    if (at + head + len > bytes.length) break
+    out.push({ opcode, payload: bytes.subarray(at + head, at + head + len) })
+    at += head + len
+  }
+  return out
+}
