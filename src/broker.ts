@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer, type WebSocket } from 'ws'
+import { type RawData, WebSocketServer, type WebSocket } from 'ws'
 import { type Authentication, Authenticator } from './auth/authenticator.js'
 import { selectProtocol } from './auth/jwt.js'
-import { Connection, CloseCode } from './connection.js'
+import { Connection, CloseCode, type Delivery } from './connection.js'
 import { ControlPlane } from './control.js'
 import { type FacilityContext, type FacilityDefinition, FacilityRegistry } from './facility.js'
 import { decideFlags } from './policy.js'
@@ -55,6 +55,18 @@ export interface PublishOptions {
   expire?: number
 }
 
+/** What a connection without facility hooks is handled with: nothing reads its context. */
+const NO_HOOKS: Accepted = {
+  definition: null,
+  context: null as unknown as FacilityContext,
+  bucket: null,
+}
+
+/** The slow-consumer action, shared by all connections. */
+function closeSlowConsumer(conn: Connection): void {
+  conn.close(CloseCode.TRY_AGAIN_LATER, 'client too slow')
+}
+
 /**
  * A WebSocket broker: accepts upgrades under `path`, maps each connection's flags and identity to
  * Redis channels, and delivers what anyone publishes on them.
@@ -74,7 +86,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
   #controlLive = false
   readonly #hub: Hub
   readonly #wss: WebSocketServer
+  /** Delivery limits of connections without a facility definition, and per definition. */
   readonly #scheduler = new FlushScheduler()
+  readonly #delivery: Delivery
+  readonly #deliveries = new WeakMap<FacilityDefinition, Delivery>()
   readonly #connections = new Map<string, Connection>()
   readonly #pending = new Set<Duplex>()
   readonly #counter: ConnectionCounter
@@ -128,6 +143,15 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
     this.#hub = new Hub(this.engine, (err) => this.#error(err))
     this.#counter = new ConnectionCounter(this.options)
+    this.#delivery = {
+      maxBufferedBytes: this.options.maxBufferedBytes,
+      slowConsumer: this.options.slowConsumer,
+      scheduler: this.#scheduler,
+      onSlowConsumer: (c) => {
+        this.#metrics.slowConsumerCloses++
+        closeSlowConsumer(c)
+      },
+    }
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -375,23 +399,36 @@ export class Broker extends EventEmitter<BrokerEvents> {
       identity,
       channels,
       echo: parsed.echo,
-      maxBufferedBytes: definition?.maxBufferedBytes ?? this.options.maxBufferedBytes,
-      slowConsumer: definition?.slowConsumer ?? this.options.slowConsumer,
-      scheduler: this.#scheduler,
-      onSlowConsumer: (c) => {
-        this.#metrics.slowConsumerCloses++
-        c.close(CloseCode.TRY_AGAIN_LATER, 'client too slow')
-      },
+      delivery: this.#deliveryFor(definition),
     })
     attempt.conn = conn
     const bucket = bucketFor(
       definition?.publishRate ?? this.options.publishRate,
       definition?.publishBurst ?? this.options.publishBurst,
     )
-    this.#accepted.set(conn, { definition, context, bucket })
+    // Only hooks read the context; without them and without a rate limit nothing is kept, so an
+    // idle connection does not keep its upgrade request.
+    if (bucket || definition?.onConnect || definition?.onDisconnect || definition?.onMessage)
+      this.#accepted.set(conn, { definition, context, bucket })
     conn.expiresAt = auth.expiresAt
     conn.tokenAuthenticated = auth.via === 'jwt'
     return this.#subscribe(conn)
+  }
+
+  /** The delivery limits a facility's connections share (one object per definition). */
+  #deliveryFor(definition: FacilityDefinition | null): Delivery {
+    if (!definition || (definition.maxBufferedBytes ?? definition.slowConsumer) === undefined)
+      return this.#delivery
+    let delivery = this.#deliveries.get(definition)
+    if (!delivery) {
+      delivery = {
+        ...this.#delivery,
+        maxBufferedBytes: definition.maxBufferedBytes ?? this.options.maxBufferedBytes,
+        slowConsumer: definition.slowConsumer ?? this.options.slowConsumer,
+      }
+      this.#deliveries.set(definition, delivery)
+    }
+    return delivery
   }
 
   /** Keeps a connection counted until its socket closes (whether it was upgraded or refused). */
@@ -452,15 +489,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
     req: IncomingMessage,
   ): void {
     this.#connections.set(conn.id, conn)
-    ws.on('message', (data, isBinary) => {
-      conn.alive = true
-      if (!conn.isOpen) return
-      const accepted = this.#accepted.get(conn)
-      if (accepted) handleClientMessage(this.#host, conn, accepted, data as Buffer, isBinary)
-    })
-    ws.on('pong', () => (conn.alive = true))
-    ws.on('error', (err) => this.options.logger?.debug?.({ err, id: conn.id }, 'client error'))
-    ws.on('close', (code) => this.#drop(conn, code))
+    this.#byWs.set(ws, conn)
+    const on = this.#wsListeners
+    ws.on('message', on.message)
+    ws.on('pong', on.pong)
+    ws.on('error', on.error)
+    ws.on('close', on.close)
     conn.open(ws, socket, stored)
     if (conn.expiresAt !== null) conn.setExpiry(conn.expiresAt, this.#expire)
     this.options.logger?.debug?.({ id: conn.id, facility: conn.facility }, 'connection accepted')
@@ -470,6 +504,34 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const onConnect = accepted?.definition?.onConnect
     if (onConnect) this.#runHook(() => onConnect(conn, accepted.context))
   }
+
+  /** Connection of each open WebSocket, for the listeners every socket shares. */
+  readonly #byWs = new WeakMap<WebSocket, Connection>()
+  /**
+   * One set of listeners for all sockets (ws calls them with the socket as `this`) instead of
+   * closures per connection: idle connections are most of a broker's memory.
+   */
+  readonly #wsListeners = ((broker: Broker) => ({
+    message(this: WebSocket, data: RawData, isBinary: boolean): void {
+      const conn = broker.#byWs.get(this)
+      if (!conn) return
+      conn.alive = true
+      if (!conn.isOpen) return
+      const accepted = broker.#accepted.get(conn) ?? NO_HOOKS
+      handleClientMessage(broker.#host, conn, accepted, data as Buffer, isBinary)
+    },
+    pong(this: WebSocket): void {
+      const conn = broker.#byWs.get(this)
+      if (conn) conn.alive = true
+    },
+    error(this: WebSocket, err: Error): void {
+      broker.options.logger?.debug?.({ err, id: broker.#byWs.get(this)?.id }, 'client error')
+    },
+    close(this: WebSocket, code: number): void {
+      const conn = broker.#byWs.get(this)
+      if (conn) broker.#drop(conn, code)
+    },
+  }))(this)
 
   readonly #expire = (conn: Connection): void => {
     if (conn.format === 'json') {

@@ -29,6 +29,14 @@ export const CloseCode = {
   TOKEN_EXPIRED: 4001,
 } as const
 
+/** How a broker's connections write: the same object for all of them. */
+export interface Delivery {
+  maxBufferedBytes: number
+  slowConsumer: SlowConsumerPolicy
+  scheduler: FlushScheduler
+  onSlowConsumer: (connection: Connection) => void
+}
+
 /** Fixed facts of a connection, decided before the upgrade. */
 export interface ConnectionInit {
   id: string
@@ -39,10 +47,8 @@ export interface ConnectionInit {
   identity: Identity
   channels: ConnectionChannels
   echo: boolean
-  maxBufferedBytes: number
-  slowConsumer: SlowConsumerPolicy
-  scheduler: FlushScheduler
-  onSlowConsumer: (connection: Connection) => void
+  /** Shared by every connection of the broker (not one copy each: idle connections add up). */
+  delivery: Delivery
 }
 
 type State = 'pending' | 'open' | 'closed'
@@ -63,12 +69,14 @@ export class Connection implements Recipient {
   readonly echo: boolean
   /** When the connection was accepted (ms since the epoch). */
   readonly since = Date.now()
-  readonly #init: ConnectionInit
+  readonly #delivery: Delivery
   #state: State = 'pending'
   #ws: WebSocket | null = null
   #socket: Duplex | null = null
-  #held: { channel: string; payload: Buffer; framed: Buffer }[] = []
-  #queue: Buffer[] = []
+  /** Messages that arrived before the handshake completed; created when the first one does. */
+  #held: { channel: string; payload: Buffer; framed: Buffer }[] | null = null
+  /** Frames waiting for this turn's flush; created by the first one. */
+  #queue: Buffer[] | null = null
   #queued = 0
   /** Payloads this connection published and will see again on channels it subscribes (no echo). */
   #own: Map<string, Buffer[]> | null = null
@@ -83,7 +91,7 @@ export class Connection implements Recipient {
   #expiryTimer: NodeJS.Timeout | null = null
 
   constructor(init: ConnectionInit) {
-    this.#init = init
+    this.#delivery = init.delivery
     this.id = init.id
     this.facility = init.facility
     this.params = init.params
@@ -108,7 +116,7 @@ export class Connection implements Recipient {
       own.shift()
       return
     }
-    if (this.#state === 'pending') this.#held.push({ channel, payload, framed })
+    if (this.#state === 'pending') (this.#held ??= []).push({ channel, payload, framed })
     else this.#enqueue(framed)
   }
 
@@ -121,8 +129,8 @@ export class Connection implements Recipient {
     this.#ws = ws
     this.#socket = socket
     this.#state = 'open'
-    const held = this.#held
-    this.#held = []
+    const held = this.#held ?? []
+    this.#held = null
     for (const [channel, payload] of stored) {
       if (held.some((h) => h.channel === channel && h.payload.equals(payload))) continue
       this.#enqueue(frameFor(this.format, payload))
@@ -171,34 +179,34 @@ export class Connection implements Recipient {
   #enqueue(framed: Buffer): void {
     const socket = this.#socket
     if (!socket) return
-    if (this.#queued + socket.writableLength + framed.length > this.#init.maxBufferedBytes) {
-      if (this.#init.slowConsumer === 'drop') {
+    const delivery = this.#delivery
+    if (this.#queued + socket.writableLength + framed.length > delivery.maxBufferedBytes) {
+      if (delivery.slowConsumer === 'drop') {
         this.dropped++
         return
       }
-      this.#init.onSlowConsumer(this)
+      delivery.onSlowConsumer(this)
       return
     }
-    this.#queue.push(framed)
     this.#queued += framed.length
-    if (this.#queue.length === 1) this.#init.scheduler.schedule(this)
+    if (this.#queue) this.#queue.push(framed)
+    else {
+      this.#queue = [framed]
+      delivery.scheduler.schedule(this)
+    }
   }
 
   /** Writes every queued frame in one go. */
   flush(): void {
     const socket = this.#socket
     const queue = this.#queue
-    if (queue.length === 0) return
-    this.#queue = []
+    if (!queue) return
+    this.#queue = null
     this.#queued = 0
     if (!socket || socket.destroyed || !socket.writable) return
-    if (queue.length === 1) {
-      socket.write(queue[0]!)
-      return
-    }
-    socket.cork()
-    for (const buf of queue) socket.write(buf)
-    socket.uncork()
+    // One write per turn: each write to a socket costs a syscall and stream bookkeeping, whatever
+    // its size.
+    socket.write(queue.length === 1 ? queue[0]! : this.#delivery.scheduler.joined(queue))
   }
 
   /** Closes with `code` after writing what is queued. */
@@ -236,8 +244,8 @@ export class Connection implements Recipient {
     if (this.#expiryTimer) clearTimeout(this.#expiryTimer)
     this.#expiryTimer = null
     this.#state = 'closed'
-    this.#held = []
-    this.#queue = []
+    this.#held = null
+    this.#queue = null
     this.#queued = 0
     this.#own = null
   }

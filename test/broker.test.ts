@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
+import v8 from 'node:v8'
+import vm from 'node:vm'
 import { after, before, describe, it } from 'node:test'
 import type { IncomingMessage } from 'node:http'
 import {
   type BrokerOptions,
+  type Connection,
   type Engine,
   HttpError,
   RedisEngine,
@@ -505,6 +509,46 @@ describe('Broker on Redis specifics', () => {
     }
   })
 
+  it('writes a burst that arrives in one Redis read to each socket in one write, joined once for all', async () => {
+    const t = await startBroker({ redis: redis.url })
+    const raw = await redis.client()
+    const written: unknown[][] = []
+    t.broker.on('connection', (conn) => {
+      const socket = (conn.ws as unknown as { _socket: net.Socket })._socket
+      const writes: unknown[] = []
+      written.push(writes)
+      const write = socket.write.bind(socket) as (chunk: unknown) => boolean
+      socket.write = ((chunk: unknown) => {
+        writes.push(chunk)
+        return write(chunk)
+      }) as typeof socket.write
+    })
+    try {
+      const clients = await Promise.all(
+        [0, 1, 2].map(() => connect(t.url('/ws/burst?subscribe-broadcast'))),
+      )
+      // One MULTI: Redis pushes the 40 messages to the subscriber back to back, in one read.
+      const multi = raw.multi()
+      for (let i = 0; i < 40; i++) multi.publish('broadcast:burst', `m${i}`)
+      await multi.exec()
+      await Promise.all(clients.map((c) => c.waitFor(40)))
+      for (const c of clients)
+        assert.deepEqual(
+          c.texts,
+          Array.from({ length: 40 }, (_, i) => `m${i}`),
+        )
+      assert.equal(written.length, 3)
+      for (const writes of written) assert.equal(writes.length, 1)
+      // The three sockets got the very same buffer: the frames were joined once, not per socket.
+      assert.equal(written[1]![0], written[0]![0])
+      assert.equal(written[2]![0], written[0]![0])
+      await Promise.all(clients.map((c) => c.close()))
+    } finally {
+      await raw.close()
+      await t.close()
+    }
+  })
+
   it('replays a key stored by another program (a Django ws4redis publisher)', async () => {
     const t = await startBroker({ redis: redis.url, identify })
     const raw = await redis.client()
@@ -691,4 +735,74 @@ describe('Broker on Redis specifics', () => {
       await own.stop()
     }
   })
+})
+
+describe('Broker memory per connection', () => {
+  it('keeps no upgrade request alive for connections to facilities without hooks, and keeps it for hooks', async () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = vm.runInNewContext('gc') as () => void
+    const t = await startBroker()
+    t.broker.facility('hooked', { onDisconnect: () => {} })
+    const requests = new Map<string, WeakRef<IncomingMessage>>()
+    t.broker.on('connection', (conn, req) => requests.set(conn.facility, new WeakRef(req)))
+    try {
+      const plain = await connect(t.url('/ws/plain?subscribe-broadcast'))
+      const hooked = await connect(t.url('/ws/hooked?subscribe-broadcast'))
+      // Idle connections are most of a broker's memory: a request kept by each would cost ~1 KB.
+      await eventually(async () => {
+        gc()
+        await sleep(10)
+        return requests.get('plain')!.deref() === undefined
+      })
+      // onDisconnect receives the context with its request, so that one stays.
+      assert.ok(requests.get('hooked')!.deref())
+      await Promise.all([plain.close(), hooked.close()])
+    } finally {
+      await t.close()
+    }
+  })
+})
+
+describe('Broker slow consumers', () => {
+  /** A client that completes the handshake and then never reads. */
+  async function stalledClient(port: number, path: string): Promise<net.Socket> {
+    const socket = net.connect(port, '127.0.0.1')
+    await once(socket, 'connect')
+    socket.write(
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    )
+    const [head] = (await once(socket, 'data')) as [Buffer]
+    assert.match(head.toString('latin1'), /^HTTP\/1\.1 101/)
+    socket.pause()
+    return socket
+  }
+
+  /** Publishes 64 KB messages until `done()` or 64 MB were sent (kernel buffers come first). */
+  async function flood(t: TestServer, channel: string, done: () => boolean): Promise<void> {
+    const big = 'x'.repeat(64 * 1024)
+    for (let i = 0; i < 1024 && !done(); i++) {
+      await t.broker.publish([channel], big)
+      if (i % 16 === 0) await sleep(1)
+    }
+  }
+
+  for (const policy of ['close', 'drop'] as const) {
+    it(`applies the ${policy} policy once a client's unsent frames pass maxBufferedBytes`, async () => {
+      const t = await startBroker({ maxBufferedBytes: 256 * 1024, slowConsumer: policy })
+      const connected = once(t.broker, 'connection') as Promise<[Connection]>
+      const socket = await stalledClient(t.port, '/ws/slow?subscribe-broadcast')
+      const [conn] = await connected
+      try {
+        const hit = () => (policy === 'close' ? !conn.isOpen : conn.dropped > 0)
+        await flood(t, 'broadcast:slow', hit)
+        assert.ok(hit(), `the ${policy} policy never applied`)
+        // close: 1013 and gone; drop: still open, frames dropped instead of buffered.
+        assert.equal(conn.isOpen, policy === 'drop')
+      } finally {
+        socket.destroy()
+        await t.close()
+      }
+    })
+  }
 })

@@ -1,0 +1,22 @@
+/** Child process: a standalone wsfacility broker on the Redis engine, as the bench measures it. */
+import http from 'node:http'
+import { createBroker } from '../../src/index.js'
+import { serve } from '../ipc.js'
+import { collect, listenLocal } from './server-common.js'
+
+const env = process.env
+const broker = createBroker({
+  redis: { url: env.BENCH_REDIS_URL!, name: 'bench-wsfacility' },
+  jwt: { secret: env.BENCH_JWT_SECRET! },
+})
+broker.on('error', () => {})
+const server = http.createServer((_req, res) => res.writeHead(404).end())
+broker.attach(server)
+await broker.ready()
+await listenLocal(server, Number(env.BENCH_PORT))
+
+serve({
+  count: () => broker.connections.size,
+  gc: () => collect(),
+  stats: () => broker.stats,
+})

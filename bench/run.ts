@@ -1,0 +1,108 @@
+/**
+ * `npm run bench`: wsfacility against Socket.IO 4.8 + @socket.io/redis-adapter on the same
+ * workload, one after the other, on this machine and its own redis-server. `--quick` runs a small
+ * plan; `--only wsfacility|socketio` measures one server (no ratios).
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { startRedis } from '../test/helpers/redis.js'
+import { cpuModel } from './proc.js'
+import { type BenchResults, markdown } from './report.js'
+import { benchServer, type Plan, type ServerKind } from './scenarios.js'
+
+const FULL: Plan = {
+  idle: 10_000,
+  fanout: [
+    { clients: 200, messages: 1500 },
+    { clients: 2000, messages: 300 },
+    { clients: 10_000, messages: 30 },
+  ],
+  fixed: { clients: 2000, rate: 20, seconds: 10 },
+  users: { clients: 2000, messages: 20_000 },
+}
+
+const QUICK: Plan = {
+  idle: 1000,
+  fanout: [
+    { clients: 200, messages: 500 },
+    { clients: 1000, messages: 200 },
+  ],
+  fixed: { clients: 1000, rate: 20, seconds: 3 },
+  users: { clients: 1000, messages: 5000 },
+}
+
+function commit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { stdio: 'pipe' })
+      .toString()
+      .trim()
+  } catch {
+    return 'local'
+  }
+}
+
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const onlyAt = args.indexOf('--only')
+const only = onlyAt === -1 ? null : (args[onlyAt + 1] as ServerKind)
+const kinds: ServerKind[] = only ? [only] : ['wsfacility', 'socketio']
+const plan = quick ? QUICK : FULL
+const log = (line: string) => console.log(line)
+
+// The load generator and the server each hold one socket per client.
+const limit = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'latin1'))
+if (limit && Number(limit[1]) < plan.idle + 1000) {
+  console.error(
+    `open-file limit ${limit[1]} is too low for ${plan.idle} clients: raise it ` +
+      `(ulimit -n ${plan.idle * 2}) or run npm run bench -- --quick`,
+  )
+  process.exit(1)
+}
+const began = Date.now()
+const loadBefore = readFileSync('/proc/loadavg', 'latin1').split(' ').slice(0, 3).join(' ')
+
+const redis = await startRedis()
+// Ctrl-C or a kill still stops the redis-server this run started (children follow their parent).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    redis.process.kill('SIGTERM')
+    process.exit(130)
+  })
+}
+const control = await redis.client()
+const results: BenchResults = {
+  date: new Date().toISOString(),
+  commit: commit(),
+  node: process.version,
+  cpu: cpuModel(),
+  cores: os.cpus().length,
+  quick,
+  loadBefore,
+  loadAfter: '',
+  seconds: 0,
+  runs: [],
+  facts: [],
+}
+try {
+  for (const kind of kinds) {
+    log(`${kind}:`)
+    const { runs, facts } = await benchServer(kind, plan, redis.url, control, log)
+    results.runs.push(...runs)
+    results.facts.push(facts)
+  }
+} finally {
+  await control.close().catch(() => {})
+  await redis.stop()
+}
+results.loadAfter = readFileSync('/proc/loadavg', 'latin1').split(' ').slice(0, 3).join(' ')
+results.seconds = (Date.now() - began) / 1000
+
+const md = markdown(results)
+console.log(`\n${md}`)
+const dir = new URL('results/', import.meta.url)
+mkdirSync(dir, { recursive: true })
+const name = `${results.date.slice(0, 10)}-${results.commit}${quick ? '-quick' : ''}`
+writeFileSync(new URL(`${name}.md`, dir), md)
+writeFileSync(new URL(`${name}.json`, dir), `${JSON.stringify(results, null, 2)}\n`)
+console.log(`results: bench/results/${name}.md and .json`)

@@ -1,0 +1,293 @@
+/**
+ * The measured steps of one server: each group starts a fresh server process (so its peak RSS is
+ * its own), connects the load generator, publishes, and reads the server's CPU and memory.
+ */
+import os from 'node:os'
+import { SignJWT } from 'jose'
+import { freePort, type TestRedisClient } from '../test/helpers/redis.js'
+import { Child } from './ipc.js'
+import type { LoadStats } from './loadgen.js'
+import { cpuMicros, machineMicros, rssBytes, sampleRss } from './proc.js'
+
+/** Which server a run measures. */
+export type ServerKind = 'wsfacility' | 'socketio'
+
+/** Sizes of a bench run. */
+export interface Plan {
+  /** Clients of the idle-memory and largest fan-out group. */
+  idle: number
+  /** Broadcast fan-out groups: clients and messages published at maximum rate. */
+  fanout: { clients: number; messages: number }[]
+  /** Fixed-rate latency run (on the fan-out group with the same number of clients). */
+  fixed: { clients: number; rate: number; seconds: number }
+  /** Many channels: one channel per client, messages spread round-robin at maximum rate. */
+  users: { clients: number; messages: number }
+}
+
+/** Figures of one measured run. */
+export interface RunResult {
+  server: ServerKind
+  scenario: string
+  clients: number
+  messages: number
+  expected: number
+  delivered: number
+  lost: number
+  closed: number
+  seconds: number
+  deliveriesPerSec: number
+  cpuMicrosPerDelivery: number
+  peakRssMB: number
+  /** Peak RSS minus RSS when the run started: what the burst buffered. */
+  rssGrowthMB: number
+  p50ms: number
+  p99ms: number
+  maxms: number
+  /** CPU the rest of the machine (other helpers, the OS) used meanwhile, in cores. */
+  otherCores: number
+}
+
+/** Per-server figures that are not runs. */
+export interface ServerFacts {
+  server: ServerKind
+  idleClients: number
+  rssPerConnKB: number
+  heapPerConnKB: number
+  redisConnsAt10: number
+  redisConnsAtIdle: number
+}
+
+const JWT_SECRET = 'wsfacility-bench-secret-not-for-production'
+/** A run ends when no frame arrived for this long (Socket.IO may spend seconds in one burst). */
+const STALL_MS = 10_000
+const RUN_TIMEOUT_MS = 90_000
+const IDLE_SETTLE_MS = 6000
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** The three processes of a group besides Redis. */
+interface Group {
+  kind: ServerKind
+  server: Child
+  loadgen: Child
+  publisher: Child
+}
+
+async function startGroup(kind: ServerKind, redisUrl: string): Promise<Group> {
+  const port = await freePort()
+  const env = { BENCH_REDIS_URL: redisUrl, BENCH_PORT: String(port), BENCH_JWT_SECRET: JWT_SECRET }
+  const here = new URL('.', import.meta.url)
+  const file = (name: string) => new URL(`procs/${name}.ts`, here).pathname
+  const [server, loadgen, publisher] = await Promise.all([
+    Child.start(file(kind), ['--expose-gc'], env),
+    Child.start(file('loadgen'), [], env),
+    Child.start(file('publisher'), [], env),
+  ])
+  const protocol = kind === 'wsfacility' ? 'ws' : 'sio'
+  await loadgen.call('init', { port, protocol, sampleEvery: 20 })
+  await publisher.call('init', { kind: protocol })
+  return { kind, server, loadgen, publisher }
+}
+
+async function stopGroup(g: Group): Promise<void> {
+  await Promise.all([g.loadgen.stop(), g.publisher.stop(), g.server.stop()])
+}
+
+async function tokens(count: number): Promise<string[]> {
+  const key = new TextEncoder().encode(JWT_SECRET)
+  return Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(`u${i}`).sign(key),
+    ),
+  )
+}
+
+/** Connects `count` clients, on one broadcast channel or each on its own; returns the targets. */
+async function connect(g: Group, count: number, perUser: boolean): Promise<string[]> {
+  let paths: string[]
+  let auths: (object | null)[] = []
+  let targets: string[]
+  if (g.kind === 'wsfacility') {
+    if (perUser) {
+      const jwts = await tokens(count)
+      paths = jwts.map((t) => `/ws/bench?subscribe-user&token=${t}`)
+      targets = jwts.map((_, i) => `user:u${i}:bench`)
+    } else {
+      paths = Array.from({ length: count }, () => '/ws/bench?subscribe-broadcast')
+      targets = ['broadcast:bench']
+    }
+  } else {
+    paths = Array.from({ length: count }, () => '/socket.io/?EIO=4&transport=websocket')
+    auths = Array.from({ length: count }, (_, i) => ({ room: perUser ? `u${i}` : 'bench' }))
+    targets = perUser ? auths.map((a) => (a as { room: string }).room) : ['bench']
+  }
+  const ok = await g.loadgen.call<number>('connect', { paths, auths })
+  if (ok !== count) throw new Error(`${g.kind}: only ${ok} of ${count} clients connected`)
+  return targets
+}
+
+async function disconnect(g: Group): Promise<void> {
+  await g.loadgen.call('close')
+  const deadline = Date.now() + 30_000
+  while ((await g.server.call<number>('count')) > 0 && Date.now() < deadline) await sleep(100)
+}
+
+/** Waits until the load generator counted `frames`, or none came for `stallMs`. */
+async function waitFrames(g: Group, frames: number, stallMs: number): Promise<void> {
+  let last = -1
+  let lastChange = Date.now()
+  for (;;) {
+    const s = await g.loadgen.call<LoadStats>('stats')
+    if (s.frames >= frames) return
+    if (s.frames !== last) [last, lastChange] = [s.frames, Date.now()]
+    else if (Date.now() - lastChange > stallMs) return
+    await sleep(50)
+  }
+}
+
+/** Publishes and waits until every delivery arrived or deliveries stopped for a while. */
+async function measure(
+  g: Group,
+  scenario: string,
+  clients: number,
+  targets: string[],
+  messages: number,
+  rate: number,
+  perMessage: number,
+): Promise<RunResult> {
+  const pid = g.server.pid
+  // Warm-up, not measured: a fresh server process runs its first messages unoptimised.
+  const warm = Math.max(1, Math.min(50, Math.floor(20_000 / perMessage)))
+  await g.loadgen.call('reset')
+  await g.publisher.call('publish', { targets, count: warm, rate: 0 })
+  await waitFrames(g, warm * perMessage, STALL_MS)
+  const expected = messages * perMessage
+  await g.loadgen.call('reset')
+  const rssStart = rssBytes(pid)
+  const rss = sampleRss(pid)
+  const cpu0 = cpuMicros(pid)
+  const ours0 = [g.loadgen.pid, g.publisher.pid].map(cpuMicros)
+  const m0 = machineMicros()
+  let published = false
+  const pub = g.publisher
+    .call<{ t0: number; t1: number }>('publish', { targets, count: messages, rate })
+    .finally(() => (published = true))
+  const start = Date.now()
+  let last = -1
+  let lastChange = Date.now()
+  for (;;) {
+    await sleep(50)
+    const s = await g.loadgen.call<LoadStats>('stats')
+    if (s.frames !== last) {
+      last = s.frames
+      lastChange = Date.now()
+    }
+    if (s.frames >= expected && published) break
+    if (published && Date.now() - lastChange > STALL_MS) break
+    if (Date.now() - start > RUN_TIMEOUT_MS) break
+  }
+  const cpu1 = cpuMicros(pid)
+  const m1 = machineMicros()
+  const ours1 = [g.loadgen.pid, g.publisher.pid].map(cpuMicros)
+  const peak = rss.stop()
+  const { t0 } = await pub
+  const s = await g.loadgen.call<LoadStats>('stats', { latency: true })
+  const seconds = Math.max(1e-6, (s.lastFrameAt - t0) / 1e6)
+  const wall = (m1.total - m0.total) / os.cpus().length || 1
+  const oursUsed = cpu1 - cpu0 + ours1.reduce((a, v, i) => a + v - ours0[i]!, 0)
+  return {
+    server: g.kind,
+    scenario,
+    clients,
+    messages,
+    expected,
+    delivered: s.frames,
+    lost: Math.max(0, expected - s.frames),
+    closed: s.closedByServer,
+    seconds,
+    deliveriesPerSec: s.frames / seconds,
+    cpuMicrosPerDelivery: (cpu1 - cpu0) / Math.max(1, s.frames),
+    peakRssMB: peak / 2 ** 20,
+    rssGrowthMB: (peak - rssStart) / 2 ** 20,
+    p50ms: s.latency.p50 / 1000,
+    p99ms: s.latency.p99 / 1000,
+    maxms: s.latency.max / 1000,
+    // Machine busy time minus the server, load generator and publisher (Redis counts as other).
+    otherCores: Math.max(0, (m1.busy - m0.busy - oursUsed) / wall),
+  }
+}
+
+async function redisConns(redis: TestRedisClient, kind: ServerKind): Promise<number> {
+  const list = await redis.clientList()
+  return list.filter((c) => c.name === `bench-${kind}`).length
+}
+
+/** Runs every group of `plan` against one server kind, one after the other. */
+export async function benchServer(
+  kind: ServerKind,
+  plan: Plan,
+  redisUrl: string,
+  redis: TestRedisClient,
+  log: (line: string) => void,
+): Promise<{ runs: RunResult[]; facts: ServerFacts }> {
+  const runs: RunResult[] = []
+  const done = (r: RunResult) => {
+    runs.push(r)
+    log(
+      `  ${kind} ${r.scenario}: ${Math.round(r.deliveriesPerSec)} deliveries/s, ` +
+        `${r.cpuMicrosPerDelivery.toFixed(2)} µs CPU/delivery, lost ${r.lost}`,
+    )
+  }
+  // The fixed-rate run goes first on its group, before a burst has grown the server's heap.
+  const fanout = async (g: Group, f: Plan['fanout'][number], targets: string[]) => {
+    if (f.clients === plan.fixed.clients) {
+      const { rate, seconds } = plan.fixed
+      const name = `fixed ${f.clients} × ${rate}/s`
+      done(await measure(g, name, f.clients, targets, rate * seconds, rate, f.clients))
+    }
+    done(await measure(g, `fan-out ${f.clients}`, f.clients, targets, f.messages, 0, f.clients))
+  }
+  const largest = plan.fanout.reduce((a, f) => (f.clients > a.clients ? f : a))
+
+  // Group 1: Redis connections at 10 clients, idle memory and fan-out at the largest size.
+  let g = await startGroup(kind, redisUrl)
+  await connect(g, 10, false)
+  const redisConnsAt10 = await redisConns(redis, kind)
+  await disconnect(g)
+  const before = await g.server.call<NodeJS.MemoryUsage>('gc')
+  const rssBefore = rssBytes(g.server.pid)
+  const targets = await connect(g, plan.idle, false)
+  // Idle means idle: node-redis keeps each command's 5 s timeout timer alive until it fires.
+  await sleep(IDLE_SETTLE_MS)
+  const after = await g.server.call<NodeJS.MemoryUsage>('gc')
+  const rssAfter = rssBytes(g.server.pid)
+  const facts: ServerFacts = {
+    server: kind,
+    idleClients: plan.idle,
+    rssPerConnKB: (rssAfter - rssBefore) / plan.idle / 1024,
+    heapPerConnKB:
+      (after.heapUsed + after.external - before.heapUsed - before.external) / plan.idle / 1024,
+    redisConnsAt10,
+    redisConnsAtIdle: await redisConns(redis, kind),
+  }
+  log(`  ${kind} idle: ${facts.rssPerConnKB.toFixed(1)} KB RSS per connection`)
+  if (largest.clients === plan.idle) await fanout(g, largest, targets)
+  await disconnect(g)
+  await stopGroup(g)
+
+  // One fresh server per fan-out size, so each burst's peak RSS is its own.
+  for (const f of plan.fanout) {
+    if (f === largest && largest.clients === plan.idle) continue
+    g = await startGroup(kind, redisUrl)
+    await fanout(g, f, await connect(g, f.clients, false))
+    await disconnect(g)
+    await stopGroup(g)
+  }
+
+  g = await startGroup(kind, redisUrl)
+  const { clients, messages } = plan.users
+  const users = await connect(g, clients, true)
+  done(await measure(g, `channels ${clients}`, clients, users, messages, 0, 1))
+  await disconnect(g)
+  await stopGroup(g)
+  return { runs, facts }
+}
