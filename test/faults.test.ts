@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { type EngineStatus, type RedisEngine, RedisPublisher } from '../src/index.js'
+import {
+  type EngineStatus,
+  type PresenceEvent,
+  type RedisEngine,
+  RedisPublisher,
+} from '../src/index.js'
 import { type RedisServer, startRedis, type TestRedisClient } from './helpers/redis.js'
 import { connect, eventually, startBroker, type TestServer, upgradeStatus } from './helpers/ws.js'
 
@@ -226,5 +234,47 @@ describe('Redis faults: redis-server stops and comes back on the same port', () 
     }
     await Promise.all(clients.map((c) => c.close()))
     await eventually(async () => (await a.broker.presence.list()).length === 0)
+  })
+  it('takes leaves that Redis missed out of presence when it comes back with its data', async () => {
+    // Saving on SIGTERM into a directory of its own: the restarted server loads what it had, so
+    // this process's old share of presence is still there and must be corrected, not re-added.
+    const dir = await mkdtemp(join(tmpdir(), 'wsfacility-redis-'))
+    const redis = await startRedis(['--save', '3600 1', '--dir', dir])
+    cleanup.push(async () => {
+      await redis.stop()
+      await rm(dir, { recursive: true, force: true })
+    })
+    const a = await startBroker({ redis: redis.url, replay: false, identify, presence: true })
+    const b = await startBroker({ redis: redis.url, identify, presence: true })
+    cleanup.push(
+      () => a.close(),
+      () => b.close(),
+    )
+    const ann = await connect(a.url('/ws/room?subscribe-broadcast&user=ann'))
+    const bob = await connect(b.url('/ws/room?subscribe-broadcast&user=bob'))
+    await eventually(async () => (await b.broker.presence.list('room')).length === 2)
+    const events: PresenceEvent[] = []
+    a.broker.on('presence', (e) => events.push(e))
+    await redis.stop()
+    await eventually(down(a), 10_000)
+    await ann.close()
+    await eventually(() => a.broker.connections.size === 0)
+    await redis.restart()
+    await eventually(ready(a), 15_000)
+    await eventually(ready(b), 15_000)
+    const onlyBob = JSON.stringify([{ user: 'bob', connections: 1 }])
+    for (const facility of [undefined, 'room']) {
+      await eventually(
+        async () => JSON.stringify(await b.broker.presence.list(facility)) === onlyBob,
+      )
+    }
+    // ann's leave is reported once, by the process that held her connection.
+    await eventually(() => events.length === 2)
+    assert.deepEqual(events.map((e) => `${e.type} ${e.user} ${e.facility}`).sort(), [
+      'leave ann null',
+      'leave ann room',
+    ])
+    await bob.close()
+    await eventually(async () => (await b.broker.presence.list()).length === 0)
   })
 })

@@ -41,6 +41,30 @@ redis.call('SREM', KEYS[3], ARGV[2])
 return left
 `)
 
+// Sets a process's per-field counts to ARGV's (field, count) pairs and moves the cluster-wide
+// counts by the differences; returns the fields that went offline by it.
+const RECONCILE = script(`
+local want, have, left = {}, {}, {}
+for i = 2, #ARGV, 2 do want[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do have[entries[i]] = tonumber(entries[i + 1]) end
+local function move(field, delta)
+  if delta == 0 then return end
+  local sep = string.find(field, '\\0', 1, true)
+  local key = ARGV[1] .. string.sub(field, 1, sep - 1)
+  local member = string.sub(field, sep + 1)
+  if redis.call('HINCRBY', key, member, delta) <= 0 then
+    redis.call('HDEL', key, member)
+    if delta < 0 then table.insert(left, field) end
+  end
+end
+for field, n in pairs(have) do move(field, (want[field] or 0) - n) end
+for field, n in pairs(want) do if have[field] == nil then move(field, n) end end
+redis.call('DEL', KEYS[1])
+for field, n in pairs(want) do redis.call('HSET', KEYS[1], field, n) end
+return left
+`)
+
 /** Presence on Redis: per-process counts (swept when the process dies) and cluster-wide counts. */
 export class RedisPresence {
   readonly #cmd: Commands
@@ -79,25 +103,29 @@ export class RedisPresence {
   /** Clears a dead process's presence; resolves to the [set, member] pairs that went offline. */
   async sweep(nodeId: string, aliveKey: string, nodesKey: string): Promise<[string, string][]> {
     const keys = [aliveKey, this.#nodePrefix + nodeId, nodesKey]
-    const left = (await runScript(this.#cmd, SWEEP, keys, [this.#setPrefix, nodeId])) as string[]
-    return left.map((field) => {
-      const i = field.indexOf(SEP)
-      return [field.slice(0, i), field.slice(i + 1)]
-    })
+    return fieldPairs(
+      (await runScript(this.#cmd, SWEEP, keys, [this.#setPrefix, nodeId])) as string[],
+    )
   }
 
-  /** Re-adds this process's connections after Redis lost its data (a restart without persistence). */
-  async restore(counts: ReadonlyMap<string, number>): Promise<void> {
-    const key = this.#nodePrefix + this.#nodeId
-    if (counts.size === 0 || (await this.#cmd.exists(key))) return
-    const multi = this.#cmd.multi()
-    for (const [field, n] of counts) {
-      const i = field.indexOf(SEP)
-      multi.hSet(key, field, n)
-      multi.hIncrBy(this.#setPrefix + field.slice(0, i), field.slice(i + 1), n)
-    }
-    await multi.exec()
+  /**
+   * Makes this process's share of presence in Redis equal to `counts` (what it really holds): after
+   * Redis lost its data, or kept it while joins and leaves of this process could not reach it.
+   * Resolves to the [set, member] pairs that went offline by it.
+   */
+  async reconcile(counts: ReadonlyMap<string, number>): Promise<[string, string][]> {
+    const args = [this.#setPrefix]
+    for (const [field, n] of counts) args.push(field, String(n))
+    const keys = [this.#nodePrefix + this.#nodeId]
+    return fieldPairs((await runScript(this.#cmd, RECONCILE, keys, args)) as string[])
   }
+}
+
+function fieldPairs(fields: string[]): [string, string][] {
+  return fields.map((field) => {
+    const i = field.indexOf(SEP)
+    return [field.slice(0, i), field.slice(i + 1)]
+  })
 }
 
 /** The field naming a member of a set in per-process bookkeeping. */

@@ -52,7 +52,7 @@ export class RedisEngine extends EventEmitter implements Engine {
   readonly #nodeTtl: number
   readonly #counts = new Map<string, number>()
   readonly #presence: RedisPresence
-  /** This process's presence counts by field, to restore them if Redis loses its data. */
+  /** This process's presence counts by field: the truth its share in Redis is reconciled with. */
   readonly #present = new Map<string, number>()
   #dirty = new Map<string, number>()
   #flushing: Promise<void> | null = null
@@ -81,13 +81,14 @@ export class RedisEngine extends EventEmitter implements Engine {
         this.listenerCount('error') > 0 &&
         this.emit('error', new EngineError(`${name}: ${String(err)}`, { cause: err })),
     )
-    // After a reconnect: this process's entry and, when Redis lost its data (a restart without
-    // persistence), its presence counts are written again. The periodic refresh would find the
-    // entry missing too, but only after this rewrite has already re-created it.
+    // After a reconnect: this process's entry is written again, and its presence counts are set to
+    // the connections it really holds: Redis may have lost them (a restart without persistence), or
+    // kept them while leaves of this process failed to reach it. The periodic refresh would find
+    // the entry missing too, but only after this rewrite has already re-created it.
     this.#link.on('ready', (commands) => {
       if (commands && this.#started)
         void this.#rewriteNode()
-          .then(() => this.#presence.restore(this.#present))
+          .then(() => this.#reconcilePresence())
           .catch(() => {})
     })
     // One status for all connections; 'status' listeners hear combined transitions only.
@@ -252,6 +253,13 @@ export class RedisEngine extends EventEmitter implements Engine {
     await multi.exec()
   }
 
+  /** Sets this process's presence in Redis to what it holds; reports who went offline by it. */
+  async #reconcilePresence(): Promise<void> {
+    for (const [set, member] of await this.#presence.reconcile(this.#present)) {
+      this.emit('swept', set, member)
+    }
+  }
+
   /** Keeps this process's entry alive and forgets processes whose entry expired. */
   async #refresh(): Promise<void> {
     if (!this.#link.isReady) return
@@ -259,7 +267,7 @@ export class RedisEngine extends EventEmitter implements Engine {
     if (!alive) {
       // Redis lost this process's entry (restarted without persistence): write it all again.
       await this.#rewriteNode()
-      await this.#presence.restore(this.#present)
+      await this.#reconcilePresence()
     } else await this.#cmd.sAdd(this.#nodesKey, this.#nodeId)
     for (const id of await this.#cmd.sMembers(this.#nodesKey)) {
       if (id === this.#nodeId || (await this.#cmd.exists(this.#nodeKeyPrefix + id))) continue
