@@ -1,37 +1,26 @@
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { type RawData, WebSocketServer, type WebSocket } from 'ws'
-import { type Authentication, Authenticator } from './auth/authenticator.js'
-import { selectProtocol } from './auth/jwt.js'
-import { Connection, CloseCode, type Delivery } from './connection.js'
+import { Authenticator } from './auth/authenticator.js'
+import { type Connection, CloseCode } from './connection.js'
 import { ControlPlane } from './control.js'
-import { type FacilityContext, type FacilityDefinition, FacilityRegistry } from './facility.js'
-import { decideFlags } from './policy.js'
+import { type FacilityDefinition, FacilityRegistry } from './facility.js'
+import { Lifecycle } from './lifecycle.js'
 import { Presence, type PresenceEvent } from './presence.js'
-import { type Accepted, handleClientMessage, type ProtocolHost } from './protocol.js'
 import { MemoryEngine } from './engine/memory.js'
 import { RedisEngine } from './engine/redis.js'
 import type { Engine, EngineStatus } from './engine/types.js'
-import { ClosedError, EngineError, HttpError, TimeoutError, WsFacilityError } from './errors.js'
-import { checkHandshake, refuseUpgrade } from './http.js'
+import { ClosedError } from './errors.js'
+import { refuseUpgrade } from './http.js'
 import { Hub } from './hub.js'
 import { type Identity, isIdentity, normalizeIdentity } from './identity.js'
 import { encodeMessage, type Message, type StoredMessage, toStored } from './message.js'
 import { BrokerMetrics } from './metrics.js'
 import { type BrokerOptions, type ResolvedOptions, resolveOptions } from './options.js'
-import { matchesPath, parseRequest } from './request.js'
+import { matchesPath } from './request.js'
 import { RedisSubscriber } from './subscriber.js'
-import { FlushScheduler } from './writer.js'
-import { bucketFor, ConnectionCounter } from './limits.js'
 import { type CloseOptions, resolveCloseOptions, withTimeout } from './shutdown.js'
-import { checkOrigin, isCookieAuthenticated } from './origin.js'
-
-/** One upgrade in progress: the connection it registered, and whether it ran out of time. */
-interface Attempt {
-  conn: Connection | null
-  timedOut: boolean
-}
+import { Upgrader } from './upgrade.js'
 
 /** Events a broker emits. */
 export interface BrokerEvents {
@@ -55,18 +44,6 @@ export interface PublishOptions {
   expire?: number
 }
 
-/** What a connection without facility hooks is handled with: nothing reads its context. */
-const NO_HOOKS: Accepted = {
-  definition: null,
-  context: null as unknown as FacilityContext,
-  bucket: null,
-}
-
-/** The slow-consumer action, shared by all connections. */
-function closeSlowConsumer(conn: Connection): void {
-  conn.close(CloseCode.TRY_AGAIN_LATER, 'client too slow')
-}
-
 /**
  * A WebSocket broker: accepts upgrades under `path`, maps each connection's flags and identity to
  * Redis channels, and delivers what anyone publishes on them.
@@ -79,20 +56,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly presence: Presence
   readonly #auth: Authenticator
   readonly #facilities = new FacilityRegistry()
-  readonly #accepted = new WeakMap<Connection, Accepted>()
-  readonly #host: ProtocolHost
   readonly #controlPlane: ControlPlane
-  #sequence = 0
   #controlLive = false
   readonly #hub: Hub
-  readonly #wss: WebSocketServer
-  /** Delivery limits of connections without a facility definition, and per definition. */
-  readonly #scheduler = new FlushScheduler()
-  readonly #delivery: Delivery
-  readonly #deliveries = new WeakMap<FacilityDefinition, Delivery>()
-  readonly #connections = new Map<string, Connection>()
-  readonly #pending = new Set<Duplex>()
-  readonly #counter: ConnectionCounter
+  /** The open connections (listeners, expiry, presence, hooks). */
+  readonly #lifecycle: Lifecycle
+  /** The upgrades that lead to them (refused with a status, or opened). */
+  readonly #upgrader: Upgrader
   readonly #servers = new Map<
     Server,
     (req: IncomingMessage, socket: Duplex, head: Buffer) => void
@@ -118,52 +88,58 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.engine.onStatus((status) => {
       // Messages published while the subscriber was away are lost; so are their own copies.
       if (status === 'reconnecting') {
-        for (const c of this.#connections.values()) c.forgetOwn()
+        for (const c of this.#lifecycle.connections.values()) c.forgetOwn()
         this.options.logger?.warn?.({ redis: status }, 'redis connection lost, reconnecting')
       } else if (status === 'ready') this.options.logger?.info?.({ redis: status }, 'redis ready')
       this.emit('engine', status)
     })
     this.subscriber = new RedisSubscriber({ prefix: this.options.channelPrefix })
     this.#auth = new Authenticator(this.options)
-    this.#controlPlane = new ControlPlane(
-      this.engine,
-      this.options.channelPrefix,
-      this.#connections,
-    )
     this.presence = new Presence(
       this.engine,
       (event) => this.emit('presence', event),
       (err) => this.#error(err),
     )
-    this.#host = {
-      heartbeat: this.options.heartbeat,
-      publish: (conn, payload) => this.#publishFrom(conn, payload),
-      refreshToken: (conn, token) => this.refreshToken(conn, token),
-      error: (err) => this.#error(err),
-    }
     this.#hub = new Hub(this.engine, (err) => this.#error(err))
-    this.#counter = new ConnectionCounter(this.options)
-    this.#delivery = {
-      maxBufferedBytes: this.options.maxBufferedBytes,
-      slowConsumer: this.options.slowConsumer,
-      scheduler: this.#scheduler,
-      onSlowConsumer: (c) => {
-        this.#metrics.slowConsumerCloses++
-        closeSlowConsumer(c)
+    this.#lifecycle = new Lifecycle({
+      options: this.options,
+      presence: this.presence,
+      hub: this.#hub,
+      protocol: {
+        heartbeat: this.options.heartbeat,
+        publish: (conn, payload) => this.#publishFrom(conn, payload),
+        refreshToken: (conn, token) => this.refreshToken(conn, token),
+        error: (err) => this.#error(err),
       },
-    }
-    this.#wss = new WebSocketServer({
-      noServer: true,
-      clientTracking: false,
-      perMessageDeflate: false,
-      maxPayload: this.options.maxPayload,
-      handleProtocols: selectProtocol,
+      opened: (conn, req) => this.emit('connection', conn, req),
+      closed: (conn, code) => this.emit('disconnect', conn, code),
+      error: (err) => this.#error(err),
+    })
+    this.#controlPlane = new ControlPlane(
+      this.engine,
+      this.options.channelPrefix,
+      this.#lifecycle.connections,
+    )
+    this.#upgrader = new Upgrader({
+      options: this.options,
+      engine: this.engine,
+      subscriber: this.subscriber,
+      hub: this.#hub,
+      auth: this.#auth,
+      closing: () => this.#closing !== null,
+      ready: () => this.ready(),
+      facilityOf: (facility) => this.facilityOf(facility),
+      accept: (conn, accepted) => this.#lifecycle.accept(conn, accepted),
+      open: (conn, ws, socket, stored, req) => this.#lifecycle.open(conn, ws, socket, stored, req),
+      refused: (req, status, reason) => this.emit('refused', req, status, reason),
+      slowConsumerClosed: () => this.#metrics.slowConsumerCloses++,
+      error: (err) => this.#error(err),
     })
   }
 
   /** Live connections of this process, by id. */
   get connections(): ReadonlyMap<string, Connection> {
-    return this.#connections
+    return this.#lifecycle.connections
   }
 
   /** Channels this process is subscribed to for its clients. */
@@ -174,7 +150,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Counters since start: messages taken from the engine (framed once each) and deliveries. */
   get stats(): { connections: number; channels: number; messages: number; deliveries: number } {
     return {
-      connections: this.#connections.size,
+      connections: this.#lifecycle.connections.size,
       channels: this.#clientChannels,
       messages: this.#hub.messages,
       deliveries: this.#hub.deliveries,
@@ -233,7 +209,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   #startPings(): void {
     if (this.options.pingInterval === 0 || this.#pingTimer) return
     this.#pingTimer = setInterval(() => {
-      for (const conn of this.#connections.values()) {
+      for (const conn of this.#lifecycle.connections.values()) {
         if (!conn.alive) {
           conn.terminate()
           continue
@@ -315,245 +291,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   /** Runs one upgrade: every refusal happens here, before the handshake, with an HTTP status. */
-  async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    this.#pending.add(socket)
-    const onSocketError = (): void => {}
-    socket.on('error', onSocketError)
-    const attempt: Attempt = { conn: null, timedOut: false }
-    const work = this.#prepare(req, socket, attempt)
-    try {
-      const stored = await withTimeout(work, this.options.handshakeTimeout).catch((err) => {
-        if (!(err instanceof TimeoutError)) throw err
-        attempt.timedOut = true
-        throw new HttpError(503, 'handshake timed out', 'WSF_HANDSHAKE_TIMEOUT')
-      })
-      const conn = attempt.conn!
-      if (socket.destroyed) throw new HttpError(499, 'client went away')
-      if (this.#closing) throw new HttpError(503, 'server is shutting down')
-      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(conn, ws, socket, stored, req))
-    } catch (err) {
-      // After a timeout the work goes on in the background: release what it took once it settles.
-      const release = (): void => this.#release(attempt)
-      if (attempt.timedOut) void work.then(release, release)
-      else release()
-      const status = err instanceof HttpError ? err.status : 500
-      const reason = err instanceof HttpError ? err.message : 'internal error'
-      if (!(err instanceof HttpError)) this.#error(err)
-      this.options.logger?.info?.({ status, reason, url: req.url }, 'upgrade refused')
-      refuseUpgrade(socket, status, reason, err instanceof HttpError ? err.headers : {})
-      this.emit('refused', req, status, reason)
-    } finally {
-      this.#pending.delete(socket)
-      socket.off('error', onSocketError)
-    }
-  }
-
-  /** Undoes what a refused upgrade registered. */
-  #release(attempt: Attempt): void {
-    const conn = attempt.conn
-    if (!conn) return
-    this.#hub.remove(conn, conn.channels.subscribe)
-    conn.markClosed()
-  }
-
-  /**
-   * The broker's work for one upgrade: limits, parsing, identity, origin, policy, then the
-   * subscriptions; resolves to the stored messages to replay. Each connection counts against the
-   * limits until its socket closes.
-   */
-  async #prepare(
-    req: IncomingMessage,
-    socket: Duplex,
-    attempt: Attempt,
-  ): Promise<Map<string, Buffer>> {
-    if (this.#closing) throw new HttpError(503, 'server is shutting down')
-    checkHandshake(req)
-    this.#countUntilClosed(socket, this.#counter.admit())
-    const parsed = parseRequest(req.url ?? '', this.options.path, {
-      maxFacilityLength: this.options.maxFacilityLength,
-      maxFlags: this.options.maxFlags,
-    })
-    await this.ready().catch((err: unknown) => {
-      throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
-    })
-    // While Redis is away a connection would miss messages without knowing; refuse it instead
-    // (even when its channels are already subscribed and nothing else would touch Redis).
-    if (this.engine.status !== 'ready') {
-      throw new HttpError(503, 'message broker unavailable', 'WSF_REDIS_UNAVAILABLE')
-    }
-    const { definition, params } = this.facilityOf(parsed.facility)
-    const auth = await this.#authenticateUpgrade(req, definition)
-    const identity = auth.identity
-    checkOrigin(req, this.options.origins, isCookieAuthenticated(req, auth))
-    if (identity.user !== null)
-      this.#countUntilClosed(socket, this.#counter.admitUser(identity.user))
-    const context: FacilityContext = { facility: parsed.facility, params, identity, request: req }
-    const flags = await decideFlags(parsed, definition, this.options, context)
-    if (attempt.timedOut) throw new HttpError(503, 'handshake timed out')
-    const channels = this.subscriber.channels(parsed.facility, flags, identity)
-    const conn = new Connection({
-      id: `${this.engine.nodeId}.${(++this.#sequence).toString(36)}`,
-      facility: parsed.facility,
-      params,
-      format: definition?.format ?? 'raw',
-      identity,
-      channels,
-      echo: parsed.echo,
-      delivery: this.#deliveryFor(definition),
-    })
-    attempt.conn = conn
-    const bucket = bucketFor(
-      definition?.publishRate ?? this.options.publishRate,
-      definition?.publishBurst ?? this.options.publishBurst,
-    )
-    // Only hooks read the context; without them and without a rate limit nothing is kept, so an
-    // idle connection does not keep its upgrade request.
-    if (bucket || definition?.onConnect || definition?.onDisconnect || definition?.onMessage)
-      this.#accepted.set(conn, { definition, context, bucket })
-    conn.expiresAt = auth.expiresAt
-    conn.tokenAuthenticated = auth.via === 'jwt'
-    return this.#subscribe(conn)
-  }
-
-  /** The delivery limits a facility's connections share (one object per definition). */
-  #deliveryFor(definition: FacilityDefinition | null): Delivery {
-    if (!definition || (definition.maxBufferedBytes ?? definition.slowConsumer) === undefined)
-      return this.#delivery
-    let delivery = this.#deliveries.get(definition)
-    if (!delivery) {
-      delivery = {
-        ...this.#delivery,
-        maxBufferedBytes: definition.maxBufferedBytes ?? this.options.maxBufferedBytes,
-        slowConsumer: definition.slowConsumer ?? this.options.slowConsumer,
-      }
-      this.#deliveries.set(definition, delivery)
-    }
-    return delivery
-  }
-
-  /** Keeps a connection counted until its socket closes (whether it was upgraded or refused). */
-  #countUntilClosed(socket: Duplex, release: () => void): void {
-    if (socket.destroyed) release()
-    else socket.once('close', release)
-  }
-
-  async #authenticateUpgrade(
-    req: IncomingMessage,
-    definition: FacilityDefinition | null,
-  ): Promise<Authentication> {
-    let auth: Authentication
-    try {
-      auth = await this.#auth.authenticate(req)
-    } catch (err) {
-      if (err instanceof HttpError) throw err
-      this.#error(err)
-      // A session store that cannot answer is an outage, not a bad credential.
-      if (err instanceof EngineError) throw new HttpError(503, 'session store unavailable')
-      throw new HttpError(401, 'cannot identify this request')
-    }
-    const anonymousAllowed = definition?.anonymous ?? this.options.anonymous
-    if (!anonymousAllowed && auth.identity.user === null) {
-      throw new HttpError(401, 'authentication required')
-    }
-    return auth
-  }
-
-  /** Subscribes a pending connection, then reads what is stored for its channels. */
-  async #subscribe(conn: Connection): Promise<Map<string, Buffer>> {
-    const channels = conn.channels.subscribe
-    try {
-      await this.#hub.add(conn, channels, conn.format)
-    } catch (err) {
-      this.#error(err)
-      throw new HttpError(503, 'message broker unavailable')
-    }
-    const stored = new Map<string, Buffer>()
-    if (!this.options.replay || channels.length === 0) return stored
-    try {
-      const values = await this.engine.get(channels)
-      // Whatever was published before the read has now reached the connection's held messages.
-      await this.engine.barrier()
-      values.forEach((v, i) => v && stored.set(channels[i]!, v))
-    } catch (err) {
-      this.#error(err)
-      throw new HttpError(503, 'message broker unavailable')
-    }
-    return stored
-  }
-
-  #open(
-    conn: Connection,
-    ws: WebSocket,
-    socket: Duplex,
-    stored: Map<string, Buffer>,
-    req: IncomingMessage,
-  ): void {
-    this.#connections.set(conn.id, conn)
-    this.#byWs.set(ws, conn)
-    const on = this.#wsListeners
-    ws.on('message', on.message)
-    ws.on('pong', on.pong)
-    ws.on('error', on.error)
-    ws.on('close', on.close)
-    conn.open(ws, socket, stored)
-    if (conn.expiresAt !== null) conn.setExpiry(conn.expiresAt, this.#expire)
-    this.options.logger?.debug?.({ id: conn.id, facility: conn.facility }, 'connection accepted')
-    this.emit('connection', conn, req)
-    if (this.options.presence) this.#pendingPresence(this.presence.track(conn))
-    const accepted = this.#accepted.get(conn)
-    const onConnect = accepted?.definition?.onConnect
-    if (onConnect) this.#runHook(() => onConnect(conn, accepted.context))
-  }
-
-  /** Connection of each open WebSocket, for the listeners every socket shares. */
-  readonly #byWs = new WeakMap<WebSocket, Connection>()
-  /**
-   * One set of listeners for all sockets (ws calls them with the socket as `this`) instead of
-   * closures per connection: idle connections are most of a broker's memory.
-   */
-  readonly #wsListeners = ((broker: Broker) => ({
-    message(this: WebSocket, data: RawData, isBinary: boolean): void {
-      const conn = broker.#byWs.get(this)
-      if (!conn) return
-      conn.alive = true
-      if (!conn.isOpen) return
-      const accepted = broker.#accepted.get(conn) ?? NO_HOOKS
-      handleClientMessage(broker.#host, conn, accepted, data as Buffer, isBinary)
-    },
-    pong(this: WebSocket): void {
-      const conn = broker.#byWs.get(this)
-      if (conn) conn.alive = true
-    },
-    error(this: WebSocket, err: Error): void {
-      broker.options.logger?.debug?.({ err, id: broker.#byWs.get(this)?.id }, 'client error')
-    },
-    close(this: WebSocket, code: number): void {
-      const conn = broker.#byWs.get(this)
-      if (conn) broker.#drop(conn, code)
-    },
-  }))(this)
-
-  readonly #expire = (conn: Connection): void => {
-    if (conn.format === 'json') {
-      conn.sendFrame({ type: 'error', code: 'expired_token', detail: 'token expired' })
-    }
-    conn.close(CloseCode.TOKEN_EXPIRED, 'token expired')
-  }
-
-  readonly #presenceWork = new Set<Promise<void>>()
-
-  /** Keeps presence updates in flight so close() can wait for them (leaves must reach Redis). */
-  #pendingPresence(work: Promise<void>): void {
-    this.#presenceWork.add(work)
-    void work.finally(() => this.#presenceWork.delete(work))
-  }
-
-  #runHook(fn: () => unknown): void {
-    try {
-      Promise.resolve(fn()).catch((err: unknown) => this.#error(err))
-    } catch (err) {
-      this.#error(err)
-    }
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    return this.#upgrader.handle(req, socket, head)
   }
 
   /**
@@ -564,22 +303,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
    */
   async refreshToken(conn: Connection, token: string): Promise<void> {
     const expiresAt = await this.#auth.refresh(token, conn.identity)
-    conn.setExpiry(expiresAt, this.#expire)
-  }
-
-  #drop(conn: Connection, code: number): void {
-    if (!this.#connections.delete(conn.id)) return
-    this.#hub.remove(conn, conn.channels.subscribe)
-    conn.markClosed()
-    this.options.logger?.debug?.(
-      { id: conn.id, facility: conn.facility, code },
-      'connection closed',
-    )
-    this.emit('disconnect', conn, code)
-    if (this.options.presence) this.#pendingPresence(this.presence.untrack(conn))
-    const accepted = this.#accepted.get(conn)
-    const onDisconnect = accepted?.definition?.onDisconnect
-    if (onDisconnect) this.#runHook(() => onDisconnect(conn, code, accepted.context))
+    this.#lifecycle.setExpiry(conn, expiresAt)
   }
 
   /** Publishes what a client sent on its publish-* channels (never echoing it without `echo`). */
@@ -689,7 +413,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       const deadline = Date.now() + timeout
       // What Redis accepted before close() is on its way to this process: let it arrive first.
       if (this.#started) await withTimeout(this.engine.barrier(), timeout).catch(() => {})
-      const conns = [...this.#connections.values()]
+      const conns = [...this.#lifecycle.connections.values()]
       const gone = conns.map(
         (c) =>
           new Promise<void>((resolve) => {
@@ -703,12 +427,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
       await withTimeout(Promise.all(gone), Math.max(0, deadline - Date.now())).catch(() => {})
       for (const c of conns) {
         if (c.ws && c.ws.readyState !== c.ws.CLOSED) c.terminate()
-        this.#drop(c, code)
+        this.#lifecycle.drop(c, code)
       }
-      for (const socket of this.#pending) socket.destroy()
       for (const server of [...this.#servers.keys()]) this.detach(server)
-      this.#wss.close()
-      await Promise.allSettled([...this.#presenceWork])
+      this.#upgrader.close()
+      await this.#lifecycle.settled()
       await this.#started?.catch(() => {})
       await this.engine.close()
     })()
