@@ -15,6 +15,7 @@ import {
   RedisPublisher,
   SELF,
 } from '../src/index.js'
+import { rawClient } from './helpers/raw.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -764,20 +765,6 @@ describe('Broker memory per connection', () => {
 })
 
 describe('Broker slow consumers', () => {
-  /** A client that completes the handshake and then never reads. */
-  async function stalledClient(port: number, path: string): Promise<net.Socket> {
-    const socket = net.connect(port, '127.0.0.1')
-    await once(socket, 'connect')
-    socket.write(
-      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-    )
-    const [head] = (await once(socket, 'data')) as [Buffer]
-    assert.match(head.toString('latin1'), /^HTTP\/1\.1 101/)
-    socket.pause()
-    return socket
-  }
-
   /** Publishes 64 KB messages until `done()` or 64 MB were sent (kernel buffers come first). */
   async function flood(t: TestServer, channel: string, done: () => boolean): Promise<void> {
     const big = 'x'.repeat(64 * 1024)
@@ -791,7 +778,8 @@ describe('Broker slow consumers', () => {
     it(`applies the ${policy} policy once a client's unsent frames pass maxBufferedBytes`, async () => {
       const t = await startBroker({ maxBufferedBytes: 256 * 1024, slowConsumer: policy })
       const connected = once(t.broker, 'connection') as Promise<[Connection]>
-      const socket = await stalledClient(t.port, '/ws/slow?subscribe-broadcast')
+      const { socket } = await rawClient(t.port, '/ws/slow?subscribe-broadcast')
+      socket.pause()
       const [conn] = await connected
       try {
         const hit = () => (policy === 'close' ? !conn.isOpen : conn.dropped > 0)
