@@ -26,7 +26,7 @@ export default tseslint.config(
   },
   {
     files: ['src/**/*.ts', 'facilities/**/*.ts'],
-    ignores: ['src/cli.ts'],
+    ignores: ['src/cli/**'],
     rules: { 'no-console': 'error' },
   },
 )

@@ -7,7 +7,7 @@ import expressSession from 'express-session'
 import { SignJWT } from 'jose'
 import type { Browser, Page } from 'playwright-core'
 import { type Broker, RedisPublisher } from '../src/index.js'
-import { wsfacility } from '../src/express.js'
+import { wsfacility } from '../src/integrations/express.js'
 import { launchBrowser } from './helpers/browser.js'
 import { eventually } from './helpers/ws.js'
 

@@ -8,7 +8,7 @@ import {
   facilityProblem,
   isAudience,
   normalizePrefix,
-} from '../src/channels.js'
+} from '../src/channels/naming.js'
 import { InvalidArgumentError } from '../src/errors.js'
 
 const invalidArgument = { code: 'WSF_INVALID_ARGUMENT' }

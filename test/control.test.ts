@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
-import { controlChannel, nodeOf, parseControl } from '../src/control.js'
+import { controlChannel, nodeOf, parseControl } from '../src/cluster/control-channel.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import { connect, eventually, startBroker, type TestServer } from './helpers/ws.js'
 

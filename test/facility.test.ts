@@ -3,7 +3,11 @@ import { after, before, describe, it } from 'node:test'
 import { type JWTPayload, SignJWT } from 'jose'
 import WebSocket from 'ws'
 import { type Broker, type Connection, HttpError, RedisPublisher } from '../src/index.js'
-import { type FacilityContext, type FacilityDefinition, FacilityRegistry } from '../src/facility.js'
+import {
+  type FacilityContext,
+  type FacilityDefinition,
+  FacilityRegistry,
+} from '../src/facility/definition.js'
 import { type RedisServer, type TestRedisClient, startRedis } from './helpers/redis.js'
 import {
   connect,

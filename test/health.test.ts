@@ -6,7 +6,7 @@ import {
   RECONNECT_BASE_MS,
   RECONNECT_CAP_MS,
   reconnectDelay,
-} from '../src/engine/health.js'
+} from '../src/engine/reconnect-backoff.js'
 import type { EngineStatus } from '../src/index.js'
 
 /** A connection's observable surface: its events and isReady. */

@@ -13,7 +13,7 @@ import {
   parseRequest,
   RedisSubscriber,
 } from '../src/index.js'
-import { assertFacility } from '../src/channels.js'
+import { assertFacility } from '../src/channels/naming.js'
 import { framesOf, rawClient } from './helpers/raw.js'
 import {
   connect,

@@ -3,7 +3,8 @@ import { once } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { type BrokerOptions, createBroker, HttpError } from '../src/index.js'
-import { bucketFor, ConnectionCounter, TokenBucket } from '../src/limits.js'
+import { ConnectionCounter } from '../src/upgrade/admission.js'
+import { bucketFor, TokenBucket } from '../src/connection/rate-limit.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
   connect,

@@ -7,10 +7,10 @@ import {
   BINARY_MARK,
   decodePayload,
   encodeMessage,
-  frame,
   type Message,
   toStored,
-} from '../src/message.js'
+} from '../src/delivery/payload.js'
+import { frame } from '../src/delivery/frame.js'
 
 /** ws's frame parser (a Writable); exported at runtime by ws 8 but missing from @types/ws. */
 interface WsReceiver {

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import http, { type IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { type BrokerOptions, type Logger, RedisPublisher } from '../src/index.js'
-import { formatPrometheus, Histogram } from '../src/prometheus.js'
+import { formatPrometheus, Histogram } from '../src/observability/prometheus-text.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import { connect, eventually, startBroker, type TestServer, upgradeStatus } from './helpers/ws.js'
 

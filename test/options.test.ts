@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { MemoryEngine } from '../src/engine/memory.js'
-import { type BrokerOptions, resolveOptions } from '../src/options.js'
+import { type BrokerOptions, resolveOptions } from '../src/broker/options.js'
 
 /** Resolves options the type system would refuse, as a JavaScript caller could pass them. */
 function resolveUntyped(options: Record<string, unknown>): ReturnType<typeof resolveOptions> {

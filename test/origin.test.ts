@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import session from 'express-session'
 import { type BrokerOptions, createBroker, HttpError } from '../src/index.js'
-import { checkOrigin, isSameHost } from '../src/origin.js'
+import { checkOrigin, isSameHost } from '../src/upgrade/origin.js'
 import { signSessionId } from './helpers/app.js'
 import { connect, startBroker, type TestServer, upgradeStatus } from './helpers/ws.js'
 

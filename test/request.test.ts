@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { HttpError } from '../src/errors.js'
-import { matchesPath, parseRequest } from '../src/request.js'
+import { matchesPath, parseRequest } from '../src/upgrade/parse-url.js'
 
 /** Asserts that parsing `url` under '/ws/' is refused with HttpError `status`. */
 function refuses(url: string, status: number, limits?: Parameters<typeof parseRequest>[2]): void {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import type { Audience } from '../src/channels.js'
+import type { Audience } from '../src/channels/naming.js'
 import { InvalidArgumentError } from '../src/errors.js'
-import { anonymous, type Identity, normalizeIdentity } from '../src/identity.js'
-import { type Flags, RedisSubscriber } from '../src/subscriber.js'
+import { anonymous, type Identity, normalizeIdentity } from '../src/identity/identity.js'
+import { type Flags, RedisSubscriber } from '../src/channels/redis-subscriber.js'
 
 const ALL: Audience[] = ['broadcast', 'group', 'user', 'session']
 const john: Identity = { user: 'john', groups: ['admins', 'staff'], sessionKey: 'abc123' }

@@ -1,5 +1,5 @@
 import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
-import { reconnectDelay } from './health.js'
+import { reconnectDelay } from './reconnect-backoff.js'
 import { type Commands, type Listener, RedisLink } from './redis-link.js'
 import { type EngineKeys, PUBLISH, runScript } from './redis-scripts.js'
 

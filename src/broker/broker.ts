@@ -1,0 +1,450 @@
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { Authenticator } from '../identity/authenticator.js'
+import { type Connection, CloseCode } from '../connection/connection.js'
+import { ControlPlane } from '../cluster/control-channel.js'
+import { type FacilityDefinition, FacilityRegistry } from '../facility/definition.js'
+import { Lifecycle } from '../connection/lifecycle.js'
+import { Presence, type PresenceEvent } from '../cluster/presence.js'
+import { MemoryEngine } from '../engine/memory.js'
+import { RedisEngine } from '../engine/redis.js'
+import type { Engine, EngineStatus } from '../engine/types.js'
+import { ClosedError } from '../errors.js'
+import { refuseUpgrade } from '../upgrade/handshake.js'
+import { Hub } from '../delivery/hub.js'
+import { type Identity, isIdentity, normalizeIdentity } from '../identity/identity.js'
+import { encodeMessage, type Message, type StoredMessage, toStored } from '../delivery/payload.js'
+import { BrokerMetrics } from '../observability/metrics.js'
+import { type BrokerOptions, type ResolvedOptions, resolveOptions } from './options.js'
+import { matchesPath } from '../upgrade/parse-url.js'
+import { RedisSubscriber } from '../channels/redis-subscriber.js'
+import { type CloseOptions, resolveCloseOptions, withTimeout } from './close.js'
+import { Upgrader } from '../upgrade/upgrader.js'
+
+/** Events a broker emits. */
+export interface BrokerEvents {
+  /** A client completed its handshake; its subscriptions are live. */
+  connection: [connection: Connection, request: IncomingMessage]
+  /** A client went away. */
+  disconnect: [connection: Connection, code: number]
+  /** An upgrade was refused before the handshake. */
+  refused: [request: IncomingMessage, status: number, reason: string]
+  /** A background failure (Redis connection, failed client publish). Never thrown. */
+  error: [error: Error]
+  /** The engine's connection state changed. */
+  engine: [status: EngineStatus]
+  /** A user came online or went offline (with `presence: true`); once per transition, cluster-wide. */
+  presence: [event: PresenceEvent]
+}
+
+/** Options of one publish. */
+export interface PublishOptions {
+  /** Seconds to store the message for replay; overrides the broker's `expire`. */
+  expire?: number
+}
+
+/**
+ * A WebSocket broker: accepts upgrades under `path`, maps each connection's flags and identity to
+ * Redis channels, and delivers what anyone publishes on them.
+ */
+export class Broker extends EventEmitter<BrokerEvents> {
+  readonly options: ResolvedOptions
+  readonly engine: Engine
+  readonly subscriber: RedisSubscriber
+  /** Who is online, cluster-wide (tracked with the `presence` option). */
+  readonly presence: Presence
+  readonly #auth: Authenticator
+  readonly #facilities = new FacilityRegistry()
+  readonly #controlPlane: ControlPlane
+  #controlLive = false
+  readonly #hub: Hub
+  /** The open connections (listeners, expiry, presence, hooks). */
+  readonly #lifecycle: Lifecycle
+  /** The upgrades that lead to them (refused with a status, or opened). */
+  readonly #upgrader: Upgrader
+  readonly #servers = new Map<
+    Server,
+    (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+  >()
+  readonly #metrics = new BrokerMetrics(this)
+  #started: Promise<void> | null = null
+  #pingTimer: NodeJS.Timeout | null = null
+  #closing: Promise<void> | null = null
+
+  constructor(options: BrokerOptions = {}) {
+    super()
+    this.options = resolveOptions(options)
+    this.engine =
+      this.options.engine ??
+      (this.options.redis !== undefined || this.options.redisCluster !== undefined
+        ? new RedisEngine({
+            redis: this.options.redis,
+            cluster: this.options.redisCluster,
+            prefix: this.options.channelPrefix,
+          })
+        : new MemoryEngine())
+    this.engine.onError((err) => this.#error(err))
+    this.engine.onStatus((status) => {
+      // Messages published while the subscriber was away are lost; so are their own copies.
+      if (status === 'reconnecting') {
+        for (const c of this.#lifecycle.connections.values()) c.forgetOwn()
+        this.options.logger?.warn?.({ redis: status }, 'redis connection lost, reconnecting')
+      } else if (status === 'ready') this.options.logger?.info?.({ redis: status }, 'redis ready')
+      this.emit('engine', status)
+    })
+    this.subscriber = new RedisSubscriber({ prefix: this.options.channelPrefix })
+    this.#auth = new Authenticator(this.options)
+    this.presence = new Presence(
+      this.engine,
+      (event) => this.emit('presence', event),
+      (err) => this.#error(err),
+    )
+    this.#hub = new Hub(this.engine, (err) => this.#error(err))
+    this.#lifecycle = new Lifecycle({
+      options: this.options,
+      presence: this.presence,
+      hub: this.#hub,
+      protocol: {
+        heartbeat: this.options.heartbeat,
+        publish: (conn, payload) => this.#publishFrom(conn, payload),
+        refreshToken: (conn, token) => this.refreshToken(conn, token),
+        error: (err) => this.#error(err),
+      },
+      opened: (conn, req) => this.emit('connection', conn, req),
+      closed: (conn, code) => this.emit('disconnect', conn, code),
+      error: (err) => this.#error(err),
+    })
+    this.#controlPlane = new ControlPlane(
+      this.engine,
+      this.options.channelPrefix,
+      this.#lifecycle.connections,
+    )
+    this.#upgrader = new Upgrader({
+      options: this.options,
+      engine: this.engine,
+      subscriber: this.subscriber,
+      hub: this.#hub,
+      auth: this.#auth,
+      closing: () => this.#closing !== null,
+      ready: () => this.ready(),
+      facilityOf: (facility) => this.facilityOf(facility),
+      accept: (conn, accepted) => this.#lifecycle.accept(conn, accepted),
+      open: (conn, ws, socket, stored, req) => this.#lifecycle.open(conn, ws, socket, stored, req),
+      refused: (req, status, reason) => this.emit('refused', req, status, reason),
+      slowConsumerClosed: () => this.#metrics.slowConsumerCloses++,
+      error: (err) => this.#error(err),
+    })
+  }
+
+  /** Live connections of this process, by id. */
+  get connections(): ReadonlyMap<string, Connection> {
+    return this.#lifecycle.connections
+  }
+
+  /** Channels this process is subscribed to for its clients. */
+  get channelCount(): number {
+    return this.#clientChannels
+  }
+
+  /** Counters since start: messages taken from the engine (framed once each) and deliveries. */
+  get stats(): { connections: number; channels: number; messages: number; deliveries: number } {
+    return {
+      connections: this.#lifecycle.connections.size,
+      channels: this.#clientChannels,
+      messages: this.#hub.messages,
+      deliveries: this.#hub.deliveries,
+    }
+  }
+
+  /** Channels held for clients (the process's own control channel left out). */
+  get #clientChannels(): number {
+    return this.#hub.channelCount - (this.#controlLive ? 1 : 0)
+  }
+
+  /** Metrics in the Prometheus text exposition format (connections, messages, drops, refusals,
+   * Redis state, publish latency, process memory and CPU). */
+  metrics(): string {
+    return this.#metrics.text()
+  }
+
+  /**
+   * A node:http request handler (also an Express middleware) that answers with `metrics()`; mount
+   * it where your scraper looks.
+   * @example app.get('/metrics', broker.metricsHandler())
+   */
+  metricsHandler(): (req: IncomingMessage, res: ServerResponse) => void {
+    return this.#metrics.handler()
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#closing !== null
+  }
+
+  #error(err: unknown): void {
+    const error = err instanceof Error ? err : new Error(String(err))
+    this.options.logger?.error?.({ err: error }, error.message)
+    if (this.listenerCount('error') > 0) this.emit('error', error)
+  }
+
+  /** Connects the engine (Redis); called on first use, may be awaited to fail early. */
+  ready(): Promise<void> {
+    if (this.#closing) return Promise.reject(new ClosedError())
+    this.#started ??= this.engine.start().then(
+      async () => {
+        // One control channel per process carries sends and closes addressed from elsewhere.
+        await this.#hub.add(this.#controlPlane, [this.#controlPlane.channel])
+        this.#controlLive = true
+        this.#startPings()
+      },
+      (err: unknown) => {
+        this.#started = null
+        throw err
+      },
+    )
+    return this.#started
+  }
+
+  #startPings(): void {
+    if (this.options.pingInterval === 0 || this.#pingTimer) return
+    this.#pingTimer = setInterval(() => {
+      for (const conn of this.#lifecycle.connections.values()) {
+        if (!conn.alive) {
+          conn.terminate()
+          continue
+        }
+        conn.alive = false
+        conn.ws?.ping()
+      }
+    }, this.options.pingInterval)
+    this.#pingTimer.unref()
+  }
+
+  /**
+   * Handles WebSocket upgrades under `path` on `server`. Upgrades elsewhere are left to other
+   * listeners (or refused with 404 when there are none).
+   */
+  attach(server: Server): this {
+    if (this.#closing) throw new ClosedError()
+    if (this.#servers.has(server)) return this
+    const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+      if (!matchesPath(req.url ?? '', this.options.path)) {
+        if (server.listenerCount('upgrade') === 1) refuseUpgrade(socket, 404, 'not found')
+        return
+      }
+      void this.handleUpgrade(req, socket, head)
+    }
+    server.on('upgrade', listener)
+    this.#servers.set(server, listener)
+    this.ready().catch((err: unknown) => this.#error(err))
+    return this
+  }
+
+  /** Stops handling upgrades on `server` (open connections stay). */
+  detach(server: Server): void {
+    const listener = this.#servers.get(server)
+    if (listener) server.off('upgrade', listener)
+    this.#servers.delete(server)
+  }
+
+  /**
+   * Defines a facility: a name (`chat`) or a pattern with parameters (`room/{id}`), its allowed
+   * audiences, auto-subscriptions, anonymous access, expiry, wire format and hooks. Facilities
+   * that are not defined keep the broker's defaults.
+   * @example broker.facility('room/{id}', { format: 'json', authorize: ({ params, identity }) => canJoin(identity.user, params.id) })
+   */
+  facility(pattern: string, definition: FacilityDefinition<Connection>): this {
+    this.#facilities.define(pattern, definition as FacilityDefinition)
+    return this
+  }
+
+  /** The definition (and pattern parameters) that applies to a concrete facility name. */
+  facilityOf(facility: string): {
+    definition: FacilityDefinition | null
+    params: Record<string, string>
+  } {
+    const match = this.#facilities.match(facility)
+    return match
+      ? { definition: match.entry.definition, params: match.params }
+      : { definition: null, params: {} }
+  }
+
+  /** Seconds messages published on `facility` are stored: its definition's, else the broker's. */
+  expireOf(facility: string): number {
+    return this.facilityOf(facility).definition?.expire ?? this.options.expire
+  }
+
+  /**
+   * Answers a plain HTTP request under `path` with 426 Upgrade Required; returns false (and does
+   * nothing) for other paths. For servers that want WebSocket paths to say what they are.
+   */
+  handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
+    if (!matchesPath(req.url ?? '', this.options.path)) return false
+    res.writeHead(426, {
+      'Content-Type': 'text/plain; charset=utf-8',
+      Upgrade: 'websocket',
+      Connection: 'Upgrade',
+    })
+    res.end('this URL accepts WebSocket connections only\n')
+    return true
+  }
+
+  /** Runs one upgrade: every refusal happens here, before the handshake, with an HTTP status. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    return this.#upgrader.handle(req, socket, head)
+  }
+
+  /**
+   * Accepts a fresh JWT for a connection authenticated by one (the `{"token": "…"}` message on raw
+   * facilities; facilities with their own protocol call it too). The identity must stay the same;
+   * the connection then lives until the new token's expiry. Rejects with a TokenError (the caller
+   * closes with 1008).
+   */
+  async refreshToken(conn: Connection, token: string): Promise<void> {
+    const expiresAt = await this.#auth.refresh(token, conn.identity)
+    this.#lifecycle.setExpiry(conn, expiresAt)
+  }
+
+  /** Publishes what a client sent on its publish-* channels (never echoing it without `echo`). */
+  #publishFrom(conn: Connection, payload: Buffer): void {
+    this.#metrics.messagesIn++
+    const expire = this.expireOf(conn.facility)
+    for (const channel of conn.channels.publish) {
+      const forget =
+        !conn.echo && conn.channels.subscribe.includes(channel)
+          ? conn.expectOwn(channel, payload)
+          : null
+      this.#enginePublish(channel, payload, expire).catch((err: unknown) => {
+        forget?.()
+        this.#error(err)
+        conn.close(CloseCode.INTERNAL, 'publish failed')
+      })
+    }
+  }
+
+  /** engine.publish, timed for the publish latency histogram. */
+  async #enginePublish(channel: string, payload: Buffer, expire: number): Promise<number> {
+    const start = performance.now()
+    try {
+      const n = await this.engine.publish(channel, payload, expire)
+      this.#metrics.observePublish((performance.now() - start) / 1000, true)
+      return n
+    } catch (err) {
+      this.#metrics.observePublish(0, false)
+      throw err
+    }
+  }
+
+  /**
+   * Sends a message to one connection, on whatever process holds it (Panther's addressable
+   * connections). Resolves to false when no process knows the id's node; a connection that has
+   * gone meanwhile is ignored.
+   */
+  async sendTo(connectionId: string, message: string | Buffer): Promise<boolean> {
+    await this.ready()
+    return this.#controlPlane.sendTo(connectionId, message)
+  }
+
+  /** Closes one connection, on whatever process holds it, with `code` (1000 or 3000–4999). */
+  async closeConnection(connectionId: string, code = 1000, reason = ''): Promise<boolean> {
+    await this.ready()
+    return this.#controlPlane.closeConnection(connectionId, code, reason)
+  }
+
+  /** Closes every connection of `user` on every process. */
+  async disconnectUser(user: string, code = 1000, reason = ''): Promise<void> {
+    await this.ready()
+    return this.#controlPlane.disconnectUser(user, code, reason)
+  }
+
+  /**
+   * The identity of a request — an upgrade or an Express `req` (session, passport user, bearer
+   * JWT) — resolved as for connections, or of an identity-like object.
+   */
+  async identify(
+    requestOrIdentity: IncomingMessage | Partial<Identity> | null | undefined,
+  ): Promise<Identity> {
+    if (requestOrIdentity === null || requestOrIdentity === undefined)
+      return normalizeIdentity(null)
+    if (isIdentity(requestOrIdentity)) return normalizeIdentity(requestOrIdentity)
+    return (await this.#auth.authenticate(requestOrIdentity as IncomingMessage)).identity
+  }
+
+  /**
+   * Publishes `message` on raw channel names; resolves to the number of connections, on every
+   * process, that received it. Most code uses RedisPublisher instead.
+   */
+  async publish(
+    channels: readonly string[],
+    message: Message,
+    options: PublishOptions = {},
+  ): Promise<number> {
+    const expire = options.expire ?? this.options.expire
+    if (typeof expire !== 'number' || !Number.isFinite(expire) || expire < 0) {
+      throw new TypeError('expire must be a number >= 0')
+    }
+    const payload = encodeMessage(message)
+    await this.ready()
+    const counts = await Promise.all(channels.map((ch) => this.#enginePublish(ch, payload, expire)))
+    return counts.reduce((a, b) => a + b, 0)
+  }
+
+  /** The first stored message among `channels`, in order, or null. */
+  async fetch(channels: readonly string[]): Promise<StoredMessage | null> {
+    if (channels.length === 0) return null
+    await this.ready()
+    const values = await this.engine.get([...channels])
+    const found = values.find((v) => v !== null)
+    return found ? toStored(found) : null
+  }
+
+  /**
+   * Shuts down: new upgrades get 503; messages already published reach their clients (bounded by
+   * the timeout); every client is closed with `code` (1001 by default, 1012 for a restart) after
+   * its queued frames; after `timeout` ms the rest are cut; then the channels are unsubscribed and
+   * Redis is released. Idempotent. A number is the timeout, as in earlier versions.
+   * @example await broker.close({ code: 1012, timeout: 5000 })
+   */
+  close(options: number | CloseOptions = {}): Promise<void> {
+    const { code, timeout } = resolveCloseOptions(options)
+    this.#closing ??= (async () => {
+      if (this.#pingTimer) clearInterval(this.#pingTimer)
+      const deadline = Date.now() + timeout
+      // What Redis accepted before close() is on its way to this process: let it arrive first.
+      if (this.#started) await withTimeout(this.engine.barrier(), timeout).catch(() => {})
+      const conns = [...this.#lifecycle.connections.values()]
+      const gone = conns.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (!c.ws || c.ws.readyState === c.ws.CLOSED) return resolve()
+            c.ws.once('close', () => resolve())
+          }),
+      )
+      const reason =
+        code === CloseCode.SERVICE_RESTART ? 'server restarting' : 'server shutting down'
+      for (const c of conns) c.close(code, reason)
+      await withTimeout(Promise.all(gone), Math.max(0, deadline - Date.now())).catch(() => {})
+      for (const c of conns) {
+        if (c.ws && c.ws.readyState !== c.ws.CLOSED) c.terminate()
+        this.#lifecycle.drop(c, code)
+      }
+      for (const server of [...this.#servers.keys()]) this.detach(server)
+      this.#upgrader.close()
+      await this.#lifecycle.settled()
+      await this.#started?.catch(() => {})
+      await this.engine.close()
+    })()
+    return this.#closing
+  }
+}
+
+/**
+ * Creates a broker. Without `redis` or `redisCluster` it runs on the in-memory engine (one process).
+ * @example
+ * const broker = createBroker({ redis: process.env.REDIS_URL, expire: 60 })
+ * broker.attach(httpServer)
+ */
+export function createBroker(options: BrokerOptions = {}): Broker {
+  return new Broker(options)
+}

@@ -1,0 +1,218 @@
+import type { IncomingMessage } from 'node:http'
+import type { RedisClientOptions, RedisClusterOptions } from 'redis'
+import {
+  type Audience,
+  DEFAULT_MAX_FACILITY_LENGTH,
+  isAudience,
+  normalizePrefix,
+} from '../channels/naming.js'
+import type { Engine } from '../engine/types.js'
+import type { IdentifyHook, Identity } from '../identity/identity.js'
+import type { JwtOptions } from '../identity/jwt.js'
+import type { SessionOptions } from '../identity/session.js'
+import type { SlowConsumerPolicy } from '../connection/connection.js'
+import type { Flags } from '../channels/redis-subscriber.js'
+import { type OriginsOption, validateOrigins } from '../upgrade/origin.js'
+
+/** What `allowedChannels` sees and may narrow. */
+export interface AllowedChannelsContext extends Flags {
+  /** The facility of the request. */
+  facility: string
+  /** The identity of the request. */
+  identity: Identity
+}
+
+/**
+ * Narrows a connection's flags, or refuses it (return `false` or throw → 403). Returning nothing
+ * keeps the flags; returned flags are intersected with the requested ones, never widened.
+ * (ws4redis's `WS4REDIS_ALLOWED_CHANNELS`.)
+ */
+export type AllowedChannelsHook = (
+  request: IncomingMessage,
+  flags: AllowedChannelsContext,
+) => Partial<Flags> | boolean | void | Promise<Partial<Flags> | boolean | void>
+
+/** An optional structured logger; any of pino, bunyan or console fits. */
+export interface Logger {
+  debug?(obj: object, msg?: string): void
+  info?(obj: object, msg?: string): void
+  warn?(obj: object, msg?: string): void
+  error?(obj: object, msg?: string): void
+}
+
+/** Options of `createBroker`. */
+export interface BrokerOptions {
+  /** Redis to use: a `redis://` URL or node-redis options. Absent → the in-memory engine. */
+  redis?: string | RedisClientOptions
+  /**
+   * A Redis Cluster instead of `redis`: root node URLs, or node-redis `createCluster` options.
+   * Channels then use sharded pub/sub (SSUBSCRIBE / SPUBLISH): publishers must SPUBLISH.
+   * @example createBroker({ redisCluster: ['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000'] })
+   */
+  redisCluster?: string[] | RedisClusterOptions
+  /** A ready engine instead of `redis` (advanced; tests and custom transports). */
+  engine?: Engine
+  /** Channel prefix; `'ws4redis'` gives channels `ws4redis:broadcast:…`. @default '' */
+  prefix?: string
+  /** Path prefix that upgrades are accepted on. @default '/ws/' */
+  path?: string
+  /** Seconds a published message is kept for replay; 0 turns persistence off. @default 0 */
+  expire?: number
+  /** Replay stored messages to new connections. @default true */
+  replay?: boolean
+  /** A text message that clients send to keep alive; echoed back, never published. @default null */
+  heartbeat?: string | null
+  /** Audiences clients may publish to with `publish-*` flags. @default ['session', 'user'] */
+  clientPublish?: Audience[]
+  /** Narrows or refuses a connection's flags (403). */
+  allowedChannels?: AllowedChannelsHook
+  /** Resolves a request's identity itself (replacing `jwt` and `session`); throw an HttpError
+   * for 401. @default JWT, then session cookie, then anonymous */
+  identify?: IdentifyHook
+  /** Verify JWTs from `?token=`, `Authorization: Bearer`, or the subprotocol `bearer.<jwt>`. */
+  jwt?: JwtOptions
+  /** Read express-session cookies and load sessions from the app's store. */
+  session?: SessionOptions
+  /** Track who is online (cluster-wide, with `presence` events). @default false */
+  presence?: boolean
+  /** Accept connections without an identity; false refuses them with 401. @default true */
+  anonymous?: boolean
+  /** Milliseconds between protocol pings; a client that missed the last one is dropped. 0 = off. @default 30000 */
+  pingInterval?: number
+  /** Longest facility name. @default 128 */
+  maxFacilityLength?: number
+  /** Largest message a client may send, in bytes (close 1009 beyond). @default 1048576 */
+  maxPayload?: number
+  /** Bytes of unsent frames per client before the slow-consumer policy applies. @default 4194304 */
+  maxBufferedBytes?: number
+  /** What to do with a client whose buffer is full: close it with 1013, or drop frames. @default 'close' */
+  slowConsumer?: SlowConsumerPolicy
+  /** Messages per second a client may send to publish (token bucket; json facilities answer
+   * `rate_limited`, raw ones close 1008). 0 = unlimited. @default 0 */
+  publishRate?: number
+  /** Messages a client may send at once before `publishRate` applies; 0 = one second's worth. @default 0 */
+  publishBurst?: number
+  /** Connections this process accepts (past it: 503 with Retry-After). 0 = unlimited. @default 0 */
+  maxConnections?: number
+  /** Connections of one user this process accepts (past it: 429). 0 = unlimited. @default 0 */
+  maxConnectionsPerUser?: number
+  /** Query parameters a WebSocket URL may carry (past it: 400). @default 32 */
+  maxFlags?: number
+  /** Milliseconds the broker's own upgrade work (identity, hooks, Redis subscribe) may take
+   * before it refuses with 503 and releases what it took. @default 10000 */
+  handshakeTimeout?: number
+  /** Origins allowed besides the server's own host. Unset: only cookie-authenticated
+   * connections are checked (cross-site → 403); set: every connection is. @default unset */
+  origins?: OriginsOption
+  /** Structured logger. @default none */
+  logger?: Logger
+}
+
+const DEFAULTS = {
+  prefix: '',
+  path: '/ws/',
+  expire: 0,
+  replay: true,
+  anonymous: true,
+  presence: false,
+  heartbeat: null,
+  clientPublish: ['session', 'user'],
+  pingInterval: 30_000,
+  maxFacilityLength: DEFAULT_MAX_FACILITY_LENGTH,
+  maxPayload: 1024 * 1024,
+  maxBufferedBytes: 4 * 1024 * 1024,
+  slowConsumer: 'close',
+  publishRate: 0,
+  publishBurst: 0,
+  maxConnections: 0,
+  maxConnectionsPerUser: 0,
+  maxFlags: 32,
+  handshakeTimeout: 10_000,
+} satisfies Partial<BrokerOptions>
+
+/** Options after defaults and validation. */
+export type ResolvedOptions = Omit<BrokerOptions, keyof typeof DEFAULTS> &
+  Required<Pick<BrokerOptions, keyof typeof DEFAULTS>> & {
+    /** The prefix as it starts channel names (`''` or `'name:'`). */
+    channelPrefix: string
+  }
+
+function nonNegative(name: string, value: unknown): void {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new TypeError(`${name} must be a number >= 0`)
+  }
+}
+
+function checkCluster(cluster: unknown): void {
+  const roots: unknown = Array.isArray(cluster)
+    ? cluster
+    : (cluster as { rootNodes?: unknown } | null)?.rootNodes
+  if (!Array.isArray(roots) || roots.length === 0) {
+    throw new TypeError('redisCluster must list root nodes: redis:// URLs or { rootNodes: [...] }')
+  }
+  if (Array.isArray(cluster) && !cluster.every((url) => /^rediss?:\/\//.test(String(url)))) {
+    throw new TypeError('redisCluster URLs must start with redis:// or rediss://')
+  }
+}
+
+/** Applies defaults and throws TypeError on values that cannot work. */
+export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
+  // An option set to undefined (`prefix: process.env.PREFIX`) means "use the default", as its
+  // optional type promises; a plain spread would overwrite the default with undefined.
+  const given = Object.fromEntries(
+    Object.entries(options).filter(([, value]) => value !== undefined),
+  ) as BrokerOptions
+  const opts = { ...DEFAULTS, ...given }
+  const engines = (['redis', 'redisCluster', 'engine'] as const).filter((k) => k in given)
+  if (engines.length > 1) throw new TypeError(`give only one of ${engines.join(', ')}`)
+  if (given.redisCluster !== undefined) checkCluster(given.redisCluster)
+  if (typeof opts.path !== 'string' || !opts.path.startsWith('/')) {
+    throw new TypeError('path must start with "/"')
+  }
+  if (!opts.path.endsWith('/')) opts.path = `${opts.path}/`
+  if (typeof opts.prefix !== 'string' || opts.prefix.slice(0, -1).includes(':')) {
+    throw new TypeError('prefix must be a string without ":" (except at the end)')
+  }
+  nonNegative('expire', opts.expire)
+  nonNegative('pingInterval', opts.pingInterval)
+  nonNegative('maxPayload', opts.maxPayload)
+  nonNegative('maxBufferedBytes', opts.maxBufferedBytes)
+  nonNegative('publishRate', opts.publishRate)
+  nonNegative('publishBurst', opts.publishBurst)
+  for (const name of ['maxConnections', 'maxConnectionsPerUser'] as const) {
+    if (!Number.isInteger(opts[name]) || opts[name] < 0) {
+      throw new TypeError(`${name} must be an integer >= 0`)
+    }
+  }
+  for (const name of ['maxFacilityLength', 'maxFlags', 'handshakeTimeout'] as const) {
+    if (!Number.isInteger(opts[name]) || opts[name] < 1) {
+      throw new TypeError(`${name} must be an integer >= 1`)
+    }
+  }
+  if (options.origins !== undefined) validateOrigins(options.origins)
+  if (opts.heartbeat !== null && (typeof opts.heartbeat !== 'string' || opts.heartbeat === '')) {
+    throw new TypeError('heartbeat must be a non-empty string or null')
+  }
+  if (!Array.isArray(opts.clientPublish) || !opts.clientPublish.every(isAudience)) {
+    throw new TypeError('clientPublish must list audiences: broadcast, group, user, session')
+  }
+  if (
+    options.identify !== undefined &&
+    (options.jwt !== undefined || options.session !== undefined)
+  ) {
+    throw new TypeError('identify replaces jwt and session: give one or the other')
+  }
+  if (opts.slowConsumer !== 'close' && opts.slowConsumer !== 'drop') {
+    throw new TypeError("slowConsumer must be 'close' or 'drop'")
+  }
+  for (const hook of ['allowedChannels', 'identify'] as const) {
+    if (opts[hook] !== undefined && typeof opts[hook] !== 'function') {
+      throw new TypeError(`${hook} must be a function`)
+    }
+  }
+  return {
+    ...opts,
+    clientPublish: [...opts.clientPublish],
+    channelPrefix: normalizePrefix(opts.prefix),
+  }
+}

@@ -1,0 +1,430 @@
+import { parseArgs } from 'node:util'
+import type { JwtOptions } from '../identity/jwt.js'
+import { type Audience, isAudience } from '../channels/naming.js'
+
+/** The help text of `wsfacility --help`. */
+export const USAGE = `Usage: wsfacility [options]
+
+Runs a WebSocket broker for backends that only publish to Redis (a Django app using ws4redis's
+RedisPublisher, a worker). Browsers connect to /ws/<facility>?subscribe-broadcast&...; anyone
+publishes on the channels broadcast:<facility>, user:<name>:<facility>, ...
+
+Options (each may also come from the environment variable shown; the flag wins):
+  --port N               port to listen on; 0 picks a free one
+                           env PORT, default 8000
+  --host HOST            address to bind
+                           env HOST, default 127.0.0.1
+  --redis URL            redis:// or rediss:// URL; without it, messages stay in this
+                         process (in-memory engine)
+                           env REDIS_URL
+  --redis-cluster URLS   a Redis Cluster instead: comma-separated root node URLs; channels
+                         use sharded pub/sub, so publishers must SPUBLISH
+                           env WSFACILITY_REDIS_CLUSTER
+  --workers N            run N worker processes sharing the port (node:cluster); needs
+                         --redis or --redis-cluster
+                           env WSFACILITY_WORKERS, default 1
+  --prefix NAME          channel prefix: ws4redis gives ws4redis:broadcast:<facility>
+                           env WSFACILITY_PREFIX or WS4REDIS_PREFIX, default none
+  --expire SECONDS       keep each channel's last message this long and replay it to
+                         new clients; 0 turns it off
+                           env WSFACILITY_EXPIRE, default 0
+  --heartbeat TEXT       a text clients send to keep alive: answered with the same
+                         text, never published. A value starting with "-" needs the
+                         = form: --heartbeat=--heartbeat--
+                           env WSFACILITY_HEARTBEAT, default none
+  --client-publish LIST  audiences clients may publish to (publish-* flags), comma-
+                         separated from broadcast,group,user,session; empty for none
+                           env WSFACILITY_CLIENT_PUBLISH, default session,user
+  --path PATH            path prefix of WebSocket URLs
+                           env WSFACILITY_PATH, default /ws/
+  --metrics              serve Prometheus metrics at GET /metrics (they name facilities
+                         and show load: keep that route internal)
+                           env WSFACILITY_METRICS=1, default off
+  -h, --help             print this help and exit
+
+Limits (0 = unlimited; see the README's "Limits and security"):
+  --publish-rate N       messages per second one client may send (over it: json
+                         facilities answer rate_limited, raw ones close 1008)
+                           env WSFACILITY_PUBLISH_RATE, default 0
+  --publish-burst N      messages a client may send at once, default one second's worth
+                           env WSFACILITY_PUBLISH_BURST
+  --max-connections N    connections this process accepts (over it: 503)
+                           env WSFACILITY_MAX_CONNECTIONS, default 0
+  --max-user-connections N
+                         connections of one user this process accepts (over it: 429)
+                           env WSFACILITY_MAX_USER_CONNECTIONS, default 0
+  --max-payload BYTES    largest client message (over it: close 1009)
+                           env WSFACILITY_MAX_PAYLOAD, default 1048576
+  --handshake-timeout MS how long identity and Redis work of one upgrade may take
+                         (over it: 503)
+                           env WSFACILITY_HANDSHAKE_TIMEOUT, default 10000
+  --origins LIST         comma-separated origins (https://app.example.com) allowed
+                         besides the server's own host; set, every connection is
+                         checked, unset only cookie-authenticated ones (403)
+                           env WSFACILITY_ORIGINS, default none
+
+Identity (without it every client is anonymous: broadcast channels only). Secrets given as
+flags show in the process list; prefer the environment variables.
+  --jwt-secret SECRET    accept JWTs signed with this HMAC secret (HS256/384/512), sent
+                         as ?token=, Authorization: Bearer or subprotocol bearer.<jwt>;
+                         sub is the user, groups the groups, sid the session key
+                           env WSFACILITY_JWT_SECRET
+  --jwks-url URL         accept JWTs signed with a key of this http(s) JWKS document
+                         (picked by kid; RS*, PS*, ES*, EdDSA); not with --jwt-secret
+                           env WSFACILITY_JWKS_URL
+  --jwt-issuer ISS       require this iss claim (needs --jwt-secret or --jwks-url)
+                           env WSFACILITY_JWT_ISSUER
+  --jwt-audience AUD     require this aud claim (needs --jwt-secret or --jwks-url)
+                           env WSFACILITY_JWT_AUDIENCE
+  --session-secret LIST  read express-session cookies signed with this secret (comma-
+                         separated when rotating: all verify) and load their sessions
+                         as connect-redis stores them in --redis (needed)
+                           env WSFACILITY_SESSION_SECRET
+  --session-cookie NAME  name of the session cookie (needs --session-secret)
+                           env WSFACILITY_SESSION_COOKIE, default connect.sid
+  --session-prefix P     connect-redis's key prefix (needs --session-secret)
+                           env WSFACILITY_SESSION_PREFIX, default sess:
+  --require-auth         refuse clients without a user with 401 (needs a JWT or
+                         session option)
+                           env WSFACILITY_REQUIRE_AUTH=1, default off
+
+GET /health answers {"status":"ok","redis":"ready"} (503 and "unavailable" while Redis is
+unreachable); plain HTTP requests
+under the WebSocket path get 426. SIGTERM or SIGINT closes clients with 1001 and exits.`
+
+/** How the standalone server reads express-session cookies. */
+export interface CliSession {
+  /** Secrets that verify cookie signatures (rotation: every one is tried). */
+  secrets: string[]
+  /** Cookie name (express-session's `name`). */
+  cookie: string
+  /** Key prefix of the sessions in Redis (connect-redis's `prefix`). */
+  prefix: string
+}
+
+/** What the command line asks for, after defaults and validation. */
+export interface CliConfig {
+  /** Print the help and exit (the other fields then keep their defaults). */
+  help: boolean
+  /** Port to listen on; 0 picks a free one. */
+  port: number
+  /** Address to bind. */
+  host: string
+  /** Redis URL; null runs the in-memory engine (or the cluster). */
+  redis: string | null
+  /** Root node URLs of a Redis Cluster; null when not on a cluster. */
+  redisCluster: string[] | null
+  /** Worker processes to fork (node:cluster); 1 serves in this process. */
+  workers: number
+  /** Channel prefix (broker option `prefix`). */
+  prefix: string
+  /** Seconds to keep each channel's last message (broker option `expire`). */
+  expire: number
+  /** Heartbeat text (broker option `heartbeat`). */
+  heartbeat: string | null
+  /** Audiences clients may publish to; undefined keeps the broker's default. */
+  clientPublish: Audience[] | undefined
+  /** Path prefix of WebSocket URLs, ending with `/`. */
+  path: string
+  /** JWT verification (broker option `jwt`); null accepts no tokens. */
+  jwt: JwtOptions | null
+  /** Session cookies, loaded from connect-redis in `redis`; null reads none. */
+  session: CliSession | null
+  /** Refuse clients without a user (broker option `anonymous: false`). */
+  requireAuth: boolean
+  /** Serve Prometheus metrics at GET /metrics. */
+  metrics: boolean
+  /** Broker limits given on the command line (absent ones keep the broker's defaults). */
+  limits: CliLimits
+  /** Origins allowed besides the server's own host (broker option `origins`). */
+  origins: string[] | undefined
+}
+
+/** The broker limits the standalone server takes from flags. */
+export interface CliLimits {
+  publishRate?: number
+  publishBurst?: number
+  maxConnections?: number
+  maxConnectionsPerUser?: number
+  maxPayload?: number
+  handshakeTimeout?: number
+}
+
+/** Limit flags: flag, environment variable, broker option, smallest value. */
+const LIMIT_FLAGS = [
+  ['publish-rate', 'WSFACILITY_PUBLISH_RATE', 'publishRate', 0],
+  ['publish-burst', 'WSFACILITY_PUBLISH_BURST', 'publishBurst', 0],
+  ['max-connections', 'WSFACILITY_MAX_CONNECTIONS', 'maxConnections', 0],
+  ['max-user-connections', 'WSFACILITY_MAX_USER_CONNECTIONS', 'maxConnectionsPerUser', 0],
+  ['max-payload', 'WSFACILITY_MAX_PAYLOAD', 'maxPayload', 1],
+  ['handshake-timeout', 'WSFACILITY_HANDSHAKE_TIMEOUT', 'handshakeTimeout', 1],
+] as const
+
+/** A command line that cannot work; the CLI prints it with the usage and exits with 2. */
+export class UsageError extends Error {
+  readonly code = 'WSF_USAGE'
+}
+
+/** Environment variables, as `process.env`. */
+export type Env = Readonly<Record<string, string | undefined>>
+
+const FLAGS = {
+  port: { type: 'string' },
+  host: { type: 'string' },
+  redis: { type: 'string' },
+  'redis-cluster': { type: 'string' },
+  workers: { type: 'string' },
+  prefix: { type: 'string' },
+  expire: { type: 'string' },
+  heartbeat: { type: 'string' },
+  'client-publish': { type: 'string' },
+  path: { type: 'string' },
+  'jwt-secret': { type: 'string' },
+  'jwks-url': { type: 'string' },
+  'jwt-issuer': { type: 'string' },
+  'jwt-audience': { type: 'string' },
+  'session-secret': { type: 'string' },
+  'session-cookie': { type: 'string' },
+  'session-prefix': { type: 'string' },
+  'require-auth': { type: 'boolean' },
+  metrics: { type: 'boolean' },
+  'publish-rate': { type: 'string' },
+  'publish-burst': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'max-user-connections': { type: 'string' },
+  'max-payload': { type: 'string' },
+  'handshake-timeout': { type: 'string' },
+  origins: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+type StringFlag = {
+  [K in keyof typeof FLAGS]: (typeof FLAGS)[K]['type'] extends 'string' ? K : never
+}[keyof typeof FLAGS]
+
+/** A value and where it came from (`--flag` or the variable's name), for messages. */
+type Given = [value: string, source: string]
+type Pick = (flag: StringFlag, ...vars: string[]) => Given | null
+
+// An HTTP cookie name (RFC 6265 token).
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+/** Turns argv and the environment into a config; throws UsageError for values that cannot work. */
+export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
+  let values: ReturnType<typeof parseArgs<{ options: typeof FLAGS }>>['values']
+  try {
+    ;({ values } = parseArgs({ args: [...argv], options: FLAGS, strict: true }))
+  } catch (err) {
+    // node's messages may span lines; the CLI prints one.
+    const message = err instanceof Error ? err.message : String(err)
+    throw new UsageError(message.replace(/\s*\n\s*/g, ' '))
+  }
+  // A flag wins over its environment variable; an empty variable counts as unset.
+  const pick: Pick = (flag, ...vars) => {
+    const value = values[flag]
+    if (typeof value === 'string') return [value, `--${flag}`]
+    for (const name of vars) {
+      const v = env[name]
+      if (v !== undefined && v !== '') return [v, name]
+    }
+    return null
+  }
+
+  const config: CliConfig = {
+    help: false,
+    port: 8000,
+    host: '127.0.0.1',
+    redis: null,
+    redisCluster: null,
+    workers: 1,
+    prefix: '',
+    expire: 0,
+    heartbeat: null,
+    clientPublish: undefined,
+    path: '/ws/',
+    jwt: null,
+    session: null,
+    requireAuth: false,
+    metrics: false,
+    limits: {},
+    origins: undefined,
+  }
+  // --help answers whatever else the line says.
+  if (values.help) return { ...config, help: true }
+  const port = pick('port', 'PORT')
+  if (port) config.port = wholeNumber(port, 65535)
+  const host = pick('host', 'HOST')
+  if (host) config.host = host[0]
+  const redis = pick('redis', 'REDIS_URL')
+  if (redis) config.redis = redisUrl(redis)
+  const cluster = pick('redis-cluster', 'WSFACILITY_REDIS_CLUSTER')
+  if (cluster) {
+    if (redis) throw new UsageError(`give ${redis[1]} or ${cluster[1]}, not both`)
+    config.redisCluster = cluster[0].split(',').map((url) => redisUrl([url.trim(), cluster[1]]))
+  }
+  const workers = pick('workers', 'WSFACILITY_WORKERS')
+  if (workers) {
+    config.workers = wholeNumber(workers, 256)
+    if (config.workers < 1) throw new UsageError(`${workers[1]} must be at least 1`)
+    if (config.workers > 1 && !redis && !cluster) {
+      // Workers share nothing but Redis: with the in-memory engine each would be alone.
+      throw new UsageError(`${workers[1]} needs --redis or --redis-cluster`)
+    }
+  }
+  const prefix = pick('prefix', 'WSFACILITY_PREFIX', 'WS4REDIS_PREFIX')
+  if (prefix) {
+    if (prefix[0].slice(0, -1).includes(':')) {
+      throw new UsageError(`${prefix[1]} must not contain ":" (except at the end)`)
+    }
+    config.prefix = prefix[0]
+  }
+  const expire = pick('expire', 'WSFACILITY_EXPIRE')
+  if (expire) config.expire = wholeNumber(expire, Number.MAX_SAFE_INTEGER)
+  const heartbeat = pick('heartbeat', 'WSFACILITY_HEARTBEAT')
+  if (heartbeat) config.heartbeat = nonEmpty(heartbeat)
+  const clientPublish = pick('client-publish', 'WSFACILITY_CLIENT_PUBLISH')
+  if (clientPublish) config.clientPublish = audiences(clientPublish)
+  const path = pick('path', 'WSFACILITY_PATH')
+  if (path) {
+    if (!path[0].startsWith('/')) throw new UsageError(`${path[1]} must start with "/"`)
+    config.path = path[0].endsWith('/') ? path[0] : `${path[0]}/`
+  }
+  for (const [name, variable, option, min] of LIMIT_FLAGS) {
+    const given = pick(name, variable)
+    if (!given) continue
+    const n = wholeNumber(given, Number.MAX_SAFE_INTEGER)
+    if (n < min) throw new UsageError(`${given[1]} must be a whole number from ${min}`)
+    config.limits[option] = n
+  }
+  const origins = pick('origins', 'WSFACILITY_ORIGINS')
+  if (origins) config.origins = originList(origins)
+  config.jwt = jwtOptions(pick)
+  config.session = sessionOptions(pick, config.redis)
+  config.requireAuth = values['require-auth'] === true || flag(env, 'WSFACILITY_REQUIRE_AUTH')
+  if (config.requireAuth && !config.jwt && !config.session) {
+    const source = values['require-auth'] ? '--require-auth' : 'WSFACILITY_REQUIRE_AUTH'
+    throw new UsageError(
+      `${source} needs --jwt-secret, --jwks-url or --session-secret (or no client has a user)`,
+    )
+  }
+  config.metrics = values.metrics === true || flag(env, 'WSFACILITY_METRICS')
+  return config
+}
+
+function jwtOptions(pick: Pick): JwtOptions | null {
+  const secret = pick('jwt-secret', 'WSFACILITY_JWT_SECRET')
+  const jwks = pick('jwks-url', 'WSFACILITY_JWKS_URL')
+  const issuer = pick('jwt-issuer', 'WSFACILITY_JWT_ISSUER')
+  const audience = pick('jwt-audience', 'WSFACILITY_JWT_AUDIENCE')
+  if (secret && jwks) {
+    throw new UsageError(`give ${secret[1]} or ${jwks[1]}, not both`)
+  }
+  if (!secret && !jwks) {
+    const orphan = issuer ?? audience
+    if (orphan) throw new UsageError(`${orphan[1]} needs --jwt-secret or --jwks-url`)
+    return null
+  }
+  const jwt: JwtOptions = secret ? { secret: nonEmpty(secret) } : { jwksUrl: httpUrl(jwks!) }
+  if (issuer) jwt.issuer = nonEmpty(issuer)
+  if (audience) jwt.audience = nonEmpty(audience)
+  return jwt
+}
+
+function sessionOptions(pick: Pick, redis: string | null): CliSession | null {
+  const secret = pick('session-secret', 'WSFACILITY_SESSION_SECRET')
+  const cookie = pick('session-cookie', 'WSFACILITY_SESSION_COOKIE')
+  const prefix = pick('session-prefix', 'WSFACILITY_SESSION_PREFIX')
+  if (!secret) {
+    const orphan = cookie ?? prefix
+    if (orphan) throw new UsageError(`${orphan[1]} needs --session-secret`)
+    return null
+  }
+  if (redis === null) {
+    throw new UsageError(`${secret[1]} needs --redis: sessions are read from connect-redis`)
+  }
+  // Secrets are taken byte for byte: no trimming, so they match the app's exactly.
+  const secrets = secret[0].split(',')
+  if (secrets.includes('')) {
+    throw new UsageError(`${secret[1]} must be one secret or a comma-separated list, none empty`)
+  }
+  if (cookie && !COOKIE_NAME.test(cookie[0])) {
+    throw new UsageError(`${cookie[1]} must be a cookie name (letters, digits, !#$%&'*+-.^_\`|~)`)
+  }
+  // An empty --session-prefix is connect-redis's `prefix: ''`: session ids are the keys.
+  return { secrets, cookie: cookie?.[0] ?? 'connect.sid', prefix: prefix?.[0] ?? 'sess:' }
+}
+
+/** A boolean environment variable: 1/true/yes/on or 0/false/no/off; unset or empty is false. */
+function flag(env: Env, name: string): boolean {
+  const value = env[name]?.trim().toLowerCase()
+  if (value === undefined || value === '') return false
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true
+  if (['0', 'false', 'no', 'off'].includes(value)) return false
+  throw new UsageError(`${name} must be 1, true, yes, on, 0, false, no or off`)
+}
+
+function nonEmpty([value, source]: Given): string {
+  if (value === '') throw new UsageError(`${source} must not be empty`)
+  return value
+}
+
+function wholeNumber([value, source]: Given, max: number): number {
+  const n = /^\d+$/.test(value) ? Number(value) : NaN
+  if (!(n <= max)) throw new UsageError(`${source} must be a whole number from 0 to ${max}`)
+  return n
+}
+
+function urlWithProtocol([value, source]: Given, protocols: string[], what: string): string {
+  let url: URL | null = null
+  try {
+    url = new URL(value)
+  } catch {
+    // reported below
+  }
+  if (!url || !protocols.includes(url.protocol)) {
+    throw new UsageError(`${source} must be ${what} URL`)
+  }
+  return value
+}
+
+function redisUrl(given: Given): string {
+  return urlWithProtocol(given, ['redis:', 'rediss:'], 'a redis:// or rediss://')
+}
+
+function httpUrl(given: Given): string {
+  return urlWithProtocol(given, ['http:', 'https:'], 'an http:// or https://')
+}
+
+function audiences([value, source]: Given): Audience[] {
+  const out = new Set<Audience>()
+  for (const item of value.split(',')) {
+    const name = item.trim().toLowerCase()
+    if (name === '') continue
+    if (!isAudience(name)) {
+      throw new UsageError(
+        `${source}: unknown audience "${item.trim()}" (use broadcast, group, user, session)`,
+      )
+    }
+    out.add(name)
+  }
+  return [...out]
+}
+
+function originList([value, source]: Given): string[] {
+  const list = value
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '')
+  for (const origin of list) {
+    let ok = false
+    try {
+      const url = new URL(origin)
+      ok = (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === origin
+    } catch {
+      // reported below
+    }
+    if (!ok)
+      throw new UsageError(`${source}: "${origin}" is not an origin like https://app.example.com`)
+  }
+  return list
+}

@@ -1,0 +1,149 @@
+import type { Connection } from '../connection/connection.js'
+import type { Engine } from '../engine/types.js'
+import { InvalidArgumentError } from '../errors.js'
+import type { Recipient } from '../delivery/hub.js'
+
+/**
+ * Messages between processes on each process's control channel, one discriminated union parsed
+ * once at the boundary; a malformed one is dropped.
+ */
+export type ControlMessage =
+  | { type: 'send'; id: string; text?: string; binary?: string }
+  | { type: 'close'; id: string; code: number; reason: string }
+  | { type: 'disconnect-user'; user: string; code: number; reason: string }
+
+/** The control channel of process `nodeId`. */
+export function controlChannel(prefix: string, nodeId: string): string {
+  return `${prefix}wsfacility:control:${nodeId}`
+}
+
+/** The process a connection id belongs to (ids are `<nodeId>.<n>`). */
+export function nodeOf(connectionId: string): string | null {
+  const dot = connectionId.indexOf('.')
+  return dot > 0 ? connectionId.slice(0, dot) : null
+}
+
+function isCode(value: unknown): value is number {
+  return (
+    typeof value === 'number' &&
+    Number.isInteger(value) &&
+    (value === 1000 || (value >= 3000 && value <= 4999))
+  )
+}
+
+/** Parses a control payload; null when it is not one. */
+export function parseControl(payload: Buffer): ControlMessage | null {
+  let v: Record<string, unknown>
+  try {
+    const parsed: unknown = JSON.parse(payload.toString('utf8'))
+    if (typeof parsed !== 'object' || parsed === null) return null
+    v = parsed as Record<string, unknown>
+  } catch {
+    return null
+  }
+  const reason = typeof v.reason === 'string' ? v.reason : ''
+  switch (v.type) {
+    case 'send':
+      if (typeof v.id !== 'string') return null
+      if (typeof v.text === 'string') return { type: 'send', id: v.id, text: v.text }
+      if (typeof v.binary === 'string') return { type: 'send', id: v.id, binary: v.binary }
+      return null
+    case 'close':
+      return typeof v.id === 'string' && isCode(v.code)
+        ? { type: 'close', id: v.id, code: v.code, reason }
+        : null
+    case 'disconnect-user':
+      return typeof v.user === 'string' && isCode(v.code)
+        ? { type: 'disconnect-user', user: v.user, code: v.code, reason }
+        : null
+    default:
+      return null
+  }
+}
+
+function checkClose(code: number, reason: string): void {
+  if (!isCode(code)) throw new InvalidArgumentError('code must be 1000 or 3000-4999')
+  if (typeof reason !== 'string' || Buffer.byteLength(reason) > 123) {
+    throw new InvalidArgumentError('reason must be a string of at most 123 bytes')
+  }
+}
+
+function nodeOrThrow(connectionId: string): string {
+  const node = typeof connectionId === 'string' ? nodeOf(connectionId) : null
+  if (node === null) throw new InvalidArgumentError('not a connection id')
+  return node
+}
+
+/**
+ * Addressable connections: sends and closes for connections on any process travel on the owning
+ * process's one control channel (never one channel per connection). It is also the hub recipient
+ * of this process's control channel.
+ */
+export class ControlPlane implements Recipient {
+  readonly #engine: Engine
+  readonly #prefix: string
+  readonly #connections: ReadonlyMap<string, Connection>
+
+  constructor(engine: Engine, prefix: string, connections: ReadonlyMap<string, Connection>) {
+    this.#engine = engine
+    this.#prefix = prefix
+    this.#connections = connections
+  }
+
+  /** This process's control channel. */
+  get channel(): string {
+    return controlChannel(this.#prefix, this.#engine.nodeId)
+  }
+
+  deliver(_channel: string, payload: Buffer): void {
+    const message = parseControl(payload)
+    if (message) this.#apply(message)
+  }
+
+  #apply(message: ControlMessage): void {
+    if (message.type === 'disconnect-user') {
+      for (const conn of this.#connections.values()) {
+        if (conn.identity.user === message.user) conn.close(message.code, message.reason)
+      }
+      return
+    }
+    const conn = this.#connections.get(message.id)
+    if (!conn) return
+    if (message.type === 'close') conn.close(message.code, message.reason)
+    else if (message.text !== undefined) conn.send(message.text)
+    else if (message.binary !== undefined) conn.send(Buffer.from(message.binary, 'base64'))
+  }
+
+  /** Delivers a control message to process `nodeId`; resolves to whether one listened. */
+  async #toNode(nodeId: string, message: ControlMessage): Promise<boolean> {
+    if (nodeId === this.#engine.nodeId) {
+      this.#apply(message)
+      return true
+    }
+    const payload = Buffer.from(JSON.stringify(message))
+    return (await this.#engine.publish(controlChannel(this.#prefix, nodeId), payload, 0)) > 0
+  }
+
+  sendTo(connectionId: string, message: string | Buffer): Promise<boolean> {
+    const node = nodeOrThrow(connectionId)
+    const msg: ControlMessage = Buffer.isBuffer(message)
+      ? { type: 'send', id: connectionId, binary: message.toString('base64') }
+      : { type: 'send', id: connectionId, text: String(message) }
+    return this.#toNode(node, msg)
+  }
+
+  closeConnection(connectionId: string, code: number, reason: string): Promise<boolean> {
+    const node = nodeOrThrow(connectionId)
+    checkClose(code, reason)
+    return this.#toNode(node, { type: 'close', id: connectionId, code, reason })
+  }
+
+  async disconnectUser(user: string, code: number, reason: string): Promise<void> {
+    if (typeof user !== 'string' || user === '') {
+      throw new InvalidArgumentError('user must be a non-empty string')
+    }
+    checkClose(code, reason)
+    const message: ControlMessage = { type: 'disconnect-user', user, code, reason }
+    await Promise.all((await this.#engine.nodes()).map((node) => this.#toNode(node, message)))
+  }
+}

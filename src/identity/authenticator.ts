@@ -1,0 +1,88 @@
+import type { IncomingMessage } from 'node:http'
+import { type IdentifyHook, type Identity, anonymous, normalizeIdentity } from './identity.js'
+import { JwtVerifier, type JwtOptions, TokenError, tokenOf } from './jwt.js'
+import { identityFromSession, SessionReader, type SessionOptions } from './session.js'
+
+/** Who a request is, and until when (JWTs expire). */
+export interface Authentication {
+  identity: Identity
+  /** Expiry of the token that authenticated the request (ms since the epoch), or null. */
+  expiresAt: number | null
+  /** What established the identity. */
+  via: 'identify' | 'jwt' | 'session' | 'user' | 'anonymous'
+}
+
+/** What an Express request may carry once express-session and passport ran. */
+interface ExpressLike extends IncomingMessage {
+  session?: Record<string, unknown>
+  sessionID?: string
+  user?: unknown
+}
+
+/**
+ * Resolves identities in one order for upgrades, Express routes and publishers: the `identify`
+ * hook when given; else a JWT (query, Authorization header or subprotocol) when configured — an
+ * invalid one is a 401, never a fallback; else the express-session session (already loaded on
+ * an Express `req`, or read from the cookie and store), or passport's `req.user` on its own;
+ * else anonymous.
+ */
+export class Authenticator {
+  readonly #identify: IdentifyHook | undefined
+  readonly #jwt: JwtVerifier | null
+  readonly #session: SessionReader | null
+
+  constructor(options: { identify?: IdentifyHook; jwt?: JwtOptions; session?: SessionOptions }) {
+    this.#identify = options.identify
+    this.#jwt = options.jwt ? new JwtVerifier(options.jwt) : null
+    this.#session = options.session ? new SessionReader(options.session) : null
+  }
+
+  /** True when JWTs are verified (so in-band token refresh is possible). */
+  get verifiesTokens(): boolean {
+    return this.#jwt !== null
+  }
+
+  async authenticate(request: IncomingMessage): Promise<Authentication> {
+    if (this.#identify) {
+      const identity = normalizeIdentity(await this.#identify(request))
+      return { identity, expiresAt: null, via: 'identify' }
+    }
+    if (this.#jwt) {
+      const token = tokenOf(request)
+      if (token !== null) {
+        const verified = await this.#jwt.verify(token)
+        return { identity: verified.identity, expiresAt: verified.expiresAt, via: 'jwt' }
+      }
+    }
+    const req = request as ExpressLike
+    if (req.session && typeof req.sessionID === 'string') {
+      const identity = this.#session
+        ? await this.#session.toIdentity(req.session as never, req.sessionID, req.user)
+        : identityFromSession(req.session, req.sessionID, req.user)
+      return { identity, expiresAt: null, via: 'session' }
+    }
+    // Passport without sessions (`session: false`, API strategies) leaves only `req.user`.
+    if (req.user !== undefined && req.user !== null) {
+      const identity = identityFromSession({}, '', req.user)
+      if (identity.user !== null) return { identity, expiresAt: null, via: 'user' }
+    }
+    if (this.#session) {
+      const identity = await this.#session.identify(request)
+      if (identity) return { identity, expiresAt: null, via: 'session' }
+    }
+    return { identity: anonymous(), expiresAt: null, via: 'anonymous' }
+  }
+
+  /**
+   * Verifies a fresh token for a connection authenticated as `current`; resolves to its expiry.
+   * A token for another user is refused: a connection's channels were chosen for its identity.
+   */
+  async refresh(token: string, current: Identity): Promise<number | null> {
+    if (!this.#jwt) throw new TokenError('WSF_TOKEN_INVALID', 'tokens are not accepted here')
+    const verified = await this.#jwt.verify(token)
+    if (verified.identity.user !== current.user) {
+      throw new TokenError('WSF_TOKEN_INVALID', 'token is for another user')
+    }
+    return verified.expiresAt
+  }
+}

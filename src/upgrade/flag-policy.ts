@@ -1,0 +1,73 @@
+import type { IncomingMessage } from 'node:http'
+import type { Audience } from '../channels/naming.js'
+import { HttpError } from '../errors.js'
+import type { FacilityContext, FacilityDefinition } from '../facility/definition.js'
+import type { ResolvedOptions } from '../broker/options.js'
+import type { ParsedRequest } from './parse-url.js'
+import type { Flags } from '../channels/redis-subscriber.js'
+
+const ALL: readonly Audience[] = ['broadcast', 'group', 'user', 'session']
+
+/**
+ * Decides a connection's flags before the upgrade: the facility's allowed audiences (403 beyond
+ * them), its auto-subscriptions, its `authorize` checks (any false → 403), then the broker's
+ * `allowedChannels` hook, which may only narrow.
+ */
+export async function decideFlags(
+  parsed: ParsedRequest,
+  definition: FacilityDefinition | null,
+  options: ResolvedOptions,
+  context: FacilityContext,
+): Promise<Flags> {
+  const mayPublish = definition?.publish ?? options.clientPublish
+  const maySubscribe = definition?.subscribe ?? ALL
+  const refusedPublish = parsed.publish.filter((a) => !mayPublish.includes(a))
+  if (refusedPublish.length > 0) {
+    throw new HttpError(403, `clients may not publish to ${refusedPublish.join(', ')}`)
+  }
+  const refusedSubscribe = parsed.subscribe.filter((a) => !maySubscribe.includes(a))
+  if (refusedSubscribe.length > 0) {
+    throw new HttpError(403, `clients may not subscribe to ${refusedSubscribe.join(', ')}`)
+  }
+  const auto = definition?.autoSubscribe ?? []
+  let flags: Flags = {
+    subscribe: ALL.filter((a) => parsed.subscribe.includes(a) || auto.includes(a)),
+    publish: parsed.publish,
+  }
+  for (const check of [definition?.authorize ?? []].flat()) {
+    let allowed: boolean
+    try {
+      allowed = await check(context)
+    } catch (err) {
+      if (err instanceof HttpError) throw err
+      throw new HttpError(403, 'not authorized')
+    }
+    if (allowed !== true) throw new HttpError(403, 'not authorized')
+  }
+  const hook = options.allowedChannels
+  if (hook) flags = await narrow(hook, context.request, flags, context)
+  return flags
+}
+
+async function narrow(
+  hook: NonNullable<ResolvedOptions['allowedChannels']>,
+  req: IncomingMessage,
+  flags: Flags,
+  context: FacilityContext,
+): Promise<Flags> {
+  let answer: Awaited<ReturnType<typeof hook>>
+  try {
+    answer = await hook(req, { ...flags, facility: context.facility, identity: context.identity })
+  } catch (err) {
+    if (err instanceof HttpError) throw err
+    throw new HttpError(403, err instanceof Error ? err.message : 'channels not allowed')
+  }
+  if (answer === false) throw new HttpError(403, 'channels not allowed')
+  if (answer && typeof answer === 'object') {
+    return {
+      subscribe: flags.subscribe.filter((a) => answer.subscribe?.includes(a) ?? true),
+      publish: flags.publish.filter((a) => answer.publish?.includes(a) ?? true),
+    }
+  }
+  return flags
+}
