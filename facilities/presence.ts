@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { type Broker, type PresenceEvent, RedisPublisher } from '../src/index.js'
+import { type Broker, OptionError, type PresenceEvent, RedisPublisher } from '../src/index.js'
 
 /** Options of the presence facility. */
 export interface PresenceFacilityOptions {
@@ -23,7 +23,7 @@ export type PresenceMessage =
 export function presenceFacility(broker: Broker, options: PresenceFacilityOptions = {}) {
   const facility = options.facility ?? 'presence'
   if (!broker.options.presence) {
-    throw new TypeError('the presence facility needs createBroker({ presence: true })')
+    throw new OptionError('the presence facility needs createBroker({ presence: true })')
   }
   const watchers = new RedisPublisher({ facility, broadcast: true }, { broker })
   broker.facility(facility, {

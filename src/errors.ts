@@ -1,9 +1,45 @@
+/**
+ * Every code a wsfacility error carries: one registry, a closed union. Tests and callers branch on
+ * `code` (stable); the message is for people and may change.
+ */
+export const ERROR_CODES = {
+  /** Redis could not be reached, or refused a command. */
+  WSF_REDIS_UNAVAILABLE: 'Redis unreachable or refusing commands',
+  /** The broker is closed or closing. */
+  WSF_CLOSED: 'the broker is closed',
+  /** A value passed to a method is not acceptable. */
+  WSF_INVALID_ARGUMENT: 'invalid argument',
+  /** An option (broker, facility, close) cannot work. */
+  WSF_INVALID_OPTION: 'invalid option',
+  /** Something did not finish in the time it was given. */
+  WSF_TIMEOUT: 'timed out',
+  /** The broker's work for one upgrade took longer than `handshakeTimeout`. */
+  WSF_HANDSHAKE_TIMEOUT: 'handshake timed out',
+  /** The process holds `maxConnections` connections. */
+  WSF_TOO_MANY_CONNECTIONS: 'too many connections',
+  /** The user holds `maxConnectionsPerUser` connections on this process. */
+  WSF_TOO_MANY_USER_CONNECTIONS: 'too many connections for this user',
+  /** The upgrade came from an origin the broker does not accept. */
+  WSF_ORIGIN_REFUSED: 'origin refused',
+  /** A JWT was missing, malformed, badly signed or for another identity. */
+  WSF_TOKEN_INVALID: 'invalid token',
+  /** A JWT expired. */
+  WSF_TOKEN_EXPIRED: 'token expired',
+  /** The client went away before its upgrade completed (logged, never sent). */
+  WSF_CLIENT_GONE: 'client went away',
+  /** A refusal before the upgrade without a more specific code: `WSF_HTTP_<status>`. */
+  WSF_HTTP: 'HTTP refusal',
+} as const
+
+/** A code of the registry; HTTP refusals without their own code are `WSF_HTTP_<status>`. */
+export type ErrorCode = Exclude<keyof typeof ERROR_CODES, 'WSF_HTTP'> | `WSF_HTTP_${number}`
+
 /** Base class of every error wsfacility raises; `code` is stable, the message is not. */
 export class WsFacilityError extends Error {
   /** Stable machine-readable code, e.g. `WSF_REDIS_UNAVAILABLE`. */
-  readonly code: string
+  readonly code: ErrorCode
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = new.target.name
     this.code = code
@@ -20,7 +56,7 @@ export class HttpError extends WsFacilityError {
   constructor(
     status: number,
     message: string,
-    code = `WSF_HTTP_${status}`,
+    code: ErrorCode = `WSF_HTTP_${status}`,
     headers: Record<string, string> = {},
   ) {
     super(code, message)
@@ -47,6 +83,13 @@ export class ClosedError extends WsFacilityError {
 export class InvalidArgumentError extends WsFacilityError {
   constructor(message: string) {
     super('WSF_INVALID_ARGUMENT', message)
+  }
+}
+
+/** An option that cannot work: thrown by `createBroker`, `broker.facility()` and `close()`. */
+export class OptionError extends WsFacilityError {
+  constructor(message: string) {
+    super('WSF_INVALID_OPTION', message)
   }
 }
 

@@ -514,8 +514,8 @@ describe('Broker on Redis specifics', () => {
     const t = await startBroker({ redis: redis.url })
     const raw = await redis.client()
     const written: unknown[][] = []
-    t.broker.on('connection', (conn) => {
-      const socket = (conn.ws as unknown as { _socket: net.Socket })._socket
+    t.broker.on('connection', (_conn, req) => {
+      const socket = req.socket
       const writes: unknown[] = []
       written.push(writes)
       const write = socket.write.bind(socket) as (chunk: unknown) => boolean

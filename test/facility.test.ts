@@ -3,11 +3,9 @@ import { after, before, describe, it } from 'node:test'
 import { type JWTPayload, SignJWT } from 'jose'
 import WebSocket from 'ws'
 import { type Broker, type Connection, HttpError, RedisPublisher } from '../src/index.js'
-import {
-  type FacilityContext,
-  type FacilityDefinition,
-  FacilityRegistry,
-} from '../src/facility/definition.js'
+import type { FacilityContext, FacilityDefinition } from '../src/facility/definition.js'
+import { FacilityRegistry } from '../src/facility/registry.js'
+import { resolveOptions } from '../src/broker/options.js'
 import { type RedisServer, type TestRedisClient, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -81,72 +79,96 @@ async function closeAll(...clients: TestClient[]): Promise<void> {
 }
 
 describe('FacilityRegistry', () => {
-  const def: FacilityDefinition = {}
+  const options = resolveOptions({ expire: 7, publishRate: 3 })
+  const registry = () => new FacilityRegistry(options)
+  const def = (): FacilityDefinition => ({})
 
-  it('matches exact names only exactly, with no params', () => {
-    const r = new FacilityRegistry()
-    const entry = r.define('chat', def)
-    assert.deepEqual(r.match('chat'), { entry, params: {} })
+  it('matches exact names only exactly, with no params; other names get the ad hoc settings', () => {
+    const r = registry()
+    const chat = def()
+    r.define('chat', chat)
+    assert.equal(r.match('chat').settings.definition, chat)
+    assert.deepEqual(r.match('chat').params, {})
     for (const other of ['chat2', 'Chat', 'cha', 'chat/1', 'x/chat'])
-      assert.equal(r.match(other), null)
+      assert.equal(r.match(other).settings, r.adHoc)
   })
 
   it('matches `room/{id}` on one path segment and returns the param', () => {
-    const r = new FacilityRegistry()
-    const entry = r.define('room/{id}', def)
-    assert.deepEqual(entry.params, ['id'])
-    assert.deepEqual(r.match('room/42'), { entry, params: { id: '42' } })
-    assert.deepEqual(r.match('room/a-b.c')?.params, { id: 'a-b.c' })
+    const r = registry()
+    const room = def()
+    r.define('room/{id}', room)
+    assert.equal(r.match('room/42').settings.definition, room)
+    assert.deepEqual(r.match('room/42').params, { id: '42' })
+    assert.deepEqual(r.match('room/a-b.c').params, { id: 'a-b.c' })
     for (const other of ['room', 'room/', 'room/42/x', 'rooms/42', 'xroom/42', '/room/42']) {
-      assert.equal(r.match(other), null, other)
+      assert.equal(r.match(other).settings, r.adHoc, other)
     }
   })
 
   it('matches `{a}/{b}` with both params', () => {
-    const r = new FacilityRegistry()
-    const entry = r.define('{a}/{b}', def)
-    assert.deepEqual(entry.params, ['a', 'b'])
-    assert.deepEqual(r.match('x/y')?.params, { a: 'x', b: 'y' })
-    for (const other of ['x', 'x/', '/y', 'x/y/z']) assert.equal(r.match(other), null, other)
+    const r = registry()
+    r.define('{a}/{b}', def())
+    assert.deepEqual(r.match('x/y').params, { a: 'x', b: 'y' })
+    for (const other of ['x', 'x/', '/y', 'x/y/z']) assert.equal(r.match(other).settings, r.adHoc)
   })
 
   it('treats the literal parts of a pattern literally', () => {
-    const r = new FacilityRegistry()
-    r.define('v1.0+/{id}', def)
-    assert.deepEqual(r.match('v1.0+/7')?.params, { id: '7' })
-    assert.equal(r.match('v1x0+/7'), null)
-    assert.equal(r.match('v1.00/7'), null)
+    const r = registry()
+    r.define('v1.0+/{id}', def())
+    assert.deepEqual(r.match('v1.0+/7').params, { id: '7' })
+    assert.equal(r.match('v1x0+/7').settings, r.adHoc)
+    assert.equal(r.match('v1.00/7').settings, r.adHoc)
   })
 
   it('prefers an exact name over a pattern defined before it', () => {
-    const r = new FacilityRegistry()
-    const pattern = r.define('room/{id}', { format: 'raw' })
-    const exact = r.define('room/lobby', { format: 'json' })
-    assert.equal(r.match('room/lobby')?.entry, exact)
-    assert.deepEqual(r.match('room/lobby')?.params, {})
-    assert.equal(r.match('room/42')?.entry, pattern)
+    const r = registry()
+    const pattern: FacilityDefinition = { format: 'raw' }
+    const exact: FacilityDefinition = { format: 'json' }
+    r.define('room/{id}', pattern)
+    r.define('room/lobby', exact)
+    assert.equal(r.match('room/lobby').settings.definition, exact)
+    assert.deepEqual(r.match('room/lobby').params, {})
+    assert.equal(r.match('room/42').settings.definition, pattern)
   })
 
   it('tries patterns in the order they were defined', () => {
-    const first = new FacilityRegistry()
-    const generic = first.define('{a}/{b}', def)
-    first.define('room/{id}', def)
-    assert.equal(first.match('room/1')?.entry, generic)
+    const first = registry()
+    const generic = def()
+    first.define('{a}/{b}', generic)
+    first.define('room/{id}', def())
+    assert.equal(first.match('room/1').settings.definition, generic)
 
-    const second = new FacilityRegistry()
-    const room = second.define('room/{id}', def)
-    const any = second.define('{a}/{b}', def)
-    assert.equal(second.match('room/1')?.entry, room)
-    assert.deepEqual(second.match('room/1')?.params, { id: '1' })
-    assert.equal(second.match('hall/1')?.entry, any)
+    const second = registry()
+    const room = def()
+    const any = def()
+    second.define('room/{id}', room)
+    second.define('{a}/{b}', any)
+    assert.equal(second.match('room/1').settings.definition, room)
+    assert.deepEqual(second.match('room/1').params, { id: '1' })
+    assert.equal(second.match('hall/1').settings.definition, any)
   })
 
-  it('refuses a second definition of the same name or pattern with TypeError', () => {
-    const r = new FacilityRegistry()
-    r.define('chat', def)
-    r.define('room/{id}', def)
-    assert.throws(() => r.define('chat', def), TypeError)
-    assert.throws(() => r.define('room/{id}', def), TypeError)
+  it('resolves each setting once: the definition where set, the broker option otherwise', () => {
+    const r = registry()
+    r.define('own', { expire: 30, publishRate: 0, format: 'json', anonymous: false })
+    const own = r.match('own').settings
+    assert.equal(r.match('own').settings, own, 'the same object for every match')
+    assert.deepEqual(
+      [own.expire, own.publishRate, own.format, own.anonymous],
+      [30, 0, 'json', false],
+    )
+    assert.deepEqual(
+      [r.adHoc.expire, r.adHoc.publishRate, r.adHoc.format, r.adHoc.anonymous],
+      [7, 3, 'raw', true],
+    )
+  })
+
+  it('refuses a second definition of the same name or pattern with WSF_INVALID_OPTION', () => {
+    const r = registry()
+    r.define('chat', def())
+    r.define('room/{id}', def())
+    assert.throws(() => r.define('chat', def()), { code: 'WSF_INVALID_OPTION' })
+    assert.throws(() => r.define('room/{id}', def()), { code: 'WSF_INVALID_OPTION' })
   })
 
   const bad: [string, string, unknown][] = [
@@ -173,23 +195,22 @@ describe('FacilityRegistry', () => {
     ['an onDisconnect that is not a function', 'x', { onDisconnect: 1 }],
   ]
   for (const [what, name, definition] of bad) {
-    it(`refuses ${what} with TypeError and registers nothing`, () => {
-      const r = new FacilityRegistry()
-      assert.throws(() => r.define(name, definition as FacilityDefinition), TypeError)
-      if (typeof name === 'string' && name !== '') assert.equal(r.match(name), null)
+    it(`refuses ${what} with WSF_INVALID_OPTION and registers nothing`, () => {
+      const r = registry()
+      assert.throws(() => r.define(name, definition as FacilityDefinition), {
+        code: 'WSF_INVALID_OPTION',
+      })
+      if (typeof name === 'string' && name !== '') assert.equal(r.match(name).settings, r.adHoc)
     })
   }
 
-  it('is what broker.facility() uses: TypeError there too, facilityOf and expireOf see it', async () => {
+  it('is what broker.facility() uses: WSF_INVALID_OPTION there too, expireOf sees it', async () => {
     const t = await startBroker({ expire: 7 })
     try {
-      assert.throws(() => t.broker.facility('a:b', {}), TypeError)
-      assert.throws(() => t.broker.facility('x', { expire: -5 }), TypeError)
+      assert.throws(() => t.broker.facility('a:b', {}), { code: 'WSF_INVALID_OPTION' })
+      assert.throws(() => t.broker.facility('x', { expire: -5 }), { code: 'WSF_INVALID_OPTION' })
       t.broker.facility('room/{id}', { expire: 30 })
-      assert.throws(() => t.broker.facility('room/{id}', {}), TypeError)
-      assert.deepEqual(t.broker.facilityOf('room/9').params, { id: '9' })
-      assert.equal(t.broker.facilityOf('room/9').definition?.expire, 30)
-      assert.deepEqual(t.broker.facilityOf('other'), { definition: null, params: {} })
+      assert.throws(() => t.broker.facility('room/{id}', {}), { code: 'WSF_INVALID_OPTION' })
       assert.equal(t.broker.expireOf('room/9'), 30)
       assert.equal(t.broker.expireOf('other'), 7)
     } finally {

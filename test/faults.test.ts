@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import type { Duplex } from 'node:stream'
 import { mkdtemp, rm } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -160,6 +161,8 @@ describe('Redis faults: redis-server stops and comes back on the same port', () 
 
   it('leaks no listeners or connections over several down/up cycles', async () => {
     const { redis, a } = await setup()
+    const sockets: Duplex[] = []
+    a.broker.on('connection', (_conn, req) => sockets.push(req.socket))
     const clients = await Promise.all(
       ['x', 'y', 'z'].map((f) => connect(a.url(`/ws/${f}?subscribe-broadcast&user=u${f}`))),
     )
@@ -173,7 +176,7 @@ describe('Redis faults: redis-server stops and comes back on the same port', () 
           broker: listeners(a.broker),
           process: listeners(process),
           server: listeners(a.server),
-          sockets: [...a.broker.connections.values()].map((c) => listeners(c.ws!)),
+          sockets: sockets.map(listeners),
           // Connections to Redis other than this inspecting one: the two of each broker.
           redisConnections: list.length - 1,
           channels: await subscriptions(inspect),

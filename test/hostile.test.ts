@@ -10,9 +10,9 @@ import {
   HttpError,
   type Identity,
   InvalidArgumentError,
-  parseRequest,
   RedisSubscriber,
 } from '../src/index.js'
+import { parseRequest } from '../src/upgrade/parse-url.js'
 import { assertFacility } from '../src/channels/naming.js'
 import { framesOf, rawClient } from './helpers/raw.js'
 import {

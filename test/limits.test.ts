@@ -70,27 +70,29 @@ describe('TokenBucket', () => {
 describe('ConnectionCounter', () => {
   it('refuses past maxConnections with 503 and Retry-After, and counts again after a release', () => {
     const counter = new ConnectionCounter({ maxConnections: 2, maxConnectionsPerUser: 0 })
-    const first = counter.admit()
+    counter.admit()
     counter.admit()
     assert.throws(
       () => counter.admit(),
       (err) => err instanceof HttpError && err.status === 503 && err.headers['Retry-After'] === '5',
     )
-    first()
-    first()
-    assert.equal(counter.total, 1, 'a release counts once')
+    assert.equal(counter.total, 2, 'a refused admission is not counted')
+    counter.release()
+    assert.equal(counter.total, 1)
     counter.admit()
+    assert.equal(counter.total, 2)
   })
 
   it('refuses past maxConnectionsPerUser with 429, per user', () => {
     const counter = new ConnectionCounter({ maxConnections: 0, maxConnectionsPerUser: 1 })
-    const release = counter.admitUser('ann')
+    counter.admitUser('ann')
     counter.admitUser('bob')
     assert.throws(
       () => counter.admitUser('ann'),
       (err) => err instanceof HttpError && err.status === 429,
     )
-    release()
+    counter.releaseUser('ann')
+    assert.equal(counter.countOf('bob'), 1)
     assert.equal(counter.countOf('ann'), 0)
     counter.admitUser('ann')
   })
@@ -272,8 +274,10 @@ describe('Client publish rate', () => {
   it('per facility: a facility rate applies there while the broker default stays unlimited', async () => {
     const broker = createBroker({ identify })
     broker.facility('slow', { format: 'json', publishRate: 2 })
-    assert.throws(() => broker.facility('bad', { publishRate: -1 }), TypeError)
-    assert.throws(() => broker.facility('bad2', { slowConsumer: 'block' as never }), TypeError)
+    assert.throws(() => broker.facility('bad', { publishRate: -1 }), { code: 'WSF_INVALID_OPTION' })
+    assert.throws(() => broker.facility('bad2', { slowConsumer: 'block' as never }), {
+      code: 'WSF_INVALID_OPTION',
+    })
     await broker.close()
     const t = await startBroker({ identify })
     servers.push(t)

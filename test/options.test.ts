@@ -151,8 +151,8 @@ describe('resolveOptions', () => {
       ['origins without a scheme', { origins: ['app.example.com'] }],
     ]
     for (const [name, options] of cases) {
-      it(`throws TypeError for ${name}`, () => {
-        assert.throws(() => resolveUntyped(options), TypeError)
+      it(`throws WSF_INVALID_OPTION for ${name}`, () => {
+        assert.throws(() => resolveUntyped(options), { code: 'WSF_INVALID_OPTION' })
       })
     }
   })

@@ -67,11 +67,11 @@ describe('checkOrigin', () => {
     refuses(() => checkOrigin(foreign, allow, false))
     assert.deepEqual(seen, ['https://a.partner.example', 'https://evil.example'])
   })
-  it('refuses an origin list that cannot match with TypeError', () => {
+  it('refuses an origin list that cannot match with WSF_INVALID_OPTION', () => {
     for (const origins of [['app.example.com'], ['null'], 'https://app.example.com', [42]]) {
       assert.throws(
         () => createBroker({ origins: origins as BrokerOptions['origins'] }),
-        TypeError,
+        { code: 'WSF_INVALID_OPTION' },
         JSON.stringify(origins),
       )
     }

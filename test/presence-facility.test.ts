@@ -102,6 +102,6 @@ describe('The presence facility', () => {
   })
 
   it('needs a broker created with presence: true', () => {
-    assert.throws(() => presenceFacility(createBroker()), TypeError)
+    assert.throws(() => presenceFacility(createBroker()), { code: 'WSF_INVALID_OPTION' })
   })
 })

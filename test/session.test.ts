@@ -8,11 +8,10 @@ import {
   anonymous,
   type BrokerOptions,
   type Connection,
-  identityFromSession,
   RedisPublisher,
   type SessionOptions,
-  unsignCookie,
 } from '../src/index.js'
+import { identityFromSession, unsignCookie } from '../src/identity/session.js'
 import { type Login, type SessionApp, signSessionId, startSessionApp } from './helpers/app.js'
 import { type RedisServer, startRedis, type TestRedisClient } from './helpers/redis.js'
 import {

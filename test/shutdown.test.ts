@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
-import type { Connection } from '../src/index.js'
+import type { Broker, Connection } from '../src/index.js'
 import { framesOf, rawClient } from './helpers/raw.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
@@ -30,9 +30,13 @@ const identify = (req: IncomingMessage) => ({
   sessionKey: null,
 })
 
-/** The server side of a connection's TCP socket (its unsent bytes are the kernel's overflow). */
-const serverSocket = (conn: Connection): Duplex =>
-  (conn.ws as unknown as { _socket: Duplex })._socket
+/** The server side of each connection's TCP socket (its unsent bytes are the kernel's overflow). */
+const sockets = new WeakMap<Connection, Duplex>()
+const serverSocket = (conn: Connection): Duplex => sockets.get(conn)!
+/** Remembers the server side of the sockets of `broker`'s connections (the upgrade's socket). */
+const trackSockets = (broker: Broker): void => {
+  broker.on('connection', (conn, req) => sockets.set(conn, req.socket))
+}
 
 describe('Graceful shutdown', () => {
   it('delivers what was published just before close() before the 1001 close frame', async () => {
@@ -52,11 +56,13 @@ describe('Graceful shutdown', () => {
     )
   })
 
-  it('closes with 1012 on close({ code: 1012 }) and refuses a bad code with TypeError', async () => {
+  it('closes with 1012 on close({ code: 1012 }) and refuses a bad code with WSF_INVALID_OPTION', async () => {
     const t = await startBroker({})
     const c = await connect(t.url('/ws/restart?subscribe-broadcast'))
     const closed = c.closedByServer()
-    assert.throws(() => void t.broker.close({ code: 1000 as never }), TypeError)
+    assert.throws(() => void t.broker.close({ code: 1000 as never }), {
+      code: 'WSF_INVALID_OPTION',
+    })
     await t.broker.close({ code: 1012 })
     assert.deepEqual(await closed, { code: 1012, reason: 'server restarting' })
     await t.close()
@@ -97,6 +103,7 @@ describe('A client that never reads', () => {
   const MAX = 64 * 1024
   before(async () => {
     t = await startBroker({ redis: redis.url, maxBufferedBytes: 16 * 1024 * 1024 })
+    trackSockets(t.broker)
     t.broker.facility('dropping', { maxBufferedBytes: MAX, slowConsumer: 'drop' })
     t.broker.facility('closing', { maxBufferedBytes: MAX })
   })

@@ -2,15 +2,21 @@ import { EventEmitter } from 'node:events'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { Authenticator } from '../identity/authenticator.js'
-import { type Connection, CloseCode } from '../connection/connection.js'
+import { CloseCode } from '../close-codes.js'
+import { type Connection, ownerOf } from '../connection/connection.js'
+import type { ConnectionServices } from '../connection/owner.js'
+import { FlushScheduler } from '../connection/flush-scheduler.js'
+import { PublishBudget } from '../connection/publish-budget.js'
+import { ConnectionRegistry } from '../connection/registry.js'
 import { ControlPlane } from '../cluster/control-channel.js'
-import { type FacilityDefinition, FacilityRegistry } from '../facility/definition.js'
-import { Lifecycle } from '../connection/lifecycle.js'
+import type { FacilityDefinition } from '../facility/definition.js'
+import { FacilityRegistry } from '../facility/registry.js'
+import { ConnectionCounter } from '../upgrade/admission.js'
 import { Presence, type PresenceEvent } from '../cluster/presence.js'
 import { MemoryEngine } from '../engine/memory.js'
 import { RedisEngine } from '../engine/redis.js'
 import type { Engine, EngineStatus } from '../engine/types.js'
-import { ClosedError } from '../errors.js'
+import { ClosedError, OptionError } from '../errors.js'
 import { refuseUpgrade } from '../upgrade/handshake.js'
 import { Hub } from '../delivery/hub.js'
 import { type Identity, isIdentity, normalizeIdentity } from '../identity/identity.js'
@@ -38,6 +44,22 @@ export interface BrokerEvents {
   presence: [event: PresenceEvent]
 }
 
+/** Counters of a broker's process (`broker.stats`). */
+export interface BrokerStats {
+  /** Open connections. */
+  connections: number
+  /** Upgrades in progress (not yet refused or open). */
+  upgrading: number
+  /** Bytes of messages held for upgrades in progress until their handshake completes. */
+  heldBytes: number
+  /** Channels subscribed for clients. */
+  channels: number
+  /** Messages taken from the engine for at least one local client (each framed once). */
+  messages: number
+  /** Frames handed to clients (one per client per message). */
+  deliveries: number
+}
+
 /** Options of one publish. */
 export interface PublishOptions {
   /** Seconds to store the message for replay; overrides the broker's `expire`. */
@@ -55,12 +77,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Who is online, cluster-wide (tracked with the `presence` option). */
   readonly presence: Presence
   readonly #auth: Authenticator
-  readonly #facilities = new FacilityRegistry()
+  readonly #facilities: FacilityRegistry
   readonly #controlPlane: ControlPlane
   #controlLive = false
   readonly #hub: Hub
-  /** The open connections (listeners, expiry, presence, hooks). */
-  readonly #lifecycle: Lifecycle
+  /** The connections, open and upgrading; each is owned by its ConnectionOwner. */
+  readonly #registry = new ConnectionRegistry()
   /** The upgrades that lead to them (refused with a status, or opened). */
   readonly #upgrader: Upgrader
   readonly #servers = new Map<
@@ -69,12 +91,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
   >()
   readonly #metrics = new BrokerMetrics(this)
   #started: Promise<void> | null = null
-  #pingTimer: NodeJS.Timeout | null = null
   #closing: Promise<void> | null = null
 
   constructor(options: BrokerOptions = {}) {
     super()
     this.options = resolveOptions(options)
+    this.#facilities = new FacilityRegistry(this.options)
     this.engine =
       this.options.engine ??
       (this.options.redis !== undefined || this.options.redisCluster !== undefined
@@ -88,7 +110,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.engine.onStatus((status) => {
       // Messages published while the subscriber was away are lost; so are their own copies.
       if (status === 'reconnecting') {
-        for (const c of this.#lifecycle.connections.values()) c.forgetOwn()
+        for (const c of this.#registry.open.values()) ownerOf(c).forgetOwn()
         this.options.logger?.warn?.({ redis: status }, 'redis connection lost, reconnecting')
       } else if (status === 'ready') this.options.logger?.info?.({ redis: status }, 'redis ready')
       this.emit('engine', status)
@@ -101,45 +123,44 @@ export class Broker extends EventEmitter<BrokerEvents> {
       (err) => this.#error(err),
     )
     this.#hub = new Hub(this.engine, (err) => this.#error(err))
-    this.#lifecycle = new Lifecycle({
+    const services: ConnectionServices = {
       options: this.options,
-      presence: this.presence,
       hub: this.#hub,
-      protocol: {
-        heartbeat: this.options.heartbeat,
-        publish: (conn, payload) => this.#publishFrom(conn, payload),
-        refreshToken: (conn, token) => this.refreshToken(conn, token),
-        error: (err) => this.#error(err),
-      },
+      presence: this.presence,
+      registry: this.#registry,
+      counter: new ConnectionCounter(this.options),
+      scheduler: new FlushScheduler(),
+      budget: new PublishBudget(this.options.maxInFlightBytes, this.options.maxInFlightBytesTotal),
+      publish: (channel, payload, expire) => this.#enginePublish(channel, payload, expire),
+      refreshToken: (token, identity) => this.#auth.refresh(token, identity),
+      received: () => this.#metrics.messagesIn++,
       opened: (conn, req) => this.emit('connection', conn, req),
       closed: (conn, code) => this.emit('disconnect', conn, code),
+      slowConsumerClosed: () => this.#metrics.slowConsumerCloses++,
       error: (err) => this.#error(err),
-    })
+    }
     this.#controlPlane = new ControlPlane(
       this.engine,
       this.options.channelPrefix,
-      this.#lifecycle.connections,
+      this.#registry.open,
     )
     this.#upgrader = new Upgrader({
       options: this.options,
       engine: this.engine,
       subscriber: this.subscriber,
-      hub: this.#hub,
       auth: this.#auth,
+      services,
       closing: () => this.#closing !== null,
       ready: () => this.ready(),
-      facilityOf: (facility) => this.facilityOf(facility),
-      accept: (conn, accepted) => this.#lifecycle.accept(conn, accepted),
-      open: (conn, ws, socket, stored, req) => this.#lifecycle.open(conn, ws, socket, stored, req),
+      facilityOf: (facility) => this.#facilities.match(facility),
       refused: (req, status, reason) => this.emit('refused', req, status, reason),
-      slowConsumerClosed: () => this.#metrics.slowConsumerCloses++,
       error: (err) => this.#error(err),
     })
   }
 
   /** Live connections of this process, by id. */
   get connections(): ReadonlyMap<string, Connection> {
-    return this.#lifecycle.connections
+    return this.#registry.open
   }
 
   /** Channels this process is subscribed to for its clients. */
@@ -148,9 +169,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   /** Counters since start: messages taken from the engine (framed once each) and deliveries. */
-  get stats(): { connections: number; channels: number; messages: number; deliveries: number } {
+  get stats(): BrokerStats {
     return {
-      connections: this.#lifecycle.connections.size,
+      connections: this.#registry.open.size,
+      upgrading: this.#registry.upgrading,
+      heldBytes: this.#registry.heldBytes,
       channels: this.#clientChannels,
       messages: this.#hub.messages,
       deliveries: this.#hub.deliveries,
@@ -196,7 +219,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         // One control channel per process carries sends and closes addressed from elsewhere.
         await this.#hub.add(this.#controlPlane, [this.#controlPlane.channel])
         this.#controlLive = true
-        this.#startPings()
+        this.#registry.startPings(this.options.pingInterval)
       },
       (err: unknown) => {
         this.#started = null
@@ -204,21 +227,6 @@ export class Broker extends EventEmitter<BrokerEvents> {
       },
     )
     return this.#started
-  }
-
-  #startPings(): void {
-    if (this.options.pingInterval === 0 || this.#pingTimer) return
-    this.#pingTimer = setInterval(() => {
-      for (const conn of this.#lifecycle.connections.values()) {
-        if (!conn.alive) {
-          conn.terminate()
-          continue
-        }
-        conn.alive = false
-        conn.ws?.ping()
-      }
-    }, this.options.pingInterval)
-    this.#pingTimer.unref()
   }
 
   /**
@@ -259,20 +267,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this
   }
 
-  /** The definition (and pattern parameters) that applies to a concrete facility name. */
-  facilityOf(facility: string): {
-    definition: FacilityDefinition | null
-    params: Record<string, string>
-  } {
-    const match = this.#facilities.match(facility)
-    return match
-      ? { definition: match.entry.definition, params: match.params }
-      : { definition: null, params: {} }
-  }
-
   /** Seconds messages published on `facility` are stored: its definition's, else the broker's. */
   expireOf(facility: string): number {
-    return this.facilityOf(facility).definition?.expire ?? this.options.expire
+    return this.#facilities.match(facility).settings.expire
   }
 
   /**
@@ -301,26 +298,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
    * the connection then lives until the new token's expiry. Rejects with a TokenError (the caller
    * closes with 1008).
    */
-  async refreshToken(conn: Connection, token: string): Promise<void> {
-    const expiresAt = await this.#auth.refresh(token, conn.identity)
-    this.#lifecycle.setExpiry(conn, expiresAt)
-  }
-
-  /** Publishes what a client sent on its publish-* channels (never echoing it without `echo`). */
-  #publishFrom(conn: Connection, payload: Buffer): void {
-    this.#metrics.messagesIn++
-    const expire = this.expireOf(conn.facility)
-    for (const channel of conn.channels.publish) {
-      const forget =
-        !conn.echo && conn.channels.subscribe.includes(channel)
-          ? conn.expectOwn(channel, payload)
-          : null
-      this.#enginePublish(channel, payload, expire).catch((err: unknown) => {
-        forget?.()
-        this.#error(err)
-        conn.close(CloseCode.INTERNAL, 'publish failed')
-      })
-    }
+  refreshToken(conn: Connection, token: string): Promise<void> {
+    return ownerOf(conn).refreshToken(token)
   }
 
   /** engine.publish, timed for the publish latency histogram. */
@@ -382,7 +361,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   ): Promise<number> {
     const expire = options.expire ?? this.options.expire
     if (typeof expire !== 'number' || !Number.isFinite(expire) || expire < 0) {
-      throw new TypeError('expire must be a number >= 0')
+      throw new OptionError('expire must be a number >= 0')
     }
     const payload = encodeMessage(message)
     await this.ready()
@@ -409,29 +388,20 @@ export class Broker extends EventEmitter<BrokerEvents> {
   close(options: number | CloseOptions = {}): Promise<void> {
     const { code, timeout } = resolveCloseOptions(options)
     this.#closing ??= (async () => {
-      if (this.#pingTimer) clearInterval(this.#pingTimer)
+      this.#registry.stopPings()
       const deadline = Date.now() + timeout
       // What Redis accepted before close() is on its way to this process: let it arrive first.
       if (this.#started) await withTimeout(this.engine.barrier(), timeout).catch(() => {})
-      const conns = [...this.#lifecycle.connections.values()]
-      const gone = conns.map(
-        (c) =>
-          new Promise<void>((resolve) => {
-            if (!c.ws || c.ws.readyState === c.ws.CLOSED) return resolve()
-            c.ws.once('close', () => resolve())
-          }),
-      )
+      const owners = [...this.#registry.open.values()].map(ownerOf)
+      const gone = owners.map((o) => o.released())
       const reason =
         code === CloseCode.SERVICE_RESTART ? 'server restarting' : 'server shutting down'
-      for (const c of conns) c.close(code, reason)
+      for (const o of owners) o.close(code, reason)
       await withTimeout(Promise.all(gone), Math.max(0, deadline - Date.now())).catch(() => {})
-      for (const c of conns) {
-        if (c.ws && c.ws.readyState !== c.ws.CLOSED) c.terminate()
-        this.#lifecycle.drop(c, code)
-      }
+      for (const o of owners) o.terminate(code)
       for (const server of [...this.#servers.keys()]) this.detach(server)
       this.#upgrader.close()
-      await this.#lifecycle.settled()
+      await this.#registry.settled()
       await this.#started?.catch(() => {})
       await this.engine.close()
     })()

@@ -1,4 +1,4 @@
-import { TimeoutError } from '../errors.js'
+import { OptionError, TimeoutError } from '../errors.js'
 
 /** Options of `broker.close()`. */
 export interface CloseOptions {
@@ -15,17 +15,17 @@ const CLOSE_DEFAULTS = { code: 1001, timeout: 2000 } satisfies Required<CloseOpt
 export function resolveCloseOptions(options: number | CloseOptions): Required<CloseOptions> {
   const given = typeof options === 'number' ? { timeout: options } : options
   if (typeof given !== 'object' || given === null) {
-    throw new TypeError('close options must be an object or a timeout in ms')
+    throw new OptionError('close options must be an object or a timeout in ms')
   }
   const opts = {
     code: given.code ?? CLOSE_DEFAULTS.code,
     timeout: given.timeout ?? CLOSE_DEFAULTS.timeout,
   }
   if (opts.code !== 1001 && opts.code !== 1012) {
-    throw new TypeError('close code must be 1001 (going away) or 1012 (service restart)')
+    throw new OptionError('close code must be 1001 (going away) or 1012 (service restart)')
   }
   if (typeof opts.timeout !== 'number' || !Number.isFinite(opts.timeout) || opts.timeout < 0) {
-    throw new TypeError('close timeout must be a number >= 0')
+    throw new OptionError('close timeout must be a number >= 0')
   }
   return opts
 }

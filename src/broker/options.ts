@@ -10,7 +10,8 @@ import type { Engine } from '../engine/types.js'
 import type { IdentifyHook, Identity } from '../identity/identity.js'
 import type { JwtOptions } from '../identity/jwt.js'
 import type { SessionOptions } from '../identity/session.js'
-import type { SlowConsumerPolicy } from '../connection/connection.js'
+import type { SlowConsumerPolicy } from '../facility/definition.js'
+import { OptionError } from '../errors.js'
 import type { Flags } from '../channels/redis-subscriber.js'
 import { type OriginsOption, validateOrigins } from '../upgrade/origin.js'
 
@@ -88,10 +89,20 @@ export interface BrokerOptions {
   /** What to do with a client whose buffer is full: close it with 1013, or drop frames. @default 'close' */
   slowConsumer?: SlowConsumerPolicy
   /** Messages per second a client may send to publish (token bucket; json facilities answer
-   * `rate_limited`, raw ones close 1008). 0 = unlimited. @default 0 */
+   * `rate_limited`, raw ones close 1008). 0 = unlimited. On by default: `user` and `session`
+   * publishing is allowed by default, so no client may flood them. @default 20 */
   publishRate?: number
   /** Messages a client may send at once before `publishRate` applies; 0 = one second's worth. @default 0 */
   publishBurst?: number
+  /** Largest client message published on a facility that stores messages (`expire` > 0), in
+   * bytes: what clients can make Redis hold is bounded (json: `message_too_large`, raw: close
+   * 1009). @default 65536 */
+  maxStoredMessage?: number
+  /** Bytes of client messages one connection may have waiting for Redis; past it its socket is
+   * not read until Redis answers (TCP pushes back on the client). @default 1048576 */
+  maxInFlightBytes?: number
+  /** The same for all connections of the process together. @default 67108864 */
+  maxInFlightBytesTotal?: number
   /** Connections this process accepts (past it: 503 with Retry-After). 0 = unlimited. @default 0 */
   maxConnections?: number
   /** Connections of one user this process accepts (past it: 429). 0 = unlimited. @default 0 */
@@ -122,8 +133,11 @@ const DEFAULTS = {
   maxPayload: 1024 * 1024,
   maxBufferedBytes: 4 * 1024 * 1024,
   slowConsumer: 'close',
-  publishRate: 0,
+  publishRate: 20,
   publishBurst: 0,
+  maxStoredMessage: 64 * 1024,
+  maxInFlightBytes: 1024 * 1024,
+  maxInFlightBytesTotal: 64 * 1024 * 1024,
   maxConnections: 0,
   maxConnectionsPerUser: 0,
   maxFlags: 32,
@@ -139,7 +153,7 @@ export type ResolvedOptions = Omit<BrokerOptions, keyof typeof DEFAULTS> &
 
 function nonNegative(name: string, value: unknown): void {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new TypeError(`${name} must be a number >= 0`)
+    throw new OptionError(`${name} must be a number >= 0`)
   }
 }
 
@@ -148,14 +162,16 @@ function checkCluster(cluster: unknown): void {
     ? cluster
     : (cluster as { rootNodes?: unknown } | null)?.rootNodes
   if (!Array.isArray(roots) || roots.length === 0) {
-    throw new TypeError('redisCluster must list root nodes: redis:// URLs or { rootNodes: [...] }')
+    throw new OptionError(
+      'redisCluster must list root nodes: redis:// URLs or { rootNodes: [...] }',
+    )
   }
   if (Array.isArray(cluster) && !cluster.every((url) => /^rediss?:\/\//.test(String(url)))) {
-    throw new TypeError('redisCluster URLs must start with redis:// or rediss://')
+    throw new OptionError('redisCluster URLs must start with redis:// or rediss://')
   }
 }
 
-/** Applies defaults and throws TypeError on values that cannot work. */
+/** Applies defaults and throws OptionError (`WSF_INVALID_OPTION`) on values that cannot work. */
 export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   // An option set to undefined (`prefix: process.env.PREFIX`) means "use the default", as its
   // optional type promises; a plain spread would overwrite the default with undefined.
@@ -164,14 +180,14 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   ) as BrokerOptions
   const opts = { ...DEFAULTS, ...given }
   const engines = (['redis', 'redisCluster', 'engine'] as const).filter((k) => k in given)
-  if (engines.length > 1) throw new TypeError(`give only one of ${engines.join(', ')}`)
+  if (engines.length > 1) throw new OptionError(`give only one of ${engines.join(', ')}`)
   if (given.redisCluster !== undefined) checkCluster(given.redisCluster)
   if (typeof opts.path !== 'string' || !opts.path.startsWith('/')) {
-    throw new TypeError('path must start with "/"')
+    throw new OptionError('path must start with "/"')
   }
   if (!opts.path.endsWith('/')) opts.path = `${opts.path}/`
   if (typeof opts.prefix !== 'string' || opts.prefix.slice(0, -1).includes(':')) {
-    throw new TypeError('prefix must be a string without ":" (except at the end)')
+    throw new OptionError('prefix must be a string without ":" (except at the end)')
   }
   nonNegative('expire', opts.expire)
   nonNegative('pingInterval', opts.pingInterval)
@@ -179,35 +195,46 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   nonNegative('maxBufferedBytes', opts.maxBufferedBytes)
   nonNegative('publishRate', opts.publishRate)
   nonNegative('publishBurst', opts.publishBurst)
+  nonNegative('maxStoredMessage', opts.maxStoredMessage)
+  for (const name of ['maxInFlightBytes', 'maxInFlightBytesTotal'] as const) {
+    if (!Number.isInteger(opts[name]) || opts[name] < 1) {
+      throw new OptionError(`${name} must be an integer >= 1`)
+    }
+  }
+  // The broker writes pre-built frames to the socket under `ws` (one framing per message for all
+  // recipients); a compressed connection would receive them uncompressed and break.
+  if ('perMessageDeflate' in (options as Record<string, unknown>)) {
+    throw new OptionError('perMessageDeflate is not supported: frames are written pre-built')
+  }
   for (const name of ['maxConnections', 'maxConnectionsPerUser'] as const) {
     if (!Number.isInteger(opts[name]) || opts[name] < 0) {
-      throw new TypeError(`${name} must be an integer >= 0`)
+      throw new OptionError(`${name} must be an integer >= 0`)
     }
   }
   for (const name of ['maxFacilityLength', 'maxFlags', 'handshakeTimeout'] as const) {
     if (!Number.isInteger(opts[name]) || opts[name] < 1) {
-      throw new TypeError(`${name} must be an integer >= 1`)
+      throw new OptionError(`${name} must be an integer >= 1`)
     }
   }
   if (options.origins !== undefined) validateOrigins(options.origins)
   if (opts.heartbeat !== null && (typeof opts.heartbeat !== 'string' || opts.heartbeat === '')) {
-    throw new TypeError('heartbeat must be a non-empty string or null')
+    throw new OptionError('heartbeat must be a non-empty string or null')
   }
   if (!Array.isArray(opts.clientPublish) || !opts.clientPublish.every(isAudience)) {
-    throw new TypeError('clientPublish must list audiences: broadcast, group, user, session')
+    throw new OptionError('clientPublish must list audiences: broadcast, group, user, session')
   }
   if (
     options.identify !== undefined &&
     (options.jwt !== undefined || options.session !== undefined)
   ) {
-    throw new TypeError('identify replaces jwt and session: give one or the other')
+    throw new OptionError('identify replaces jwt and session: give one or the other')
   }
   if (opts.slowConsumer !== 'close' && opts.slowConsumer !== 'drop') {
-    throw new TypeError("slowConsumer must be 'close' or 'drop'")
+    throw new OptionError("slowConsumer must be 'close' or 'drop'")
   }
   for (const hook of ['allowedChannels', 'identify'] as const) {
     if (opts[hook] !== undefined && typeof opts[hook] !== 'function') {
-      throw new TypeError(`${hook} must be a function`)
+      throw new OptionError(`${hook} must be a function`)
     }
   }
   return {

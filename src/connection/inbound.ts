@@ -1,27 +1,27 @@
-import type { Connection } from './connection.js'
-import { parseClientFrame } from '../delivery/envelope.js'
+import { CloseCode } from '../close-codes.js'
+import { parseClientFrame, type ServerFrame } from '../delivery/envelope.js'
 import { HttpError } from '../errors.js'
-import type { FacilityContext, FacilityDefinition } from '../facility/definition.js'
-import type { TokenBucket } from './rate-limit.js'
+import type { WireFormat } from '../facility/definition.js'
 import { encodeBinary, encodeText } from '../delivery/payload.js'
 
-/** What inbound message handling needs from the broker. */
-export interface ProtocolHost {
-  heartbeat: string | null
-  /** Publishes a payload on the connection's publish channels. */
-  publish(conn: Connection, payload: Buffer): void
-  /** Accepts a fresh JWT for the connection (rejects with a TokenError). */
-  refreshToken(conn: Connection, token: string): Promise<void>
-  /** Reports a failure of user code (a hook) without crashing. */
-  error(err: unknown): void
-}
-
-/** The definition and context a connection was accepted with. */
-export interface Accepted {
-  definition: FacilityDefinition | null
-  context: FacilityContext
-  /** The connection's publish rate limit, or null when unlimited. */
-  bucket: TokenBucket | null
+/** What inbound handling needs from the connection a message came on (its owner). */
+export interface InboundTarget {
+  readonly format: WireFormat
+  /** True when a JWT authenticated the connection (it may refresh its token in-band). */
+  readonly tokenAuthenticated: boolean
+  sendText(text: string): void
+  sendFrame(frame: ServerFrame): void
+  close(code: number, reason: string): void
+  /** Takes one token of the publish rate limit; false when the bucket is empty. */
+  takeToken(): boolean
+  /** Accepts a fresh JWT (rejects with a TokenError). */
+  refreshToken(token: string): Promise<void>
+  /**
+   * Offers a client message to the facility's onMessage hook and publishes `payload` on the
+   * connection's publish channels unless the hook handled it. The hook sees `message`, decoded as
+   * UTF-8 text first when `text` is set (only then: most facilities have no hook).
+   */
+  offer(message: unknown, payload: Buffer, text?: boolean): void
 }
 
 /**
@@ -29,31 +29,31 @@ export interface Accepted {
  * facility answers `rate_limited` and keeps the connection, a raw one (which has no error frame)
  * closes with 1008.
  */
-function rateLimited(conn: Connection, accepted: Accepted): boolean {
-  if (accepted.bucket === null || accepted.bucket.take()) return false
-  if (conn.format === 'json') {
-    conn.sendFrame({ type: 'error', code: 'rate_limited', detail: 'too many messages' })
+function rateLimited(target: InboundTarget): boolean {
+  if (target.takeToken()) return false
+  if (target.format === 'json') {
+    target.sendFrame({ type: 'error', code: 'rate_limited', detail: 'too many messages' })
   } else {
-    conn.close(1008, 'rate limit exceeded')
+    target.close(CloseCode.POLICY, 'rate limit exceeded')
   }
   return true
 }
 
-function refresh(host: ProtocolHost, conn: Connection, token: string): void {
-  host.refreshToken(conn, token).catch((err: unknown) => {
+function refresh(target: InboundTarget, token: string): void {
+  target.refreshToken(token).catch((err: unknown) => {
     const detail = err instanceof HttpError ? err.message : 'invalid token'
-    if (conn.format === 'json') {
+    if (target.format === 'json') {
       const code =
         (err as { code?: string }).code === 'WSF_TOKEN_EXPIRED' ? 'expired_token' : 'invalid_token'
-      conn.sendFrame({ type: 'error', code, detail })
+      target.sendFrame({ type: 'error', code, detail })
     }
-    conn.close(1008, detail)
+    target.close(CloseCode.POLICY, detail)
   })
 }
 
 /** `{"token": "<jwt>"}` and nothing else, on a JWT connection of a raw facility. */
-function rawTokenOf(conn: Connection, data: Buffer): string | null {
-  if (!conn.tokenAuthenticated || data[0] !== 0x7b /* { */ || data.length > 16384) return null
+export function rawTokenOf(data: Buffer): string | null {
+  if (data[0] !== 0x7b /* { */ || data.length > 16384) return null
   try {
     const parsed: unknown = JSON.parse(data.toString('utf8'))
     if (typeof parsed !== 'object' || parsed === null || Object.keys(parsed).length !== 1)
@@ -65,102 +65,67 @@ function rawTokenOf(conn: Connection, data: Buffer): string | null {
   }
 }
 
-// Messages of one connection go through an async onMessage one at a time, so they are published
-// in the order the client sent them.
-const inbound = new WeakMap<Connection, Promise<void>>()
-
-function inOrder(conn: Connection, step: () => Promise<void>): void {
-  const next = (inbound.get(conn) ?? Promise.resolve()).then(step)
-  inbound.set(conn, next)
-}
-
-/** Runs the facility's onMessage; resolves to false when it handled the message itself. */
-async function offer(
-  host: ProtocolHost,
-  conn: Connection,
-  accepted: Accepted,
-  message: unknown,
-): Promise<boolean> {
-  const hook = accepted.definition?.onMessage
-  if (!hook) return true
-  try {
-    return (await hook(conn, message, accepted.context)) !== false
-  } catch (err) {
-    host.error(err)
-    return false
-  }
-}
-
-/**
- * Handles one message from a client: heartbeat, in-band token, the JSON envelope of `json`
- * facilities (ping, data, errors for malformed frames), the facility's onMessage hook, then
- * publishing on the connection's publish-* channels.
- */
-export function handleClientMessage(
-  host: ProtocolHost,
-  conn: Connection,
-  accepted: Accepted,
-  data: Buffer,
-  isBinary: boolean,
-): void {
-  const heartbeat = host.heartbeat
-  if (
+/** True when `data` is the broker's heartbeat text (answered with itself). */
+function isHeartbeat(heartbeat: string | null, data: Buffer, isBinary: boolean): boolean {
+  return (
     heartbeat !== null &&
     !isBinary &&
     data.length === Buffer.byteLength(heartbeat) &&
     data.toString() === heartbeat
-  ) {
-    conn.sendText(heartbeat)
-    return
-  }
-  if (conn.format === 'json' && isBinary) {
+  )
+}
+
+/** One message of a `json` facility: the envelope (ping, token, data) or an error frame. */
+function handleEnvelope(target: InboundTarget, data: Buffer, isBinary: boolean): void {
+  if (isBinary) {
     // The envelope is JSON text; bytes have no place in it and are never published.
-    conn.sendFrame({
+    target.sendFrame({
       type: 'error',
       code: 'invalid_message',
       detail: 'binary frames are not accepted on this facility',
     })
     return
   }
-  if (conn.format === 'json') {
-    const parsed = parseClientFrame(data.toString('utf8'))
-    if (!parsed.ok) {
-      conn.sendFrame({ type: 'error', code: 'invalid_message', detail: parsed.detail })
+  const parsed = parseClientFrame(data.toString('utf8'))
+  if (!parsed.ok) {
+    target.sendFrame({ type: 'error', code: 'invalid_message', detail: parsed.detail })
+    return
+  }
+  const frame = parsed.frame
+  if (frame.type === 'ping') return target.sendFrame({ type: 'pong' })
+  if (frame.type === 'token') {
+    if (!target.tokenAuthenticated) {
+      target.sendFrame({
+        type: 'error',
+        code: 'invalid_token',
+        detail: 'tokens are not accepted on this connection',
+      })
       return
     }
-    const frame = parsed.frame
-    if (frame.type === 'ping') return conn.sendFrame({ type: 'pong' })
-    if (frame.type === 'token') {
-      if (!conn.tokenAuthenticated) {
-        conn.sendFrame({
-          type: 'error',
-          code: 'invalid_token',
-          detail: 'tokens are not accepted on this connection',
-        })
-        return
-      }
-      return refresh(host, conn, frame.token)
-    }
-    if (rateLimited(conn, accepted)) return
-    const payload = encodeText(JSON.stringify(frame.data))
-    if (!accepted.definition?.onMessage) return host.publish(conn, payload)
-    inOrder(conn, async () => {
-      if (await offer(host, conn, accepted, frame.data)) host.publish(conn, payload)
-    })
-    return
+    return refresh(target, frame.token)
   }
-  if (!isBinary) {
-    const token = rawTokenOf(conn, data)
-    if (token !== null) return refresh(host, conn, token)
+  if (rateLimited(target)) return
+  target.offer(frame.data, encodeText(JSON.stringify(frame.data)))
+}
+
+/**
+ * Handles one message from a client: heartbeat, in-band token, the JSON envelope of `json`
+ * facilities (ping, data, errors for malformed frames), the rate limit, then the facility's
+ * onMessage hook and publishing (through `offer`).
+ */
+export function handleClientMessage(
+  target: InboundTarget,
+  heartbeat: string | null,
+  data: Buffer,
+  isBinary: boolean,
+): void {
+  if (isHeartbeat(heartbeat, data, isBinary)) return target.sendText(heartbeat!)
+  if (target.format === 'json') return handleEnvelope(target, data, isBinary)
+  if (!isBinary && target.tokenAuthenticated) {
+    const token = rawTokenOf(data)
+    if (token !== null) return refresh(target, token)
   }
-  if (rateLimited(conn, accepted)) return
-  if (!accepted.definition?.onMessage) {
-    host.publish(conn, isBinary ? encodeBinary(data) : data)
-    return
-  }
-  inOrder(conn, async () => {
-    if (await offer(host, conn, accepted, isBinary ? data : data.toString('utf8'))) {
-      host.publish(conn, isBinary ? encodeBinary(data) : data)
-    }
-  })
+  if (rateLimited(target)) return
+  if (isBinary) target.offer(data, encodeBinary(data))
+  else target.offer(data, data, true)
 }

@@ -11,6 +11,7 @@ export type EnvelopeErrorCode =
   | 'invalid_message'
   | 'forbidden'
   | 'rate_limited'
+  | 'message_too_large'
 
 /** What a client may send. */
 export type ClientFrame =

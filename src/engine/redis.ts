@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { RedisClientOptions } from 'redis'
-import { ClosedError, EngineError } from '../errors.js'
+import { ClosedError, EngineError, OptionError } from '../errors.js'
 import { ConnectionHealth } from './reconnect-backoff.js'
 import { ClusterLink, type RedisClusterConfig } from './redis-cluster.js'
 import type { RedisLink } from './redis-link.js'
@@ -31,10 +31,10 @@ const ALIVE_FIELD = '.node'
 
 function link(options: RedisEngineOptions, keys: EngineKeys): RedisLink {
   if (options.cluster !== undefined && options.redis !== undefined) {
-    throw new TypeError('give either redis or cluster, not both')
+    throw new OptionError('give either redis or cluster, not both')
   }
   if (options.cluster !== undefined) return new ClusterLink(options.cluster, keys)
-  if (options.redis === undefined) throw new TypeError('redis or cluster is required')
+  if (options.redis === undefined) throw new OptionError('redis or cluster is required')
   return new StandaloneLink(options.redis, keys)
 }
 

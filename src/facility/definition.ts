@@ -1,7 +1,10 @@
 import type { IncomingMessage } from 'node:http'
 import { type Audience, isAudience } from '../channels/naming.js'
 import type { Identity } from '../identity/identity.js'
-import type { SlowConsumerPolicy } from '../connection/connection.js'
+import { OptionError } from '../errors.js'
+
+/** What happens to a client whose unread frames pass `maxBufferedBytes`. */
+export type SlowConsumerPolicy = 'close' | 'drop'
 
 /** What a facility's hooks learn about one connection attempt. */
 export interface FacilityContext {
@@ -37,6 +40,8 @@ export interface FacilityDefinition<C = unknown> {
   publishRate?: number
   /** Messages a client may send at once. @default the broker's publishBurst */
   publishBurst?: number
+  /** Largest client message stored when this facility persists (`expire` > 0). @default the broker's maxStoredMessage */
+  maxStoredMessage?: number
   /** Unsent bytes per client before `slowConsumer` applies. @default the broker's maxBufferedBytes */
   maxBufferedBytes?: number
   /** `'close'` (1013) or `'drop'` for a client that does not read. @default the broker's slowConsumer */
@@ -58,30 +63,20 @@ export interface FacilityDefinition<C = unknown> {
   onDisconnect?: (connection: C, code: number, context: FacilityContext) => void | Promise<void>
 }
 
-/** A registered facility with its compiled pattern. */
-export interface FacilityEntry {
-  pattern: string
-  definition: FacilityDefinition
-  params: string[]
-  regex: RegExp | null
-}
-
-const PARAM = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g
-
 function checkAudiences(name: string, value: unknown): void {
   if (value === undefined) return
   if (!Array.isArray(value) || !value.every(isAudience)) {
-    throw new TypeError(`${name} must list audiences: broadcast, group, user, session`)
+    throw new OptionError(`${name} must list audiences: broadcast, group, user, session`)
   }
 }
 
-/** Throws TypeError for a definition that cannot work. */
+/** Throws OptionError for a definition that cannot work. */
 export function validateDefinition(pattern: string, definition: FacilityDefinition): void {
   if (typeof pattern !== 'string' || pattern === '' || pattern.includes(':')) {
-    throw new TypeError('a facility name or pattern is a non-empty string without ":"')
+    throw new OptionError('a facility name or pattern is a non-empty string without ":"')
   }
   if (typeof definition !== 'object' || definition === null || Array.isArray(definition)) {
-    throw new TypeError('a facility definition is an object')
+    throw new OptionError('a facility definition is an object')
   }
   checkAudiences('subscribe', definition.subscribe)
   checkAudiences('publish', definition.publish)
@@ -91,20 +86,26 @@ export function validateDefinition(pattern: string, definition: FacilityDefiniti
     definition.format !== 'raw' &&
     definition.format !== 'json'
   ) {
-    throw new TypeError("format must be 'raw' or 'json'")
+    throw new OptionError("format must be 'raw' or 'json'")
   }
   const { anonymous } = definition
-  for (const name of ['expire', 'publishRate', 'publishBurst', 'maxBufferedBytes'] as const) {
+  for (const name of [
+    'expire',
+    'publishRate',
+    'publishBurst',
+    'maxStoredMessage',
+    'maxBufferedBytes',
+  ] as const) {
     const value = definition[name]
     if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value >= 0))
-      throw new TypeError(`${name} must be a finite number >= 0`)
+      throw new OptionError(`${name} must be a finite number >= 0`)
   }
   const { slowConsumer } = definition
   if (slowConsumer !== undefined && slowConsumer !== 'close' && slowConsumer !== 'drop') {
-    throw new TypeError("slowConsumer must be 'close' or 'drop'")
+    throw new OptionError("slowConsumer must be 'close' or 'drop'")
   }
   if (anonymous !== undefined && typeof anonymous !== 'boolean') {
-    throw new TypeError('anonymous must be a boolean')
+    throw new OptionError('anonymous must be a boolean')
   }
   const hooks = [definition.authorize].flat().filter((h) => h !== undefined)
   for (const hook of [
@@ -114,54 +115,6 @@ export function validateDefinition(pattern: string, definition: FacilityDefiniti
     definition.onDisconnect,
   ]) {
     if (hook !== undefined && typeof hook !== 'function')
-      throw new TypeError('hooks must be functions')
-  }
-}
-
-/**
- * Facility definitions by exact name or by pattern with `{params}` (one path segment each, as
- * Panther's `/ws/<user_id>/<room_id>/` or Channels' `url_route` kwargs). Exact names win; patterns
- * are tried in the order they were defined.
- */
-export class FacilityRegistry {
-  readonly #exact = new Map<string, FacilityEntry>()
-  readonly #patterns: FacilityEntry[] = []
-
-  /** Adds a definition; a second definition of the same name or pattern is an error. */
-  define(pattern: string, definition: FacilityDefinition): FacilityEntry {
-    validateDefinition(pattern, definition)
-    const params = [...pattern.matchAll(PARAM)].map((m) => m[1]!)
-    if (new Set(params).size !== params.length) {
-      throw new TypeError(`facility pattern ${pattern} names a parameter twice`)
-    }
-    if (this.#exact.has(pattern) || this.#patterns.some((p) => p.pattern === pattern)) {
-      throw new TypeError(`facility ${pattern} is already defined`)
-    }
-    if (params.length === 0) {
-      const entry = { pattern, definition, params, regex: null }
-      this.#exact.set(pattern, entry)
-      return entry
-    }
-    const source = pattern
-      .split(PARAM)
-      .map((part, i) => (i % 2 === 1 ? '([^/]+)' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
-      .join('')
-    const entry = { pattern, definition, params, regex: new RegExp(`^${source}$`) }
-    this.#patterns.push(entry)
-    return entry
-  }
-
-  /** The definition for a concrete facility name and its parameters, or null (ad hoc facility). */
-  match(facility: string): { entry: FacilityEntry; params: Record<string, string> } | null {
-    const exact = this.#exact.get(facility)
-    if (exact) return { entry: exact, params: {} }
-    for (const entry of this.#patterns) {
-      const m = entry.regex!.exec(facility)
-      if (!m) continue
-      const params: Record<string, string> = {}
-      entry.params.forEach((name, i) => (params[name] = m[i + 1]!))
-      return { entry, params }
-    }
-    return null
+      throw new OptionError('hooks must be functions')
   }
 }

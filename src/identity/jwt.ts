@@ -1,7 +1,7 @@
 import { createPublicKey, createSecretKey, type JsonWebKey, type KeyObject } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose'
-import { HttpError } from '../errors.js'
+import { HttpError, OptionError } from '../errors.js'
 import { type Identity, normalizeIdentity } from './identity.js'
 
 /** How the broker verifies JWTs. Give exactly one of `secret`, `publicKey`, `jwksUrl`. */
@@ -120,12 +120,12 @@ export class JwtVerifier {
       (k) => k !== undefined,
     )
     if (given.length !== 1)
-      throw new TypeError('jwt needs exactly one of secret, publicKey, jwksUrl')
+      throw new OptionError('jwt needs exactly one of secret, publicKey, jwksUrl')
     let allowed: string[]
     if (options.secret !== undefined) {
       const bytes =
         typeof options.secret === 'string' ? Buffer.from(options.secret, 'utf8') : options.secret
-      if (bytes.length === 0) throw new TypeError('jwt.secret must not be empty')
+      if (bytes.length === 0) throw new OptionError('jwt.secret must not be empty')
       this.#key = createSecretKey(bytes)
       allowed = HMAC
     } else if (options.publicKey !== undefined) {
@@ -136,7 +136,7 @@ export class JwtVerifier {
           : 'type' in pk && typeof (pk as KeyObject).export === 'function'
             ? (pk as KeyObject)
             : createPublicKey({ key: pk as JsonWebKey, format: 'jwk' })
-      if (this.#key.type !== 'public') throw new TypeError('jwt.publicKey must be a public key')
+      if (this.#key.type !== 'public') throw new OptionError('jwt.publicKey must be a public key')
       allowed = BY_KEY_TYPE[this.#key.asymmetricKeyType ?? ''] ?? []
     } else {
       this.#key = createRemoteJWKSet(new URL(options.jwksUrl!))
@@ -144,12 +144,12 @@ export class JwtVerifier {
     }
     const algorithms = options.algorithms ?? allowed
     if (algorithms.length === 0 || algorithms.some((a) => a.toLowerCase() === 'none')) {
-      throw new TypeError('jwt.algorithms must list real algorithms; none is never accepted')
+      throw new OptionError('jwt.algorithms must list real algorithms; none is never accepted')
     }
     // A secret never verifies an asymmetric alg and a public key never an HMAC one.
     const mismatched = algorithms.filter((a) => !allowed.includes(a))
     if (mismatched.length > 0) {
-      throw new TypeError(`jwt.algorithms ${mismatched.join(', ')} do not fit the key`)
+      throw new OptionError(`jwt.algorithms ${mismatched.join(', ')} do not fit the key`)
     }
     this.#options = {
       algorithms,

@@ -1,3 +1,4 @@
+import { OptionError } from '../errors.js'
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { parse as parseCookie } from 'cookie'
@@ -85,11 +86,11 @@ export class SessionReader {
 
   constructor(options: SessionOptions) {
     if (!options.store || typeof options.store.get !== 'function') {
-      throw new TypeError('session.store must be an express-session Store')
+      throw new OptionError('session.store must be an express-session Store')
     }
     const secrets = typeof options.secret === 'string' ? [options.secret] : [...options.secret]
     if (secrets.length === 0 || secrets.some((s) => typeof s !== 'string' || s === '')) {
-      throw new TypeError('session.secret must be a non-empty string or list of strings')
+      throw new OptionError('session.secret must be a non-empty string or list of strings')
     }
     this.#store = options.store
     this.#secrets = secrets

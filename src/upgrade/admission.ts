@@ -35,11 +35,8 @@ export class ConnectionCounter {
     return this.#byUser.get(user) ?? 0
   }
 
-  /**
-   * Counts one more connection; throws HttpError 503 past `maxConnections`. Returns the function
-   * that releases it (idempotent).
-   */
-  admit(): () => void {
+  /** Counts one more connection; throws HttpError 503 past `maxConnections`. */
+  admit(): void {
     const max = this.#limits.maxConnections
     if (max > 0 && this.#total >= max) {
       throw new HttpError(503, 'too many connections on this server', 'WSF_TOO_MANY_CONNECTIONS', {
@@ -47,21 +44,17 @@ export class ConnectionCounter {
       })
     }
     this.#total++
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      this.#total--
-    }
   }
 
-  /**
-   * Counts one more connection of `user`; throws HttpError 429 past `maxConnectionsPerUser`.
-   * Returns the function that releases it (idempotent).
-   */
-  admitUser(user: string): () => void {
+  /** Uncounts a connection counted by `admit` (its owner calls it exactly once). */
+  release(): void {
+    this.#total--
+  }
+
+  /** Counts one more connection of `user`; throws HttpError 429 past `maxConnectionsPerUser`. */
+  admitUser(user: string): void {
     const max = this.#limits.maxConnectionsPerUser
-    if (max === 0) return () => {}
+    if (max === 0) return
     const count = this.countOf(user)
     if (count >= max) {
       throw new HttpError(
@@ -71,13 +64,13 @@ export class ConnectionCounter {
       )
     }
     this.#byUser.set(user, count + 1)
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      const left = this.countOf(user) - 1
-      if (left > 0) this.#byUser.set(user, left)
-      else this.#byUser.delete(user)
-    }
+  }
+
+  /** Uncounts a connection counted by `admitUser` (its owner calls it exactly once). */
+  releaseUser(user: string): void {
+    if (this.#limits.maxConnectionsPerUser === 0) return
+    const left = this.countOf(user) - 1
+    if (left > 0) this.#byUser.set(user, left)
+    else this.#byUser.delete(user)
   }
 }

@@ -1,12 +1,14 @@
-import type { IncomingMessage } from 'node:http'
 import type { Audience } from '../channels/naming.js'
+import type { IncomingMessage } from 'node:http'
 import { HttpError } from '../errors.js'
-import type { FacilityContext, FacilityDefinition } from '../facility/definition.js'
-import type { ResolvedOptions } from '../broker/options.js'
+import type { FacilityContext } from '../facility/definition.js'
+import type { FacilitySettings } from '../facility/settings.js'
+import type { AllowedChannelsHook } from '../broker/options.js'
 import type { ParsedRequest } from './parse-url.js'
 import type { Flags } from '../channels/redis-subscriber.js'
 
-const ALL: readonly Audience[] = ['broadcast', 'group', 'user', 'session']
+// Subscriptions keep this order whatever the order of the flags in the URL.
+const ORDER: readonly Audience[] = ['broadcast', 'group', 'user', 'session']
 
 /**
  * Decides a connection's flags before the upgrade: the facility's allowed audiences (403 beyond
@@ -15,12 +17,11 @@ const ALL: readonly Audience[] = ['broadcast', 'group', 'user', 'session']
  */
 export async function decideFlags(
   parsed: ParsedRequest,
-  definition: FacilityDefinition | null,
-  options: ResolvedOptions,
+  settings: FacilitySettings,
+  allowedChannels: AllowedChannelsHook | undefined,
   context: FacilityContext,
 ): Promise<Flags> {
-  const mayPublish = definition?.publish ?? options.clientPublish
-  const maySubscribe = definition?.subscribe ?? ALL
+  const { mayPublish, maySubscribe, autoSubscribe: auto } = settings
   const refusedPublish = parsed.publish.filter((a) => !mayPublish.includes(a))
   if (refusedPublish.length > 0) {
     throw new HttpError(403, `clients may not publish to ${refusedPublish.join(', ')}`)
@@ -29,12 +30,11 @@ export async function decideFlags(
   if (refusedSubscribe.length > 0) {
     throw new HttpError(403, `clients may not subscribe to ${refusedSubscribe.join(', ')}`)
   }
-  const auto = definition?.autoSubscribe ?? []
   let flags: Flags = {
-    subscribe: ALL.filter((a) => parsed.subscribe.includes(a) || auto.includes(a)),
+    subscribe: ORDER.filter((a) => parsed.subscribe.includes(a) || auto.includes(a)),
     publish: parsed.publish,
   }
-  for (const check of [definition?.authorize ?? []].flat()) {
+  for (const check of settings.authorize) {
     let allowed: boolean
     try {
       allowed = await check(context)
@@ -44,13 +44,12 @@ export async function decideFlags(
     }
     if (allowed !== true) throw new HttpError(403, 'not authorized')
   }
-  const hook = options.allowedChannels
-  if (hook) flags = await narrow(hook, context.request, flags, context)
+  if (allowedChannels) flags = await narrow(allowedChannels, context.request, flags, context)
   return flags
 }
 
 async function narrow(
-  hook: NonNullable<ResolvedOptions['allowedChannels']>,
+  hook: AllowedChannelsHook,
   req: IncomingMessage,
   flags: Flags,
   context: FacilityContext,

@@ -46,10 +46,26 @@ export function checkHandshake(req: IncomingMessage): void {
   if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key.trim())) {
     throw new HttpError(400, 'missing or invalid Sec-WebSocket-Key')
   }
+  const protocols = req.headers['sec-websocket-protocol']
+  if (protocols !== undefined && !validProtocolList(protocols)) {
+    throw new HttpError(400, 'invalid Sec-WebSocket-Protocol header')
+  }
   const version = req.headers['sec-websocket-version']
   if (version !== '13' && version !== '8') {
     throw new HttpError(426, 'unsupported Sec-WebSocket-Version (use 13)', 'WSF_HTTP_426', {
       'Sec-WebSocket-Version': '13',
     })
   }
+}
+
+// RFC 7230 token characters, which subprotocol names are made of (RFC 6455 §4.1).
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+/**
+ * True for a `Sec-WebSocket-Protocol` value `ws` accepts: tokens separated by commas and optional
+ * spaces, none empty, none twice. `ws` answers anything else with 400 on its own.
+ */
+export function validProtocolList(value: string): boolean {
+  const names = value.split(',').map((part) => part.trim())
+  return names.every((name) => TOKEN.test(name)) && new Set(names).size === names.length
 }

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import type { Authentication } from '../identity/authenticator.js'
-import { HttpError } from '../errors.js'
+import { HttpError, OptionError } from '../errors.js'
 
 /**
  * Origins allowed to open connections besides the server's own host: a list of exact origins
@@ -16,7 +16,7 @@ export function validateOrigins(value: unknown): void {
     !Array.isArray(value) ||
     !value.every((o) => typeof o === 'string' && canonical(o) !== null)
   ) {
-    throw new TypeError(
+    throw new OptionError(
       "origins must be a function or a list of origins such as 'https://app.example.com'",
     )
   }

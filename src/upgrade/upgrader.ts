@@ -1,97 +1,62 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
+import type { ResolvedOptions } from '../broker/options.js'
+import type { RedisSubscriber } from '../channels/redis-subscriber.js'
+import { ConnectionOwner, type ConnectionServices } from '../connection/owner.js'
+import type { Engine } from '../engine/types.js'
+import { EngineError, HttpError, type WsFacilityError } from '../errors.js'
+import type { FacilityContext } from '../facility/definition.js'
+import type { FacilityMatch } from '../facility/registry.js'
+import type { FacilitySettings } from '../facility/settings.js'
 import type { Authentication, Authenticator } from '../identity/authenticator.js'
 import { selectProtocol } from '../identity/jwt.js'
-import { Connection, CloseCode, type Delivery } from '../connection/connection.js'
-import type { FacilityContext, FacilityDefinition } from '../facility/definition.js'
 import { decideFlags } from './flag-policy.js'
-import type { Engine } from '../engine/types.js'
-import { EngineError, HttpError, TimeoutError, type WsFacilityError } from '../errors.js'
-import { checkHandshake, refuseUpgrade } from './handshake.js'
-import type { Hub } from '../delivery/hub.js'
-import type { Lifecycle } from '../connection/lifecycle.js'
-import type { ResolvedOptions } from '../broker/options.js'
-import { parseRequest } from './parse-url.js'
-import type { RedisSubscriber } from '../channels/redis-subscriber.js'
-import { FlushScheduler } from '../connection/flush-scheduler.js'
-import { ConnectionCounter } from './admission.js'
-import { bucketFor } from '../connection/rate-limit.js'
-import { withTimeout } from '../broker/close.js'
+import { checkHandshake } from './handshake.js'
 import { checkOrigin, isCookieAuthenticated } from './origin.js'
+import { parseRequest } from './parse-url.js'
 
-/** One upgrade in progress: the connection it registered, and whether it ran out of time. */
-interface Attempt {
-  conn: Connection | null
-  timedOut: boolean
-}
-
-/** What the upgrade flow needs from the broker. */
+/** What the upgrade pipeline needs from the broker. */
 export interface UpgradeHost {
   readonly options: ResolvedOptions
   readonly engine: Engine
   readonly subscriber: RedisSubscriber
-  readonly hub: Hub
   readonly auth: Authenticator
+  /** What the connections share (the owner of each upgrade gets it). */
+  readonly services: ConnectionServices
   /** True once the broker is shutting down. */
   closing(): boolean
   /** Connects the engine (the broker's `ready()`). */
   ready(): Promise<void>
-  /** The definition (and pattern parameters) that applies to a concrete facility name. */
-  facilityOf(facility: string): {
-    definition: FacilityDefinition | null
-    params: Record<string, string>
-  }
-  /** Keeps what hooks and the rate limit read for a connection being accepted. */
-  accept: Lifecycle['accept']
-  /** Takes over a connection whose handshake completed. */
-  open: Lifecycle['open']
+  /** The settings and pattern parameters that apply to a concrete facility name. */
+  facilityOf(facility: string): FacilityMatch
   /** Reports an upgrade refused before the handshake. */
   refused(req: IncomingMessage, status: number, reason: string): void
-  /** Counts a connection closed as a slow consumer (before it is closed). */
-  slowConsumerClosed(): void
   /** Reports a background failure. */
   error(err: unknown): void
 }
 
-/** The slow-consumer action, shared by all connections. */
-function closeSlowConsumer(conn: Connection): void {
-  conn.close(CloseCode.TRY_AGAIN_LATER, 'client too slow')
-}
-
 /**
- * The HTTP upgrade flow: limits, parsing, identity, origin, policy and subscriptions, ending in a
- * refusal with an HTTP status or in an open connection handed to the host.
+ * The HTTP upgrade pipeline: handshake checks, admission, URL, identity, origin, flag policy and
+ * subscriptions, ending in a refusal with an HTTP status or in an open connection. Each upgrade
+ * has one owner (connection/owner.ts) from its first step; whatever the pipeline takes is taken
+ * through it, so every way out — a refusal, `ws` refusing the handshake, the socket closing,
+ * the timeout, shutdown — gives it back.
  */
 export class Upgrader {
   readonly #host: UpgradeHost
   readonly #wss: WebSocketServer
   #sequence = 0
-  /** Delivery limits of connections without a facility definition, and per definition. */
-  readonly #scheduler = new FlushScheduler()
-  readonly #delivery: Delivery
-  readonly #deliveries = new WeakMap<FacilityDefinition, Delivery>()
-  readonly #pending = new Set<Duplex>()
-  readonly #counter: ConnectionCounter
 
   constructor(host: UpgradeHost) {
     this.#host = host
-    const options = host.options
-    this.#counter = new ConnectionCounter(options)
-    this.#delivery = {
-      maxBufferedBytes: options.maxBufferedBytes,
-      slowConsumer: options.slowConsumer,
-      scheduler: this.#scheduler,
-      onSlowConsumer: (c) => {
-        host.slowConsumerClosed()
-        closeSlowConsumer(c)
-      },
-    }
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
+      // The broker writes pre-built frames to each socket under `ws` (connection/owner.ts flush):
+      // a compressed connection would get them uncompressed and fail. Never turn this on.
       perMessageDeflate: false,
-      maxPayload: options.maxPayload,
+      maxPayload: host.options.maxPayload,
       handleProtocols: selectProtocol,
     })
   }
@@ -99,139 +64,99 @@ export class Upgrader {
   /** Runs one upgrade: every refusal happens here, before the handshake, with an HTTP status. */
   async handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const host = this.#host
-    this.#pending.add(socket)
-    const onSocketError = (): void => {}
-    socket.on('error', onSocketError)
-    const attempt: Attempt = { conn: null, timedOut: false }
-    const work = this.#prepare(req, socket, attempt)
+    const owner = new ConnectionOwner(host.services, socket)
     try {
-      const stored = await withTimeout(work, host.options.handshakeTimeout).catch((err) => {
-        if (!(err instanceof TimeoutError)) throw err
-        attempt.timedOut = true
-        throw new HttpError(503, 'handshake timed out', 'WSF_HANDSHAKE_TIMEOUT')
-      })
-      const conn = attempt.conn!
-      if (socket.destroyed) throw new HttpError(499, 'client went away')
+      const stored = await this.#prepare(req, owner)
+      owner.check()
       if (host.closing()) throw new HttpError(503, 'server is shutting down')
-      this.#wss.handleUpgrade(req, socket, head, (ws) => host.open(conn, ws, socket, stored, req))
+      let opened = false
+      this.#wss.handleUpgrade(req, socket, head, (ws) => {
+        opened = true
+        owner.open(ws, stored, req)
+      })
+      // ws answered the handshake itself (400 for a header it cannot parse) or found the socket
+      // half-closed, and will not call back: the attempt is over.
+      if (!opened) owner.abort(new HttpError(400, 'handshake refused', 'WSF_CLIENT_GONE'))
     } catch (err) {
-      // After a timeout the work goes on in the background: release what it took once it settles.
-      const release = (): void => this.#release(attempt)
-      if (attempt.timedOut) void work.then(release, release)
-      else release()
-      const status = err instanceof HttpError ? err.status : 500
-      const reason = err instanceof HttpError ? err.message : 'internal error'
-      if (!(err instanceof HttpError)) host.error(err)
-      host.options.logger?.info?.({ status, reason, url: req.url }, 'upgrade refused')
-      refuseUpgrade(socket, status, reason, err instanceof HttpError ? err.headers : {})
-      host.refused(req, status, reason)
-    } finally {
-      this.#pending.delete(socket)
-      socket.off('error', onSocketError)
+      const refusal = err instanceof HttpError ? err : this.#unexpected(err)
+      owner.abort(refusal)
+      host.options.logger?.info?.(
+        { status: refusal.status, reason: refusal.message, url: req.url },
+        'upgrade refused',
+      )
+      host.refused(req, refusal.status, refusal.message)
     }
+  }
+
+  #unexpected(err: unknown): HttpError {
+    this.#host.error(err)
+    return new HttpError(500, 'internal error')
   }
 
   /** Cuts the upgrades still in progress and closes the WebSocket server (on broker shutdown). */
   close(): void {
-    for (const socket of this.#pending) socket.destroy()
+    this.#host.services.registry.abortUpgrades()
     this.#wss.close()
   }
 
-  /** Undoes what a refused upgrade registered. */
-  #release(attempt: Attempt): void {
-    const conn = attempt.conn
-    if (!conn) return
-    this.#host.hub.remove(conn, conn.channels.subscribe)
-    conn.markClosed()
-  }
-
   /**
-   * The broker's work for one upgrade: limits, parsing, identity, origin, policy, then the
-   * subscriptions; resolves to the stored messages to replay. Each connection counts against the
-   * limits until its socket closes.
+   * The broker's work for one upgrade, each step through the owner: admission, parsing, identity,
+   * origin, policy, then the subscriptions; resolves to the stored messages to replay.
    */
-  async #prepare(
-    req: IncomingMessage,
-    socket: Duplex,
-    attempt: Attempt,
-  ): Promise<Map<string, Buffer>> {
+  async #prepare(req: IncomingMessage, owner: ConnectionOwner): Promise<Map<string, Buffer>> {
     const host = this.#host
     const options = host.options
     if (host.closing()) throw new HttpError(503, 'server is shutting down')
     checkHandshake(req)
-    this.#countUntilClosed(socket, this.#counter.admit())
+    owner.admit()
     const parsed = parseRequest(req.url ?? '', options.path, {
       maxFacilityLength: options.maxFacilityLength,
       maxFlags: options.maxFlags,
     })
-    await host.ready().catch((err: unknown) => {
-      throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
-    })
+    await owner.step(
+      host.ready().catch((err: unknown) => {
+        throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
+      }),
+    )
     // While Redis is away a connection would miss messages without knowing; refuse it instead
     // (even when its channels are already subscribed and nothing else would touch Redis).
     if (host.engine.status !== 'ready') {
       throw new HttpError(503, 'message broker unavailable', 'WSF_REDIS_UNAVAILABLE')
     }
-    const { definition, params } = host.facilityOf(parsed.facility)
-    const auth = await this.#authenticate(req, definition)
+    const { settings, params } = host.facilityOf(parsed.facility)
+    const auth = await owner.step(this.#authenticate(req, settings))
     const identity = auth.identity
     checkOrigin(req, options.origins, isCookieAuthenticated(req, auth))
-    if (identity.user !== null)
-      this.#countUntilClosed(socket, this.#counter.admitUser(identity.user))
+    if (identity.user !== null) owner.admitUser(identity.user)
     const context: FacilityContext = { facility: parsed.facility, params, identity, request: req }
-    const flags = await decideFlags(parsed, definition, options, context)
-    if (attempt.timedOut) throw new HttpError(503, 'handshake timed out')
+    const flags = await owner.step(decideFlags(parsed, settings, options.allowedChannels, context))
     const channels = host.subscriber.channels(parsed.facility, flags, identity)
-    const conn = new Connection({
-      id: `${host.engine.nodeId}.${(++this.#sequence).toString(36)}`,
-      facility: parsed.facility,
-      params,
-      format: definition?.format ?? 'raw',
-      identity,
-      channels,
-      echo: parsed.echo,
-      delivery: this.#deliveryFor(definition),
+    owner.accept({
+      facts: {
+        id: `${host.engine.nodeId}.${(++this.#sequence).toString(36)}`,
+        facility: parsed.facility,
+        params,
+        format: settings.format,
+        identity,
+        channels,
+        echo: parsed.echo,
+      },
+      settings,
+      context,
+      tokenAuthenticated: auth.via === 'jwt',
+      expiresAt: auth.expiresAt,
     })
-    attempt.conn = conn
-    const bucket = bucketFor(
-      definition?.publishRate ?? options.publishRate,
-      definition?.publishBurst ?? options.publishBurst,
-    )
-    // Only hooks read the context; without them and without a rate limit nothing is kept, so an
-    // idle connection does not keep its upgrade request.
-    if (bucket || definition?.onConnect || definition?.onDisconnect || definition?.onMessage)
-      host.accept(conn, { definition, context, bucket })
-    conn.expiresAt = auth.expiresAt
-    conn.tokenAuthenticated = auth.via === 'jwt'
-    return this.#subscribe(conn)
-  }
-
-  /** The delivery limits a facility's connections share (one object per definition). */
-  #deliveryFor(definition: FacilityDefinition | null): Delivery {
-    if (!definition || (definition.maxBufferedBytes ?? definition.slowConsumer) === undefined)
-      return this.#delivery
-    let delivery = this.#deliveries.get(definition)
-    if (!delivery) {
-      delivery = {
-        ...this.#delivery,
-        maxBufferedBytes: definition.maxBufferedBytes ?? this.#host.options.maxBufferedBytes,
-        slowConsumer: definition.slowConsumer ?? this.#host.options.slowConsumer,
-      }
-      this.#deliveries.set(definition, delivery)
+    try {
+      await owner.subscribe()
+    } catch (err) {
+      if (err instanceof HttpError) throw err
+      host.error(err)
+      throw new HttpError(503, 'message broker unavailable')
     }
-    return delivery
+    return this.#readStored(owner, channels.subscribe)
   }
 
-  /** Keeps a connection counted until its socket closes (whether it was upgraded or refused). */
-  #countUntilClosed(socket: Duplex, release: () => void): void {
-    if (socket.destroyed) release()
-    else socket.once('close', release)
-  }
-
-  async #authenticate(
-    req: IncomingMessage,
-    definition: FacilityDefinition | null,
-  ): Promise<Authentication> {
+  async #authenticate(req: IncomingMessage, settings: FacilitySettings): Promise<Authentication> {
     let auth: Authentication
     try {
       auth = await this.#host.auth.authenticate(req)
@@ -242,31 +167,27 @@ export class Upgrader {
       if (err instanceof EngineError) throw new HttpError(503, 'session store unavailable')
       throw new HttpError(401, 'cannot identify this request')
     }
-    const anonymousAllowed = definition?.anonymous ?? this.#host.options.anonymous
-    if (!anonymousAllowed && auth.identity.user === null) {
+    if (!settings.anonymous && auth.identity.user === null) {
       throw new HttpError(401, 'authentication required')
     }
     return auth
   }
 
-  /** Subscribes a pending connection, then reads what is stored for its channels. */
-  async #subscribe(conn: Connection): Promise<Map<string, Buffer>> {
+  /** What is stored for the connection's channels, to replay once it is open. */
+  async #readStored(
+    owner: ConnectionOwner,
+    channels: readonly string[],
+  ): Promise<Map<string, Buffer>> {
     const host = this.#host
-    const channels = conn.channels.subscribe
-    try {
-      await host.hub.add(conn, channels, conn.format)
-    } catch (err) {
-      host.error(err)
-      throw new HttpError(503, 'message broker unavailable')
-    }
     const stored = new Map<string, Buffer>()
     if (!host.options.replay || channels.length === 0) return stored
     try {
-      const values = await host.engine.get(channels)
+      const values = await owner.step(host.engine.get([...channels]))
       // Whatever was published before the read has now reached the connection's held messages.
-      await host.engine.barrier()
+      await owner.step(host.engine.barrier())
       values.forEach((v, i) => v && stored.set(channels[i]!, v))
     } catch (err) {
+      if (err instanceof HttpError) throw err
       host.error(err)
       throw new HttpError(503, 'message broker unavailable')
     }

@@ -1,0 +1,80 @@
+import { type Connection, ownerOf } from './connection.js'
+
+/** An upgrade in progress, as the registry sees it: something it can cut on shutdown. */
+export interface Upgrading {
+  /** Ends the attempt with a refusal (the broker is shutting down). */
+  abortShutdown(): void
+}
+
+/**
+ * The connections of one broker: those open (by id), those still upgrading, the bytes held for
+ * the latter, the presence updates in flight, and the liveness timer. Entries are added and
+ * removed only by each connection's owner.
+ */
+export class ConnectionRegistry {
+  readonly #open = new Map<string, Connection>()
+  readonly #upgrading = new Set<Upgrading>()
+  readonly #work = new Set<Promise<void>>()
+  #pingTimer: NodeJS.Timeout | null = null
+  /** Bytes of messages held for connections whose handshake has not completed. */
+  heldBytes = 0
+
+  /** Open connections, by id. */
+  get open(): ReadonlyMap<string, Connection> {
+    return this.#open
+  }
+
+  /** Upgrades in progress. */
+  get upgrading(): number {
+    return this.#upgrading.size
+  }
+
+  upgradeStarted(attempt: Upgrading): void {
+    this.#upgrading.add(attempt)
+  }
+
+  upgradeEnded(attempt: Upgrading): void {
+    this.#upgrading.delete(attempt)
+  }
+
+  opened(connection: Connection): void {
+    this.#open.set(connection.id, connection)
+  }
+
+  closed(connection: Connection): void {
+    this.#open.delete(connection.id)
+  }
+
+  /** Keeps work in flight (presence updates) so shutdown can wait for it. */
+  pending(work: Promise<void>): void {
+    this.#work.add(work)
+    void work.finally(() => this.#work.delete(work))
+  }
+
+  /** Resolves once the work in flight has settled. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#work])
+  }
+
+  /** Cuts every upgrade in progress (shutdown). */
+  abortUpgrades(): void {
+    for (const attempt of [...this.#upgrading]) attempt.abortShutdown()
+  }
+
+  /**
+   * Pings every open connection each `interval` ms; one that answered nothing (no pong, no
+   * message) since the previous round is cut. 0 turns liveness checks off.
+   */
+  startPings(interval: number): void {
+    if (interval === 0 || this.#pingTimer) return
+    this.#pingTimer = setInterval(() => {
+      for (const connection of this.#open.values()) ownerOf(connection).heartbeat()
+    }, interval)
+    this.#pingTimer.unref()
+  }
+
+  stopPings(): void {
+    if (this.#pingTimer) clearInterval(this.#pingTimer)
+    this.#pingTimer = null
+  }
+}

@@ -1,0 +1,62 @@
+import type { Audience } from '../channels/naming.js'
+import type { ResolvedOptions } from '../broker/options.js'
+import type {
+  AuthorizeHook,
+  FacilityDefinition,
+  SlowConsumerPolicy,
+  WireFormat,
+} from './definition.js'
+
+const ALL: readonly Audience[] = ['broadcast', 'group', 'user', 'session']
+
+/**
+ * What applies to the connections of one facility: its definition's fields where set, the broker's
+ * options otherwise. Worked out once per definition (and once for ad hoc facilities), then shared
+ * by every connection and every message of that facility.
+ */
+export interface FacilitySettings {
+  /** The definition these come from; null for facilities nobody defined. */
+  readonly definition: FacilityDefinition | null
+  readonly format: WireFormat
+  /** Seconds published messages are stored for replay (0: not stored). */
+  readonly expire: number
+  readonly anonymous: boolean
+  readonly maySubscribe: readonly Audience[]
+  readonly mayPublish: readonly Audience[]
+  readonly autoSubscribe: readonly Audience[]
+  readonly authorize: readonly AuthorizeHook[]
+  /** Client messages per second (0: unlimited) and the burst on top. */
+  readonly publishRate: number
+  readonly publishBurst: number
+  /** Largest client message published with `expire` > 0, so stored in Redis (bytes). */
+  readonly maxStoredMessage: number
+  readonly maxBufferedBytes: number
+  readonly slowConsumer: SlowConsumerPolicy
+  /** True when a hook reads the connection's context (onConnect, onMessage, onDisconnect). */
+  readonly hasHooks: boolean
+}
+
+/** The settings of connections to `definition` (null: an ad hoc facility) under `options`. */
+export function resolveSettings(
+  definition: FacilityDefinition | null,
+  options: ResolvedOptions,
+): FacilitySettings {
+  const d = definition ?? {}
+  return Object.freeze({
+    definition,
+    format: d.format ?? 'raw',
+    expire: d.expire ?? options.expire,
+    anonymous: d.anonymous ?? options.anonymous,
+    maySubscribe: d.subscribe ?? ALL,
+    mayPublish: d.publish ?? options.clientPublish,
+    autoSubscribe: d.autoSubscribe ?? [],
+    authorize: [d.authorize ?? []].flat(),
+    publishRate: d.publishRate ?? options.publishRate,
+    publishBurst: d.publishBurst ?? options.publishBurst,
+    maxStoredMessage: d.maxStoredMessage ?? options.maxStoredMessage,
+    maxBufferedBytes: d.maxBufferedBytes ?? options.maxBufferedBytes,
+    slowConsumer: d.slowConsumer ?? options.slowConsumer,
+    hasHooks:
+      d.onConnect !== undefined || d.onMessage !== undefined || d.onDisconnect !== undefined,
+  })
+}
