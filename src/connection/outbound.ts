@@ -1,0 +1,182 @@
+import type { Duplex } from 'node:stream'
+import { CloseCode } from '../close-codes.js'
+import { type ServerFrame, serverFrame } from '../delivery/envelope.js'
+import { frame, frameFor } from '../delivery/frame.js'
+import type { Recipient } from '../delivery/hub.js'
+import { encodeMessage, type Message } from '../delivery/payload.js'
+import type { FacilitySettings } from '../facility/settings.js'
+import type { Connection, ConnectionState } from './connection.js'
+import type { Flushable } from './flush-scheduler.js'
+import type { ConnectionServices } from './services.js'
+
+/** A message that arrived before the handshake completed. */
+interface Held {
+  channel: string
+  payload: Buffer
+  framed: Buffer
+}
+
+/**
+ * The outbound side of a connection (the base of its owner): messages held while it upgrades, the
+ * frames queued in one event-loop turn and written in one go, within a bounded buffer, and the
+ * bookkeeping that keeps a client's own messages from coming back to it.
+ */
+export abstract class Outbound implements Recipient, Flushable {
+  readonly services: ConnectionServices
+  protected readonly socket: Duplex
+  protected phase: ConnectionState = 'upgrading'
+  /** The public face of this connection, once the upgrade knows who it is. */
+  connection: Connection | null = null
+  protected settings: FacilitySettings | null = null
+  /** Messages that arrived before the handshake completed; created when the first one does. */
+  #held: Held[] | null = null
+  #heldBytes = 0
+  /** Frames waiting for this turn's flush; created by the first one. */
+  #queue: Buffer[] | null = null
+  #queued = 0
+  /** Payloads this connection published and will see again on channels it subscribes (no echo). */
+  #own: Map<string, Buffer[]> | null = null
+  #dropped = 0
+
+  constructor(services: ConnectionServices, socket: Duplex) {
+    this.services = services
+    this.socket = socket
+  }
+
+  /** Closes the connection (the owner's close; a slow consumer is closed with 1013). */
+  abstract close(code: number, reason: string): void
+
+  /** Ends an upgrade whose held messages passed the bound under the `close` policy. */
+  protected abstract overflowWhileUpgrading(): void
+
+  get format(): 'raw' | 'json' {
+    return this.settings?.format ?? 'raw'
+  }
+
+  /** Frames dropped under the `drop` slow-consumer policy. */
+  get dropped(): number {
+    return this.#dropped
+  }
+
+  deliver(channel: string, payload: Buffer, framed: Buffer): void {
+    const phase = this.phase
+    if (phase === 'closed' || phase === 'closing') return
+    const own = this.#own?.get(channel)
+    if (own && own.length > 0 && own[0]!.equals(payload)) {
+      own.shift()
+      return
+    }
+    if (phase === 'upgrading') this.#hold(channel, payload, framed)
+    else this.#enqueue(framed)
+  }
+
+  /** Keeps a message for after the handshake, within the same bound as unsent frames. */
+  #hold(channel: string, payload: Buffer, framed: Buffer): void {
+    const settings = this.settings!
+    if (this.#heldBytes + framed.length > settings.maxBufferedBytes) {
+      if (settings.slowConsumer === 'drop') {
+        this.#dropped++
+        return
+      }
+      this.services.slowConsumerClosed()
+      this.overflowWhileUpgrading()
+      return
+    }
+    ;(this.#held ??= []).push({ channel, payload, framed })
+    this.#heldBytes += framed.length
+    this.services.registry.heldBytes += framed.length
+  }
+
+  /**
+   * Queues what the connection starts with once open: stored messages first (skipping any the
+   * live stream already carried), then what arrived while upgrading.
+   */
+  protected startDelivery(stored: ReadonlyMap<string, Buffer>): void {
+    const held = this.#held ?? []
+    this.dropHeld()
+    for (const [channel, payload] of stored) {
+      if (held.some((h) => h.channel === channel && h.payload.equals(payload))) continue
+      this.#enqueue(frameFor(this.format, payload))
+    }
+    for (const h of held) this.#enqueue(h.framed)
+  }
+
+  /** Forgets held messages and gives their bytes back to the registry's count. */
+  protected dropHeld(): void {
+    this.services.registry.heldBytes -= this.#heldBytes
+    this.#heldBytes = 0
+    this.#held = null
+  }
+
+  /** Forgets queued frames and expected own payloads (the connection is closing). */
+  protected dropQueue(): void {
+    this.#queue = null
+    this.#queued = 0
+    this.#own = null
+  }
+
+  /** Queues one text frame as is (a heartbeat answer, an envelope frame). */
+  sendText(text: string): void {
+    if (this.phase === 'open') this.#enqueue(frame(Buffer.from(text, 'utf8'), false))
+  }
+
+  send(message: Message): void {
+    if (this.phase === 'open') this.#enqueue(frameFor(this.format, encodeMessage(message)))
+  }
+
+  sendFrame(value: ServerFrame): void {
+    this.sendText(serverFrame(value))
+  }
+
+  #enqueue(framed: Buffer): void {
+    const settings = this.settings!
+    if (this.#queued + this.socket.writableLength + framed.length > settings.maxBufferedBytes) {
+      if (settings.slowConsumer === 'drop') {
+        this.#dropped++
+        return
+      }
+      this.services.slowConsumerClosed()
+      this.close(CloseCode.TRY_AGAIN_LATER, 'client too slow')
+      return
+    }
+    this.#queued += framed.length
+    if (this.#queue) this.#queue.push(framed)
+    else {
+      this.#queue = [framed]
+      this.services.scheduler.schedule(this)
+    }
+  }
+
+  /** Writes every queued frame in one go. */
+  flush(): void {
+    const queue = this.#queue
+    if (!queue) return
+    this.#queue = null
+    this.#queued = 0
+    const socket = this.socket
+    if (socket.destroyed || !socket.writable) return
+    // One write per turn: each write to a socket costs a syscall and stream bookkeeping, whatever
+    // its size. The frames are written under `ws`, which is why permessage-deflate stays off.
+    socket.write(queue.length === 1 ? queue[0]! : this.services.scheduler.joined(queue))
+  }
+
+  /**
+   * Notes a payload this connection is about to publish on `channel`, so that its own copy is not
+   * delivered back to it. Returns a function that forgets it again (when the publish failed).
+   */
+  protected expectOwn(channel: string, payload: Buffer): () => void {
+    this.#own ??= new Map()
+    let list = this.#own.get(channel)
+    if (!list) this.#own.set(channel, (list = []))
+    list.push(payload)
+    return () => {
+      const i = list.indexOf(payload)
+      if (i !== -1) list.splice(i, 1)
+    }
+  }
+
+  /** Forgets expected own payloads (after the subscriber connection lost messages). */
+  forgetOwn(): void {
+    this.#own = null
+  }
+}

@@ -1,0 +1,141 @@
+import type { WebSocket } from 'ws'
+import { CloseCode } from '../close-codes.js'
+import type { FacilityContext } from '../facility/definition.js'
+import { handleClientMessage, type InboundTarget } from './inbound.js'
+import { Outbound } from './outbound.js'
+import type { PausedReader } from './publish-budget.js'
+import type { TokenBucket } from './rate-limit.js'
+
+/**
+ * The inbound side of a connection (between its outbound base and its owner): what the client
+ * sends goes through the protocol (connection/inbound.ts), the rate limit and the facility's
+ * onMessage — one message at a time, in order — and is published on the connection's publish
+ * channels within the publish budget: past it, the socket is not read until Redis answers.
+ */
+export abstract class Publishing extends Outbound implements InboundTarget, PausedReader {
+  protected ws: WebSocket | null = null
+  protected context: FacilityContext | null = null
+  protected bucket: TokenBucket | null = null
+  protected alive = true
+  #tokenAuthenticated = false
+  /** The client messages going through an async onMessage, one at a time, in order. */
+  #inbound: Promise<void> | null = null
+  #inFlight = 0
+  #paused = false
+
+  /** Accepts a fresh JWT (rejects with a TokenError). */
+  abstract refreshToken(token: string): Promise<void>
+
+  get tokenAuthenticated(): boolean {
+    return this.#tokenAuthenticated
+  }
+
+  protected set tokenAuthenticated(value: boolean) {
+    this.#tokenAuthenticated = value
+  }
+
+  /** A message from the client. */
+  received(data: Buffer, isBinary: boolean): void {
+    this.alive = true
+    if (this.phase !== 'open') return
+    handleClientMessage(this, this.services.options.heartbeat, data, isBinary)
+  }
+
+  /** A pong from the client. */
+  answered(): void {
+    this.alive = true
+  }
+
+  takeToken(): boolean {
+    return this.bucket === null || this.bucket.take()
+  }
+
+  offer(message: unknown, payload: Buffer, text = false): void {
+    const hook = this.settings!.definition?.onMessage
+    if (!hook) return this.#publish(payload)
+    const connection = this.connection!
+    const context = this.context!
+    const step = async (): Promise<void> => {
+      let pass: boolean
+      try {
+        const value = text ? (message as Buffer).toString('utf8') : message
+        pass = (await hook(connection, value, context)) !== false
+      } catch (err) {
+        this.services.error(err)
+        pass = false
+      }
+      if (pass) this.#publish(payload)
+    }
+    const next = (this.#inbound ?? Promise.resolve()).then(step)
+    this.#inbound = next
+    void next.then(() => {
+      if (this.#inbound === next) this.#inbound = null
+    })
+  }
+
+  /** Publishes a client message on the connection's publish channels (never echoing it without
+   * `echo`), counting its bytes in flight until Redis answered for every channel. */
+  #publish(payload: Buffer): void {
+    const services = this.services
+    const settings = this.settings!
+    const connection = this.connection!
+    const { expire } = settings
+    if (expire > 0 && payload.length > settings.maxStoredMessage) {
+      const detail = `messages stored on this facility are limited to ${settings.maxStoredMessage} bytes`
+      if (this.format === 'json')
+        this.sendFrame({ type: 'error', code: 'message_too_large', detail })
+      else this.close(CloseCode.TOO_BIG, 'message too large to store')
+      return
+    }
+    services.received()
+    const channels = connection.channels.publish
+    if (channels.length === 0) return
+    const cost = payload.length * channels.length
+    const budget = services.budget
+    this.#inFlight += cost
+    budget.take(cost)
+    let left = channels.length
+    const done = (): void => {
+      if (--left > 0) return
+      this.#inFlight -= cost
+      budget.give(cost)
+      this.maybeResume()
+    }
+    for (const channel of channels) {
+      const forget =
+        !connection.echo && connection.channels.subscribe.includes(channel)
+          ? this.expectOwn(channel, payload)
+          : null
+      services.publish(channel, payload, expire).then(done, (err: unknown) => {
+        forget?.()
+        services.error(err)
+        this.close(CloseCode.INTERNAL, 'publish failed')
+        done()
+      })
+    }
+    if (this.#inFlight >= budget.perConnection || budget.exhausted) this.#pause()
+  }
+
+  #pause(): void {
+    if (this.#paused || this.phase !== 'open') return
+    this.#paused = true
+    this.services.budget.wait(this)
+    this.ws?.pause()
+  }
+
+  maybeResume(): void {
+    if (!this.#paused) return
+    const budget = this.services.budget
+    if (this.phase === 'open' && (this.#inFlight >= budget.perConnection || budget.exhausted))
+      return
+    this.#paused = false
+    budget.unwait(this)
+    this.ws?.resume()
+  }
+
+  /** Leaves the budget's waiting list for good (the connection is released). */
+  protected stopReading(): void {
+    if (this.#paused) this.services.budget.unwait(this)
+    this.#paused = false
+  }
+}
