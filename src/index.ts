@@ -8,6 +8,7 @@ export type {
   AllowedChannelsHook,
   BrokerOptions,
   Logger,
+  ResolvedOptions as ResolvedBrokerOptions,
 } from './broker/options.js'
 export type { OriginsOption } from './upgrade/origin.js'
 export { RedisPublisher, SELF } from './publish/redis-publisher.js'
