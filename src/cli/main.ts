@@ -7,19 +7,14 @@ import { RedisStore } from 'connect-redis'
 import { createClient, type RedisClientOptions } from 'redis'
 import type { SessionOptions } from '../identity/session.js'
 import { type Broker, createBroker } from '../broker/broker.js'
-import {
-  type CliConfig,
-  type CliSession,
-  type Env,
-  parseCli,
-  USAGE,
-  UsageError,
-} from './options.js'
+import { type CliConfig, type CliSession, type Env, parseCli, UsageError } from './options.js'
+import { USAGE } from './usage.js'
 import { runPrimary, SHUTDOWN } from './workers.js'
 import { connectOnce } from '../engine/redis.js'
 import type { EngineStatus } from '../engine/types.js'
 
-export { type CliConfig, type CliSession, parseCli, USAGE, UsageError } from './options.js'
+export { type CliConfig, type CliSession, parseCli, UsageError } from './options.js'
+export { USAGE } from './usage.js'
 
 // /health reads this key (under the prefix, never written) to check the command connection.
 const HEALTH_KEY = 'wsfacility:health'
