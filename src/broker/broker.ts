@@ -12,10 +12,10 @@ import { ControlPlane } from '../cluster/control-channel.js'
 import type { FacilityDefinition } from '../facility/definition.js'
 import { FacilityRegistry } from '../facility/registry.js'
 import { ConnectionCounter } from '../upgrade/admission.js'
-import { Presence, type PresenceEvent } from '../cluster/presence.js'
+import { Presence } from '../cluster/presence.js'
 import { MemoryEngine } from '../engine/memory.js'
 import { RedisEngine } from '../engine/redis.js'
-import type { Engine, EngineStatus } from '../engine/types.js'
+import type { Engine } from '../engine/types.js'
 import { ClosedError, OptionError } from '../errors.js'
 import { refuseUpgrade } from '../upgrade/handshake.js'
 import { Hub } from '../delivery/hub.js'
@@ -27,44 +27,9 @@ import { matchesPath } from '../upgrade/parse-url.js'
 import { RedisSubscriber } from '../channels/redis-subscriber.js'
 import { type CloseOptions, resolveCloseOptions, withTimeout } from './close.js'
 import { Upgrader } from '../upgrade/upgrader.js'
+import type { BrokerEvents, BrokerStats, PublishOptions } from './events.js'
 
-/** Events a broker emits. */
-export interface BrokerEvents {
-  /** A client completed its handshake; its subscriptions are live. */
-  connection: [connection: Connection, request: IncomingMessage]
-  /** A client went away. */
-  disconnect: [connection: Connection, code: number]
-  /** An upgrade was refused before the handshake. */
-  refused: [request: IncomingMessage, status: number, reason: string]
-  /** A background failure (Redis connection, failed client publish). Never thrown. */
-  error: [error: Error]
-  /** The engine's connection state changed. */
-  engine: [status: EngineStatus]
-  /** A user came online or went offline (with `presence: true`); once per transition, cluster-wide. */
-  presence: [event: PresenceEvent]
-}
-
-/** Counters of a broker's process (`broker.stats`). */
-export interface BrokerStats {
-  /** Open connections. */
-  connections: number
-  /** Upgrades in progress (not yet refused or open). */
-  upgrading: number
-  /** Bytes of messages held for upgrades in progress until their handshake completes. */
-  heldBytes: number
-  /** Channels subscribed for clients. */
-  channels: number
-  /** Messages taken from the engine for at least one local client (each framed once). */
-  messages: number
-  /** Frames handed to clients (one per client per message). */
-  deliveries: number
-}
-
-/** Options of one publish. */
-export interface PublishOptions {
-  /** Seconds to store the message for replay; overrides the broker's `expire`. */
-  expire?: number
-}
+export type { BrokerEvents, BrokerStats, PublishOptions } from './events.js'
 
 /**
  * A WebSocket broker: accepts upgrades under `path`, maps each connection's flags and identity to

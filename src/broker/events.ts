@@ -1,0 +1,42 @@
+import type { IncomingMessage } from 'node:http'
+import type { PresenceEvent } from '../cluster/presence.js'
+import type { Connection } from '../connection/connection.js'
+import type { EngineStatus } from '../engine/types.js'
+
+/** Events a broker emits. */
+export interface BrokerEvents {
+  /** A client completed its handshake; its subscriptions are live. */
+  connection: [connection: Connection, request: IncomingMessage]
+  /** A client went away. */
+  disconnect: [connection: Connection, code: number]
+  /** An upgrade was refused before the handshake. */
+  refused: [request: IncomingMessage, status: number, reason: string]
+  /** A background failure (Redis connection, failed client publish). Never thrown. */
+  error: [error: Error]
+  /** The engine's connection state changed. */
+  engine: [status: EngineStatus]
+  /** A user came online or went offline (with `presence: true`); once per transition, cluster-wide. */
+  presence: [event: PresenceEvent]
+}
+
+/** Counters of a broker's process (`broker.stats`). */
+export interface BrokerStats {
+  /** Open connections. */
+  connections: number
+  /** Upgrades in progress (not yet refused or open). */
+  upgrading: number
+  /** Bytes of messages held for upgrades in progress until their handshake completes. */
+  heldBytes: number
+  /** Channels subscribed for clients. */
+  channels: number
+  /** Messages taken from the engine for at least one local client (each framed once). */
+  messages: number
+  /** Frames handed to clients (one per client per message). */
+  deliveries: number
+}
+
+/** Options of one publish. */
+export interface PublishOptions {
+  /** Seconds to store the message for replay; overrides the broker's `expire`. */
+  expire?: number
+}
