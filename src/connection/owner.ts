@@ -184,7 +184,8 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
     const socket = this.socket
     socket.off('close', socketGone)
     socket.off('end', socketGone)
-    socket.off('error', ignoreError)
+    // The no-op 'error' listener stays: a refused client may reset the connection after reading
+    // its answer, and an 'error' event without a listener would crash the process.
     this.services.registry.upgradeEnded(this)
   }
 
