@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import net from 'node:net'
+import type { Duplex } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { isDeepStrictEqual } from 'node:util'
 import fc from 'fast-check'
 import WebSocket from 'ws'
-import { type BrokerOptions, HttpError } from '../src/index.js'
+import { type BrokerOptions, HttpError, type IdentifyHook } from '../src/index.js'
 import { type RedisServer, startRedis, type TestRedisClient } from './helpers/redis.js'
 import { connect, sleep, startBroker, type TestServer } from './helpers/ws.js'
 
@@ -95,21 +96,58 @@ function released(baseline: Held, channels: string[]): Held {
 /** The fields that exist in today's broker (the two new stats left out). */
 const existing = ({ upgrading: _u, heldBytes: _h, ...rest }: Held) => rest
 
+/** A broker whose upgrades can be watched: the server sockets and the identify calls in flight. */
+interface Watched {
+  t: TestServer
+  /** True when every upgrade socket is gone and no identify call is in flight. */
+  quiet(): boolean
+}
+
+async function startWatched(options: BrokerOptions & { identify: IdentifyHook }): Promise<Watched> {
+  let identifying = 0
+  const hook = options.identify
+  const t = await startBroker({
+    ...options,
+    identify: async (req) => {
+      identifying++
+      try {
+        return await hook(req)
+      } finally {
+        identifying--
+      }
+    },
+  })
+  const sockets = new Set<Duplex>()
+  t.server.prependListener('upgrade', (_req: IncomingMessage, socket: Duplex) =>
+    sockets.add(socket),
+  )
+  return {
+    t,
+    quiet() {
+      for (const s of sockets) if (s.destroyed) sockets.delete(s)
+      return sockets.size === 0 && identifying === 0
+    },
+  }
+}
+
 /**
- * Polls until what the broker holds for `channels` is back to `expected` (the counts that exist
- * today; the new stats are only compared by the caller) or `ms` passed; returns the last reading.
- * The deadline only stops the waiting: the caller asserts on what was read.
+ * Polls until the broker's upgrades are quiet and what it holds for `channels` is back to
+ * `expected` on two readings in a row (a stat today's broker lacks does not hold this up), or `ms`
+ * passed; returns the last reading. The deadline only stops the waiting: the caller asserts on
+ * what was read.
  */
-async function settle(
-  t: TestServer,
-  channels: string[],
-  expected: Held,
-  ms: number,
-): Promise<Held> {
+async function settle(w: Watched, channels: string[], expected: Held, ms = 3000): Promise<Held> {
   const deadline = Date.now() + ms
+  let streak = 0
   for (;;) {
-    const now = await held(t, channels)
-    if (isDeepStrictEqual(existing(now), existing(expected)) || Date.now() > deadline) return now
+    const now = await held(w.t, channels)
+    const stats = {
+      upgrading: now.upgrading ?? expected.upgrading,
+      heldBytes: now.heldBytes ?? expected.heldBytes,
+    }
+    const back = w.quiet() && isDeepStrictEqual({ ...now, ...stats }, expected)
+    streak = back ? streak + 1 : 0
+    if (streak >= 2 || Date.now() > deadline) return now
     await sleep(25)
   }
 }
@@ -163,6 +201,26 @@ function openRaw(port: number): Raw {
 async function until(check: () => boolean, ms: number): Promise<void> {
   const deadline = Date.now() + ms
   while (!check() && Date.now() < deadline) await sleep(5)
+}
+
+/**
+ * Runs `act` the moment the server's first bytes arrive (or the socket closed), before the server
+ * side could finish closing; at most `ms` later it runs anyway.
+ */
+function onAnswer(raw: Raw, act: () => void, ms = 5000): Promise<void> {
+  return new Promise((resolve) => {
+    const run = (): void => {
+      clearTimeout(timer)
+      raw.socket.off('data', run)
+      raw.socket.off('close', run)
+      act()
+      resolve()
+    }
+    const timer = setTimeout(run, ms)
+    if (raw.received().length > 0 || raw.isClosed()) return run()
+    raw.socket.on('data', run)
+    raw.socket.on('close', run)
+  })
 }
 
 /** Waits (bounded) for a raw socket to close, then cuts it if the server did not. */
@@ -234,28 +292,25 @@ async function clientsStillWork(t: TestServer, path: string, channel: string, n:
 describe('An upgrade that does not complete releases what it registered', () => {
   const MAX = 10
   const servers: TestServer[] = []
-  const start = async (options: BrokerOptions = {}): Promise<TestServer> => {
-    const t = await startBroker({ redis: redis.url, identify, maxConnections: MAX, ...options })
-    servers.push(t)
-    return t
-  }
   after(async () => {
     await Promise.all(servers.map((t) => t.close()))
   })
 
   /** The broker and Redis state before any attempt; channels of user ann on `facility`. */
   async function setup(facility: string) {
-    const t = await start()
+    const w = await startWatched({ redis: redis.url, identify, maxConnections: MAX })
+    const t = w.t
+    servers.push(t)
     const path = `/ws/${facility}?subscribe-broadcast&subscribe-user&user=ann`
     const channels = [`broadcast:${facility}`, `user:ann:${facility}`]
     const baseline = await held(t, channels)
     assert.deepEqual(existing(baseline), existing(released(baseline, channels)), 'clean start')
-    return { t, path, channels, expected: released(baseline, channels) }
+    return { w, t, path, channels, expected: released(baseline, channels) }
   }
 
   /** Waits for the release, then checks admission, delivery and every count. */
   async function assertReleased(s: Awaited<ReturnType<typeof setup>>, what: string): Promise<void> {
-    const now = await settle(s.t, s.channels, s.expected, 3000)
+    const now = await settle(s.w, s.channels, s.expected)
     await clientsStillWork(s.t, s.path, s.channels[0]!, MAX)
     assert.deepEqual(now, s.expected, `${what}: everything returns to where it started`)
   }
@@ -269,7 +324,7 @@ describe('An upgrade that does not complete releases what it registered', () => 
     assert.deepEqual(during.numsub, { [s.channels[0]!]: 1, [s.channels[1]!]: 1 })
     assert.deepEqual(during.counted, s.channels)
     await c.close()
-    const now = await settle(s.t, s.channels, s.expected, 3000)
+    const now = await settle(s.w, s.channels, s.expected)
     assert.deepEqual(existing(now), existing(s.expected))
     await clientsStillWork(s.t, s.path, s.channels[0]!, MAX)
   })
@@ -312,6 +367,35 @@ describe('An upgrade that does not complete releases what it registered', () => 
     await assertReleased(s, 'half-closed request')
   })
 
+  it('a refused upgrade whose client then resets the connection raises no uncaught error', async () => {
+    // refuseUpgrade() ends the socket and handle() removes its error listener: an RST arriving
+    // before the socket closed is an 'error' nobody listens to (an uncaught exception, a crash).
+    const uncaught: string[] = []
+    const onUncaught = (err: Error): void => void uncaught.push(String(err))
+    process.on('uncaughtException', onUncaught)
+    try {
+      const w = await startWatched({ redis: redis.url, identify: slowIdentify })
+      servers.push(w.t)
+      const statuses: (number | null)[] = []
+      for (let i = 0; i < 10; i++) {
+        const raw = openRaw(w.t.port)
+        const answer = onAnswer(raw, () => raw.socket.resetAndDestroy())
+        raw.socket.write(request('/ws/reset?subscribe-broadcast&fail=1'))
+        await answer
+        statuses.push(raw.status())
+        await finish(raw)
+      }
+      assert.deepEqual(statuses, Array(10).fill(401), 'each upgrade was refused with 401')
+      const channels = ['broadcast:reset']
+      const baseline = await held(w.t, channels)
+      await settle(w, channels, released(baseline, channels))
+      await sleep(50)
+      assert.deepEqual(uncaught, [], 'no uncaught error')
+    } finally {
+      process.off('uncaughtException', onUncaught)
+    }
+  })
+
   it('a ws client that closes while CONNECTING, after 0–3 ms (200 attempts)', async () => {
     const s = await setup('strictmode')
     const outcomes: string[] = []
@@ -337,10 +421,11 @@ describe('An upgrade that does not complete releases what it registered', () => 
 type Abort =
   | { kind: 'before-send' }
   | { kind: 'mid-request'; fraction: number }
-  | { kind: 'after-request'; wait: number; how: 'destroy' | 'end' }
+  | { kind: 'after-request'; wait: number; how: 'destroy' | 'end' | 'reset' }
   | { kind: 'bad-protocol'; value: string }
   | { kind: 'half-close' }
-  | { kind: 'after-101' }
+  /** Once the server answered (101, or a refusal). */
+  | { kind: 'after-101'; how: 'destroy' | 'reset' }
   | { kind: 'ws-connecting'; wait: number }
   | { kind: 'completed' }
 
@@ -361,14 +446,17 @@ const abortArb: fc.Arbitrary<Abort> = fc.oneof(
   fc.record({
     kind: fc.constant('after-request' as const),
     wait: fc.integer({ min: 0, max: 20 }),
-    how: fc.constantFrom('destroy' as const, 'end' as const),
+    how: fc.constantFrom('destroy' as const, 'end' as const, 'reset' as const),
   }),
   fc.record({
     kind: fc.constant('bad-protocol' as const),
     value: fc.constantFrom('a, a', 'a,,b', 'x,', ''),
   }),
   fc.constant({ kind: 'half-close' as const }),
-  fc.constant({ kind: 'after-101' as const }),
+  fc.record({
+    kind: fc.constant('after-101' as const),
+    how: fc.constantFrom('destroy' as const, 'reset' as const),
+  }),
   fc.record({ kind: fc.constant('ws-connecting' as const), wait: fc.integer({ min: 0, max: 3 }) }),
   fc.constant({ kind: 'completed' as const }),
 )
@@ -408,7 +496,6 @@ async function runAttempt(port: number, path: string, a: Attempt): Promise<void>
     path,
     abort.kind === 'bad-protocol' ? [['Sec-WebSocket-Protocol', abort.value]] : [],
   )
-  const answered = () => raw.received().includes('\r\n\r\n') || raw.isClosed()
   switch (abort.kind) {
     case 'before-send':
       raw.socket.destroy()
@@ -422,6 +509,7 @@ async function runAttempt(port: number, path: string, a: Attempt): Promise<void>
       raw.socket.write(bytes)
       await sleep(abort.wait)
       if (abort.how === 'destroy') raw.socket.destroy()
+      else if (abort.how === 'reset') raw.socket.resetAndDestroy()
       else raw.socket.end()
       break
     case 'bad-protocol':
@@ -431,9 +519,13 @@ async function runAttempt(port: number, path: string, a: Attempt): Promise<void>
       raw.socket.end(bytes)
       break
     case 'after-101':
-      raw.socket.write(bytes)
-      await until(answered, 5000)
-      raw.socket.destroy()
+      {
+        const answer = onAnswer(raw, () =>
+          abort.how === 'reset' ? raw.socket.resetAndDestroy() : raw.socket.destroy(),
+        )
+        raw.socket.write(bytes)
+        await answer
+      }
       break
   }
   await finish(raw)
@@ -458,12 +550,13 @@ describe('Upgrades aborted at random points (property-based)', () => {
         fc.pre(Date.now() < shrinkUntil)
         const facility = `prop${++run}`
         const channels = [`broadcast:${facility}`, `user:ann:${facility}`, `user:bob:${facility}`]
-        const t = await startBroker({
+        const w = await startWatched({
           redis: redis.url,
           identify: slowIdentify,
           handshakeTimeout: HANDSHAKE_TIMEOUT,
           maxConnections: MAX,
         })
+        const t = w.t
         try {
           const baseline = await held(t, channels)
           const expected = released(baseline, channels)
@@ -471,7 +564,7 @@ describe('Upgrades aborted at random points (property-based)', () => {
           await publishUntil(t, channels, work)
           await work
           // The slowest identify (300 ms) finishes in the background after its timeout.
-          const now = await settle(t, channels, expected, 2000)
+          const now = await settle(w, channels, expected)
           await clientsStillWork(t, `/ws/${facility}?subscribe-broadcast`, channels[0]!, MAX)
           assert.deepEqual(now, expected, 'everything returns to where it started')
         } catch (err) {
