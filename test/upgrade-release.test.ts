@@ -101,9 +101,19 @@ interface Watched {
   t: TestServer
   /** True when every upgrade socket is gone and no identify call is in flight. */
   quiet(): boolean
+  /** Errors of upgrade sockets the broker did not listen for (with `trapSocketErrors`). */
+  unhandled(): string[]
 }
 
-async function startWatched(options: BrokerOptions & { identify: IdentifyHook }): Promise<Watched> {
+/**
+ * Starts a broker and watches its upgrades. With `trapSocketErrors`, an error on an upgrade socket
+ * that has no listener but the test's is recorded instead of crashing the process, so that a
+ * property run reports it (with its counterexample) rather than node:test failing at once.
+ */
+async function startWatched(
+  options: BrokerOptions & { identify: IdentifyHook },
+  trapSocketErrors = false,
+): Promise<Watched> {
   let identifying = 0
   const hook = options.identify
   const t = await startBroker({
@@ -118,15 +128,22 @@ async function startWatched(options: BrokerOptions & { identify: IdentifyHook })
     },
   })
   const sockets = new Set<Duplex>()
-  t.server.prependListener('upgrade', (_req: IncomingMessage, socket: Duplex) =>
-    sockets.add(socket),
-  )
+  const unhandled: string[] = []
+  t.server.prependListener('upgrade', (_req: IncomingMessage, socket: Duplex) => {
+    sockets.add(socket)
+    if (!trapSocketErrors) return
+    const trap = (err: Error): void => {
+      if (socket.listenerCount('error') === 1) unhandled.push(String(err))
+    }
+    socket.on('error', trap)
+  })
   return {
     t,
     quiet() {
       for (const s of sockets) if (s.destroyed) sockets.delete(s)
       return sockets.size === 0 && identifying === 0
     },
+    unhandled: () => unhandled,
   }
 }
 
@@ -543,20 +560,22 @@ describe('Upgrades aborted at random points (property-based)', () => {
     const MAX = 20
     let run = 0
     // Once a run failed, shrinking gets this long; later candidates are skipped (fc.pre) so the
-    // smallest failure found by then is reported and the file stays well under a minute. (An
-    // uncaught socket error is not a property failure: node:test fails the test with it at once.)
+    // smallest failure found by then is reported and the file stays well under a minute.
     let shrinkUntil = Infinity
     await fc.assert(
       fc.asyncProperty(fc.array(attemptArb, { minLength: 1, maxLength: MAX }), async (batch) => {
         fc.pre(Date.now() < shrinkUntil)
         const facility = `prop${++run}`
         const channels = [`broadcast:${facility}`, `user:ann:${facility}`, `user:bob:${facility}`]
-        const w = await startWatched({
-          redis: redis.url,
-          identify: slowIdentify,
-          handshakeTimeout: HANDSHAKE_TIMEOUT,
-          maxConnections: MAX,
-        })
+        const w = await startWatched(
+          {
+            redis: redis.url,
+            identify: slowIdentify,
+            handshakeTimeout: HANDSHAKE_TIMEOUT,
+            maxConnections: MAX,
+          },
+          true,
+        )
         const t = w.t
         try {
           const baseline = await held(t, channels)
@@ -567,7 +586,11 @@ describe('Upgrades aborted at random points (property-based)', () => {
           // The slowest identify (300 ms) finishes in the background after its timeout.
           const now = await settle(w, channels, expected)
           await clientsStillWork(t, `/ws/${facility}?subscribe-broadcast`, channels[0]!, MAX)
-          assert.deepEqual(now, expected, 'everything returns to where it started')
+          assert.deepEqual(
+            { ...now, unhandledSocketErrors: w.unhandled() },
+            { ...expected, unhandledSocketErrors: [] },
+            'everything returns to where it started, and no socket error went unhandled',
+          )
         } catch (err) {
           shrinkUntil = Math.min(shrinkUntil, Date.now() + 10_000)
           throw err
