@@ -18,6 +18,7 @@ import { FlushScheduler } from './writer.js'
 import { bucketFor, ConnectionCounter } from './limits.js'
 import { withTimeout } from './shutdown.js'
 import { checkOrigin, isCookieAuthenticated } from './origin.js'
+import { redactUrl } from './redact.js'
 
 /** One upgrade in progress: the connection it registered, and whether it ran out of time. */
 interface Attempt {
@@ -121,7 +122,7 @@ export class Upgrader {
       const status = err instanceof HttpError ? err.status : 500
       const reason = err instanceof HttpError ? err.message : 'internal error'
       if (!(err instanceof HttpError)) host.error(err)
-      host.options.logger?.info?.({ status, reason, url: req.url }, 'upgrade refused')
+      host.options.logger?.info?.({ status, reason, url: redactUrl(req.url) }, 'upgrade refused')
       refuseUpgrade(socket, status, reason, err instanceof HttpError ? err.headers : {})
       host.refused(req, status, reason)
     } finally {
