@@ -2,8 +2,14 @@ import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
-import { FAST_RETRY_MS, ReconnectBackoff } from '../src/engine/backoff.js'
-import { RECONNECT_CAP_MS } from '../src/engine/health.js'
+import fc from 'fast-check'
+import {
+  FAST_RETRY_MS,
+  OUTAGE_FRACTION,
+  RECONNECT_BASE_MS,
+  RECONNECT_CAP_MS,
+  ReconnectBackoff,
+} from '../src/engine/backoff.js'
 import type { EngineStatus } from '../src/index.js'
 import { startRedis } from './helpers/redis.js'
 import { eventually, sleep, startBroker } from './helpers/ws.js'
@@ -37,8 +43,8 @@ describe('ReconnectBackoff', () => {
 
   it('retries at the base delay (50-100 ms) during the first seconds of an outage, whatever the count', () => {
     for (const [random, expected] of [
-      [0, 50],
-      [1, 100],
+      [0, RECONNECT_BASE_MS / 2],
+      [1, RECONNECT_BASE_MS],
     ] as const) {
       const s = schedule(() => random)
       s.at(0)
@@ -50,34 +56,66 @@ describe('ReconnectBackoff', () => {
     }
   })
 
-  it('then backs off exponentially from 100-200 ms to the cap, and starts over with a new outage', () => {
-    const s = schedule(() => 1)
-    s.at(0)
-    s.delay(0)
-    s.delay(1)
-    const slow: number[] = []
-    for (let retries = 2; retries < 12; retries++) {
-      s.at(FAST_RETRY_MS + retries)
-      slow.push(s.delay(retries))
+  it('then waits at most a quarter of the outage so far, jittered, up to the cap', () => {
+    const cases: [elapsed: number, ceiling: number][] = [
+      [FAST_RETRY_MS, FAST_RETRY_MS * OUTAGE_FRACTION],
+      [3000, 750],
+      [10_000, 2500],
+      [20_000, RECONNECT_CAP_MS],
+      [3_600_000, RECONNECT_CAP_MS],
+    ]
+    for (const [random, share] of [
+      [0, 0.5],
+      [1, 1],
+    ] as const) {
+      const s = schedule(() => random)
+      s.at(0)
+      s.delay(0)
+      cases.forEach(([elapsed, ceiling], i) => {
+        s.at(elapsed)
+        assert.equal(s.delay(i + 1), ceiling * share, `after ${elapsed} ms`)
+      })
     }
-    assert.deepEqual(slow, [200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000, 5000])
-    assert.equal(slow.at(-1), RECONNECT_CAP_MS)
-    // Connected again, then lost: node-redis counts from 0 again, and so does the fast phase.
-    s.at(60_000)
-    assert.equal(s.delay(0), 100)
-    s.at(60_000 + FAST_RETRY_MS - 1)
-    assert.equal(s.delay(1), 100)
-    s.at(60_000 + FAST_RETRY_MS)
-    assert.equal(s.delay(2), 200)
   })
 
-  it('counts a restart of the retry count from 1 as a new outage too', () => {
+  it('notices Redis back within a quarter of the outage (at least the base delay, at most the cap)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 120_000 }),
+        fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 1 }),
+        (back, jitters) => {
+          let n = 0
+          const s = schedule(() => jitters[n++ % jitters.length]!)
+          // Attempts fail until Redis is back at `back`; the first one at or after it succeeds.
+          let t = 0
+          for (let retries = 0; t < back; retries++) {
+            s.at(t)
+            t += s.delay(retries)
+          }
+          const bound = Math.max(
+            RECONNECT_BASE_MS,
+            Math.min(RECONNECT_CAP_MS, back * OUTAGE_FRACTION),
+          )
+          assert.ok(t - back <= bound, `back at ${back} ms, noticed at ${t} ms`)
+        },
+      ),
+    )
+  })
+
+  it('starts over with a new outage, when node-redis counts from 0 or 1 again', () => {
     const s = schedule(() => 1)
     s.at(0)
-    for (let retries = 1; retries < 5; retries++) s.delay(retries)
+    for (let retries = 0; retries < 5; retries++) s.delay(retries)
     s.at(10_000)
-    assert.equal(s.delay(5), 200)
-    assert.equal(s.delay(1), 100)
+    assert.equal(s.delay(5), 2500)
+    assert.equal(s.delay(0), RECONNECT_BASE_MS)
+    s.delay(1)
+    s.delay(2)
+    s.at(20_000)
+    // Without the 0 (a lost connection node-redis reports straight from attempt 1).
+    assert.equal(s.delay(1), RECONNECT_BASE_MS)
+    s.at(20_000 + FAST_RETRY_MS)
+    assert.equal(s.delay(2), FAST_RETRY_MS * OUTAGE_FRACTION)
   })
 })
 

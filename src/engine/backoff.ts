@@ -1,15 +1,19 @@
-import { reconnectDelay } from './health.js'
-
+/** Base and cap of the reconnect delays, in milliseconds. */
+export const RECONNECT_BASE_MS = 100
+export const RECONNECT_CAP_MS = 5000
 /** How long into an outage a connection keeps retrying at the base delay, in milliseconds. */
 export const FAST_RETRY_MS = 2000
+/** After the fast phase, the longest delay as a fraction of the time the outage has lasted. */
+export const OUTAGE_FRACTION = 0.25
 
 /**
  * The reconnect schedule of one Redis connection (node-redis `reconnectStrategy`), by time into
- * the outage rather than by attempt count: during its first 2 s every attempt waits the base
- * delay (50–100 ms, jittered), then the delays grow exponentially to the 5 s cap
- * (reconnectDelay). A restart or failover is usually over within those seconds, and with
- * doubling delays the attempt in force when Redis came back often waited as long again as the
- * outage had lasted, refusing upgrades all that time; a long outage still backs off to the cap.
+ * the outage rather than by attempt count. During its first 2 s every attempt waits 50–100 ms: a
+ * restart or failover is usually over by then. After that a delay is at most a quarter of the
+ * time Redis has been away, capped at 5 s, so the broker stays down at most about a quarter
+ * longer than Redis did (doubling delays made that up to twice as long). Each delay is "equal
+ * jitter" (between half and all of its ceiling), so the processes of a cluster do not all hit a
+ * restarted Redis in the same millisecond.
  * @example createClient({ socket: { reconnectStrategy: new ReconnectBackoff().strategy } })
  */
 export class ReconnectBackoff {
@@ -17,8 +21,6 @@ export class ReconnectBackoff {
   readonly #random: () => number
   #since = 0
   #last = Infinity
-  /** node-redis's retry count when the fast phase of this outage ended, or null during it. */
-  #slowFrom: number | null = null
 
   constructor(now: () => number = Date.now, random: () => number = Math.random) {
     this.#now = now
@@ -29,15 +31,13 @@ export class ReconnectBackoff {
   readonly strategy = (retries: number): number => {
     const now = this.#now()
     // node-redis counts from 0 (or 1) again after every lost connection: a new outage.
-    if (retries <= this.#last) {
-      this.#since = now
-      this.#slowFrom = null
-    }
+    if (retries <= this.#last) this.#since = now
     this.#last = retries
-    if (this.#slowFrom === null) {
-      if (now - this.#since < FAST_RETRY_MS) return reconnectDelay(0, this.#random)
-      this.#slowFrom = retries
-    }
-    return reconnectDelay(retries - this.#slowFrom + 1, this.#random)
+    const elapsed = now - this.#since
+    const ceiling =
+      elapsed < FAST_RETRY_MS
+        ? RECONNECT_BASE_MS
+        : Math.min(RECONNECT_CAP_MS, elapsed * OUTAGE_FRACTION)
+    return Math.round(ceiling / 2 + (this.#random() * ceiling) / 2)
   }
 }

@@ -55,17 +55,3 @@ export class ConnectionHealth {
     this.#onChange(status)
   }
 }
-
-/** Base and cap of the reconnect backoff, in milliseconds. */
-export const RECONNECT_BASE_MS = 100
-export const RECONNECT_CAP_MS = 5000
-
-/**
- * The delay before reconnect attempt `retries` (0-based): exponential from 100 ms, capped at 5 s,
- * with "equal jitter" (half fixed, half random) so that the processes of a cluster do not all
- * hit a restarted Redis in the same millisecond, yet none retries in a tight loop.
- */
-export function reconnectDelay(retries: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** Math.min(retries, 16))
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2)
-}
