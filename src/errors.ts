@@ -23,6 +23,9 @@ export const ERROR_CODES = {
   WSF_ORIGIN_REFUSED: 'origin refused',
   /** A JWT was missing, malformed, badly signed or for another identity. */
   WSF_TOKEN_INVALID: 'invalid token',
+  /** An identity (from a JWT, a session or `identify`) holds a string that is not well-formed
+   * Unicode, so it cannot name a channel. */
+  WSF_IDENTITY_INVALID: 'identity contains an invalid string',
   /** A JWT expired. */
   WSF_TOKEN_EXPIRED: 'token expired',
   /** The client went away before its upgrade completed (logged, never sent). */

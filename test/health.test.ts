@@ -1,12 +1,7 @@
 import assert from 'node:assert/strict'
 import { EventEmitter } from 'node:events'
 import { describe, it } from 'node:test'
-import {
-  ConnectionHealth,
-  RECONNECT_BASE_MS,
-  RECONNECT_CAP_MS,
-  reconnectDelay,
-} from '../src/engine/reconnect-backoff.js'
+import { ConnectionHealth } from '../src/engine/connection-health.js'
 import type { EngineStatus } from '../src/index.js'
 
 /** A connection's observable surface: its events and isReady. */
@@ -41,25 +36,5 @@ describe('ConnectionHealth', () => {
     sub.set(false, 'error')
     assert.deepEqual(seen, ['ready', 'reconnecting', 'ready', 'closed'])
     assert.equal(health.status, 'closed')
-  })
-})
-
-describe('reconnectDelay', () => {
-  it('grows exponentially from the base to the cap, jittered within the upper half', () => {
-    for (let retries = 0; retries < 40; retries++) {
-      const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** retries)
-      assert.equal(
-        reconnectDelay(retries, () => 0),
-        ceiling / 2,
-      )
-      assert.equal(
-        reconnectDelay(retries, () => 1),
-        ceiling,
-      )
-    }
-    assert.equal(
-      reconnectDelay(1000, () => 1),
-      RECONNECT_CAP_MS,
-    )
   })
 })

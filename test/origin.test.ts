@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
+import net from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import session from 'express-session'
 import { type BrokerOptions, createBroker, HttpError } from '../src/index.js'
@@ -66,6 +67,24 @@ describe('checkOrigin', () => {
     checkOrigin(request({ host: 'x', origin: 'https://a.partner.example' }), allow, true)
     refuses(() => checkOrigin(foreign, allow, false))
     assert.deepEqual(seen, ['https://a.partner.example', 'https://evil.example'])
+  })
+  it('checks Sec-WebSocket-Origin, the Origin of version-8 handshakes, and every origin sent', () => {
+    const v8 = (origin: string) =>
+      request({
+        host: 'app.example.com',
+        'sec-websocket-version': '8',
+        'sec-websocket-origin': origin,
+      })
+    refuses(() => checkOrigin(v8('https://evil.example'), undefined, true))
+    refuses(() => checkOrigin(v8('https://evil.example'), ['https://partner.example'], false))
+    checkOrigin(v8('https://app.example.com'), undefined, true)
+    checkOrigin(v8('https://partner.example'), ['https://partner.example'], true)
+    const both = request({
+      host: 'app.example.com',
+      origin: 'https://app.example.com',
+      'sec-websocket-origin': 'https://evil.example',
+    })
+    refuses(() => checkOrigin(both, undefined, true))
   })
   it('refuses an origin list that cannot match with WSF_INVALID_OPTION', () => {
     for (const origins of [['app.example.com'], ['null'], 'https://app.example.com', [42]]) {
@@ -141,4 +160,49 @@ describe('Origin check on upgrades', () => {
     })
     await c.close()
   })
+
+  it('checks version-8 handshakes by their Sec-WebSocket-Origin: foreign 403, allowed 101', async () => {
+    const v8 = (server: TestServer, path: string, origin: string) =>
+      rawStatus(server.port, path, {
+        'Sec-WebSocket-Version': '8',
+        'Sec-WebSocket-Origin': origin,
+        Cookie: cookie,
+      })
+    assert.equal(await v8(t, '/ws/inbox?subscribe-user', 'https://evil.example'), 403)
+    assert.equal(await v8(listed, '/ws/news?subscribe-broadcast', 'https://evil.example'), 403)
+    assert.equal(t.broker.connections.size + listed.broker.connections.size, 0)
+    assert.equal(await v8(t, '/ws/inbox?subscribe-user', `http://127.0.0.1:${t.port}`), 101)
+    assert.equal(await v8(listed, '/ws/inbox?subscribe-user', 'https://app.example.com'), 101)
+  })
 })
+
+/**
+ * The HTTP status a raw handshake with `headers` gets: 101 when it was accepted (the socket is
+ * then closed), else the refusal's status.
+ */
+async function rawStatus(
+  port: number,
+  path: string,
+  headers: Record<string, string>,
+): Promise<number> {
+  const socket = net.connect(port, '127.0.0.1')
+  const extra = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('')
+  socket.write(
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
+      `Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extra}\r\n`,
+  )
+  let head = ''
+  try {
+    for await (const chunk of socket) {
+      head += (chunk as Buffer).toString('latin1')
+      if (head.includes('\r\n')) break
+    }
+  } finally {
+    socket.destroy()
+  }
+  const status = /^HTTP\/1\.1 (\d{3}) /.exec(head)?.[1]
+  assert.ok(status, `no status line in ${JSON.stringify(head)}`)
+  return Number(status)
+}

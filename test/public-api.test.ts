@@ -26,6 +26,7 @@ const DOCUMENTED = [
   'anonymous',
   'channelName',
   'createBroker',
+  'redactUrl',
 ]
 
 describe('The public API', () => {

@@ -1,71 +1,43 @@
-import type { EngineStatus } from './types.js'
-
-/** What ConnectionHealth watches: a node-redis client (anything with its events and `isReady`). */
-export interface WatchedConnection {
-  on(event: 'ready' | 'reconnecting' | 'error' | 'end', listener: () => void): unknown
-  readonly isReady: boolean
-}
-
-/**
- * One status for several Redis connections (commands and subscriber): `ready` only while every
- * one is ready, so listeners never see `ready` from one connection while the other is still down,
- * and they hear each transition once instead of once per connection.
- */
-export class ConnectionHealth {
-  readonly #connections: readonly WatchedConnection[]
-  readonly #onChange: (status: EngineStatus) => void
-  #status: EngineStatus = 'connecting'
-  #wasReady = false
-  #closed = false
-
-  constructor(connections: readonly WatchedConnection[], onChange: (status: EngineStatus) => void) {
-    this.#connections = connections
-    this.#onChange = onChange
-    const update = (): void => this.update()
-    for (const c of connections) {
-      // Redis going away shows first as 'error' (isReady is already false then), coming back as
-      // 'ready'; 'end' covers a deliberate close.
-      for (const event of ['ready', 'reconnecting', 'error', 'end'] as const) c.on(event, update)
-    }
-  }
-
-  /** The combined status: `connecting` until every connection was ready once, then `ready` or
-   * `reconnecting`, and `closed` for good after close(). */
-  get status(): EngineStatus {
-    return this.#status
-  }
-
-  /** Recomputes the status from the connections; calls `onChange` on a transition. */
-  update(): void {
-    if (this.#closed) return
-    const ready = this.#connections.every((c) => c.isReady)
-    if (ready) this.#wasReady = true
-    this.#set(ready ? 'ready' : this.#wasReady ? 'reconnecting' : 'connecting')
-  }
-
-  /** Marks the connections as closed for good (`closed` is final). */
-  close(): void {
-    this.#set('closed')
-    this.#closed = true
-  }
-
-  #set(status: EngineStatus): void {
-    if (status === this.#status) return
-    this.#status = status
-    this.#onChange(status)
-  }
-}
-
-/** Base and cap of the reconnect backoff, in milliseconds. */
+/** Base and cap of the reconnect delays, in milliseconds. */
 export const RECONNECT_BASE_MS = 100
 export const RECONNECT_CAP_MS = 5000
+/** How long into an outage a connection keeps retrying at the base delay, in milliseconds. */
+export const FAST_RETRY_MS = 2000
+/** After the fast phase, the longest delay as a fraction of the time the outage has lasted. */
+export const OUTAGE_FRACTION = 0.25
 
 /**
- * The delay before reconnect attempt `retries` (0-based): exponential from 100 ms, capped at 5 s,
- * with "equal jitter" (half fixed, half random) so that the processes of a cluster do not all
- * hit a restarted Redis in the same millisecond, yet none retries in a tight loop.
+ * The reconnect schedule of one Redis connection (node-redis `reconnectStrategy`), by time into
+ * the outage rather than by attempt count. During its first 2 s every attempt waits 50–100 ms: a
+ * restart or failover is usually over by then. After that a delay is at most a quarter of the
+ * time Redis has been away, capped at 5 s, so the broker stays down at most about a quarter
+ * longer than Redis did (doubling delays made that up to twice as long). Each delay is "equal
+ * jitter" (between half and all of its ceiling), so the processes of a cluster do not all hit a
+ * restarted Redis in the same millisecond.
+ * @example createClient({ socket: { reconnectStrategy: new ReconnectBackoff().strategy } })
  */
-export function reconnectDelay(retries: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** Math.min(retries, 16))
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2)
+export class ReconnectBackoff {
+  readonly #now: () => number
+  readonly #random: () => number
+  #since = 0
+  #last = Infinity
+
+  constructor(now: () => number = Date.now, random: () => number = Math.random) {
+    this.#now = now
+    this.#random = random
+  }
+
+  /** Milliseconds to wait before attempt `retries` (node-redis restarts the count per outage). */
+  readonly strategy = (retries: number): number => {
+    const now = this.#now()
+    // node-redis counts from 0 (or 1) again after every lost connection: a new outage.
+    if (retries <= this.#last) this.#since = now
+    this.#last = retries
+    const elapsed = now - this.#since
+    const ceiling =
+      elapsed < FAST_RETRY_MS
+        ? RECONNECT_BASE_MS
+        : Math.min(RECONNECT_CAP_MS, elapsed * OUTAGE_FRACTION)
+    return Math.round(ceiling / 2 + (this.#random() * ceiling) / 2)
+  }
 }

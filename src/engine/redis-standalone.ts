@@ -1,5 +1,5 @@
 import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
-import { reconnectDelay } from './reconnect-backoff.js'
+import { ReconnectBackoff } from './reconnect-backoff.js'
 import { type Commands, type Listener, RedisLink } from './redis-link.js'
 import { type EngineKeys, PUBLISH, runScript } from './redis-scripts.js'
 
@@ -33,17 +33,18 @@ export class StandaloneLink extends RedisLink {
   constructor(redis: string | RedisClientOptions, keys: EngineKeys) {
     super()
     const base: RedisClientOptions = typeof redis === 'string' ? { url: redis } : { ...redis }
-    // Lost connections retry forever with capped, jittered backoff (see reconnectDelay);
-    // node-redis's default gives up on a socket timeout, and a broker must outlive any Redis
-    // outage. A reconnectStrategy given in the options wins.
-    const socket = {
-      reconnectStrategy: (retries: number) => reconnectDelay(retries),
-      ...base.socket,
-    } as RedisClientOptions['socket']
+    // Lost connections retry forever, fast at first, then with capped, jittered backoff (see
+    // ReconnectBackoff, one per connection); node-redis's default gives up on a socket timeout,
+    // and a broker must outlive any Redis outage. A reconnectStrategy given in the options wins.
+    const socket = (): RedisClientOptions['socket'] =>
+      ({
+        reconnectStrategy: new ReconnectBackoff().strategy,
+        ...base.socket,
+      }) as RedisClientOptions['socket']
     // Commands issued while Redis is unreachable reject at once instead of waiting in a queue.
-    const opts = { disableOfflineQueue: true, ...base, socket }
-    this.#cmd = createClient(opts)
-    this.#sub = createClient(opts)
+    const opts = () => ({ disableOfflineQueue: true, ...base, socket: socket() })
+    this.#cmd = createClient(opts())
+    this.#sub = createClient(opts())
     this.#buffers = this.#cmd.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
     this.#keys = keys
     for (const [name, client] of [

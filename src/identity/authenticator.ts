@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { type IdentifyHook, type Identity, anonymous, normalizeIdentity } from './identity.js'
+import { checkIdentity } from './identity-check.js'
 import { JwtVerifier, type JwtOptions, TokenError, tokenOf } from './jwt.js'
 import { identityFromSession, SessionReader, type SessionOptions } from './session.js'
 
@@ -42,7 +43,14 @@ export class Authenticator {
     return this.#jwt !== null
   }
 
+  /** Who `request` is; HttpError 401 when its identity has a string no channel can name. */
   async authenticate(request: IncomingMessage): Promise<Authentication> {
+    const auth = await this.#resolve(request)
+    checkIdentity(auth.identity)
+    return auth
+  }
+
+  async #resolve(request: IncomingMessage): Promise<Authentication> {
     if (this.#identify) {
       const identity = normalizeIdentity(await this.#identify(request))
       return { identity, expiresAt: null, via: 'identify' }

@@ -54,8 +54,31 @@ export function isSameHost(origin: string, request: IncomingMessage): boolean {
 }
 
 /**
- * Refuses a cross-site WebSocket (403) before the upgrade. Browsers always send `Origin`; a
- * request without one is not from a page and is let through. With `origins` set, every
+ * The origins a handshake names: `Origin`, and `Sec-WebSocket-Origin`, which the version-8
+ * handshake of the hybi drafts sends instead (ws accepts version 8 too).
+ */
+export function originsOf(request: IncomingMessage): string[] {
+  const { origin, 'sec-websocket-origin': hybi } = request.headers
+  return [origin, hybi].filter((o) => typeof o === 'string')
+}
+
+/** True when `origin` is the request's own host or one `origins` allows. */
+function allowed(
+  origin: string,
+  request: IncomingMessage,
+  origins: OriginsOption | undefined,
+): boolean {
+  if (isSameHost(origin, request)) return true
+  if (typeof origins === 'function') return origins(origin, request) === true
+  if (origins === undefined) return false
+  const given = canonical(origin)
+  return given !== null && origins.some((o) => canonical(o) === given)
+}
+
+/**
+ * Refuses a cross-site WebSocket (403) before the upgrade. Browsers always send `Origin` (or
+ * `Sec-WebSocket-Origin`, see originsOf; each one sent must pass); a request without one is not
+ * from a page and is let through. With `origins` set, every
  * connection must come from the server's own host or an allowed origin; without it, only
  * connections authenticated by a cookie are checked (same host only), because only those carry
  * credentials a foreign page can borrow (cross-site WebSocket hijacking).
@@ -65,16 +88,10 @@ export function checkOrigin(
   origins: OriginsOption | undefined,
   cookieAuthenticated: boolean,
 ): void {
-  const origin = request.headers.origin
-  if (typeof origin !== 'string') return
+  const sent = originsOf(request)
+  if (sent.length === 0) return
   if (origins === undefined && !cookieAuthenticated) return
-  if (isSameHost(origin, request)) return
-  if (typeof origins === 'function') {
-    if (origins(origin, request) === true) return
-  } else if (origins !== undefined) {
-    const given = canonical(origin)
-    if (given !== null && origins.some((o) => canonical(o) === given)) return
-  }
+  if (sent.every((origin) => allowed(origin, request, origins))) return
   throw new HttpError(403, 'origin not allowed', 'WSF_ORIGIN_REFUSED')
 }
 

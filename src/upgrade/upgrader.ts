@@ -13,6 +13,7 @@ import type { FacilitySettings } from '../facility/settings.js'
 import type { Authentication, Authenticator } from '../identity/authenticator.js'
 import { selectProtocol } from '../identity/jwt.js'
 import { decideFlags } from './flag-policy.js'
+import { redactUrl } from '../observability/redact.js'
 import { checkHandshake } from './handshake.js'
 import { checkOrigin, isCookieAuthenticated } from './origin.js'
 import { parseRequest } from './parse-url.js'
@@ -82,7 +83,7 @@ export class Upgrader {
       const refusal = err instanceof HttpError ? err : this.#unexpected(err)
       owner.abort(refusal)
       host.options.logger?.info?.(
-        { status: refusal.status, reason: refusal.message, url: req.url },
+        { status: refusal.status, reason: refusal.message, url: redactUrl(req.url ?? '') },
         'upgrade refused',
       )
       host.refused(req, refusal.status, refusal.message)
