@@ -6,6 +6,7 @@ import v8 from 'node:v8'
 import vm from 'node:vm'
 import { after, before, describe, it } from 'node:test'
 import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import {
   type BrokerOptions,
   type Connection,
@@ -15,7 +16,7 @@ import {
   RedisPublisher,
   SELF,
 } from '../src/index.js'
-import { rawClient } from './helpers/raw.js'
+import { framesOf, rawClient } from './helpers/raw.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -302,12 +303,36 @@ for (const engine of engines) {
 
     it('frames a message once per process however many recipients', async () => {
       const f = fresh('once')
+      // What the broker writes to each socket of this test, as the HTTP server handed it over.
+      const written = new Map<Duplex, unknown[]>()
+      const record = (_req: IncomingMessage, socket: Duplex): void => {
+        const chunks: unknown[] = []
+        written.set(socket, chunks)
+        const write = socket.write as (...args: unknown[]) => boolean
+        socket.write = function (this: Duplex, ...args: unknown[]) {
+          chunks.push(args[0])
+          return write.apply(this, args)
+        } as typeof socket.write
+      }
+      t.server.on('upgrade', record)
       const clients = await Promise.all(
         Array.from({ length: 50 }, () => connect(t.url(`/ws/${f}?subscribe-broadcast`))),
-      )
+      ).finally(() => t.server.off('upgrade', record))
+      assert.equal(written.size, 50)
+      const seen = new Map([...written].map(([socket, chunks]) => [socket, chunks.length]))
       const before = t.broker.stats
       assert.equal(await publisher({ facility: f, broadcast: true }).publishMessage('x'), 50)
       await Promise.all(clients.map((c) => c.waitFor(1)))
+      const sent = [...written].map(([socket, chunks]) => chunks.slice(seen.get(socket)))
+      for (const chunks of sent) assert.equal(chunks.length, 1)
+      const first = sent[0]![0] as Buffer
+      assert.deepEqual(framesOf(first), [{ opcode: 1, payload: Buffer.from('x') }])
+      // Framed once: the 50 sockets were handed the very same bytes, not 50 equal copies.
+      assert.equal(
+        sent.filter((chunks) => chunks[0] !== first).length,
+        0,
+        'sockets handed a frame of their own',
+      )
       const stats = t.broker.stats
       assert.equal(stats.messages - before.messages, 1)
       assert.equal(stats.deliveries - before.deliveries, 50)
