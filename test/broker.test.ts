@@ -620,10 +620,26 @@ describe('Broker on Redis specifics', () => {
 
   it('never lets a SUBSCRIBE and an UNSUBSCRIBE of one channel overlap', async () => {
     const raw = await redis.client()
+    // Every SUBSCRIBE and UNSUBSCRIBE of the channel, in the order Redis ran them.
+    const monitor = await redis.client()
+    const ran: string[] = []
+    await monitor.monitor((line) => {
+      const [, name, args = ''] = /\] "([a-z]+)"(.*)$/i.exec(String(line)) ?? []
+      const command = name?.toLowerCase()
+      if (
+        (command === 'subscribe' || command === 'unsubscribe') &&
+        args.includes('"broadcast:churn"')
+      )
+        ran.push(command)
+      else if (command === 'echo' && args.includes('"churn-seen"')) ran.push('seen')
+    })
+    const numSub = async (): Promise<number | undefined> =>
+      (await raw.pubSubNumSub('broadcast:churn'))['broadcast:churn']
     const t = await startBroker({ redis: redis.url })
     try {
-      // Churn: connections to one channel open and close as fast as possible, concurrently.
-      for (let round = 0; round < 15; round++) {
+      // Churn: connections to one channel open and close as fast as possible, concurrently; a
+      // round's opens meet the previous round's UNSUBSCRIBE still in flight.
+      for (let round = 0; round < 30; round++) {
         const batch = Array.from(
           { length: 8 },
           () => new TestClient(t.url('/ws/churn?subscribe-broadcast')),
@@ -631,17 +647,29 @@ describe('Broker on Redis specifics', () => {
         await Promise.all(batch.map((c) => c.opened()))
         await Promise.all(batch.map((c) => c.close()))
       }
+      // Nobody wants the channel: Redis must end up with it unsubscribed, none left behind.
+      await eventually(async () => (await numSub()) === 0)
       const last = await connect(t.url('/ws/churn?subscribe-broadcast'))
-      await eventually(
-        async () => (await raw.pubSubNumSub('broadcast:churn'))['broadcast:churn'] === 1,
-      )
+      await eventually(async () => (await numSub()) === 1)
       await raw.publish('broadcast:churn', 'after churn')
       await last.waitFor(1)
       await last.close()
-      await eventually(
-        async () => (await raw.pubSubNumSub('broadcast:churn'))['broadcast:churn'] === 0,
+      await eventually(async () => (await numSub()) === 0)
+      await raw.echo('churn-seen')
+      await eventually(() => ran.at(-1) === 'seen')
+      // One at a time: each SUBSCRIBE is followed by its UNSUBSCRIBE before the next SUBSCRIBE.
+      const commands = ran.slice(0, -1)
+      assert.ok(commands.length >= 4, `churn reached Redis: ${commands.join(' ')}`)
+      assert.equal(commands[0], 'subscribe')
+      assert.equal(commands.at(-1), 'unsubscribe')
+      const twice = commands.findIndex((c, i) => i > 0 && c === commands[i - 1])
+      assert.equal(
+        twice,
+        -1,
+        `${commands[twice]} twice in a row, at ${twice} of ${commands.length}`,
       )
     } finally {
+      monitor.destroy()
       await raw.close()
       await t.close()
     }
