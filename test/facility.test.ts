@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
 import { type JWTPayload, SignJWT } from 'jose'
 import WebSocket from 'ws'
 import { type Broker, type Connection, HttpError, RedisPublisher } from '../src/index.js'
 import { type FacilityContext, type FacilityDefinition, FacilityRegistry } from '../src/facility.js'
+import { closeFrame, framesOf, rawClient } from './helpers/raw.js'
 import { type RedisServer, type TestRedisClient, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -68,6 +70,18 @@ function toUser(broker: Broker, facility: string, user: string, message: string 
 function toAll(broker: Broker, facility: string, message: string | object) {
   return new RedisPublisher({ facility, broadcast: true }, { broker }).publishMessage(
     message as string,
+  )
+}
+
+/**
+ * Resolves once the server side of every connection given has emitted its close: whatever that
+ * close would call has been called by then (the broker listens before anyone else can).
+ */
+async function closedSockets(conns: Connection[]): Promise<void> {
+  await Promise.all(
+    conns.map(({ ws }) =>
+      !ws || ws.readyState === WebSocket.CLOSED ? undefined : once(ws, 'close'),
+    ),
   )
 }
 
@@ -496,32 +510,69 @@ describe('Facility hooks', () => {
   })
 
   it('onDisconnect fires once with the close code', async () => {
+    const own = await startBroker()
     const f = fresh('bye')
     const calls: [string, number, string][] = []
-    t.broker.facility(f, {
-      onDisconnect: (conn, code, ctx) => void calls.push([conn.id, code, ctx.facility]),
+    const ended: Connection[] = []
+    own.broker.facility(f, {
+      onDisconnect: (conn, code, ctx) => {
+        calls.push([conn.id, code, ctx.facility])
+        ended.push(conn)
+      },
     })
-    const c = await connect(t.url(path(f)))
-    const id = connectionOf(t.broker, f).id
-    await c.close(4321)
-    await eventually(() => calls.length > 0)
-    assert.deepEqual(calls, [[id, 4321, f]])
+    try {
+      const c = await connect(own.url(path(f)))
+      const id = connectionOf(own.broker, f).id
+      await c.close(4321)
+      await eventually(() => calls.length > 0)
+      assert.deepEqual(calls, [[id, 4321, f]])
+
+      // A client whose close is still under way when the broker shuts down: the end of its socket
+      // and the shutdown both end the connection, and the hook still fires once.
+      const raw = await rawClient(own.port, path(f), { allowHalfOpen: true })
+      raw.socket.on('error', () => {})
+      const rawId = connectionOf(own.broker, f).id
+      raw.socket.write(closeFrame(4000))
+      await eventually(() => framesOf(raw.data()).some((fr) => fr.opcode === 0x8))
+      assert.equal(calls.length, 1, 'the server waits for the client to end its side')
+      // A client on another facility shows when the shutdown has started closing connections.
+      const witness = await connect(own.url(path(fresh('witness'))))
+      const closing = own.close()
+      await witness.closedByServer()
+      raw.socket.end()
+      await closing
+      await closedSockets(ended)
+      assert.deepEqual(calls, [
+        [id, 4321, f],
+        [rawId, 4000, f],
+      ])
+    } finally {
+      await own.close()
+    }
   })
 
   it('onDisconnect fires once with 1001 when the broker shuts down, and not for refused clients', async () => {
     const own = await startBroker()
     const calls: number[] = []
+    const ended: Connection[] = []
     const f = fresh('shutdown')
     own.broker.facility(f, {
       authorize: ({ request }) => !request.url?.includes('deny'),
-      onDisconnect: (_conn, code) => void calls.push(code),
+      onDisconnect: (conn, code) => {
+        calls.push(code)
+        ended.push(conn)
+      },
     })
     await refused(own.url(path(f, 'deny')), 403)
+    // One client answers the close; one never does and is cut when the shutdown times out.
     const c = await connect(own.url(path(f)))
+    const deaf = await rawClient(own.port, path(f))
+    deaf.socket.on('error', () => {})
     const closed = c.closedByServer()
-    await own.close()
+    await own.close({ timeout: 200 })
     assert.equal((await closed).code, 1001)
-    assert.deepEqual(calls, [1001])
+    await closedSockets(ended)
+    assert.deepEqual(calls, [1001, 1001])
   })
 })
 

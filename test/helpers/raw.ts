@@ -6,8 +6,12 @@ import { eventually } from './ws.js'
 export async function rawClient(
   port: number,
   path: string,
+  options: {
+    /** Keeps the client's side open after the server ended its own (a half-closed TCP socket). */
+    allowHalfOpen?: boolean
+  } = {},
 ): Promise<{ socket: net.Socket; data: () => Buffer }> {
-  const socket = net.connect(port, '127.0.0.1')
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: options.allowHalfOpen })
   let buf = Buffer.alloc(0)
   socket.on('data', (d: Buffer) => (buf = Buffer.concat([buf, d])))
   socket.write(
@@ -39,4 +43,11 @@ export function framesOf(bytes: Buffer): { opcode: number; payload: Buffer }[] {
     at += head + len
   }
   return out
+}
+
+/** A masked client close frame carrying `code` (RFC 6455 §5.5.1); mask 0 keeps the bytes readable. */
+export function closeFrame(code: number): Buffer {
+  const body = Buffer.alloc(2)
+  body.writeUInt16BE(code)
+  return Buffer.concat([Buffer.from([0x88, 0x80 | body.length, 0, 0, 0, 0]), body])
 }

@@ -2,7 +2,12 @@ import { once } from 'node:events'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
-import { type Broker, type BrokerOptions, createBroker } from '../../src/index.js'
+import {
+  type Broker,
+  type BrokerOptions,
+  type CloseOptions,
+  createBroker,
+} from '../../src/index.js'
 
 /** A broker attached to an HTTP server listening on 127.0.0.1, port 0. */
 export interface TestServer {
@@ -11,7 +16,8 @@ export interface TestServer {
   port: number
   /** `ws://127.0.0.1:PORT` + path. */
   url(path: string): string
-  close(): Promise<void>
+  /** Closes the broker (with `options`), then the HTTP server. */
+  close(options?: CloseOptions): Promise<void>
 }
 
 /** Starts an HTTP server with a broker attached, on `listenPort` (0: any free port). */
@@ -34,8 +40,8 @@ export async function startBroker(
     server,
     port,
     url: (path) => `ws://127.0.0.1:${port}${path}`,
-    async close() {
-      await broker.close()
+    async close(options) {
+      await broker.close(options)
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },
