@@ -16,6 +16,7 @@ import {
   RedisPublisher,
   SELF,
 } from '../src/index.js'
+import { identify } from './helpers/identity.js'
 import { framesOf, rawClient } from './helpers/raw.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
@@ -27,16 +28,6 @@ import {
   type TestServer,
   upgradeStatus,
 } from './helpers/ws.js'
-
-/** Identity from the query: ?user=john&groups=a,b&session=s1 (a stand-in for cookies and JWTs). */
-function identify(req: IncomingMessage) {
-  const q = new URL(req.url ?? '/', 'http://x').searchParams
-  return {
-    user: q.get('user'),
-    groups: q.get('groups')?.split(',') ?? [],
-    sessionKey: q.get('session'),
-  }
-}
 
 let redis: RedisServer
 before(async () => {

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
-import type { IncomingMessage } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
@@ -10,13 +9,9 @@ import {
   type RedisEngine,
   RedisPublisher,
 } from '../src/index.js'
+import { identify } from './helpers/identity.js'
 import { type RedisServer, startRedis, type TestRedisClient } from './helpers/redis.js'
 import { connect, eventually, startBroker, type TestServer, upgradeStatus } from './helpers/ws.js'
-
-/** Identity from the query: ?user=john (a stand-in for cookies and JWTs). */
-function identify(req: IncomingMessage) {
-  return { user: new URL(req.url ?? '/', 'http://x').searchParams.get('user') }
-}
 
 /** Every pub/sub channel Redis has subscribers for, with their subscriber counts. */
 async function subscriptions(client: TestRedisClient): Promise<Record<string, number>> {

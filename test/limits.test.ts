@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { type BrokerOptions, createBroker, HttpError } from '../src/index.js'
 import { bucketFor, ConnectionCounter, TokenBucket } from '../src/limits.js'
+import { identify } from './helpers/identity.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -15,13 +16,6 @@ import {
   type TestServer,
   upgradeStatus,
 } from './helpers/ws.js'
-
-/** Identity from the query: ?user=john (a stand-in for cookies and JWTs). */
-const identify = (req: IncomingMessage) => ({
-  user: new URL(req.url ?? '/', 'http://x').searchParams.get('user'),
-  groups: [],
-  sessionKey: null,
-})
 
 /** Opens a client: resolves to it once open, or to the HTTP status it was refused with. */
 async function attempt(url: string): Promise<TestClient | number> {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import type { IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import express from 'express'
 import { presenceFacility, presenceRouter } from '../facilities/presence.js'
 import { createBroker } from '../src/index.js'
+import { identify } from './helpers/identity.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -15,10 +15,6 @@ import {
   type TestServer,
   upgradeStatus,
 } from './helpers/ws.js'
-
-function identify(req: IncomingMessage) {
-  return { user: new URL(req.url ?? '/', 'http://x').searchParams.get('user') }
-}
 
 const data = (texts: string[]) =>
   texts.map((t) => JSON.parse(t) as { type: string; data: Record<string, unknown> })
