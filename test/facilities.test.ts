@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import { SignJWT } from 'jose'
 import WebSocket from 'ws'
 import { commonChannel, type UserChannel, userChannel } from '../facilities/index.js'
 import {
@@ -14,6 +12,8 @@ import {
   SELF,
 } from '../src/index.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
+import { listen } from './helpers/http.js'
+import { nowSec, signToken } from './helpers/token.js'
 import {
   connect,
   eventually,
@@ -30,16 +30,9 @@ const SECRET = new TextEncoder().encode('facilities-tests-hmac-secret-0123456789
 /** No clock tolerance, so a token's `exp` is exactly when its connection expires. */
 const JWT = { secret: SECRET, clockTolerance: 0 }
 
-const nowSec = (): number => Math.floor(Date.now() / 1000)
-
 /** Signs an HS256 token for `sub`, expiring at `exp` (seconds) or in ten minutes. */
-function mint(sub: string, exp = nowSec() + 600): Promise<string> {
-  return new SignJWT({})
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setExpirationTime(exp)
-    .sign(SECRET)
-}
+const mint = (sub: string, exp = nowSec() + 600): Promise<string> =>
+  signToken({ key: SECRET, sub, exp })
 
 /** `/ws/<facility>?token=…` (plus flags), as a bazis-ws client connects. */
 const withToken = (facility: string, token: string, flags = ''): string =>
@@ -105,23 +98,22 @@ describe('userChannel and commonChannel on two processes sharing Redis', () => {
     assert.equal(await usersA.publish(SELF, { via: 'identity' }, { request: { user: 'carol' } }), 2)
 
     // An Express-like route publishes to the user who called it.
-    const api = http.createServer((req, res) => {
-      usersB.publish(SELF, { via: 'request' }, { request: req }).then(
-        (n) => res.end(String(n)),
-        () => res.writeHead(500).end(),
-      )
-    })
-    api.listen(0, '127.0.0.1')
-    await once(api, 'listening')
+    const api = await listen(
+      http.createServer((req, res) => {
+        usersB.publish(SELF, { via: 'request' }, { request: req }).then(
+          (n) => res.end(String(n)),
+          () => res.writeHead(500).end(),
+        )
+      }),
+    )
     try {
-      const url = `http://127.0.0.1:${(api.address() as AddressInfo).port}/notify`
+      const url = `${api.base}/notify`
       const res = await fetch(url, { headers: { Authorization: `Bearer ${await mint('carol')}` } })
       assert.equal(await res.text(), '2')
       // Without an identity SELF is nobody.
       assert.equal(await (await fetch(url)).text(), '0')
     } finally {
-      api.closeAllConnections()
-      await new Promise<void>((resolve) => api.close(() => resolve()))
+      await api.close()
     }
     assert.equal(await usersA.publish(SELF, 'to nobody', { request: null }), 0)
     for (const tab of [tabA, tabB]) {

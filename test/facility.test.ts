@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
-import { type JWTPayload, SignJWT } from 'jose'
+import type { JWTPayload } from 'jose'
 import WebSocket from 'ws'
 import { type Broker, type Connection, HttpError, RedisPublisher } from '../src/index.js'
 import { type FacilityContext, type FacilityDefinition, FacilityRegistry } from '../src/facility.js'
 import { closeFrame, framesOf, rawClient } from './helpers/raw.js'
 import { type RedisServer, type TestRedisClient, startRedis } from './helpers/redis.js'
+import { nowSec, signToken } from './helpers/token.js'
 import {
   connect,
   eventually,
@@ -24,16 +25,9 @@ const SECRET = new TextEncoder().encode('facility-tests-hmac-secret-0123456789-a
 /** No clock tolerance, so a token's `exp` is exactly when its connection expires. */
 const JWT = { secret: SECRET, clockTolerance: 0 }
 
-const nowSec = (): number => Math.floor(Date.now() / 1000)
-
 /** Signs an HS256 token for `sub`, expiring at `exp` (seconds) or in ten minutes. */
-function mint(sub = 'alice', exp = nowSec() + 600, claims: JWTPayload = {}): Promise<string> {
-  return new SignJWT({ groups: ['staff'], ...claims })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setExpirationTime(exp)
-    .sign(SECRET)
-}
+const mint = (sub = 'alice', exp = nowSec() + 600, claims: JWTPayload = {}): Promise<string> =>
+  signToken({ key: SECRET, sub, exp, claims: { groups: ['staff'], ...claims } })
 
 let seq = 0
 /** A facility name no other test uses. */
@@ -753,11 +747,11 @@ describe('JSON facilities', () => {
     [
       'a token signed with another secret',
       () =>
-        new SignJWT({})
-          .setProtectedHeader({ alg: 'HS256' })
-          .setSubject('alice')
-          .setExpirationTime(nowSec() + 600)
-          .sign(new TextEncoder().encode('some-other-secret-of-sufficient-length-0123456789')),
+        signToken({
+          key: 'some-other-secret-of-sufficient-length-0123456789',
+          sub: 'alice',
+          exp: nowSec() + 600,
+        }),
       'invalid_token',
     ],
     ['an expired token', () => mint('alice', nowSec() - 60), 'expired_token'],

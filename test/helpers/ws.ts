@@ -1,6 +1,5 @@
 import { once } from 'node:events'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
 import {
   type Broker,
@@ -8,6 +7,7 @@ import {
   type CloseOptions,
   createBroker,
 } from '../../src/index.js'
+import { listen } from './http.js'
 
 /** A broker attached to an HTTP server listening on 127.0.0.1, port 0. */
 export interface TestServer {
@@ -32,9 +32,8 @@ export async function startBroker(
   })
   broker.attach(server)
   await broker.ready()
-  server.listen(listenPort, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
+  const listening = await listen(server, listenPort)
+  const { port } = listening
   return {
     broker,
     server,
@@ -42,8 +41,7 @@ export async function startBroker(
     url: (path) => `ws://127.0.0.1:${port}${path}`,
     async close(options) {
       await broker.close(options)
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await listening.close()
     },
   }
 }
