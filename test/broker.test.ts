@@ -17,7 +17,7 @@ import {
   SELF,
 } from '../src/index.js'
 import { identify } from './helpers/identity.js'
-import { framesOf, rawClient } from './helpers/raw.js'
+import { closeFrame, framesOf, rawClient, rawStatus, SAMPLE_KEY } from './helpers/raw.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -347,17 +347,9 @@ for (const engine of engines) {
     })
 
     it('answers 400 or 426 to requests that are not WebSocket handshakes', async () => {
-      const raw = (headers: string, requestLine = 'GET /ws/x HTTP/1.1'): Promise<number> =>
-        new Promise((resolve, reject) => {
-          const s = net.connect(t.port, '127.0.0.1', () =>
-            s.write(`${requestLine}\r\nHost: x\r\nConnection: Upgrade\r\n${headers}\r\n`),
-          )
-          let buf = ''
-          s.on('data', (d) => (buf += d.toString()))
-          s.on('close', () => resolve(Number(buf.split(' ')[1])))
-          s.on('error', reject)
-        })
-      const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+      const raw = (headers: string): Promise<number> =>
+        rawStatus(t.port, `GET /ws/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n${headers}\r\n`)
+      const key = `Sec-WebSocket-Key: ${SAMPLE_KEY}\r\n`
       assert.equal(await raw(`Upgrade: h2c\r\n${key}Sec-WebSocket-Version: 13\r\n`), 400)
       assert.equal(await raw('Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n'), 400)
       assert.equal(await raw(`Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 99\r\n`), 426)
@@ -448,19 +440,9 @@ for (const engine of engines) {
     it('stays healthy when a raw client sends close codes the spec reserves (1004-1006, 1015, out of range)', async () => {
       const f = fresh('rawclose')
       for (const code of [1004, 1005, 1006, 1015, 999, 5000]) {
-        const socket = net.connect(t.port, '127.0.0.1')
-        await new Promise((resolve) => socket.once('connect', resolve))
-        socket.write(
-          `GET /ws/${f}?subscribe-broadcast HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n` +
-            'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
-            'Sec-WebSocket-Version: 13\r\n\r\n',
-        )
-        await new Promise((resolve) => socket.once('data', resolve))
-        // A masked close frame carrying `code` (RFC 6455 §5.5.1), mask 0 keeps the bytes readable.
-        const body = Buffer.alloc(2)
-        body.writeUInt16BE(code)
-        socket.write(Buffer.concat([Buffer.from([0x88, 0x80 | body.length, 0, 0, 0, 0]), body]))
-        await new Promise((resolve) => socket.once('close', resolve))
+        const { socket } = await rawClient(t.port, `/ws/${f}?subscribe-broadcast`)
+        socket.write(closeFrame(code))
+        await once(socket, 'close')
       }
       await eventually(() => [...t.broker.connections.values()].every((c) => c.facility !== f))
       await eventually(() => t.broker.channelCount === 0)
