@@ -27,6 +27,7 @@ import {
   TestClient,
   type TestServer,
   upgradeStatus,
+  fresh,
 } from './helpers/ws.js'
 
 let redis: RedisServer
@@ -36,9 +37,6 @@ before(async () => {
 after(async () => {
   await redis.stop()
 })
-
-let facilitySeq = 0
-const fresh = (name: string): string => `${name}${++facilitySeq}`
 
 const engines: { name: string; options: () => BrokerOptions }[] = [
   { name: 'memory engine', options: () => ({}) },

@@ -3,10 +3,11 @@ import { after, afterEach, before, describe, it } from 'node:test'
 import { RedisStore } from 'connect-redis'
 import { exportJWK, generateKeyPair, type JWTPayload } from 'jose'
 import { signSessionId, startSessionApp } from './helpers/app.js'
-import { type Child, startCli, serveCli, LISTENING } from './helpers/child.js'
+import { LISTENING } from './helpers/child.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
+import { Spawned } from './helpers/spawned.js'
 import { serveJwks, signToken } from './helpers/token.js'
-import { connect, type TestClient, upgradeStatus } from './helpers/ws.js'
+import { upgradeStatus } from './helpers/ws.js'
 
 // The built CLI, as users run it (test/run.sh builds dist/ first).
 const JWT_SECRET = 'jwt secret of the tests'
@@ -14,8 +15,7 @@ const SESSION_SECRET = 'session secret of the tests'
 
 let redis: RedisServer
 let publisher: Awaited<ReturnType<RedisServer['client']>>
-const children: Child[] = []
-const clients: TestClient[] = []
+const { cli, serve, client, end } = new Spawned()
 const cleanups: (() => Promise<void>)[] = []
 
 before(async () => {
@@ -23,25 +23,13 @@ before(async () => {
   publisher = await redis.client()
 })
 afterEach(async () => {
-  for (const c of clients.splice(0)) c.ws.terminate()
-  await Promise.all(children.splice(0).map((child) => child.kill()))
+  await end()
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 after(async () => {
   await publisher.close()
   await redis.stop()
 })
-
-const cli = (args: string[], env: Record<string, string> = {}): Child =>
-  startCli(children, args, env)
-
-const serve = (args: string[], env: Record<string, string> = {}) => serveCli(children, args, env)
-
-async function client(url: string, headers: Record<string, string> = {}): Promise<TestClient> {
-  const c = await connect(url, { headers })
-  clients.push(c)
-  return c
-}
 
 /** An HS256 token for `sub`, valid for an hour. */
 const hsToken = (sub: string, secret = JWT_SECRET, claims: JWTPayload = {}): Promise<string> =>

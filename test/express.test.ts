@@ -9,7 +9,7 @@ import { type SessionApp, type SharedSession, startSessionApp } from './helpers/
 import { type RedisServer, startRedis, type TestRedisClient } from './helpers/redis.js'
 import { listen } from './helpers/http.js'
 import { signToken } from './helpers/token.js'
-import { connect, type TestClient } from './helpers/ws.js'
+import { connect, type TestClient, fresh } from './helpers/ws.js'
 
 const SECRET = 'keyboard cat'
 const JWT_SECRET = 'a jwt secret of at least thirty-two bytes'
@@ -100,9 +100,6 @@ after(async () => {
   await client.close()
   await redis.stop()
 })
-
-let facilitySeq = 0
-const fresh = (name: string): string => `${name}${++facilitySeq}`
 
 const headersOf = (cookie?: string, bearer?: string): Record<string, string> => ({
   ...(cookie ? { cookie } : {}),

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { once } from 'node:events'
 import http from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import WebSocket from 'ws'
@@ -24,6 +23,7 @@ import {
   frame,
   frames,
   sendJson,
+  closeAll,
 } from './helpers/ws.js'
 
 const SECRET = new TextEncoder().encode('facilities-tests-hmac-secret-0123456789-abcdefghij')
@@ -45,10 +45,6 @@ const connectionsOf = (broker: Broker, facility: string, user: string): Connecti
   [...broker.connections.values()].filter(
     (c) => c.facility === facility && c.identity.user === user,
   )
-
-async function closeAll(...clients: TestClient[]): Promise<void> {
-  await Promise.all(clients.map((c) => c.close()))
-}
 
 describe('userChannel and commonChannel on two processes sharing Redis', () => {
   let redis: RedisServer
@@ -255,7 +251,7 @@ describe('userChannel with userExists', () => {
 
   it('sends user_not_found and closes with 1008 when the user does not exist', async () => {
     const c = new TestClient(t.url(withToken('account', await mint('ghost'))))
-    const [code] = (await once(c.ws, 'close')) as [number, Buffer]
+    const { code } = await c.closedByServer()
     assert.equal(code, 1008)
     const got = frames(c) as { type: string; code: string; detail: string }[]
     assert.equal(got.length, 1)
@@ -277,7 +273,7 @@ describe('userChannel with userExists', () => {
 
   it('closes with 1011 and reports the error when the check fails', async () => {
     const c = new TestClient(t.url(withToken('account', await mint('broken'))))
-    const [code] = (await once(c.ws, 'close')) as [number, Buffer]
+    const { code } = await c.closedByServer()
     assert.equal(code, 1011)
     await eventually(() => errors.some((e) => e.message === 'user database down'))
   })

@@ -13,12 +13,14 @@ import {
   eventually,
   sleep,
   startBroker,
-  type TestClient,
   type TestServer,
   upgradeStatus,
   frame,
   frames,
   sendJson,
+  closeAll,
+  connectionOf,
+  fresh,
 } from './helpers/ws.js'
 
 const SECRET = new TextEncoder().encode('facility-tests-hmac-secret-0123456789-abcdefghijklmn')
@@ -29,23 +31,12 @@ const JWT = { secret: SECRET, clockTolerance: 0 }
 const mint = (sub = 'alice', exp = nowSec() + 600, claims: JWTPayload = {}): Promise<string> =>
   signToken({ key: SECRET, sub, exp, claims: { groups: ['staff'], ...claims } })
 
-let seq = 0
-/** A facility name no other test uses. */
-const fresh = (name: string): string => `${name}${++seq}`
-
 /** `/ws/<facility>?<flags>` with `&token=` when a token is given. */
 function path(facility: string, flags = '', token?: string): string {
   const query = [flags, token === undefined ? '' : `token=${encodeURIComponent(token)}`]
     .filter((part) => part !== '')
     .join('&')
   return `/ws/${facility}${query === '' ? '' : `?${query}`}`
-}
-
-/** The one connection of `facility` on `broker`. */
-function connectionOf(broker: Broker, facility: string): Connection {
-  const conns = [...broker.connections.values()].filter((c) => c.facility === facility)
-  assert.equal(conns.length, 1, `expected one connection on ${facility}`)
-  return conns[0]!
 }
 
 /** Asserts the upgrade to `url` is refused with `status`. */
@@ -77,11 +68,6 @@ async function closedSockets(conns: Connection[]): Promise<void> {
       !ws || ws.readyState === WebSocket.CLOSED ? undefined : once(ws, 'close'),
     ),
   )
-}
-
-/** Closes every client given, whatever state it is in. */
-async function closeAll(...clients: TestClient[]): Promise<void> {
-  await Promise.all(clients.map((c) => c.close()))
 }
 
 describe('FacilityRegistry', () => {

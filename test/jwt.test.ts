@@ -8,7 +8,6 @@ import WebSocket from 'ws'
 import {
   type Broker,
   CloseCode,
-  type Connection,
   createBroker,
   type JwtOptions,
   JwtVerifier,
@@ -26,6 +25,8 @@ import {
   type TestClient,
   type TestServer,
   upgradeStatus,
+  connectionOf,
+  fresh,
 } from './helpers/ws.js'
 
 const SECRET = 'a-long-enough-hmac-secret-for-wsfacility-tests-0123456789'
@@ -83,19 +84,9 @@ function unsignedToken(): string {
   return `${b64url({ alg: 'none', typ: 'JWT' })}.${b64url(payload)}.`
 }
 
-let facilitySeq = 0
-const fresh = (name: string): string => `${name}${++facilitySeq}`
-
 /** `/ws/<facility>?<flags>&token=<token>`. */
 const withToken = (facility: string, flags: string, token: string): string =>
   `/ws/${facility}?${flags}&token=${encodeURIComponent(token)}`
-
-/** The one connection of `facility` on this broker. */
-function connectionOf(broker: Broker, facility: string): Connection {
-  const conns = [...broker.connections.values()].filter((c) => c.facility === facility)
-  assert.equal(conns.length, 1, `expected one connection on ${facility}`)
-  return conns[0]!
-}
 
 /** Publishes to `user` on `facility` from server code. */
 function publishTo(broker: Broker, facility: string, user: string, message: string) {

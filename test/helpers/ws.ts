@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import http from 'node:http'
 import WebSocket from 'ws'
@@ -5,6 +6,7 @@ import {
   type Broker,
   type BrokerOptions,
   type CloseOptions,
+  type Connection,
   createBroker,
 } from '../../src/index.js'
 import { listen } from './http.js'
@@ -182,3 +184,19 @@ export async function frame(client: TestClient, n: number): Promise<unknown> {
 /** Sends a JSON value as one text frame. */
 export const sendJson = (client: TestClient, value: unknown): Promise<void> =>
   client.send(JSON.stringify(value))
+
+let facilitySeq = 0
+/** A facility name no other test of this process uses: `name` and a number. */
+export const fresh = (name: string): string => `${name}${++facilitySeq}`
+
+/** The one connection of `facility` on `broker` (asserts there is exactly one). */
+export function connectionOf(broker: Broker, facility: string): Connection {
+  const conns = [...broker.connections.values()].filter((c) => c.facility === facility)
+  assert.equal(conns.length, 1, `expected one connection on ${facility}`)
+  return conns[0]!
+}
+
+/** Closes every client given, whatever state it is in. */
+export async function closeAll(...clients: TestClient[]): Promise<void> {
+  await Promise.all(clients.map((c) => c.close()))
+}
