@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import http from 'node:http'
-import net from 'node:net'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import { after, before, describe, it } from 'node:test'
 import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import {
   type BrokerOptions,
   type Connection,
@@ -15,7 +15,8 @@ import {
   RedisPublisher,
   SELF,
 } from '../src/index.js'
-import { rawClient } from './helpers/raw.js'
+import { identify } from './helpers/identity.js'
+import { closeFrame, framesOf, rawClient, rawStatus, SAMPLE_KEY } from './helpers/raw.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -25,17 +26,8 @@ import {
   TestClient,
   type TestServer,
   upgradeStatus,
+  fresh,
 } from './helpers/ws.js'
-
-/** Identity from the query: ?user=john&groups=a,b&session=s1 (a stand-in for cookies and JWTs). */
-function identify(req: IncomingMessage) {
-  const q = new URL(req.url ?? '/', 'http://x').searchParams
-  return {
-    user: q.get('user'),
-    groups: q.get('groups')?.split(',') ?? [],
-    sessionKey: q.get('session'),
-  }
-}
 
 let redis: RedisServer
 before(async () => {
@@ -44,9 +36,6 @@ before(async () => {
 after(async () => {
   await redis.stop()
 })
-
-let facilitySeq = 0
-const fresh = (name: string): string => `${name}${++facilitySeq}`
 
 const engines: { name: string; options: () => BrokerOptions }[] = [
   { name: 'memory engine', options: () => ({}) },
@@ -304,12 +293,36 @@ for (const engine of engines) {
 
     it('frames a message once per process however many recipients', async () => {
       const f = fresh('once')
+      // What the broker writes to each socket of this test, as the HTTP server handed it over.
+      const written = new Map<Duplex, unknown[]>()
+      const record = (_req: IncomingMessage, socket: Duplex): void => {
+        const chunks: unknown[] = []
+        written.set(socket, chunks)
+        const write = socket.write as (...args: unknown[]) => boolean
+        socket.write = function (this: Duplex, ...args: unknown[]) {
+          chunks.push(args[0])
+          return write.apply(this, args)
+        } as typeof socket.write
+      }
+      t.server.on('upgrade', record)
       const clients = await Promise.all(
         Array.from({ length: 50 }, () => connect(t.url(`/ws/${f}?subscribe-broadcast`))),
-      )
+      ).finally(() => t.server.off('upgrade', record))
+      assert.equal(written.size, 50)
+      const seen = new Map([...written].map(([socket, chunks]) => [socket, chunks.length]))
       const before = t.broker.stats
       assert.equal(await publisher({ facility: f, broadcast: true }).publishMessage('x'), 50)
       await Promise.all(clients.map((c) => c.waitFor(1)))
+      const sent = [...written].map(([socket, chunks]) => chunks.slice(seen.get(socket)))
+      for (const chunks of sent) assert.equal(chunks.length, 1)
+      const first = sent[0]![0] as Buffer
+      assert.deepEqual(framesOf(first), [{ opcode: 1, payload: Buffer.from('x') }])
+      // Framed once: the 50 sockets were handed the very same bytes, not 50 equal copies.
+      assert.equal(
+        sent.filter((chunks) => chunks[0] !== first).length,
+        0,
+        'sockets handed a frame of their own',
+      )
       const stats = t.broker.stats
       assert.equal(stats.messages - before.messages, 1)
       assert.equal(stats.deliveries - before.deliveries, 50)
@@ -333,17 +346,9 @@ for (const engine of engines) {
     })
 
     it('answers 400 or 426 to requests that are not WebSocket handshakes', async () => {
-      const raw = (headers: string, requestLine = 'GET /ws/x HTTP/1.1'): Promise<number> =>
-        new Promise((resolve, reject) => {
-          const s = net.connect(t.port, '127.0.0.1', () =>
-            s.write(`${requestLine}\r\nHost: x\r\nConnection: Upgrade\r\n${headers}\r\n`),
-          )
-          let buf = ''
-          s.on('data', (d) => (buf += d.toString()))
-          s.on('close', () => resolve(Number(buf.split(' ')[1])))
-          s.on('error', reject)
-        })
-      const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+      const raw = (headers: string): Promise<number> =>
+        rawStatus(t.port, `GET /ws/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n${headers}\r\n`)
+      const key = `Sec-WebSocket-Key: ${SAMPLE_KEY}\r\n`
       assert.equal(await raw(`Upgrade: h2c\r\n${key}Sec-WebSocket-Version: 13\r\n`), 400)
       assert.equal(await raw('Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n'), 400)
       assert.equal(await raw(`Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 99\r\n`), 426)
@@ -436,19 +441,9 @@ for (const engine of engines) {
     it('stays healthy when a raw client sends close codes the spec reserves (1004-1006, 1015, out of range)', async () => {
       const f = fresh('rawclose')
       for (const code of [1004, 1005, 1006, 1015, 999, 5000]) {
-        const socket = net.connect(t.port, '127.0.0.1')
-        await new Promise((resolve) => socket.once('connect', resolve))
-        socket.write(
-          `GET /ws/${f}?subscribe-broadcast HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n` +
-            'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
-            'Sec-WebSocket-Version: 13\r\n\r\n',
-        )
-        await new Promise((resolve) => socket.once('data', resolve))
-        // A masked close frame carrying `code` (RFC 6455 §5.5.1), mask 0 keeps the bytes readable.
-        const body = Buffer.alloc(2)
-        body.writeUInt16BE(code)
-        socket.write(Buffer.concat([Buffer.from([0x88, 0x80 | body.length, 0, 0, 0, 0]), body]))
-        await new Promise((resolve) => socket.once('close', resolve))
+        const { socket } = await rawClient(t.port, `/ws/${f}?subscribe-broadcast`)
+        socket.write(closeFrame(code))
+        await once(socket, 'close')
       }
       await eventually(() => [...t.broker.connections.values()].every((c) => c.facility !== f))
       await eventually(() => t.broker.channelCount === 0)
@@ -599,10 +594,26 @@ describe('Broker on Redis specifics', () => {
 
   it('never lets a SUBSCRIBE and an UNSUBSCRIBE of one channel overlap', async () => {
     const raw = await redis.client()
+    // Every SUBSCRIBE and UNSUBSCRIBE of the channel, in the order Redis ran them.
+    const monitor = await redis.client()
+    const ran: string[] = []
+    await monitor.monitor((line) => {
+      const [, name, args = ''] = /\] "([a-z]+)"(.*)$/i.exec(String(line)) ?? []
+      const command = name?.toLowerCase()
+      if (
+        (command === 'subscribe' || command === 'unsubscribe') &&
+        args.includes('"broadcast:churn"')
+      )
+        ran.push(command)
+      else if (command === 'echo' && args.includes('"churn-seen"')) ran.push('seen')
+    })
+    const numSub = async (): Promise<number | undefined> =>
+      (await raw.pubSubNumSub('broadcast:churn'))['broadcast:churn']
     const t = await startBroker({ redis: redis.url })
     try {
-      // Churn: connections to one channel open and close as fast as possible, concurrently.
-      for (let round = 0; round < 15; round++) {
+      // Churn: connections to one channel open and close as fast as possible, concurrently; a
+      // round's opens meet the previous round's UNSUBSCRIBE still in flight.
+      for (let round = 0; round < 30; round++) {
         const batch = Array.from(
           { length: 8 },
           () => new TestClient(t.url('/ws/churn?subscribe-broadcast')),
@@ -610,17 +621,29 @@ describe('Broker on Redis specifics', () => {
         await Promise.all(batch.map((c) => c.opened()))
         await Promise.all(batch.map((c) => c.close()))
       }
+      // Nobody wants the channel: Redis must end up with it unsubscribed, none left behind.
+      await eventually(async () => (await numSub()) === 0)
       const last = await connect(t.url('/ws/churn?subscribe-broadcast'))
-      await eventually(
-        async () => (await raw.pubSubNumSub('broadcast:churn'))['broadcast:churn'] === 1,
-      )
+      await eventually(async () => (await numSub()) === 1)
       await raw.publish('broadcast:churn', 'after churn')
       await last.waitFor(1)
       await last.close()
-      await eventually(
-        async () => (await raw.pubSubNumSub('broadcast:churn'))['broadcast:churn'] === 0,
+      await eventually(async () => (await numSub()) === 0)
+      await raw.echo('churn-seen')
+      await eventually(() => ran.at(-1) === 'seen')
+      // One at a time: each SUBSCRIBE is followed by its UNSUBSCRIBE before the next SUBSCRIBE.
+      const commands = ran.slice(0, -1)
+      assert.ok(commands.length >= 4, `churn reached Redis: ${commands.join(' ')}`)
+      assert.equal(commands[0], 'subscribe')
+      assert.equal(commands.at(-1), 'unsubscribe')
+      const twice = commands.findIndex((c, i) => i > 0 && c === commands[i - 1])
+      assert.equal(
+        twice,
+        -1,
+        `${commands[twice]} twice in a row, at ${twice} of ${commands.length}`,
       )
     } finally {
+      monitor.destroy()
       await raw.close()
       await t.close()
     }

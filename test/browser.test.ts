@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import express from 'express'
 import expressSession from 'express-session'
-import { SignJWT } from 'jose'
 import type { Browser, Page } from 'playwright-core'
 import { type Broker, RedisPublisher } from '../src/index.js'
 import { wsfacility } from '../src/integrations/express.js'
 import { launchBrowser } from './helpers/browser.js'
+import { type Listening, listen } from './helpers/http.js'
+import { signToken } from './helpers/token.js'
 import { eventually } from './helpers/ws.js'
 
 const SECRET = 'browser-test-secret-0123456789abcdef'
@@ -42,7 +42,7 @@ async function waitForEvent(page: Page, type: string): Promise<PageEvent[]> {
 
 describe('A real browser (headless Chromium)', () => {
   let browser: Browser
-  let server: http.Server
+  let site: Listening
   let broker: Broker
   let base: string
   before(async () => {
@@ -50,29 +50,24 @@ describe('A real browser (headless Chromium)', () => {
     const app = express()
     const session = { store: new expressSession.MemoryStore(), secret: SECRET }
     app.use(expressSession({ ...session, resave: false, saveUninitialized: false }))
-    server = http.createServer(app)
+    const server = http.createServer(app)
     broker = wsfacility(app, server, { session, jwt: { secret: SECRET } })
     app.get('/', (_req, res) => res.type('html').send(PAGE))
     app.post('/login/:user', (req, res) => {
       ;(req.session as unknown as { user: string }).user = req.params.user
       req.session.save(() => res.json({ ok: true }))
     })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`
+    site = await listen(server)
+    base = `${site.base}/`
   })
   after(async () => {
     await browser.close()
     await broker.close()
-    server.closeAllConnections()
-    await new Promise((r) => server.close(r))
+    await site.close()
   })
 
   it('authenticates with a JWT in the subprotocol; the answer names wsfacility, not the token', async () => {
-    const token = await new SignJWT({})
-      .setProtectedHeader({ alg: 'HS256' })
-      .setSubject('carol')
-      .setExpirationTime('5m')
-      .sign(new TextEncoder().encode(SECRET))
+    const token = await signToken({ key: SECRET, sub: 'carol', exp: '5m' })
     const page = await browser.newPage()
     try {
       await page.goto(base)
@@ -138,11 +133,12 @@ describe('A real browser (headless Chromium)', () => {
   it('refuses a cookie-authenticated WebSocket opened by a page of another origin (403 before the upgrade)', async () => {
     // The attacker's page: same host, other port — another origin whose requests still carry the
     // victim's cookies for 127.0.0.1 (cookies ignore ports).
-    const evil = http.createServer((_req, res) =>
-      res.writeHead(200, { 'Content-Type': 'text/html' }).end(PAGE),
+    const evil = await listen(
+      http.createServer((_req, res) =>
+        res.writeHead(200, { 'Content-Type': 'text/html' }).end(PAGE),
+      ),
     )
-    await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r))
-    const evilBase = `http://127.0.0.1:${(evil.address() as AddressInfo).port}/`
+    const evilBase = `${evil.base}/`
     const context = await browser.newContext()
     const refused: [string, number, string][] = []
     const onRefused = (req: http.IncomingMessage, status: number, reason: string): void => {
@@ -173,7 +169,7 @@ describe('A real browser (headless Chromium)', () => {
     } finally {
       broker.off('refused', onRefused)
       await context.close()
-      await new Promise((r) => evil.close(r))
+      await evil.close()
     }
   })
 

@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict'
-import { createHmac } from 'node:crypto'
-import { once } from 'node:events'
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { RedisStore } from 'connect-redis'
-import express from 'express'
-import expressSession from 'express-session'
-import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose'
-import { type Child, startCli, serveCli, LISTENING } from './helpers/child.js'
+import { exportJWK, generateKeyPair, type JWTPayload } from 'jose'
+import { signSessionId, startSessionApp } from './helpers/app.js'
+import { LISTENING } from './helpers/child.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
-import { connect, type TestClient, upgradeStatus } from './helpers/ws.js'
+import { Spawned } from './helpers/spawned.js'
+import { serveJwks, signToken } from './helpers/token.js'
+import { upgradeStatus } from './helpers/ws.js'
 
 // The built CLI, as users run it (test/run.sh builds dist/ first).
 const JWT_SECRET = 'jwt secret of the tests'
@@ -18,8 +15,7 @@ const SESSION_SECRET = 'session secret of the tests'
 
 let redis: RedisServer
 let publisher: Awaited<ReturnType<RedisServer['client']>>
-const children: Child[] = []
-const clients: TestClient[] = []
+const { cli, serve, client, end } = new Spawned()
 const cleanups: (() => Promise<void>)[] = []
 
 before(async () => {
@@ -27,8 +23,7 @@ before(async () => {
   publisher = await redis.client()
 })
 afterEach(async () => {
-  for (const c of clients.splice(0)) c.ws.terminate()
-  await Promise.all(children.splice(0).map((child) => child.kill()))
+  await end()
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 after(async () => {
@@ -36,37 +31,9 @@ after(async () => {
   await redis.stop()
 })
 
-const cli = (args: string[], env: Record<string, string> = {}): Child =>
-  startCli(children, args, env)
-
-const serve = (args: string[], env: Record<string, string> = {}) => serveCli(children, args, env)
-
-async function client(url: string, headers: Record<string, string> = {}): Promise<TestClient> {
-  const c = await connect(url, { headers })
-  clients.push(c)
-  return c
-}
-
-/** Listens on 127.0.0.1, port 0; closed after the test. Resolves to the base URL. */
-async function listen(server: http.Server): Promise<string> {
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  cleanups.push(async () => {
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-}
-
 /** An HS256 token for `sub`, valid for an hour. */
-function hsToken(sub: string, secret = JWT_SECRET, claims: JWTPayload = {}): Promise<string> {
-  return new SignJWT(claims)
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt()
-    .setExpirationTime('1h')
-    .sign(new TextEncoder().encode(secret))
-}
+const hsToken = (sub: string, secret = JWT_SECRET, claims: JWTPayload = {}): Promise<string> =>
+  signToken({ key: secret, sub, iat: true, exp: '1h', claims })
 
 /**
  * Publishes to alice's user channel, the staff group and `session` on facility `foo`, then
@@ -133,27 +100,18 @@ describe('wsfacility CLI: JWTs', () => {
   it('verifies tokens with the keys of --jwks-url', async () => {
     const { publicKey, privateKey } = await generateKeyPair('RS256')
     const jwk = { ...(await exportJWK(publicKey)), kid: 'key-1', alg: 'RS256', use: 'sig' }
-    const jwks = await listen(
-      http.createServer((req, res) => {
-        if (req.url !== '/.well-known/jwks.json') return void res.writeHead(404).end()
-        res.writeHead(200, { 'Content-Type': 'application/json' })
-        res.end(JSON.stringify({ keys: [jwk] }))
-      }),
-    )
-    const { ws } = await serve([
-      '--port',
-      '0',
-      '--redis',
-      redis.url,
-      '--jwks-url',
-      `${jwks}/.well-known/jwks.json`,
-    ])
+    const jwks = await serveJwks([jwk])
+    cleanups.push(() => jwks.close())
+    const { ws } = await serve(['--port', '0', '--redis', redis.url, '--jwks-url', jwks.url])
     const rsToken = (key: typeof privateKey): Promise<string> =>
-      new SignJWT({ groups: ['staff'] })
-        .setProtectedHeader({ alg: 'RS256', kid: 'key-1' })
-        .setSubject('alice')
-        .setExpirationTime('1h')
-        .sign(key)
+      signToken({
+        key,
+        alg: 'RS256',
+        kid: 'key-1',
+        sub: 'alice',
+        exp: '1h',
+        claims: { groups: ['staff'] },
+      })
     const c = await client(ws(`${ALL}&token=${await rsToken(privateKey)}`))
     await publishAll()
     await c.waitFor(3)
@@ -196,12 +154,6 @@ describe('wsfacility CLI: JWTs', () => {
   })
 })
 
-/** An express-session cookie value signed like express-session does (cookie-signature). */
-function signed(sessionId: string, secret: string): string {
-  const mac = createHmac('sha256', secret).update(sessionId).digest('base64').replace(/=+$/, '')
-  return `s:${sessionId}.${mac}`
-}
-
 /**
  * An Express app with express-session on connect-redis in the test Redis. `login(user)` logs
  * `user` in (groups: staff) and resolves to the `name=value` cookie it set and the session id.
@@ -209,29 +161,15 @@ function signed(sessionId: string, secret: string): string {
 async function startApp(session: { secret: string | string[]; prefix?: string; name?: string }) {
   const redisClient = await redis.client()
   cleanups.push(() => redisClient.close())
-  const app = express()
-  app.use(
-    expressSession({
-      store: new RedisStore({ client: redisClient, prefix: session.prefix }),
-      secret: session.secret,
-      name: session.name,
-      resave: false,
-      saveUninitialized: false,
-    }),
-  )
-  app.post('/login/:user', (req, res) => {
-    Object.assign(req.session, { user: { username: req.params.user, groups: ['staff'] } })
-    res.json({ id: req.sessionID })
+  const store = new RedisStore({ client: redisClient, prefix: session.prefix })
+  const app = await startSessionApp({
+    session: { store, secret: session.secret, name: session.name },
   })
-  const base = await listen(http.createServer(app))
+  cleanups.push(() => app.close())
   return {
     async login(user: string): Promise<{ cookie: string; id: string }> {
-      const res = await fetch(`${base}/login/${user}`, { method: 'POST' })
-      assert.equal(res.status, 200)
-      const { id } = (await res.json()) as { id: string }
-      const [setCookie] = res.headers.getSetCookie()
-      assert.ok(setCookie, 'the app set no cookie')
-      return { cookie: setCookie.split(';', 1)[0]!, id }
+      const { cookie, sid } = await app.login(user, ['staff'])
+      return { cookie, id: sid }
     },
   }
 }
@@ -267,7 +205,7 @@ describe('wsfacility CLI: express-session cookies', () => {
       '--session-secret',
       SESSION_SECRET,
     ])
-    const forged = `connect.sid=${encodeURIComponent(signed(id, 'a guessed secret'))}`
+    const forged = `connect.sid=${encodeURIComponent(signSessionId(id, 'a guessed secret'))}`
     const c = await client(ws(ALL), { cookie: forged })
     await publishAll(id)
     await c.waitFor(1)
@@ -286,7 +224,7 @@ describe('wsfacility CLI: express-session cookies', () => {
       SESSION_SECRET,
       '--require-auth',
     ])
-    const forged = `connect.sid=${encodeURIComponent(signed(id, 'a guessed secret'))}`
+    const forged = `connect.sid=${encodeURIComponent(signSessionId(id, 'a guessed secret'))}`
     assert.equal((await upgradeStatus(ws(ALL), { cookie: forged })).status, 401)
     assert.equal((await upgradeStatus(ws(ALL))).status, 401)
     const alice = await client(ws(ALL), { cookie })

@@ -1,39 +1,25 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, it } from 'node:test'
-import { type Child, startCli, serveCli, LISTENING } from './helpers/child.js'
+import { LISTENING } from './helpers/child.js'
 import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
-import { connect, eventually, type TestClient, upgradeStatus } from './helpers/ws.js'
+import { Spawned } from './helpers/spawned.js'
+import { eventually, upgradeStatus } from './helpers/ws.js'
 
 // The built CLI, as users run it (test/run.sh builds dist/ first).
 
 let redis: RedisServer
 let publisher: Awaited<ReturnType<RedisServer['client']>>
-const children: Child[] = []
-const clients: TestClient[] = []
+const { cli, serve, client, end } = new Spawned()
 
 before(async () => {
   redis = await startRedis()
   publisher = await redis.client()
 })
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.ws.terminate()
-  await Promise.all(children.splice(0).map((child) => child.kill()))
-})
+afterEach(end)
 after(async () => {
   await publisher.close()
   await redis.stop()
 })
-
-const cli = (args: string[], env: Record<string, string> = {}): Child =>
-  startCli(children, args, env)
-
-const serve = (args: string[], env: Record<string, string> = {}) => serveCli(children, args, env)
-
-async function client(url: string): Promise<TestClient> {
-  const c = await connect(url)
-  clients.push(c)
-  return c
-}
 
 describe('wsfacility CLI', () => {
   it('prints the address it listens on, with the real port for --port 0', async () => {

@@ -3,7 +3,6 @@ import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
 import { after, afterEach, before, describe, it } from 'node:test'
-import { SignJWT } from 'jose'
 import WebSocket, { WebSocketServer } from 'ws'
 import {
   backoffDelay,
@@ -18,18 +17,14 @@ import {
 } from '../src/client/index.js'
 import { type Broker, type BrokerOptions, RedisPublisher } from '../src/index.js'
 import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
+import { nowSec, signToken } from './helpers/token.js'
 import { connect, eventually, sleep, startBroker, type TestServer } from './helpers/ws.js'
 
 const SECRET = 'a-long-enough-hmac-secret-for-wsfacility-client-tests-0123'
 
 /** Mints an HS256 JWT for `sub` expiring at `exp` (seconds since the epoch). */
-function mint(sub: string, exp = Math.floor(Date.now() / 1000) + 600): Promise<string> {
-  return new SignJWT({})
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setExpirationTime(exp)
-    .sign(new TextEncoder().encode(SECRET))
-}
+const mint = (sub: string, exp = nowSec() + 600): Promise<string> =>
+  signToken({ key: SECRET, sub, exp })
 
 /** A client with everything it emitted recorded. */
 interface Tracked {

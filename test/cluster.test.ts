@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
-import type { IncomingMessage } from 'node:http'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { RedisEngine } from '../src/engine/redis.js'
 import { EngineError } from '../src/errors.js'
 import { type Broker, createBroker, type PresenceEvent, RedisPublisher } from '../src/index.js'
+import { identify } from './helpers/identity.js'
 import { spawnNode } from './helpers/child.js'
 import { type RedisCluster, startCluster } from './helpers/cluster.js'
 import { freePort } from './helpers/redis.js'
@@ -15,10 +15,6 @@ import {
   type TestClient,
   type TestServer,
 } from './helpers/ws.js'
-
-function identify(req: IncomingMessage) {
-  return { user: new URL(req.url ?? '/', 'http://x').searchParams.get('user') }
-}
 
 let cluster: RedisCluster
 before(async () => {

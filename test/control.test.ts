@@ -1,14 +1,9 @@
 import assert from 'node:assert/strict'
-import type { IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { controlChannel, nodeOf, parseControl } from '../src/cluster/control-channel.js'
+import { identify } from './helpers/identity.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import { connect, eventually, startBroker, type TestServer } from './helpers/ws.js'
-
-function identify(req: IncomingMessage) {
-  const q = new URL(req.url ?? '/', 'http://x').searchParams
-  return { user: q.get('user') }
-}
 
 describe('parseControl', () => {
   it('reads the three message types and drops anything malformed', () => {

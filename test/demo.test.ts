@@ -1,22 +1,19 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, it } from 'node:test'
-import { type Child, spawnNode } from './helpers/child.js'
+import { spawnNode } from './helpers/child.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
-import { connect, type TestClient } from './helpers/ws.js'
+import { Spawned } from './helpers/spawned.js'
+import { connect } from './helpers/ws.js'
 
 const BANNER = /^wsfacility demo on http:\/\/127\.0\.0\.1:(\d+) \(engine: (memory|redis)\)$/m
 
 let redis: RedisServer
-const children: Child[] = []
-const clients: TestClient[] = []
+const { children, clients, end } = new Spawned()
 
 before(async () => {
   redis = await startRedis()
 })
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.ws.terminate()
-  await Promise.all(children.splice(0).map((child) => child.kill()))
-})
+afterEach(end)
 after(async () => {
   await redis.stop()
 })

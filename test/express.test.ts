@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict'
-import { once } from 'node:events'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { RedisStore } from 'connect-redis'
 import express, { type NextFunction, type Request, type Response, Router } from 'express'
-import { SignJWT } from 'jose'
 import { SELF, wsfacility } from '../src/integrations/express.js'
 import { type Broker, type PublisherTarget, RedisPublisher } from '../src/index.js'
 import { type SessionApp, type SharedSession, startSessionApp } from './helpers/app.js'
 import { type RedisServer, startRedis, type TestRedisClient } from './helpers/redis.js'
-import { connect, type TestClient } from './helpers/ws.js'
+import { listen } from './helpers/http.js'
+import { signToken } from './helpers/token.js'
+import { connect, type TestClient, fresh } from './helpers/ws.js'
 
 const SECRET = 'keyboard cat'
 const JWT_SECRET = 'a jwt secret of at least thirty-two bytes'
@@ -102,9 +101,6 @@ after(async () => {
   await redis.stop()
 })
 
-let facilitySeq = 0
-const fresh = (name: string): string => `${name}${++facilitySeq}`
-
 const headersOf = (cookie?: string, bearer?: string): Record<string, string> => ({
   ...(cookie ? { cookie } : {}),
   ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
@@ -134,14 +130,8 @@ async function getJson<T>(path: string, auth: { cookie?: string; bearer?: string
 const tab = (path: string, headers: Record<string, string>): Promise<TestClient> =>
   connect(site.ws(path), { headers })
 
-function token(sub: string, groups: string[]): Promise<string> {
-  return new SignJWT({ groups })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt()
-    .setExpirationTime('10m')
-    .sign(new TextEncoder().encode(JWT_SECRET))
-}
+const token = (sub: string, groups: string[]): Promise<string> =>
+  signToken({ key: JWT_SECRET, sub, iat: true, exp: '10m', claims: { groups } })
 
 describe('wsfacility(app, server) with express-session on Redis', () => {
   it("publishes SELF to the request's user (every tab), groups and session only", async () => {
@@ -299,9 +289,7 @@ describe('wsfacility(app, server) with passport but no express-session', () => {
     const b = wsfacility(app, server, { jwt: { secret: JWT_SECRET } })
     app.use(selfRoutes())
     app.use(errorStatus)
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    const { port } = server.address() as AddressInfo
+    const { port, close } = await listen(server)
     try {
       const f = fresh('nosession')
       const jwt = await token('neo', [])
@@ -319,8 +307,7 @@ describe('wsfacility(app, server) with passport but no express-session', () => {
       await ws.close()
     } finally {
       await b.close()
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await close()
     }
   })
 })

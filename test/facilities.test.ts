@@ -1,9 +1,6 @@
 import assert from 'node:assert/strict'
-import { once } from 'node:events'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import { SignJWT } from 'jose'
 import WebSocket from 'ws'
 import { commonChannel, type UserChannel, userChannel } from '../facilities/index.js'
 import {
@@ -14,6 +11,8 @@ import {
   SELF,
 } from '../src/index.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
+import { listen } from './helpers/http.js'
+import { nowSec, signToken } from './helpers/token.js'
 import {
   connect,
   eventually,
@@ -24,22 +23,16 @@ import {
   frame,
   frames,
   sendJson,
+  closeAll,
 } from './helpers/ws.js'
 
 const SECRET = new TextEncoder().encode('facilities-tests-hmac-secret-0123456789-abcdefghij')
 /** No clock tolerance, so a token's `exp` is exactly when its connection expires. */
 const JWT = { secret: SECRET, clockTolerance: 0 }
 
-const nowSec = (): number => Math.floor(Date.now() / 1000)
-
 /** Signs an HS256 token for `sub`, expiring at `exp` (seconds) or in ten minutes. */
-function mint(sub: string, exp = nowSec() + 600): Promise<string> {
-  return new SignJWT({})
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setExpirationTime(exp)
-    .sign(SECRET)
-}
+const mint = (sub: string, exp = nowSec() + 600): Promise<string> =>
+  signToken({ key: SECRET, sub, exp })
 
 /** `/ws/<facility>?token=…` (plus flags), as a bazis-ws client connects. */
 const withToken = (facility: string, token: string, flags = ''): string =>
@@ -52,10 +45,6 @@ const connectionsOf = (broker: Broker, facility: string, user: string): Connecti
   [...broker.connections.values()].filter(
     (c) => c.facility === facility && c.identity.user === user,
   )
-
-async function closeAll(...clients: TestClient[]): Promise<void> {
-  await Promise.all(clients.map((c) => c.close()))
-}
 
 describe('userChannel and commonChannel on two processes sharing Redis', () => {
   let redis: RedisServer
@@ -105,23 +94,22 @@ describe('userChannel and commonChannel on two processes sharing Redis', () => {
     assert.equal(await usersA.publish(SELF, { via: 'identity' }, { request: { user: 'carol' } }), 2)
 
     // An Express-like route publishes to the user who called it.
-    const api = http.createServer((req, res) => {
-      usersB.publish(SELF, { via: 'request' }, { request: req }).then(
-        (n) => res.end(String(n)),
-        () => res.writeHead(500).end(),
-      )
-    })
-    api.listen(0, '127.0.0.1')
-    await once(api, 'listening')
+    const api = await listen(
+      http.createServer((req, res) => {
+        usersB.publish(SELF, { via: 'request' }, { request: req }).then(
+          (n) => res.end(String(n)),
+          () => res.writeHead(500).end(),
+        )
+      }),
+    )
     try {
-      const url = `http://127.0.0.1:${(api.address() as AddressInfo).port}/notify`
+      const url = `${api.base}/notify`
       const res = await fetch(url, { headers: { Authorization: `Bearer ${await mint('carol')}` } })
       assert.equal(await res.text(), '2')
       // Without an identity SELF is nobody.
       assert.equal(await (await fetch(url)).text(), '0')
     } finally {
-      api.closeAllConnections()
-      await new Promise<void>((resolve) => api.close(() => resolve()))
+      await api.close()
     }
     assert.equal(await usersA.publish(SELF, 'to nobody', { request: null }), 0)
     for (const tab of [tabA, tabB]) {
@@ -263,7 +251,7 @@ describe('userChannel with userExists', () => {
 
   it('sends user_not_found and closes with 1008 when the user does not exist', async () => {
     const c = new TestClient(t.url(withToken('account', await mint('ghost'))))
-    const [code] = (await once(c.ws, 'close')) as [number, Buffer]
+    const { code } = await c.closedByServer()
     assert.equal(code, 1008)
     const got = frames(c) as { type: string; code: string; detail: string }[]
     assert.equal(got.length, 1)
@@ -285,7 +273,7 @@ describe('userChannel with userExists', () => {
 
   it('closes with 1011 and reports the error when the check fails', async () => {
     const c = new TestClient(t.url(withToken('account', await mint('broken'))))
-    const [code] = (await once(c.ws, 'close')) as [number, Buffer]
+    const { code } = await c.closedByServer()
     assert.equal(code, 1011)
     await eventually(() => errors.some((e) => e.message === 'user database down'))
   })

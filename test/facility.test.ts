@@ -1,43 +1,36 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { type JWTPayload, SignJWT } from 'jose'
+import type { JWTPayload } from 'jose'
 import WebSocket from 'ws'
 import { type Broker, type Connection, HttpError, RedisPublisher } from '../src/index.js'
 import type { FacilityContext, FacilityDefinition } from '../src/facility/definition.js'
 import { FacilityRegistry } from '../src/facility/registry.js'
 import { resolveOptions } from '../src/broker/options.js'
+import { closeFrame, framesOf, rawClient } from './helpers/raw.js'
 import { type RedisServer, type TestRedisClient, startRedis } from './helpers/redis.js'
+import { nowSec, signToken } from './helpers/token.js'
 import {
   connect,
   eventually,
   sleep,
   startBroker,
-  type TestClient,
   type TestServer,
   upgradeStatus,
   frame,
   frames,
   sendJson,
+  closeAll,
+  connectionOf,
+  fresh,
 } from './helpers/ws.js'
 
 const SECRET = new TextEncoder().encode('facility-tests-hmac-secret-0123456789-abcdefghijklmn')
 /** No clock tolerance, so a token's `exp` is exactly when its connection expires. */
 const JWT = { secret: SECRET, clockTolerance: 0 }
 
-const nowSec = (): number => Math.floor(Date.now() / 1000)
-
 /** Signs an HS256 token for `sub`, expiring at `exp` (seconds) or in ten minutes. */
-function mint(sub = 'alice', exp = nowSec() + 600, claims: JWTPayload = {}): Promise<string> {
-  return new SignJWT({ groups: ['staff'], ...claims })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setExpirationTime(exp)
-    .sign(SECRET)
-}
-
-let seq = 0
-/** A facility name no other test uses. */
-const fresh = (name: string): string => `${name}${++seq}`
+const mint = (sub = 'alice', exp = nowSec() + 600, claims: JWTPayload = {}): Promise<string> =>
+  signToken({ key: SECRET, sub, exp, claims: { groups: ['staff'], ...claims } })
 
 /** `/ws/<facility>?<flags>` with `&token=` when a token is given. */
 function path(facility: string, flags = '', token?: string): string {
@@ -45,13 +38,6 @@ function path(facility: string, flags = '', token?: string): string {
     .filter((part) => part !== '')
     .join('&')
   return `/ws/${facility}${query === '' ? '' : `?${query}`}`
-}
-
-/** The one connection of `facility` on `broker`. */
-function connectionOf(broker: Broker, facility: string): Connection {
-  const conns = [...broker.connections.values()].filter((c) => c.facility === facility)
-  assert.equal(conns.length, 1, `expected one connection on ${facility}`)
-  return conns[0]!
 }
 
 /** Asserts the upgrade to `url` is refused with `status`. */
@@ -73,9 +59,12 @@ function toAll(broker: Broker, facility: string, message: string | object) {
   )
 }
 
-/** Closes every client given, whatever state it is in. */
-async function closeAll(...clients: TestClient[]): Promise<void> {
-  await Promise.all(clients.map((c) => c.close()))
+/**
+ * Resolves once every connection given is closed on the server side: whatever its end calls (the
+ * disconnect event, onDisconnect) has been called by then, in the same step.
+ */
+async function closedSockets(conns: Connection[]): Promise<void> {
+  await eventually(() => conns.every((c) => c.state === 'closed'), 10_000)
 }
 
 describe('FacilityRegistry', () => {
@@ -521,32 +510,69 @@ describe('Facility hooks', () => {
   })
 
   it('onDisconnect fires once with the close code', async () => {
+    const own = await startBroker()
     const f = fresh('bye')
     const calls: [string, number, string][] = []
-    t.broker.facility(f, {
-      onDisconnect: (conn, code, ctx) => void calls.push([conn.id, code, ctx.facility]),
+    const ended: Connection[] = []
+    own.broker.facility(f, {
+      onDisconnect: (conn, code, ctx) => {
+        calls.push([conn.id, code, ctx.facility])
+        ended.push(conn)
+      },
     })
-    const c = await connect(t.url(path(f)))
-    const id = connectionOf(t.broker, f).id
-    await c.close(4321)
-    await eventually(() => calls.length > 0)
-    assert.deepEqual(calls, [[id, 4321, f]])
+    try {
+      const c = await connect(own.url(path(f)))
+      const id = connectionOf(own.broker, f).id
+      await c.close(4321)
+      await eventually(() => calls.length > 0)
+      assert.deepEqual(calls, [[id, 4321, f]])
+
+      // A client whose close is still under way when the broker shuts down: the end of its socket
+      // and the shutdown both end the connection, and the hook still fires once.
+      const raw = await rawClient(own.port, path(f), { allowHalfOpen: true })
+      raw.socket.on('error', () => {})
+      const rawId = connectionOf(own.broker, f).id
+      raw.socket.write(closeFrame(4000))
+      await eventually(() => framesOf(raw.data()).some((fr) => fr.opcode === 0x8))
+      assert.equal(calls.length, 1, 'the server waits for the client to end its side')
+      // A client on another facility shows when the shutdown has started closing connections.
+      const witness = await connect(own.url(path(fresh('witness'))))
+      const closing = own.close()
+      await witness.closedByServer()
+      raw.socket.end()
+      await closing
+      await closedSockets(ended)
+      assert.deepEqual(calls, [
+        [id, 4321, f],
+        [rawId, 4000, f],
+      ])
+    } finally {
+      await own.close()
+    }
   })
 
   it('onDisconnect fires once with 1001 when the broker shuts down, and not for refused clients', async () => {
     const own = await startBroker()
     const calls: number[] = []
+    const ended: Connection[] = []
     const f = fresh('shutdown')
     own.broker.facility(f, {
       authorize: ({ request }) => !request.url?.includes('deny'),
-      onDisconnect: (_conn, code) => void calls.push(code),
+      onDisconnect: (conn, code) => {
+        calls.push(code)
+        ended.push(conn)
+      },
     })
     await refused(own.url(path(f, 'deny')), 403)
+    // One client answers the close; one never does and is cut when the shutdown times out.
     const c = await connect(own.url(path(f)))
+    const deaf = await rawClient(own.port, path(f))
+    deaf.socket.on('error', () => {})
     const closed = c.closedByServer()
-    await own.close()
+    await own.close({ timeout: 200 })
     assert.equal((await closed).code, 1001)
-    assert.deepEqual(calls, [1001])
+    await closedSockets(ended)
+    assert.deepEqual(calls, [1001, 1001])
   })
 })
 
@@ -727,11 +753,11 @@ describe('JSON facilities', () => {
     [
       'a token signed with another secret',
       () =>
-        new SignJWT({})
-          .setProtectedHeader({ alg: 'HS256' })
-          .setSubject('alice')
-          .setExpirationTime(nowSec() + 600)
-          .sign(new TextEncoder().encode('some-other-secret-of-sufficient-length-0123456789')),
+        signToken({
+          key: 'some-other-secret-of-sufficient-length-0123456789',
+          sub: 'alice',
+          exp: nowSec() + 600,
+        }),
       'invalid_token',
     ],
     ['an expired token', () => mint('alice', nowSec() - 60), 'expired_token'],

@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict'
 import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { once } from 'node:events'
-import http, { type IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
-import { type JWTPayload, SignJWT } from 'jose'
+import type { JWK, JWTPayload } from 'jose'
 import WebSocket from 'ws'
 import {
   type Broker,
   CloseCode,
-  type Connection,
   createBroker,
   type JwtOptions,
   RedisPublisher,
@@ -18,6 +16,7 @@ import {
 } from '../src/index.js'
 import { JwtVerifier } from '../src/identity/jwt.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
+import { type JwksServer, nowSec, serveJwks, signToken } from './helpers/token.js'
 import {
   connect,
   eventually,
@@ -26,6 +25,8 @@ import {
   type TestClient,
   type TestServer,
   upgradeStatus,
+  connectionOf,
+  fresh,
 } from './helpers/ws.js'
 
 const SECRET = 'a-long-enough-hmac-secret-for-wsfacility-tests-0123456789'
@@ -41,8 +42,6 @@ const otherEc = generateKeyPairSync('ec', { namedCurve: 'P-256' })
 const pem = (key: KeyObject): string => key.export({ type: 'spki', format: 'pem' }).toString()
 const RSA_PEM = pem(rsa.publicKey)
 const EC_PEM = pem(ec.publicKey)
-
-const nowSec = (): number => Math.floor(Date.now() / 1000)
 
 interface Mint {
   /** Signing key. @default the HMAC secret */
@@ -63,15 +62,18 @@ interface Mint {
 
 /** Signs a token with jose. */
 function mint(o: Mint = {}): Promise<string> {
-  const jwt = new SignJWT({ groups: ['staff', 'ops'], sid: 'sess-1', ...o.claims })
-  jwt.setProtectedHeader(o.kid ? { alg: o.alg ?? 'HS256', kid: o.kid } : { alg: o.alg ?? 'HS256' })
-  if (o.sub !== null) jwt.setSubject(o.sub ?? 'alice')
   const exp = o.exp === undefined ? nowSec() + 600 : o.exp
-  if (exp !== null) jwt.setExpirationTime(exp)
-  if (o.nbf !== undefined) jwt.setNotBefore(o.nbf)
-  if (o.iss !== undefined) jwt.setIssuer(o.iss)
-  if (o.aud !== undefined) jwt.setAudience(o.aud)
-  return jwt.sign(o.key ?? SECRET_BYTES)
+  return signToken({
+    key: o.key ?? SECRET_BYTES,
+    alg: o.alg,
+    kid: o.kid || undefined,
+    sub: o.sub === null ? undefined : (o.sub ?? 'alice'),
+    exp: exp ?? undefined,
+    nbf: o.nbf,
+    iss: o.iss,
+    aud: o.aud,
+    claims: { groups: ['staff', 'ops'], sid: 'sess-1', ...o.claims },
+  })
 }
 
 const b64url = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
@@ -82,19 +84,9 @@ function unsignedToken(): string {
   return `${b64url({ alg: 'none', typ: 'JWT' })}.${b64url(payload)}.`
 }
 
-let facilitySeq = 0
-const fresh = (name: string): string => `${name}${++facilitySeq}`
-
 /** `/ws/<facility>?<flags>&token=<token>`. */
 const withToken = (facility: string, flags: string, token: string): string =>
   `/ws/${facility}?${flags}&token=${encodeURIComponent(token)}`
-
-/** The one connection of `facility` on this broker. */
-function connectionOf(broker: Broker, facility: string): Connection {
-  const conns = [...broker.connections.values()].filter((c) => c.facility === facility)
-  assert.equal(conns.length, 1, `expected one connection on ${facility}`)
-  return conns[0]!
-}
 
 /** Publishes to `user` on `facility` from server code. */
 function publishTo(broker: Broker, facility: string, user: string, message: string) {
@@ -371,9 +363,7 @@ describe('Token sources', () => {
 
 describe('Key forms', () => {
   const servers: TestServer[] = []
-  let jwks: http.Server
-  let jwksUrl: string
-  let jwksRequests = 0
+  let jwks: JwksServer
   before(async () => {
     const jwk = {
       ...rsa.publicKey.export({ format: 'jwk' }),
@@ -381,20 +371,11 @@ describe('Key forms', () => {
       alg: 'RS256',
       use: 'sig',
     }
-    jwks = http.createServer((req, res) => {
-      jwksRequests++
-      if (req.url !== '/.well-known/jwks.json') return void res.writeHead(404).end()
-      res.writeHead(200, { 'Content-Type': 'application/json' })
-      res.end(JSON.stringify({ keys: [jwk] }))
-    })
-    jwks.listen(0, '127.0.0.1')
-    await once(jwks, 'listening')
-    jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/.well-known/jwks.json`
+    jwks = await serveJwks([jwk as JWK])
   })
   after(async () => {
     await Promise.all(servers.map((s) => s.close()))
-    jwks.closeAllConnections()
-    await new Promise<void>((resolve) => jwks.close(() => resolve()))
+    await jwks.close()
   })
   const start = async (jwt: JwtOptions): Promise<TestServer> => {
     const s = await startBroker({ jwt })
@@ -431,9 +412,9 @@ describe('Key forms', () => {
   })
 
   it('verifies with a JWKS URL: a matching kid connects, an unknown kid or another key gets 401', async () => {
-    const t = await start({ jwksUrl })
+    const t = await start({ jwksUrl: jwks.url })
     await assertAccepted(t, await mint({ alg: 'RS256', key: rsa.privateKey, kid: 'key-1' }))
-    assert.ok(jwksRequests > 0, 'the JWKS document was fetched')
+    assert.ok(jwks.requests > 0, 'the JWKS document was fetched')
     const unknownKid = await mint({ alg: 'RS256', key: rsa.privateKey, kid: 'key-2' })
     await assertRefused(t.url(withToken(fresh('jwks'), 'subscribe-user', unknownKid)))
     const wrongKey = await mint({ alg: 'RS256', key: otherRsa.privateKey, kid: 'key-1' })

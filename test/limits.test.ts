@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test'
 import { type BrokerOptions, createBroker, HttpError } from '../src/index.js'
 import { ConnectionCounter } from '../src/upgrade/admission.js'
 import { bucketFor, TokenBucket } from '../src/connection/rate-limit.js'
+import { identify } from './helpers/identity.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -16,13 +17,6 @@ import {
   type TestServer,
   upgradeStatus,
 } from './helpers/ws.js'
-
-/** Identity from the query: ?user=john (a stand-in for cookies and JWTs). */
-const identify = (req: IncomingMessage) => ({
-  user: new URL(req.url ?? '/', 'http://x').searchParams.get('user'),
-  groups: [],
-  sessionKey: null,
-})
 
 /** Opens a client: resolves to it once open, or to the HTTP status it was refused with. */
 async function attempt(url: string): Promise<TestClient | number> {

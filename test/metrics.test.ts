@@ -1,16 +1,12 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import http, { type IncomingMessage } from 'node:http'
+import http from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { type BrokerOptions, type Logger, RedisPublisher } from '../src/index.js'
 import { formatPrometheus, Histogram } from '../src/observability/prometheus-text.js'
+import { identify } from './helpers/identity.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import { connect, eventually, startBroker, type TestServer, upgradeStatus } from './helpers/ws.js'
-
-/** Identity from the query: ?user=john (a stand-in for cookies and JWTs). */
-function identify(req: IncomingMessage) {
-  return { user: new URL(req.url ?? '/', 'http://x').searchParams.get('user') }
-}
 
 /** Samples of a Prometheus text exposition: `name{labels}` → value. */
 function parse(text: string): Map<string, number> {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import type { IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import express from 'express'
 import { presenceFacility, presenceRouter } from '../facilities/presence.js'
 import { createBroker } from '../src/index.js'
+import { listen } from './helpers/http.js'
+import { identify } from './helpers/identity.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -15,10 +15,6 @@ import {
   type TestServer,
   upgradeStatus,
 } from './helpers/ws.js'
-
-function identify(req: IncomingMessage) {
-  return { user: new URL(req.url ?? '/', 'http://x').searchParams.get('user') }
-}
 
 const data = (texts: string[]) =>
   texts.map((t) => JSON.parse(t) as { type: string; data: Record<string, unknown> })
@@ -74,9 +70,8 @@ describe('The presence facility', () => {
   it('answers the list and one user’s status as JSON over an Express router', async () => {
     const app = express()
     app.use('/api/presence', presenceRouter(a.broker))
-    const server = http.createServer(app)
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/presence`
+    const server = await listen(http.createServer(app))
+    const base = `${server.base}/api/presence`
     const tab = await connect(b.url('/ws/chat?user=yuri'))
     try {
       await eventually(() => a.broker.presence.isOnline('yuri'))
@@ -96,8 +91,7 @@ describe('The presence facility', () => {
       })
     } finally {
       await tab.close()
-      server.closeAllConnections()
-      await new Promise((r) => server.close(r))
+      await server.close()
     }
   })
 

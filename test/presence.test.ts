@@ -1,14 +1,10 @@
 import assert from 'node:assert/strict'
-import type { IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { type PresenceEvent, RedisPublisher } from '../src/index.js'
+import { identify } from './helpers/identity.js'
 import { spawnNode } from './helpers/child.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import { connect, eventually, sleep, startBroker, type TestServer } from './helpers/ws.js'
-
-function identify(req: IncomingMessage) {
-  return { user: new URL(req.url ?? '/', 'http://x').searchParams.get('user') }
-}
 
 describe('Presence on one Redis, two broker processes', () => {
   let redis: RedisServer

@@ -20,6 +20,7 @@ import {
   type TestClient,
   type TestServer,
   upgradeStatus,
+  fresh,
 } from './helpers/ws.js'
 
 const SECRET_A = 'secret A: the one the app signs with'
@@ -41,9 +42,6 @@ after(async () => {
   await client.close()
   await redis.stop()
 })
-
-let facilitySeq = 0
-const fresh = (name: string): string => `${name}${++facilitySeq}`
 
 /** The value of a `name=value` cookie, decoded as express-session reads it. */
 const valueOf = (cookie: string): string =>

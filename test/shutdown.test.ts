@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
-import type { IncomingMessage } from 'node:http'
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import type { Broker, Connection } from '../src/index.js'
+import { identify } from './helpers/identity.js'
 import { framesOf, rawClient } from './helpers/raw.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
@@ -22,12 +22,6 @@ before(async () => {
 })
 after(async () => {
   await redis.stop()
-})
-
-const identify = (req: IncomingMessage) => ({
-  user: new URL(req.url ?? '/', 'http://x').searchParams.get('user'),
-  groups: [],
-  sessionKey: null,
 })
 
 /** The server side of each connection's TCP socket (its unsent bytes are the kernel's overflow). */

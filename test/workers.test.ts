@@ -1,21 +1,18 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { type Broker, createBroker, RedisPublisher } from '../src/index.js'
-import { type Child, LISTENING, startCli } from './helpers/child.js'
+import { LISTENING } from './helpers/child.js'
 import { type RedisCluster, startCluster } from './helpers/cluster.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
+import { Spawned } from './helpers/spawned.js'
 import { connect, eventually, type TestClient } from './helpers/ws.js'
 
-const children: Child[] = []
-const clients: TestClient[] = []
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.ws.terminate()
-  await Promise.all(children.splice(0).map((child) => child.kill()))
-})
+const spawned = new Spawned()
+afterEach(spawned.end)
 
 /** Starts `wsfacility --workers N` and waits until every worker printed its `listening on` line. */
 async function serveWorkers(args: string[], workers: number) {
-  const child = startCli(children, ['--port', '0', '--workers', String(workers), ...args])
+  const child = spawned.cli(['--port', '0', '--workers', String(workers), ...args])
   const lines = new RegExp(LISTENING.source, 'gm')
   await eventually(() => (child.stdout.match(lines)?.length ?? 0) === workers, 30_000)
   const ports = new Set([...child.stdout.matchAll(lines)].map((m) => Number(m[1])))
@@ -28,7 +25,7 @@ async function openClients(url: string, n: number): Promise<TestClient[]> {
   const opened: TestClient[] = []
   // One after the other: the primary hands each new connection to the next worker.
   for (let i = 0; i < n; i++) opened.push(await connect(url))
-  clients.push(...opened)
+  spawned.clients.push(...opened)
   return opened
 }
 
@@ -117,7 +114,7 @@ describe('wsfacility --workers on Redis', () => {
   it('exits 1 when its workers cannot reach Redis', { timeout: 60_000 }, async () => {
     const own = await startRedis()
     await own.stop()
-    const child = startCli(children, ['--port', '0', '--workers', '2', '--redis', own.url])
+    const child = spawned.cli(['--port', '0', '--workers', '2', '--redis', own.url])
     const { code } = await child.exited
     assert.equal(code, 1)
     assert.match(child.stderr, /cannot connect to Redis/)

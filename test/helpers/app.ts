@@ -1,9 +1,8 @@
 import { createHmac } from 'node:crypto'
-import { once } from 'node:events'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import express, { type Application, type Request } from 'express'
 import session, { type Store } from 'express-session'
+import { listen } from './http.js'
 
 /** The session settings an app and its broker share ("configure once"). */
 export interface SharedSession {
@@ -92,10 +91,8 @@ export async function startSessionApp(options: {
     req.session.destroy((err) => (err ? next(err) : res.status(204).end()))
   })
   options.routes?.(app)
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  const base = `http://127.0.0.1:${port}`
+  const listening = await listen(server)
+  const { port, base } = listening
 
   const loginAt = async (path: string): Promise<Login> => {
     const res = await fetch(base + path, { method: 'POST' })
@@ -115,9 +112,6 @@ export async function startSessionApp(options: {
       const res = await fetch(`${base}/logout`, { method: 'POST', headers: { cookie } })
       if (res.status !== 204) throw new Error(`logout: ${res.status}`)
     },
-    async close() {
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    },
+    close: () => listening.close(),
   }
 }

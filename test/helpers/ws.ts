@@ -1,8 +1,15 @@
+import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
-import { type Broker, type BrokerOptions, createBroker } from '../../src/index.js'
+import {
+  type Broker,
+  type BrokerOptions,
+  type CloseOptions,
+  type Connection,
+  createBroker,
+} from '../../src/index.js'
+import { listen } from './http.js'
 
 /** A broker attached to an HTTP server listening on 127.0.0.1, port 0. */
 export interface TestServer {
@@ -11,7 +18,8 @@ export interface TestServer {
   port: number
   /** `ws://127.0.0.1:PORT` + path. */
   url(path: string): string
-  close(): Promise<void>
+  /** Closes the broker (with `options`), then the HTTP server. */
+  close(options?: CloseOptions): Promise<void>
 }
 
 /** Starts an HTTP server with a broker attached, on `listenPort` (0: any free port). */
@@ -26,18 +34,16 @@ export async function startBroker(
   })
   broker.attach(server)
   await broker.ready()
-  server.listen(listenPort, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
+  const listening = await listen(server, listenPort)
+  const { port } = listening
   return {
     broker,
     server,
     port,
     url: (path) => `ws://127.0.0.1:${port}${path}`,
-    async close() {
-      await broker.close()
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+    async close(options) {
+      await broker.close(options)
+      await listening.close()
     },
   }
 }
@@ -178,3 +184,19 @@ export async function frame(client: TestClient, n: number): Promise<unknown> {
 /** Sends a JSON value as one text frame. */
 export const sendJson = (client: TestClient, value: unknown): Promise<void> =>
   client.send(JSON.stringify(value))
+
+let facilitySeq = 0
+/** A facility name no other test of this process uses: `name` and a number. */
+export const fresh = (name: string): string => `${name}${++facilitySeq}`
+
+/** The one connection of `facility` on `broker` (asserts there is exactly one). */
+export function connectionOf(broker: Broker, facility: string): Connection {
+  const conns = [...broker.connections.values()].filter((c) => c.facility === facility)
+  assert.equal(conns.length, 1, `expected one connection on ${facility}`)
+  return conns[0]!
+}
+
+/** Closes every client given, whatever state it is in. */
+export async function closeAll(...clients: TestClient[]): Promise<void> {
+  await Promise.all(clients.map((c) => c.close()))
+}
