@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test'
 import type { BrokerOptions, Connection } from '../src/index.js'
 import { ownerOf } from '../src/connection/connection.js'
 import type { ConnectionOwner } from '../src/connection/owner.js'
-import type { PublishBudget } from '../src/connection/publish-budget.js'
+import { PublishBudget } from '../src/connection/publish-budget.js'
 import { framesOf, rawClient } from './helpers/raw.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
@@ -73,12 +73,12 @@ function budgetOf(t: TestServer): PublishBudget {
   return (ownerOf(conn) as unknown as ConnectionOwner).services.budget
 }
 
-/** A masked client text frame; the mask key is 0, so the payload goes as is. */
-function clientFrame(text: string): Buffer {
-  const payload = Buffer.from(text, 'latin1')
+/** A masked client frame (text by default); the mask key is 0, so the payload goes as is. */
+function clientFrame(data: string | Buffer, opcode = 0x1): Buffer {
+  const payload = typeof data === 'string' ? Buffer.from(data, 'latin1') : data
   const len = payload.length
   const head = Buffer.alloc(len < 126 ? 6 : len < 65536 ? 8 : 14)
-  head[0] = 0x81
+  head[0] = 0x80 | opcode
   if (len < 126) head[1] = 0x80 | len
   else if (len < 65536) {
     head[1] = 0x80 | 126
@@ -99,8 +99,16 @@ interface Publisher {
   data(): Buffer
   /** The messages it wrote, in order. */
   sent: string[]
+  /** Pings the server sent it. */
+  pings(): number
+  /** True once its socket closed. */
+  gone: boolean
 }
 
+/**
+ * Connects a publisher that answers as a browser would: a pong for each ping, a close frame for
+ * the server's close (both written behind whatever it has not sent yet).
+ */
 async function publisher(t: TestServer, name: string, path: string): Promise<Publisher> {
   const accepted = new Promise<net.Socket>((resolve) =>
     t.broker.once('connection', (_conn, req) => resolve(req.socket)),
@@ -108,7 +116,28 @@ async function publisher(t: TestServer, name: string, path: string): Promise<Pub
   const { socket, data } = await rawClient(t.port, path)
   const server = await accepted
   assert.equal(server.remotePort, socket.localPort, 'the server end of this client')
-  return { name, socket, server, data, sent: [] }
+  let answered = 0
+  const pub: Publisher = {
+    name,
+    socket,
+    server,
+    data,
+    sent: [],
+    pings: () => framesOf(data()).filter((f) => f.opcode === 0x9).length,
+    gone: false,
+  }
+  // A broker that cuts the connection resets it: that is `gone`, not a failure of the test.
+  socket.on('error', () => {})
+  socket.on('close', () => (pub.gone = true))
+  socket.on('data', () => {
+    const control = framesOf(data()).filter((f) => f.opcode === 0x9 || f.opcode === 0x8)
+    for (const f of control.slice(answered)) {
+      if (!socket.writable) break
+      socket.write(clientFrame(f.payload, f.opcode === 0x9 ? 0xa : 0x8))
+    }
+    answered = control.length
+  })
+  return pub
 }
 
 /**
@@ -246,6 +275,122 @@ describe('In-flight publish budget', () => {
     } finally {
       continueRedis()
       for (const p of pubs) p.socket.destroy()
+      await listener.close()
+    }
+  })
+  it('keeps a paused publisher through heartbeats: its pongs cannot be read meanwhile', async () => {
+    const facility = fresh('inflight-ping')
+    const t = await start({ pingInterval: 300 })
+    t.broker.facility(facility, {
+      publish: ['broadcast'],
+      publishRate: 0,
+      maxBufferedBytes: 64 * 1024 * 1024,
+    })
+    const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
+    const pub = await publisher(t, 'p', `/ws/${facility}?publish-broadcast`)
+    const budget = budgetOf(t)
+    try {
+      stopRedis()
+      await flood([pub], SIZE, 200)
+      await settled(() => [pub.server.bytesRead, pub.socket.writableLength])
+      assert.ok(pub.socket.writableLength > 0, 'the broker stopped reading')
+      // Two heartbeats without a readable pong would drop a client that is not paused.
+      const before = pub.pings()
+      await eventually(() => pub.pings() >= before + 2 || pub.gone, 5000)
+      assert.equal(pub.gone, false, 'not dropped as dead')
+      assert.ok(pub.pings() >= before + 2)
+      continueRedis()
+      await eventually(() => listener.received.length >= pub.sent.length, 20_000)
+      assert.ok(listener.texts.every((text, i) => text === pub.sent[i]))
+      await eventually(() => budget.total === 0)
+      assert.equal(pub.gone, false)
+      assert.equal(closedByServer(pub), false)
+    } finally {
+      continueRedis()
+      pub.socket.destroy()
+      await listener.close()
+    }
+  })
+
+  it('completes the close of a paused connection without waiting for Redis', async () => {
+    const facility = fresh('inflight-close')
+    const t = await start()
+    t.broker.facility(facility, { publish: ['broadcast'], publishRate: 0 })
+    const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
+    const pub = await publisher(t, 'q', `/ws/${facility}?publish-broadcast`)
+    const budget = budgetOf(t)
+    const codes: number[] = []
+    t.broker.on('disconnect', (_conn, code) => codes.push(code))
+    try {
+      stopRedis()
+      await flood([pub], SIZE, 200)
+      await settled(() => [pub.server.bytesRead, pub.socket.writableLength])
+      assert.ok(pub.socket.writableLength > 0, 'the broker stopped reading')
+      const id = [...t.broker.connections.values()].find((c) => c.channels.publish.length > 0)!.id
+      t.broker.connections.get(id)!.close(4000, 'bye')
+      // The client's close frame is behind everything it had not sent yet.
+      await eventually(() => codes.length > 0)
+      assert.deepEqual(codes, [4000])
+      assert.equal(t.broker.connections.has(id), false)
+      await eventually(() => pub.gone)
+      continueRedis()
+      await eventually(() => budget.total === 0)
+      // What the broker had taken before the close is published; nothing after it.
+      await t.broker.publish([`broadcast:${facility}`], 'end')
+      await eventually(() => listener.texts.includes('end'))
+      const got = listener.texts.slice(0, -1)
+      assert.ok(got.length > 0 && got.length < pub.sent.length, `${got.length} published`)
+      assert.ok(got.every((text, i) => text === pub.sent[i]))
+    } finally {
+      continueRedis()
+      pub.socket.destroy()
+      await listener.close()
+    }
+  })
+
+  it('counts messages waiting for an async onMessage against the budget', async () => {
+    const facility = fresh('inflight-hook')
+    const limit = 1024 * 1024
+    const t = await start({ maxInFlightBytes: limit })
+    const hookRedis = await redis.client()
+    t.broker.facility(facility, {
+      publish: ['broadcast'],
+      publishRate: 0,
+      maxBufferedBytes: 64 * 1024 * 1024,
+      // Waits on Redis, as a hook checking something there would; drops odd messages.
+      onMessage: async (_conn, message) => {
+        await hookRedis.get('anything')
+        return Number(String(message).split(/[-:]/)[1]) % 2 === 0
+      },
+    })
+    const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
+    const pub = await publisher(t, 'h', `/ws/${facility}?publish-broadcast`)
+    const budget = budgetOf(t)
+    try {
+      stopRedis()
+      await flood([pub], SIZE, 200)
+      await settled(() => [pub.server.bytesRead, pub.socket.writableLength, budget.total])
+      const bound = limit + 2 * SIZE
+      assert.ok(budget.total >= limit, `the budget filled up (${budget.total} bytes waiting)`)
+      assert.ok(budget.total <= bound, `${budget.total} bytes waiting, bound ${bound}`)
+      assert.ok(
+        pub.server.bytesRead <= bound + 64 * 1024,
+        `the broker read ${pub.server.bytesRead} of ${bytesSent(pub)} bytes sent`,
+      )
+      assert.ok(pub.socket.writableLength > 0, 'TCP pushes back on the client')
+      continueRedis()
+      const kept = pub.sent.filter((_, i) => i % 2 === 0)
+      await eventually(() => listener.received.length >= kept.length, 20_000)
+      assert.ok(
+        listener.texts.length === kept.length && listener.texts.every((x, i) => x === kept[i]),
+        'what the hook kept arrived, in order',
+      )
+      await eventually(() => budget.total === 0)
+      assert.equal(closedByServer(pub), false)
+    } finally {
+      continueRedis()
+      pub.socket.destroy()
+      await hookRedis.close()
       await listener.close()
     }
   })
@@ -472,5 +617,31 @@ describe('Stored client message limit', () => {
     assert.equal(error?.code, 'message_too_large')
     assert.equal(echoed?.data?.length, 998)
     await c.close()
+  })
+})
+
+describe('PublishBudget', () => {
+  const reader = () => {
+    const r = { offers: 0, maybeResume: () => void r.offers++ }
+    return r
+  }
+
+  it('offers every paused reader a resume once the process is under budget, not before', () => {
+    const budget = new PublishBudget(100, 1000)
+    const [a, b] = [reader(), reader()]
+    budget.take(1200)
+    assert.equal(budget.exhausted, true)
+    budget.wait(a)
+    budget.wait(b)
+    budget.give(200)
+    assert.equal(budget.total, 1000)
+    assert.equal(budget.exhausted, true, 'at the budget is past it')
+    assert.deepEqual([a.offers, b.offers], [0, 0])
+    budget.give(1)
+    assert.deepEqual([a.offers, b.offers], [1, 1])
+    budget.unwait(a)
+    budget.give(1)
+    assert.deepEqual([a.offers, b.offers], [1, 2], 'a reader that left is not offered')
+    assert.equal(budget.total, 998)
   })
 })
