@@ -63,6 +63,9 @@ async function start(options: BrokerOptions = {}): Promise<TestServer> {
   return t
 }
 
+/** Every test ends within this, even when a broken feature leaves it waiting for a close. */
+const BOUNDED = { timeout: 30_000 }
+
 let facilitySeq = 0
 const fresh = (name: string): string => `${name}${++facilitySeq}`
 
@@ -178,141 +181,153 @@ const closedByServer = (p: Publisher): boolean => framesOf(p.data()).some((f) =>
 describe('In-flight publish budget', () => {
   const SIZE = 256 * 1024
 
-  it('stops reading a client past maxInFlightBytes while Redis does not answer, then delivers all in order', async () => {
-    const facility = fresh('inflight')
-    const limit = 1024 * 1024
-    const t = await start({ maxInFlightBytes: limit })
-    t.broker.facility(facility, {
-      publish: ['broadcast'],
-      publishRate: 0,
-      maxBufferedBytes: 64 * 1024 * 1024,
-    })
-    const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
-    const pub = await publisher(t, 'a', `/ws/${facility}?publish-broadcast`)
-    const budget = budgetOf(t)
-    try {
-      stopRedis()
-      await flood([pub], SIZE, 200)
-      await settled(() => [pub.server.bytesRead, pub.socket.writableLength, budget.total])
-      // At most one message past the budget triggers the pause, plus one whose last bytes came in
-      // the same read; then the socket is not read any more.
-      const bound = limit + 2 * SIZE
-      assert.ok(budget.total >= limit, `the budget filled up (${budget.total} bytes in flight)`)
-      assert.ok(budget.total <= bound, `${budget.total} bytes in flight, bound ${bound}`)
-      assert.ok(
-        pub.server.bytesRead <= bound + 64 * 1024,
-        `the broker read ${pub.server.bytesRead} of ${bytesSent(pub)} bytes sent`,
-      )
-      assert.ok(pub.socket.writableLength > 0, 'TCP pushes back on the client')
-      assert.ok(bytesSent(pub) > 2 * bound, 'the client sent far more than the bound')
-      continueRedis()
-      await eventually(() => listener.received.length >= pub.sent.length, 20_000)
-      assert.equal(listener.texts.length, pub.sent.length)
-      assert.ok(
-        listener.texts.every((text, i) => text === pub.sent[i]),
-        'every message arrived, in order',
-      )
-      await eventually(() => budget.total === 0)
-      // Still open, and read again.
-      assert.equal(closedByServer(pub), false)
-      assert.equal(t.broker.connections.size, 2)
-      pub.socket.write(clientFrame('after'))
-      await eventually(() => listener.received.length > pub.sent.length)
-      assert.equal(listener.texts.at(-1), 'after')
-    } finally {
-      continueRedis()
-      pub.socket.destroy()
-      await listener.close()
-    }
-  })
-
-  it('pauses every publisher past maxInFlightBytesTotal, then resumes them all', async () => {
-    const facility = fresh('inflight-total')
-    const total = 512 * 1024
-    const size = 128 * 1024
-    // The per-connection budget is out of reach: only the process's applies.
-    const t = await start({ maxInFlightBytes: 64 * 1024 * 1024, maxInFlightBytesTotal: total })
-    t.broker.facility(facility, {
-      publish: ['broadcast'],
-      publishRate: 0,
-      maxBufferedBytes: 64 * 1024 * 1024,
-    })
-    const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
-    const pubs: Publisher[] = []
-    for (const name of ['a', 'b', 'c']) {
-      pubs.push(await publisher(t, name, `/ws/${facility}?publish-broadcast`))
-    }
-    const budget = budgetOf(t)
-    try {
-      stopRedis()
-      await flood(pubs, size, 100)
-      await settled(() => [
-        budget.total,
-        ...pubs.flatMap((p) => [p.server.bytesRead, p.socket.writableLength]),
-      ])
-      const bound = total + pubs.length * 2 * size
-      assert.ok(budget.total >= total, `the budget filled up (${budget.total} bytes in flight)`)
-      assert.ok(budget.total <= bound, `${budget.total} bytes in flight, bound ${bound}`)
-      const read = pubs.reduce((n, p) => n + p.server.bytesRead, 0)
-      assert.ok(read <= bound + pubs.length * 64 * 1024, `the broker read ${read} bytes`)
-      for (const p of pubs) {
-        assert.ok(p.socket.writableLength > 0, `TCP pushes back on ${p.name}`)
-      }
-      continueRedis()
-      const expected = pubs.reduce((n, p) => n + p.sent.length, 0)
-      await eventually(() => listener.received.length >= expected, 20_000)
-      assert.equal(listener.texts.length, expected)
-      for (const p of pubs) {
-        const got = listener.texts.filter((text) => text.startsWith(`${p.name}-`))
+  it(
+    'stops reading a client past maxInFlightBytes while Redis does not answer, then delivers all in order',
+    BOUNDED,
+    async () => {
+      const facility = fresh('inflight')
+      const limit = 1024 * 1024
+      const t = await start({ maxInFlightBytes: limit })
+      t.broker.facility(facility, {
+        publish: ['broadcast'],
+        publishRate: 0,
+        maxBufferedBytes: 64 * 1024 * 1024,
+      })
+      const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
+      const pub = await publisher(t, 'a', `/ws/${facility}?publish-broadcast`)
+      const budget = budgetOf(t)
+      try {
+        stopRedis()
+        await flood([pub], SIZE, 200)
+        await settled(() => [pub.server.bytesRead, pub.socket.writableLength, budget.total])
+        // At most one message past the budget triggers the pause, plus one whose last bytes came in
+        // the same read; then the socket is not read any more.
+        const bound = limit + 2 * SIZE
+        assert.ok(budget.total >= limit, `the budget filled up (${budget.total} bytes in flight)`)
+        assert.ok(budget.total <= bound, `${budget.total} bytes in flight, bound ${bound}`)
         assert.ok(
-          got.length === p.sent.length && got.every((text, i) => text === p.sent[i]),
-          `every message of ${p.name} arrived, in order`,
+          pub.server.bytesRead <= bound + 64 * 1024,
+          `the broker read ${pub.server.bytesRead} of ${bytesSent(pub)} bytes sent`,
         )
-        assert.equal(closedByServer(p), false)
+        assert.ok(pub.socket.writableLength > 0, 'TCP pushes back on the client')
+        assert.ok(bytesSent(pub) > 2 * bound, 'the client sent far more than the bound')
+        continueRedis()
+        await eventually(() => listener.received.length >= pub.sent.length, 20_000)
+        assert.equal(listener.texts.length, pub.sent.length)
+        assert.ok(
+          listener.texts.every((text, i) => text === pub.sent[i]),
+          'every message arrived, in order',
+        )
+        await eventually(() => budget.total === 0)
+        // Still open, and read again.
+        assert.equal(closedByServer(pub), false)
+        assert.equal(t.broker.connections.size, 2)
+        pub.socket.write(clientFrame('after'))
+        await eventually(() => listener.received.length > pub.sent.length)
+        assert.equal(listener.texts.at(-1), 'after')
+      } finally {
+        continueRedis()
+        pub.socket.destroy()
+        await listener.close()
       }
-      await eventually(() => budget.total === 0)
-      assert.equal(t.broker.connections.size, 1 + pubs.length)
-    } finally {
-      continueRedis()
-      for (const p of pubs) p.socket.destroy()
-      await listener.close()
-    }
-  })
-  it('keeps a paused publisher through heartbeats: its pongs cannot be read meanwhile', async () => {
-    const facility = fresh('inflight-ping')
-    const t = await start({ pingInterval: 300 })
-    t.broker.facility(facility, {
-      publish: ['broadcast'],
-      publishRate: 0,
-      maxBufferedBytes: 64 * 1024 * 1024,
-    })
-    const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
-    const pub = await publisher(t, 'p', `/ws/${facility}?publish-broadcast`)
-    const budget = budgetOf(t)
-    try {
-      stopRedis()
-      await flood([pub], SIZE, 200)
-      await settled(() => [pub.server.bytesRead, pub.socket.writableLength])
-      assert.ok(pub.socket.writableLength > 0, 'the broker stopped reading')
-      // Two heartbeats without a readable pong would drop a client that is not paused.
-      const before = pub.pings()
-      await eventually(() => pub.pings() >= before + 2 || pub.gone, 5000)
-      assert.equal(pub.gone, false, 'not dropped as dead')
-      assert.ok(pub.pings() >= before + 2)
-      continueRedis()
-      await eventually(() => listener.received.length >= pub.sent.length, 20_000)
-      assert.ok(listener.texts.every((text, i) => text === pub.sent[i]))
-      await eventually(() => budget.total === 0)
-      assert.equal(pub.gone, false)
-      assert.equal(closedByServer(pub), false)
-    } finally {
-      continueRedis()
-      pub.socket.destroy()
-      await listener.close()
-    }
-  })
+    },
+  )
 
-  it('completes the close of a paused connection without waiting for Redis', async () => {
+  it(
+    'pauses every publisher past maxInFlightBytesTotal, then resumes them all',
+    BOUNDED,
+    async () => {
+      const facility = fresh('inflight-total')
+      const total = 512 * 1024
+      const size = 128 * 1024
+      // The per-connection budget is out of reach: only the process's applies.
+      const t = await start({ maxInFlightBytes: 64 * 1024 * 1024, maxInFlightBytesTotal: total })
+      t.broker.facility(facility, {
+        publish: ['broadcast'],
+        publishRate: 0,
+        maxBufferedBytes: 64 * 1024 * 1024,
+      })
+      const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
+      const pubs: Publisher[] = []
+      for (const name of ['a', 'b', 'c']) {
+        pubs.push(await publisher(t, name, `/ws/${facility}?publish-broadcast`))
+      }
+      const budget = budgetOf(t)
+      try {
+        stopRedis()
+        await flood(pubs, size, 100)
+        await settled(() => [
+          budget.total,
+          ...pubs.flatMap((p) => [p.server.bytesRead, p.socket.writableLength]),
+        ])
+        const bound = total + pubs.length * 2 * size
+        assert.ok(budget.total >= total, `the budget filled up (${budget.total} bytes in flight)`)
+        assert.ok(budget.total <= bound, `${budget.total} bytes in flight, bound ${bound}`)
+        const read = pubs.reduce((n, p) => n + p.server.bytesRead, 0)
+        assert.ok(read <= bound + pubs.length * 64 * 1024, `the broker read ${read} bytes`)
+        for (const p of pubs) {
+          assert.ok(p.socket.writableLength > 0, `TCP pushes back on ${p.name}`)
+        }
+        continueRedis()
+        const expected = pubs.reduce((n, p) => n + p.sent.length, 0)
+        await eventually(() => listener.received.length >= expected, 20_000)
+        assert.equal(listener.texts.length, expected)
+        for (const p of pubs) {
+          const got = listener.texts.filter((text) => text.startsWith(`${p.name}-`))
+          assert.ok(
+            got.length === p.sent.length && got.every((text, i) => text === p.sent[i]),
+            `every message of ${p.name} arrived, in order`,
+          )
+          assert.equal(closedByServer(p), false)
+        }
+        await eventually(() => budget.total === 0)
+        assert.equal(t.broker.connections.size, 1 + pubs.length)
+      } finally {
+        continueRedis()
+        for (const p of pubs) p.socket.destroy()
+        await listener.close()
+      }
+    },
+  )
+  it(
+    'keeps a paused publisher through heartbeats: its pongs cannot be read meanwhile',
+    BOUNDED,
+    async () => {
+      const facility = fresh('inflight-ping')
+      const t = await start({ pingInterval: 300 })
+      t.broker.facility(facility, {
+        publish: ['broadcast'],
+        publishRate: 0,
+        maxBufferedBytes: 64 * 1024 * 1024,
+      })
+      const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
+      const pub = await publisher(t, 'p', `/ws/${facility}?publish-broadcast`)
+      const budget = budgetOf(t)
+      try {
+        stopRedis()
+        await flood([pub], SIZE, 200)
+        await settled(() => [pub.server.bytesRead, pub.socket.writableLength])
+        assert.ok(pub.socket.writableLength > 0, 'the broker stopped reading')
+        // Two heartbeats without a readable pong would drop a client that is not paused.
+        const before = pub.pings()
+        await eventually(() => pub.pings() >= before + 2 || pub.gone, 5000)
+        assert.equal(pub.gone, false, 'not dropped as dead')
+        assert.ok(pub.pings() >= before + 2)
+        continueRedis()
+        await eventually(() => listener.received.length >= pub.sent.length, 20_000)
+        assert.ok(listener.texts.every((text, i) => text === pub.sent[i]))
+        await eventually(() => budget.total === 0)
+        assert.equal(pub.gone, false)
+        assert.equal(closedByServer(pub), false)
+      } finally {
+        continueRedis()
+        pub.socket.destroy()
+        await listener.close()
+      }
+    },
+  )
+
+  it('completes the close of a paused connection without waiting for Redis', BOUNDED, async () => {
     const facility = fresh('inflight-close')
     const t = await start()
     t.broker.facility(facility, { publish: ['broadcast'], publishRate: 0 })
@@ -348,7 +363,7 @@ describe('In-flight publish budget', () => {
     }
   })
 
-  it('counts messages waiting for an async onMessage against the budget', async () => {
+  it('counts messages waiting for an async onMessage against the budget', BOUNDED, async () => {
     const facility = fresh('inflight-hook')
     const limit = 1024 * 1024
     const t = await start({ maxInFlightBytes: limit })
@@ -415,37 +430,41 @@ async function dataUntilMarker(t: TestServer, listener: TestClient, channel: str
 describe('Default publish rate', () => {
   const N = 60
 
-  it('json facility: 20 messages/s with a burst of 20; the excess gets rate_limited and the connection stays', async () => {
-    const facility = fresh('rate')
-    const t = await start()
-    t.broker.facility(facility, { format: 'json', publish: ['broadcast'] })
-    const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
-    const speaker = await connect(t.url(`/ws/${facility}?publish-broadcast`))
-    const began = Date.now()
-    await burst(speaker, N)
-    const seconds = (Date.now() - began) / 1000
-    const errors = frames(speaker).filter((f) => (f as { type?: string }).type === 'error')
-    for (const e of errors) {
-      assert.deepEqual(e, { type: 'error', code: 'rate_limited', detail: 'too many messages' })
-    }
-    const delivered = await dataUntilMarker(t, listener, `broadcast:${facility}`)
-    assert.equal(delivered.length + errors.length, N, 'each message published or refused')
-    // The burst passes whole; past it, only what the rate refilled while the messages came in.
-    assert.deepEqual(
-      delivered.slice(0, 20),
-      Array.from({ length: 20 }, (_, i) => i),
-    )
-    assert.ok(
-      delivered.length <= 20 + Math.ceil(seconds * 20),
-      `${delivered.length} delivered in ${seconds} s`,
-    )
-    assert.ok(errors.length > 0)
-    assert.equal(t.broker.connections.size, 2, 'still open')
-    await listener.close()
-    await speaker.close()
-  })
+  it(
+    'json facility: 20 messages/s with a burst of 20; the excess gets rate_limited and the connection stays',
+    BOUNDED,
+    async () => {
+      const facility = fresh('rate')
+      const t = await start()
+      t.broker.facility(facility, { format: 'json', publish: ['broadcast'] })
+      const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
+      const speaker = await connect(t.url(`/ws/${facility}?publish-broadcast`))
+      const began = Date.now()
+      await burst(speaker, N)
+      const seconds = (Date.now() - began) / 1000
+      const errors = frames(speaker).filter((f) => (f as { type?: string }).type === 'error')
+      for (const e of errors) {
+        assert.deepEqual(e, { type: 'error', code: 'rate_limited', detail: 'too many messages' })
+      }
+      const delivered = await dataUntilMarker(t, listener, `broadcast:${facility}`)
+      assert.equal(delivered.length + errors.length, N, 'each message published or refused')
+      // The burst passes whole; past it, only what the rate refilled while the messages came in.
+      assert.deepEqual(
+        delivered.slice(0, 20),
+        Array.from({ length: 20 }, (_, i) => i),
+      )
+      assert.ok(
+        delivered.length <= 20 + Math.ceil(seconds * 20),
+        `${delivered.length} delivered in ${seconds} s`,
+      )
+      assert.ok(errors.length > 0)
+      assert.equal(t.broker.connections.size, 2, 'still open')
+      await listener.close()
+      await speaker.close()
+    },
+  )
 
-  it('raw facility: past the default burst, closes 1008', async () => {
+  it('raw facility: past the default burst, closes 1008', BOUNDED, async () => {
     const facility = fresh('rawrate')
     const t = await start()
     const listener = await connect(t.url(`/ws/${facility}?subscribe-user&user=u`))
@@ -464,7 +483,7 @@ describe('Default publish rate', () => {
     await listener.close()
   })
 
-  it('publishRate: 0 lifts it, per facility and for the whole broker', async () => {
+  it('publishRate: 0 lifts it, per facility and for the whole broker', BOUNDED, async () => {
     const lifted = fresh('lifted')
     const t = await start()
     t.broker.facility(lifted, { format: 'json', publish: ['broadcast'], publishRate: 0 })
@@ -507,49 +526,53 @@ describe('Stored client message limit', () => {
   /** A json data message whose published payload (its JSON text) is `bytes` long. */
   const jsonOfSize = (bytes: number) => ({ type: 'data', data: 'x'.repeat(bytes - 2) })
 
-  it('json facility with expire: message_too_large past maxStoredMessage, nothing stored; up to it is stored', async () => {
-    const facility = fresh('stored')
-    const channel = `broadcast:${facility}`
-    const t = await start()
-    t.broker.facility(facility, {
-      format: 'json',
-      publish: ['broadcast'],
-      expire: 60,
-      publishRate: 0,
-    })
-    const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
-    const speaker = await connect(t.url(`/ws/${facility}?publish-broadcast`))
-    const client = await redis.client()
-    try {
-      await sendJson(speaker, jsonOfSize(LIMIT))
-      await listener.waitFor(1)
-      const stored = await client.get(channel)
-      assert.equal(
-        stored,
-        JSON.stringify(jsonOfSize(LIMIT).data),
-        'a message of the limit is stored',
-      )
-      await sendJson(speaker, jsonOfSize(LIMIT + 1))
-      await sendJson(speaker, { type: 'ping' })
-      await speaker.waitFor(2)
-      const [error, pong] = frames(speaker) as { type: string; code?: string }[]
-      assert.equal(error?.type, 'error')
-      assert.equal(error?.code, 'message_too_large')
-      assert.deepEqual(pong, { type: 'pong' }, 'the connection stays')
-      // A message published after the refused one reaches the listener: the refused one never did.
-      await sendJson(speaker, { type: 'data', data: 'small' })
-      await listener.waitFor(2)
-      assert.deepEqual(frames(listener)[1], { type: 'data', data: 'small' })
-      assert.equal(listener.received.length, 2)
-      assert.equal(await client.get(channel), '"small"')
-    } finally {
-      await client.close()
-    }
-    await listener.close()
-    await speaker.close()
-  })
+  it(
+    'json facility with expire: message_too_large past maxStoredMessage, nothing stored; up to it is stored',
+    BOUNDED,
+    async () => {
+      const facility = fresh('stored')
+      const channel = `broadcast:${facility}`
+      const t = await start()
+      t.broker.facility(facility, {
+        format: 'json',
+        publish: ['broadcast'],
+        expire: 60,
+        publishRate: 0,
+      })
+      const listener = await connect(t.url(`/ws/${facility}?subscribe-broadcast`))
+      const speaker = await connect(t.url(`/ws/${facility}?publish-broadcast`))
+      const client = await redis.client()
+      try {
+        await sendJson(speaker, jsonOfSize(LIMIT))
+        await listener.waitFor(1)
+        const stored = await client.get(channel)
+        assert.equal(
+          stored,
+          JSON.stringify(jsonOfSize(LIMIT).data),
+          'a message of the limit is stored',
+        )
+        await sendJson(speaker, jsonOfSize(LIMIT + 1))
+        await sendJson(speaker, { type: 'ping' })
+        await speaker.waitFor(2)
+        const [error, pong] = frames(speaker) as { type: string; code?: string }[]
+        assert.equal(error?.type, 'error')
+        assert.equal(error?.code, 'message_too_large')
+        assert.deepEqual(pong, { type: 'pong' }, 'the connection stays')
+        // A message published after the refused one reaches the listener: the refused one never did.
+        await sendJson(speaker, { type: 'data', data: 'small' })
+        await listener.waitFor(2)
+        assert.deepEqual(frames(listener)[1], { type: 'data', data: 'small' })
+        assert.equal(listener.received.length, 2)
+        assert.equal(await client.get(channel), '"small"')
+      } finally {
+        await client.close()
+      }
+      await listener.close()
+      await speaker.close()
+    },
+  )
 
-  it('json facility: the refused message is never stored', async () => {
+  it('json facility: the refused message is never stored', BOUNDED, async () => {
     const facility = fresh('unstored')
     const t = await start()
     t.broker.facility(facility, {
@@ -573,25 +596,29 @@ describe('Stored client message limit', () => {
     await speaker.close()
   })
 
-  it('raw facility with expire: closes 1009 past maxStoredMessage, stores nothing', async () => {
-    const facility = fresh('rawstored')
-    const t = await start()
-    t.broker.facility(facility, { expire: 60, publishRate: 0 })
-    const speaker = await connect(t.url(`/ws/${facility}?publish-user&user=r`))
-    const client = await redis.client()
-    try {
-      const closed = speaker.closedByServer()
-      speaker.ws.send('y'.repeat(LIMIT + 1))
-      assert.deepEqual(await closed, { code: 1009, reason: 'message too large to store' })
-      await t.broker.publish([`user:r:other-${facility}`], 'sync')
-      assert.equal(await client.get(`user:r:${facility}`), null)
-      assert.equal(t.broker.connections.size, 0)
-    } finally {
-      await client.close()
-    }
-  })
+  it(
+    'raw facility with expire: closes 1009 past maxStoredMessage, stores nothing',
+    BOUNDED,
+    async () => {
+      const facility = fresh('rawstored')
+      const t = await start()
+      t.broker.facility(facility, { expire: 60, publishRate: 0 })
+      const speaker = await connect(t.url(`/ws/${facility}?publish-user&user=r`))
+      const client = await redis.client()
+      try {
+        const closed = speaker.closedByServer()
+        speaker.ws.send('y'.repeat(LIMIT + 1))
+        assert.deepEqual(await closed, { code: 1009, reason: 'message too large to store' })
+        await t.broker.publish([`user:r:other-${facility}`], 'sync')
+        assert.equal(await client.get(`user:r:${facility}`), null)
+        assert.equal(t.broker.connections.size, 0)
+      } finally {
+        await client.close()
+      }
+    },
+  )
 
-  it('does not apply without expire, and follows maxStoredMessage', async () => {
+  it('does not apply without expire, and follows maxStoredMessage', BOUNDED, async () => {
     const plain = fresh('plain')
     const t = await start({ maxStoredMessage: 1000 })
     t.broker.facility(plain, { format: 'json', publish: ['broadcast'], publishRate: 0 })
@@ -626,22 +653,26 @@ describe('PublishBudget', () => {
     return r
   }
 
-  it('offers every paused reader a resume once the process is under budget, not before', () => {
-    const budget = new PublishBudget(100, 1000)
-    const [a, b] = [reader(), reader()]
-    budget.take(1200)
-    assert.equal(budget.exhausted, true)
-    budget.wait(a)
-    budget.wait(b)
-    budget.give(200)
-    assert.equal(budget.total, 1000)
-    assert.equal(budget.exhausted, true, 'at the budget is past it')
-    assert.deepEqual([a.offers, b.offers], [0, 0])
-    budget.give(1)
-    assert.deepEqual([a.offers, b.offers], [1, 1])
-    budget.unwait(a)
-    budget.give(1)
-    assert.deepEqual([a.offers, b.offers], [1, 2], 'a reader that left is not offered')
-    assert.equal(budget.total, 998)
-  })
+  it(
+    'offers every paused reader a resume once the process is under budget, not before',
+    BOUNDED,
+    () => {
+      const budget = new PublishBudget(100, 1000)
+      const [a, b] = [reader(), reader()]
+      budget.take(1200)
+      assert.equal(budget.exhausted, true)
+      budget.wait(a)
+      budget.wait(b)
+      budget.give(200)
+      assert.equal(budget.total, 1000)
+      assert.equal(budget.exhausted, true, 'at the budget is past it')
+      assert.deepEqual([a.offers, b.offers], [0, 0])
+      budget.give(1)
+      assert.deepEqual([a.offers, b.offers], [1, 1])
+      budget.unwait(a)
+      budget.give(1)
+      assert.deepEqual([a.offers, b.offers], [1, 2], 'a reader that left is not offered')
+      assert.equal(budget.total, 998)
+    },
+  )
 })
