@@ -32,7 +32,15 @@ export type { ClientFrame, ServerFrame, EnvelopeErrorCode } from './delivery/env
 export { MemoryEngine } from './engine/memory.js'
 export { RedisEngine } from './engine/redis.js'
 export type { RedisClusterConfig, RedisEngineOptions } from './engine/redis.js'
-export type { Engine, EngineStatus, MessageHandler } from './engine/types.js'
+export type {
+  Engine,
+  EngineMembership,
+  EnginePresence,
+  EngineStatus,
+  EngineStorage,
+  EngineTransport,
+  MessageHandler,
+} from './engine/types.js'
 export {
   ClosedError,
   EngineError,

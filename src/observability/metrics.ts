@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { EngineStatus } from '../engine/types.js'
+import type { EngineTransport } from '../engine/types.js'
 import {
   type Family,
   formatPrometheus,
@@ -32,7 +32,7 @@ export interface MetricsSource {
     readonly messages: number
     readonly deliveries: number
   }
-  readonly engine: { readonly status: EngineStatus }
+  readonly engine: Pick<EngineTransport, 'status'>
 }
 
 /**
