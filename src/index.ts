@@ -34,7 +34,15 @@ export { redactUrl } from './observability/redact.js'
 export { MemoryEngine } from './engine/memory.js'
 export { RedisEngine } from './engine/redis.js'
 export type { RedisClusterConfig, RedisEngineOptions } from './engine/redis.js'
-export type { Engine, EngineStatus, MessageHandler } from './engine/types.js'
+export type {
+  Engine,
+  EngineMembership,
+  EnginePresence,
+  EngineStatus,
+  EngineStorage,
+  EngineTransport,
+  MessageHandler,
+} from './engine/types.js'
 export {
   ClosedError,
   EngineError,

@@ -98,8 +98,9 @@ export interface BrokerOptions {
    * bytes: what clients can make Redis hold is bounded (json: `message_too_large`, raw: close
    * 1009). @default 65536 */
   maxStoredMessage?: number
-  /** Bytes of client messages one connection may have waiting for Redis; past it its socket is
-   * not read until Redis answers (TCP pushes back on the client). @default 1048576 */
+  /** Bytes of client messages one connection may have waiting for Redis (or for an async
+   * onMessage); past it its socket is not read until Redis answers (TCP pushes back on the
+   * client). @default 1048576 */
   maxInFlightBytes?: number
   /** The same for all connections of the process together. @default 67108864 */
   maxInFlightBytesTotal?: number

@@ -41,7 +41,7 @@ Options (each may also come from the environment variable shown; the flag wins):
 Limits (0 = unlimited; see the README's "Limits and security"):
   --publish-rate N       messages per second one client may send (over it: json
                          facilities answer rate_limited, raw ones close 1008)
-                           env WSFACILITY_PUBLISH_RATE, default 0
+                           env WSFACILITY_PUBLISH_RATE, default 20
   --publish-burst N      messages a client may send at once, default one second's worth
                            env WSFACILITY_PUBLISH_BURST
   --max-connections N    connections this process accepts (over it: 503)

@@ -1,5 +1,5 @@
 import type { Connection } from '../connection/connection.js'
-import type { Engine } from '../engine/types.js'
+import type { EngineMembership, EngineTransport } from '../engine/types.js'
 import { InvalidArgumentError } from '../errors.js'
 import type { Recipient } from '../delivery/hub.js'
 
@@ -80,11 +80,15 @@ function nodeOrThrow(connectionId: string): string {
  * of this process's control channel.
  */
 export class ControlPlane implements Recipient {
-  readonly #engine: Engine
+  readonly #engine: EngineTransport & EngineMembership
   readonly #prefix: string
   readonly #connections: ReadonlyMap<string, Connection>
 
-  constructor(engine: Engine, prefix: string, connections: ReadonlyMap<string, Connection>) {
+  constructor(
+    engine: EngineTransport & EngineMembership,
+    prefix: string,
+    connections: ReadonlyMap<string, Connection>,
+  ) {
     this.#engine = engine
     this.#prefix = prefix
     this.#connections = connections

@@ -1,5 +1,5 @@
 import type { Connection } from '../connection/connection.js'
-import type { Engine } from '../engine/types.js'
+import type { EnginePresence } from '../engine/types.js'
 
 /** A user came online or went offline: overall (`facility` null) or on one facility. */
 export interface PresenceEvent {
@@ -25,12 +25,12 @@ const OVERALL = ''
  * happened (or, after a process died, by the one process that swept it up).
  */
 export class Presence {
-  readonly #engine: Engine
+  readonly #engine: EnginePresence
   readonly #emit: (event: PresenceEvent) => void
   readonly #onError: (err: unknown) => void
 
   constructor(
-    engine: Engine,
+    engine: EnginePresence,
     emit: (event: PresenceEvent) => void,
     onError: (err: unknown) => void,
   ) {

@@ -228,7 +228,8 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
 
   heartbeat(): void {
     if (this.phase !== 'open') return
-    if (!this.alive) return this.terminate()
+    // A socket paused by the publish budget cannot read the client's pong: not a dead client.
+    if (!this.alive && !this.readingPaused) return this.terminate()
     this.alive = false
     this.ws?.ping()
   }
@@ -270,6 +271,9 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
     this.#clearExpiry()
     this.dropQueue()
     this.ws!.close(code, closeReason(reason))
+    // A socket paused by the publish budget is read again (what the client sent meanwhile is
+    // dropped), or the client's answering close frame would wait for Redis.
+    this.maybeResume()
   }
 
   /** Cuts the connection at once; `code` is what the disconnect reports. */

@@ -5,10 +5,11 @@ export interface PausedReader {
 }
 
 /**
- * Bytes of client messages handed to Redis and not yet answered, per connection and per process.
- * A client that publishes faster than Redis answers (Redis slow, paused or away) would otherwise
- * make the broker queue without bound; past either budget its socket stops being read, so TCP
- * pushes back on the client instead, and reading resumes as answers come back.
+ * Bytes of client messages taken and not yet answered by Redis (or still waiting for the
+ * facility's onMessage), per connection and per process. A client that publishes faster than Redis
+ * answers (Redis slow, paused or away) would otherwise make the broker queue without bound; past
+ * either budget its socket stops being read, so TCP pushes back on the client instead, and reading
+ * resumes as answers come back.
  */
 export class PublishBudget {
   /** Bytes one connection may have in flight before its socket is paused. */

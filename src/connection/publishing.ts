@@ -10,7 +10,8 @@ import type { TokenBucket } from './rate-limit.js'
  * The inbound side of a connection (between its outbound base and its owner): what the client
  * sends goes through the protocol (connection/inbound.ts), the rate limit and the facility's
  * onMessage — one message at a time, in order — and is published on the connection's publish
- * channels within the publish budget: past it, the socket is not read until Redis answers.
+ * channels within the publish budget: past it, the socket is not read until Redis answers (and
+ * the heartbeat does not take the client for dead meanwhile).
  */
 export abstract class Publishing extends Outbound implements InboundTarget, PausedReader {
   protected ws: WebSocket | null = null
@@ -55,6 +56,11 @@ export abstract class Publishing extends Outbound implements InboundTarget, Paus
     if (!hook) return this.#publish(payload)
     const connection = this.connection!
     const context = this.context!
+    // A message waiting for the hook counts against the budget too, until it is published (then
+    // its publish counts) or dropped: an async hook that waits on something slow would otherwise
+    // queue the client's messages without bound.
+    const held = payload.length
+    this.#hold(held)
     const step = async (): Promise<void> => {
       let pass: boolean
       try {
@@ -64,13 +70,18 @@ export abstract class Publishing extends Outbound implements InboundTarget, Paus
         this.services.error(err)
         pass = false
       }
-      if (pass) this.#publish(payload)
+      try {
+        if (pass) this.#publish(payload)
+      } finally {
+        this.#release(held)
+      }
     }
     const next = (this.#inbound ?? Promise.resolve()).then(step)
     this.#inbound = next
     void next.then(() => {
       if (this.#inbound === next) this.#inbound = null
     })
+    if (this.#over()) this.#pause()
   }
 
   /** Publishes a client message on the connection's publish channels (never echoing it without
@@ -91,15 +102,11 @@ export abstract class Publishing extends Outbound implements InboundTarget, Paus
     const channels = connection.channels.publish
     if (channels.length === 0) return
     const cost = payload.length * channels.length
-    const budget = services.budget
-    this.#inFlight += cost
-    budget.take(cost)
+    this.#hold(cost)
     let left = channels.length
     const done = (): void => {
       if (--left > 0) return
-      this.#inFlight -= cost
-      budget.give(cost)
-      this.maybeResume()
+      this.#release(cost)
     }
     for (const channel of channels) {
       const forget =
@@ -113,7 +120,26 @@ export abstract class Publishing extends Outbound implements InboundTarget, Paus
         done()
       })
     }
-    if (this.#inFlight >= budget.perConnection || budget.exhausted) this.#pause()
+    if (this.#over()) this.#pause()
+  }
+
+  /** Counts `bytes` of this connection's messages in flight, here and in the process's budget. */
+  #hold(bytes: number): void {
+    this.#inFlight += bytes
+    this.services.budget.take(bytes)
+  }
+
+  /** Gives `bytes` back (answered, or dropped) and resumes reading if the budgets allow. */
+  #release(bytes: number): void {
+    this.#inFlight -= bytes
+    this.services.budget.give(bytes)
+    this.maybeResume()
+  }
+
+  /** True while this connection, or the whole process, is past its budget. */
+  #over(): boolean {
+    const budget = this.services.budget
+    return this.#inFlight >= budget.perConnection || budget.exhausted
   }
 
   #pause(): void {
@@ -123,14 +149,21 @@ export abstract class Publishing extends Outbound implements InboundTarget, Paus
     this.ws?.pause()
   }
 
+  /** Resumes reading once under budget; a connection that is closing reads again at once, so
+   * that the client's close frame behind its unread messages can complete the close. */
   maybeResume(): void {
     if (!this.#paused) return
-    const budget = this.services.budget
-    if (this.phase === 'open' && (this.#inFlight >= budget.perConnection || budget.exhausted))
-      return
+    if (this.phase === 'open' && this.#over()) return
     this.#paused = false
-    budget.unwait(this)
+    this.services.budget.unwait(this)
+    // Pongs could not be read while paused: the heartbeat gives the client a full interval again.
+    this.alive = true
     this.ws?.resume()
+  }
+
+  /** True while the socket is not read because of the budget (pongs cannot arrive meanwhile). */
+  protected get readingPaused(): boolean {
+    return this.#paused
   }
 
   /** Leaves the budget's waiting list for good (the connection is released). */

@@ -1,6 +1,6 @@
 import type { WireFormat } from '../facility/definition.js'
 import { frameFor } from './frame.js'
-import type { Engine } from '../engine/types.js'
+import type { EngineMembership, EngineTransport } from '../engine/types.js'
 
 /** What the hub delivers to: one live or pending connection. */
 export interface Recipient {
@@ -23,7 +23,7 @@ class ChannelState {
  * it, unsubscribes it when the last one leaves, and frames each message once for all of them.
  */
 export class Hub {
-  readonly #engine: Engine
+  readonly #engine: EngineTransport & EngineMembership
   readonly #channels = new Map<string, ChannelState>()
   readonly #onError: (err: unknown) => void
   /** Messages received from the engine for at least one local recipient (each framed once). */
@@ -31,7 +31,7 @@ export class Hub {
   /** Frames handed to recipients (one per recipient per message). */
   deliveries = 0
 
-  constructor(engine: Engine, onError: (err: unknown) => void) {
+  constructor(engine: EngineTransport & EngineMembership, onError: (err: unknown) => void) {
     this.#engine = engine
     this.#onError = onError
     engine.onMessage((channel, payload) => this.#dispatch(channel, payload))

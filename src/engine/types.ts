@@ -6,10 +6,10 @@ export type MessageHandler = (channel: string, payload: Buffer) => number
 export type EngineStatus = 'connecting' | 'ready' | 'reconnecting' | 'closed'
 
 /**
- * What moves and stores messages for a broker. RedisEngine and MemoryEngine implement it and pass
- * the same contract tests (test/engine.test.ts).
+ * Pub/sub between processes: the engine's connections, its channels and what is published on
+ * them. The hub and the control channel move messages through it.
  */
-export interface Engine {
+export interface EngineTransport {
   /** Connects; safe to call more than once. */
   start(): Promise<void>
   /** Sets the one handler of incoming messages (the hub's). */
@@ -23,13 +23,8 @@ export interface Engine {
    * for `expire` seconds. Resolves to the number of connections, on every process, that received it.
    */
   publish(channel: string, payload: Buffer, expire: number): Promise<number>
-  /** Reads stored payloads of channels, null where none is stored. */
-  get(channels: string[]): Promise<(Buffer | null)[]>
   /** Resolves once every message published before the call has reached the message handler. */
   barrier(): Promise<void>
-  /** Records how many local connections listen on `channel`, for cluster-wide receiver counts.
-   * Resolves once the count is visible to publishers on other processes. */
-  setLocalCount(channel: string, count: number): Promise<void>
   /** Connection state now: `ready` only while every connection to Redis is (the memory engine is
    * `ready` until closed). */
   readonly status: EngineStatus
@@ -37,6 +32,22 @@ export interface Engine {
   onStatus(listener: (status: EngineStatus) => void): void
   /** Registers a listener of background errors (lost connection, failed refresh). */
   onError(listener: (err: Error) => void): void
+  /** This process's id, unique among the processes sharing the engine's Redis. */
+  readonly nodeId: string
+  /** Number of connections to Redis this engine holds (0 for the memory engine). */
+  readonly connectionCount: number
+  /** Disconnects and releases everything. */
+  close(): Promise<void>
+}
+
+/** The last message of each channel, kept by `publish` with `expire` > 0 (replay, fetchMessage). */
+export interface EngineStorage {
+  /** Reads stored payloads of channels, null where none is stored. */
+  get(channels: string[]): Promise<(Buffer | null)[]>
+}
+
+/** Who is online, counted per process and summed cluster-wide. */
+export interface EnginePresence {
   /**
    * Counts one more connection of `member` in presence set `set` for this process; resolves true
    * when that made the member online cluster-wide (a join).
@@ -50,12 +61,20 @@ export interface Engine {
   presenceCount(set: string, member: string): Promise<number>
   /** Listens for leaves this process found by sweeping up after a dead process. */
   onPresenceSwept(listener: (set: string, member: string) => void): void
-  /** This process's id, unique among the processes sharing the engine's Redis. */
-  readonly nodeId: string
+}
+
+/** The processes sharing an engine and what each one's clients listen to. */
+export interface EngineMembership {
+  /** Records how many local connections listen on `channel`, for cluster-wide receiver counts.
+   * Resolves once the count is visible to publishers on other processes. */
+  setLocalCount(channel: string, count: number): Promise<void>
   /** Ids of the live processes sharing this engine (this one included). */
   nodes(): Promise<string[]>
-  /** Number of connections to Redis this engine holds (0 for the memory engine). */
-  readonly connectionCount: number
-  /** Disconnects and releases everything. */
-  close(): Promise<void>
 }
+
+/**
+ * What moves and stores messages for a broker: all four concerns. RedisEngine and MemoryEngine
+ * implement it and pass the same contract tests (test/engine.test.ts); each part of the broker
+ * depends only on the concerns it uses.
+ */
+export interface Engine extends EngineTransport, EngineStorage, EnginePresence, EngineMembership {}

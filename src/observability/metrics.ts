@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Broker } from '../broker/broker.js'
+import type { EngineTransport } from '../engine/types.js'
 import {
   type Family,
   formatPrometheus,
@@ -11,13 +11,37 @@ import {
 const PUBLISH_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 const processStart = Date.now() / 1000 - process.uptime()
 
+/** What a connection shows the metrics. */
+interface MeteredConnection {
+  readonly facility: string
+  /** Frames dropped for it under the `drop` slow-consumer policy. */
+  readonly dropped: number
+}
+
+/**
+ * What the metrics read from their broker: its events, its live connections and counters, and the
+ * state of its engine. The broker fits it; declared here so the metrics do not depend on it.
+ */
+export interface MetricsSource {
+  on(event: 'connection', listener: () => void): unknown
+  on(event: 'disconnect', listener: (connection: MeteredConnection) => void): unknown
+  on(event: 'refused', listener: (request: unknown, status: number) => void): unknown
+  readonly connections: ReadonlyMap<string, MeteredConnection>
+  readonly stats: {
+    readonly channels: number
+    readonly messages: number
+    readonly deliveries: number
+  }
+  readonly engine: Pick<EngineTransport, 'status'>
+}
+
 /**
  * A broker's counters, kept from its creation (a few increments per connection and message),
  * rendered in the Prometheus text format on demand. The gauges are read from the broker at scrape
  * time, so they are never stale.
  */
 export class BrokerMetrics {
-  readonly #broker: Broker
+  readonly #broker: MetricsSource
   /** Messages clients sent on their publish-* channels (one per message, not per channel). */
   messagesIn = 0
   /** Upgrades refused, by HTTP status. */
@@ -31,7 +55,7 @@ export class BrokerMetrics {
   #publishErrors = 0
   readonly #publish = new Histogram(PUBLISH_BUCKETS)
 
-  constructor(broker: Broker) {
+  constructor(broker: MetricsSource) {
     this.#broker = broker
     broker.on('connection', () => this.#accepted++)
     broker.on('disconnect', (conn) => {

@@ -5,7 +5,7 @@ import type { ResolvedOptions } from '../broker/options.js'
 import type { RedisSubscriber } from '../channels/redis-subscriber.js'
 import { ConnectionOwner } from '../connection/owner.js'
 import type { ConnectionServices } from '../connection/services.js'
-import type { Engine } from '../engine/types.js'
+import type { EngineStorage, EngineTransport } from '../engine/types.js'
 import { EngineError, HttpError, type WsFacilityError } from '../errors.js'
 import type { FacilityContext } from '../facility/definition.js'
 import type { FacilityMatch } from '../facility/registry.js'
@@ -21,7 +21,7 @@ import { parseRequest } from './parse-url.js'
 /** What the upgrade pipeline needs from the broker. */
 export interface UpgradeHost {
   readonly options: ResolvedOptions
-  readonly engine: Engine
+  readonly engine: EngineTransport & EngineStorage
   readonly subscriber: RedisSubscriber
   readonly auth: Authenticator
   /** What the connections share (the owner of each upgrade gets it). */
