@@ -338,12 +338,56 @@ describe('Hub', () => {
   })
 
   it('leaves a channel with an operation in flight to that operation on resync', async () => {
-    const { engine, hub } = setup(false)
-    void hub.add(new Sink(), ['a'])
+    const { engine, hub, errors } = setup(false)
+    const added = hub.add(new Sink(), ['a'])
     await settle()
     engine.statusListener('ready')
     await settle()
     assert.deepEqual(engine.sent, ['subscribe a'])
+    // Its failure is the upgrade's to report (the add rejects); resync does not retry it.
+    engine.last('a').reject(new Error('down'))
+    await assert.rejects(added, /down/)
+    await settle()
+    assert.deepEqual(engine.sent, ['subscribe a'])
+    assert.deepEqual(errors, [])
+  })
+
+  it('retries a failed SUBSCRIBE once per waiting add, not for a recipient leaving', async () => {
+    const { engine, hub, errors } = setup(false)
+    const r1 = new Sink()
+    const first = hub.add(r1, ['a'])
+    const second = hub.add(new Sink(), ['a'])
+    await settle()
+    hub.remove(r1, ['a'])
+    engine.last('a').reject(new Error('down'))
+    await assert.rejects(first, /down/)
+    await settle()
+    assert.deepEqual(engine.sent, ['subscribe a', 'subscribe a'], 'the second add retries')
+    engine.last('a').reject(new Error('still down'))
+    await assert.rejects(second, /still down/)
+    await settle()
+    assert.deepEqual(engine.sent, ['subscribe a', 'subscribe a'])
+    assert.deepEqual(errors, [])
+  })
+
+  it('settles every waiting add when the channel is forgotten meanwhile', async () => {
+    const { engine, hub, errors } = setup(false)
+    const r1 = new Sink()
+    const first = hub.add(r1, ['a'])
+    await settle()
+    engine.last('a').resolve()
+    await first
+    hub.remove(r1, ['a'])
+    await settle()
+    const r2 = new Sink()
+    const second = hub.add(r2, ['a'])
+    hub.remove(r2, ['a'])
+    engine.last('a').resolve()
+    await second
+    await settle()
+    assert.deepEqual(engine.sent, ['subscribe a', 'unsubscribe a'])
+    assert.deepEqual(errors, [])
+    assert.equal(hub.channelCount, 0)
   })
 })
 
