@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { handleClientMessage, type InboundTarget, rawTokenOf } from '../../src/connection/inbound.js'
+import {
+  handleClientMessage,
+  type InboundTarget,
+  rawTokenOf,
+} from '../../src/connection/inbound.js'
 import type { ServerFrame } from '../../src/delivery/envelope.js'
 import { BINARY_MARK } from '../../src/delivery/payload.js'
 import { HttpError } from '../../src/errors.js'
@@ -272,7 +276,9 @@ describe('handleClientMessage', () => {
       t.refreshResult = () => Promise.reject(new TokenError('WSF_TOKEN_EXPIRED', 'token expired'))
       handleClientMessage(t, null, text('{"token":"a"}'), false)
       await settle()
-      assert.deepEqual(t.frames, [{ type: 'error', code: 'expired_token', detail: 'token expired' }])
+      assert.deepEqual(t.frames, [
+        { type: 'error', code: 'expired_token', detail: 'token expired' },
+      ])
       assert.deepEqual(t.closes, [[1008, 'token expired']])
     })
 
