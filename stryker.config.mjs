@@ -36,7 +36,7 @@ export default {
   mutate: Object.keys(CORE),
   coverageAnalysis: 'off',
   concurrency: 2,
-  timeoutMS: 20000,
+  timeoutMS: 8000,
   reporters: ['clear-text', 'progress', 'html', 'json'],
   htmlReporter: { fileName: 'reports/mutation/mutation.html' },
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },

@@ -29,7 +29,7 @@ export interface AcceptOptions {
   publish?: string[]
   echo?: boolean
   user?: string | null
-  definition?: FacilityDefinition
+  definition?: FacilityDefinition<Connection>
   tokenAuthenticated?: boolean
   expiresAt?: number | null
 }
@@ -132,7 +132,8 @@ export class OwnerHarness {
 
   /** The settings and facts of a connection, as the upgrade would decide them. */
   acceptance(o: AcceptOptions = {}): Parameters<ConnectionOwner['accept']>[0] {
-    const settings = resolveSettings(o.definition ?? null, this.options)
+    const definition = (o.definition ?? null) as FacilityDefinition | null
+    const settings = resolveSettings(definition, this.options)
     const identity = { ...anonymous(), user: o.user ?? null }
     return {
       facts: {
