@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { after, before, beforeEach, describe, it } from 'node:test'
 import type { Recipient } from '../../src/delivery/hub.js'
 import { frame } from '../../src/delivery/frame.js'
 import { encodeText } from '../../src/delivery/payload.js'
@@ -184,6 +184,11 @@ describe('Outbound', () => {
       a.owner.sendFrame({ type: 'pong' })
       await eventually(() => texts(a).length === 3)
       assert.deepEqual(texts(a), ['t', '{"k":1}', '{"type":"pong"}'])
+      assert.deepEqual(
+        framesAfterHandshake(a).map((f) => f.opcode),
+        [1, 1, 1],
+        'text frames',
+      )
       a.owner.terminate()
     })
 
@@ -262,6 +267,22 @@ describe('Outbound', () => {
       a.owner.terminate()
     })
 
+    it('takes nothing once released (not even a drop)', async () => {
+      const a = await h.open({
+        subscribe: [],
+        definition: { slowConsumer: 'drop', maxBufferedBytes: 1 },
+      })
+      a.owner.terminate()
+      a.owner.deliver('a', encodeText('late'), frame(Buffer.from('late'), false))
+      assert.equal(a.owner.dropped, 0)
+    })
+
+    it('is raw until it knows its facility', async () => {
+      const a = await h.begin()
+      assert.equal(a.owner.format, 'raw')
+      a.owner.terminate()
+    })
+
     it('delivers nothing once closing', async () => {
       const a = await h.open({ subscribe: ['a'] })
       a.owner.close(1000, 'bye')
@@ -298,6 +319,10 @@ describe('Outbound', () => {
     let h: OwnerHarness
     before(async () => (h = await harness({ publishRate: 0 })))
     after(() => h.close())
+    beforeEach(() => {
+      h.published.length = 0
+      h.publishImpl = (channel, payload, expire) => h.engine.publish(channel, payload, expire)
+    })
 
     it('never delivers a client its own message back without echo', async () => {
       const me = await h.open({ subscribe: ['a'], publish: ['a'] }, 'ws')
@@ -347,12 +372,22 @@ describe('Outbound', () => {
 
     it('suppresses each own copy once, in order', async () => {
       const me = await h.open({ subscribe: ['a'], publish: ['a'] }, 'ws')
+      let release!: () => void
+      const gate = new Promise<void>((r) => (release = r))
+      h.publishImpl = async (channel, payload, expire) => {
+        await gate
+        return h.engine.publish(channel, payload, expire)
+      }
+      // Both are expected back before either comes back.
       await me.ws!.send('x')
       await me.ws!.send('x')
-      await eventually(() => h.published.filter((p) => p.payload.toString() === 'x').length >= 2)
+      await eventually(() => h.published.length === 2)
+      release()
+      await tick()
       await tick()
       publish(h, 'a', 'x')
       await me.ws!.waitFor(1)
+      await tick()
       assert.deepEqual(me.ws!.texts, ['x'], 'two sent, two suppressed, the third delivered')
       me.owner.terminate()
     })
