@@ -38,6 +38,16 @@ describe('FlushScheduler', () => {
     assert.equal(item.flushes, 1)
   })
 
+  it('queues one run per turn however many items are scheduled', () => {
+    const scheduler = new FlushScheduler()
+    const runs = captureMicrotasks(() => {
+      scheduler.schedule(new Item())
+      scheduler.schedule(new Item())
+      scheduler.schedule(new Item())
+    })
+    assert.equal(runs.length, 1)
+  })
+
   it('flushes each item once per turn however often it was scheduled', async () => {
     const scheduler = new FlushScheduler()
     const a = new Item()
@@ -152,6 +162,7 @@ describe('FlushScheduler', () => {
       assert.equal(three.toString(), 'aba')
       const one = scheduler.joined([f1, f2])
       assert.notEqual(one, two, 'the previous join was of three frames')
+      assert.equal(one.toString(), 'ab', 'not the longer join it is a prefix of')
       assert.equal(scheduler.joined([f1]).toString(), 'a')
     })
 

@@ -96,6 +96,14 @@ describe('handleClientMessage', () => {
       assert.equal(t.offers.length, 3)
     })
 
+    it('does not take bytes that only decode to the heartbeat for it', () => {
+      // 0xFF decodes to U+FFFD, the heartbeat's text, but it is 1 byte against 3.
+      const t = new Target('raw')
+      handleClientMessage(t, '\uFFFD', Buffer.from([0xff]), false)
+      assert.deepEqual(t.texts, [])
+      assert.equal(t.offers.length, 1)
+    })
+
     it('compares the heartbeat by bytes, multi-byte characters included', () => {
       const t = new Target('raw')
       handleClientMessage(t, '♥', text('♥'), false)
