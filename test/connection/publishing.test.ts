@@ -164,6 +164,34 @@ describe('Publishing', () => {
       a.owner.terminate()
     })
 
+    it('chains a message that arrives while an earlier one is still in the hook', async () => {
+      reset()
+      const gates = new Map<string, () => void>()
+      const entered: string[] = []
+      const onMessage = (_c: Connection, m: unknown) =>
+        new Promise<void>((resolve) => {
+          entered.push(m as string)
+          gates.set(m as string, resolve)
+        })
+      const a = await h.open({ publish: ['p'], definition: { onMessage } }, 'ws')
+      await a.ws!.send('m1')
+      await a.ws!.send('m2')
+      await eventually(() => entered.length === 1)
+      gates.get('m1')!()
+      await eventually(() => entered.length === 2)
+      // m1 is done, m2 is in the hook: m3 waits for m2, not for m1's chain alone.
+      await a.ws!.send('m3')
+      await eventually(() => h.received === 1)
+      await sleep(20)
+      assert.deepEqual(entered, ['m1', 'm2'])
+      gates.get('m2')!()
+      await eventually(() => entered.length === 3)
+      gates.get('m3')!()
+      await eventually(() => h.published.length === 3)
+      assert.deepEqual(texts(h), ['m1', 'm2', 'm3'])
+      a.owner.terminate()
+    })
+
     it('reports a hook that throws and publishes nothing for that message', async () => {
       reset()
       const onMessage = (_c: Connection, m: unknown) => {
@@ -180,6 +208,48 @@ describe('Publishing', () => {
       )
       assert.equal(a.owner.state, 'open')
       a.owner.terminate()
+    })
+  })
+
+  describe('own messages', () => {
+    it('expects its own copy back on channels it subscribes, unless echo is on', async () => {
+      reset()
+      const quiet = await h.open({ subscribe: ['e'], publish: ['e'] }, 'ws')
+      const loud = await h.open({ subscribe: ['e2'], publish: ['e2'], echo: true }, 'ws')
+      await quiet.ws!.send('q')
+      await loud.ws!.send('l')
+      await loud.ws!.waitFor(1)
+      void h.engine.publish('e', Buffer.from('after'), 0)
+      await quiet.ws!.waitFor(1)
+      assert.deepEqual(quiet.ws!.texts, ['after'], 'its own copy was not delivered')
+      assert.deepEqual(loud.ws!.texts, ['l'])
+      quiet.owner.terminate()
+      loud.owner.terminate()
+    })
+  })
+
+  describe('flags', () => {
+    it('is token-authenticated as the upgrade decided', async () => {
+      const a = await h.open({ tokenAuthenticated: true })
+      const b = await h.open({})
+      assert.equal(a.owner.tokenAuthenticated, true)
+      assert.equal(b.owner.tokenAuthenticated, false)
+      a.owner.terminate()
+      b.owner.terminate()
+    })
+
+    it('is alive when it opens, and again after a message or a pong', async () => {
+      const a = await h.open({})
+      a.owner.heartbeat()
+      assert.equal(a.owner.state, 'open', 'alive from the start')
+      a.owner.received(Buffer.from('x'), false)
+      a.owner.heartbeat()
+      assert.equal(a.owner.state, 'open', 'a message counts')
+      a.owner.answered()
+      a.owner.heartbeat()
+      assert.equal(a.owner.state, 'open', 'a pong counts')
+      a.owner.heartbeat()
+      assert.equal(a.owner.state, 'closed')
     })
   })
 
@@ -261,6 +331,64 @@ describe('Publishing', () => {
         for (const p of pending.slice(1)) p.resolve()
         await eventually(() => t.budget.total === 0)
         a.owner.terminate()
+      } finally {
+        await t.close()
+      }
+    })
+
+    it('stays paused while what is left in flight is still at the budget', async () => {
+      const t = await harness({ publishRate: 0, maxInFlightBytes: 10 })
+      try {
+        const pending = holdPublishes(t)
+        const a = await t.open({ publish: ['p'] }, 'ws')
+        await a.ws!.send('1234')
+        await eventually(() => pending.length === 1)
+        await a.ws!.send('0123456789')
+        await eventually(() => pending.length === 2)
+        await a.ws!.send('third')
+        pending[0]!.resolve()
+        await sleep(30)
+        assert.equal(pending.length, 2, '10 bytes still in flight: still paused')
+        pending[1]!.resolve()
+        await eventually(() => pending.length === 3)
+        // Resumed: past the budget again, it is paused again.
+        await a.ws!.send('0123456789')
+        await eventually(() => pending.length === 4)
+        await a.ws!.send('fifth')
+        await sleep(30)
+        assert.equal(pending.length, 4, 'paused again')
+        pending[2]!.resolve()
+        pending[3]!.resolve()
+        await eventually(() => pending.length === 5)
+        pending[4]!.resolve()
+        await eventually(() => t.budget.total === 0)
+        a.owner.terminate()
+      } finally {
+        await t.close()
+      }
+    })
+
+    it('keeps a publisher paused while the process is past its budget', async () => {
+      const t = await harness({ publishRate: 0, maxInFlightBytes: 1000, maxInFlightBytesTotal: 8 })
+      try {
+        const pending = holdPublishes(t)
+        const a = await t.open({ publish: ['p'] }, 'ws')
+        const b = await t.open({ publish: ['p'] }, 'ws')
+        await a.ws!.send('0123456789')
+        await eventually(() => pending.length === 1)
+        await b.ws!.send('1234')
+        await eventually(() => pending.length === 2)
+        await b.ws!.send('b-2')
+        pending[1]!.resolve()
+        await sleep(30)
+        assert.equal(pending.length, 2, "b's answer leaves the process at 10 of 8: b stays paused")
+        pending[0]!.resolve()
+        await eventually(() => pending.length === 3)
+        assert.equal(pending[2]!.payload.toString(), 'b-2')
+        pending[2]!.resolve()
+        await eventually(() => t.budget.total === 0)
+        a.owner.terminate()
+        b.owner.terminate()
       } finally {
         await t.close()
       }
