@@ -122,6 +122,7 @@ describe('ConnectionOwner', () => {
       await assert.rejects(pending, (err: HttpError) => {
         assert.equal(err.status, 499)
         assert.equal(err.code, 'WSF_CLIENT_GONE')
+        assert.equal(err.message, 'client went away')
         return true
       })
       assert.equal(a.owner.state, 'closed')
@@ -236,7 +237,42 @@ describe('ConnectionOwner', () => {
       assert.deepEqual(held(h), NOTHING)
     })
 
+    it('takes nothing more once cut: no user count, no subscription, no acceptance', async () => {
+      const a = await h.begin()
+      a.owner.admit()
+      a.owner.abort(new HttpError(400, 'x'))
+      assert.throws(() => a.owner.admitUser('john'))
+      assert.throws(() => a.owner.accept(h.acceptance({ subscribe: ['a'] })))
+      assert.equal(a.owner.connection, null)
+      const b = await h.begin()
+      b.owner.accept(h.acceptance({ subscribe: ['a'] }))
+      b.owner.abort(new HttpError(400, 'x'))
+      await assert.rejects(b.owner.subscribe())
+      assert.deepEqual(held(h), NOTHING)
+    })
+
+    it('is cut when its own socket closes', async () => {
+      const a = await h.upgrading({ subscribe: ['a'] })
+      a.socket.destroy()
+      await a.owner.released()
+      assert.deepEqual(held(h), NOTHING)
+    })
+
+    it('survives an error on its socket while upgrading', async () => {
+      const a = await h.begin()
+      assert.doesNotThrow(() => a.socket.emit('error', new Error('ECONNRESET')))
+      a.owner.abort(new HttpError(400, 'x'))
+    })
+
+    it('takes no step of the upgrade once open', async () => {
+      const a = await h.open({})
+      assert.throws(() => a.owner.check())
+      await assert.rejects(a.owner.step(Promise.resolve(1)))
+      a.owner.terminate()
+    })
+
     it('terminates a WebSocket handed to it after the attempt was cut', async () => {
+      reset()
       const a = await h.begin()
       a.owner.abort(new HttpError(400, 'x'))
       let terminated = 0
@@ -283,6 +319,67 @@ describe('ConnectionOwner', () => {
       assert.equal(a.owner.state, 'closed')
       assert.deepEqual(held(h), NOTHING)
       assert.equal(h.closed.length, 1)
+    })
+
+    it('closes without a reason when none is given', async () => {
+      const a = await h.open({})
+      a.owner.close(4000)
+      await eventually(() => closeFrame(a) !== null)
+      assert.deepEqual(closeFrame(a), { code: 4000, reason: '' })
+      a.owner.terminate()
+    })
+
+    it('replays stored messages when it opens', async () => {
+      const a = await h.upgrading({ subscribe: ['a'] })
+      await a.complete(new Map([['a', encodeText('stored')]]))
+      await eventually(() => frames(a).length === 1)
+      assert.equal(frames(a)[0]!.payload.toString(), 'stored')
+      a.owner.terminate()
+    })
+
+    it('takes client messages from its WebSocket', async () => {
+      const t = await harness({ publishRate: 0 })
+      try {
+        const a = await t.open({ publish: ['p'] }, 'ws')
+        await a.ws!.send('hello')
+        await eventually(() => t.published.length === 1)
+        a.owner.terminate()
+      } finally {
+        await t.close()
+      }
+    })
+
+    it('survives a protocol error from the client and logs it, then releases', async () => {
+      const debug: [Record<string, unknown>, string | undefined][] = []
+      const logger = { debug: (o: object, m?: string) => void debug.push([o as never, m]) }
+      const t = await harness({ logger })
+      try {
+        const a = await t.open({})
+        const id = a.owner.connection!.id
+        assert.deepEqual(debug[0], [{ id, facility: 'f' }, 'connection accepted'])
+        // An unmasked client frame: ws reports an error, sends 1002 and drops the socket (1006).
+        a.client!.write(Buffer.from([0x81, 0x01, 0x61]))
+        await a.owner.released()
+        const error = debug.find(([, m]) => m === 'client error')
+        assert.ok(error, 'logged')
+        assert.equal(error[0].id, id)
+        assert.ok(error[0].err instanceof Error)
+        assert.deepEqual(debug.at(-1), [{ id, facility: 'f', code: 1006 }, 'connection closed'])
+        assert.deepEqual(
+          t.closed.map(([, c]) => c),
+          [1006],
+        )
+      } finally {
+        await t.close()
+      }
+    })
+
+    it('reports nothing for a connection without hooks', async () => {
+      reset()
+      const a = await h.open({ user: 'john' })
+      a.owner.terminate()
+      await tick()
+      assert.deepEqual(h.errors, [])
     })
 
     it('cuts long close reasons to what a close frame carries', async () => {
@@ -429,6 +526,21 @@ describe('ConnectionOwner', () => {
     })
 
     it('tracks nobody without the presence option', async () => {
+      const calls: string[] = []
+      const engine = h.engine as unknown as Record<string, (...args: string[]) => unknown>
+      const join = engine.presenceJoin!
+      const leave = engine.presenceLeave!
+      engine.presenceJoin = (...args) => (calls.push('join'), join.apply(h.engine, args))
+      engine.presenceLeave = (...args) => (calls.push('leave'), leave.apply(h.engine, args))
+      try {
+        const b = await h.open({ user: 'carl' })
+        b.owner.terminate()
+        await h.registry.settled()
+      } finally {
+        delete engine.presenceJoin
+        delete engine.presenceLeave
+      }
+      assert.deepEqual(calls, [])
       const a = await h.open({ user: 'carl' })
       await h.registry.settled()
       assert.equal(await h.engine.presenceCount('f', 'carl'), 0)
@@ -492,7 +604,30 @@ describe('ConnectionOwner', () => {
       assert.equal(a.owner.connection!.expiresAt, a.owner.expiresAt)
       await eventually(() => closeFrame(a) !== null)
       assert.deepEqual(closeFrame(a), { code: 4001, reason: 'token expired' })
+      assert.deepEqual(
+        frames(a).filter((f) => f.opcode === 1),
+        [],
+        'raw facilities get no error frame',
+      )
       a.owner.terminate()
+    })
+
+    it('never asks for a timer longer than setTimeout can hold', async () => {
+      const warnings: Error[] = []
+      const onWarning = (w: Error): void => void warnings.push(w)
+      process.on('warning', onWarning)
+      try {
+        const a = await h.open({ expiresAt: Date.now() + 2 ** 32 })
+        await new Promise((r) => setTimeout(r, 20))
+        assert.equal(a.owner.state, 'open')
+        a.owner.terminate()
+      } finally {
+        process.off('warning', onWarning)
+      }
+      assert.deepEqual(
+        warnings.filter((w) => w.name === 'TimeoutOverflowWarning'),
+        [],
+      )
     })
 
     it('sends expired_token first on json facilities', async () => {
