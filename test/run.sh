@@ -30,5 +30,18 @@ fi
 npm run --silent build
 # Each file gets its own process; files run one after the other so redis-servers and timings
 # never compete for the 2 cores of small CI machines.
-if [ "$#" -gt 0 ]; then files=("$@"); else files=(test/*.test.ts); fi
+# Arguments are test files or folders (every *.test.ts under a folder); none means the whole tree.
+if [ "$#" -eq 0 ]; then set -- test; fi
+files=()
+for arg in "$@"; do
+  if [ -d "$arg" ]; then
+    while IFS= read -r f; do files+=("$f"); done < <(find "$arg" -name '*.test.ts' -type f | sort)
+  else
+    files+=("$arg")
+  fi
+done
+if [ "${#files[@]}" -eq 0 ]; then
+  echo "no test files in: $*" >&2
+  exit 1
+fi
 exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"

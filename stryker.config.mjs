@@ -1,0 +1,45 @@
+// Mutation testing of the delivery core (STYLE.md, "Tests that would notice"): each mutant of a
+// module runs that module's unit tests, with the command runner.
+//   npm run mutation                                   every core module, all their unit tests
+//   npx stryker run --mutate src/delivery/hub.ts       one module, only its own unit tests
+// Slow on 2 cores: run one module at a time.
+
+/** Each core module and the unit tests that pin it. */
+const CORE = {
+  'src/delivery/hub.ts': ['test/delivery/hub.test.ts'],
+  'src/delivery/frame.ts': ['test/delivery/frame.test.ts'],
+  'src/connection/outbound.ts': ['test/connection/outbound.test.ts'],
+  'src/connection/owner.ts': ['test/connection/owner.test.ts'],
+  'src/connection/publishing.ts': ['test/connection/publishing.test.ts'],
+  'src/connection/inbound.ts': ['test/connection/inbound.test.ts'],
+  'src/connection/flush-scheduler.ts': ['test/connection/flush-scheduler.test.ts'],
+  'src/connection/publish-budget.ts': ['test/connection/publish-budget.test.ts'],
+  'src/upgrade/upgrader.ts': ['test/upgrade/upgrader.test.ts'],
+}
+
+/** The module given with `--mutate` / `-m`, when it is exactly one core module. */
+function selected(argv) {
+  const i = argv.findIndex((a) => a === '--mutate' || a === '-m')
+  const value = i === -1 ? argv.find((a) => a.startsWith('--mutate='))?.slice(9) : argv[i + 1]
+  return value !== undefined && value in CORE ? value : null
+}
+
+const one = selected(process.argv)
+const tests = one ? CORE[one] : [...new Set(Object.values(CORE).flat())]
+
+export default {
+  $schema: './node_modules/@stryker-mutator/core/schema/stryker-schema.json',
+  testRunner: 'command',
+  commandRunner: {
+    command: `node --import tsx --test --test-concurrency=1 --test-reporter=dot ${tests.join(' ')}`,
+  },
+  mutate: Object.keys(CORE),
+  coverageAnalysis: 'off',
+  concurrency: 2,
+  timeoutMS: 8000,
+  reporters: ['clear-text', 'progress', 'html', 'json'],
+  htmlReporter: { fileName: 'reports/mutation/mutation.html' },
+  jsonReporter: { fileName: 'reports/mutation/mutation.json' },
+  tempDirName: '.stryker-tmp',
+  cleanTempDir: true,
+}

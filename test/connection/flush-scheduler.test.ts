@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { type Flushable, FlushScheduler } from '../../src/connection/flush-scheduler.js'
+
+/** Counts its flushes; `during` runs inside each. */
+class Item implements Flushable {
+  flushes = 0
+  constructor(readonly during: () => void = () => {}) {}
+  flush(): void {
+    this.flushes++
+    this.during()
+  }
+}
+
+/** The microtasks `fn` queues, captured instead of queued, to run by hand. */
+function captureMicrotasks(fn: () => void): (() => void)[] {
+  const captured: (() => void)[] = []
+  const original = globalThis.queueMicrotask
+  globalThis.queueMicrotask = (task) => void captured.push(task)
+  try {
+    fn()
+  } finally {
+    globalThis.queueMicrotask = original
+  }
+  return captured
+}
+
+/** Ends the current turn: microtasks queued so far (and the ones they queue) have run. */
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r))
+
+describe('FlushScheduler', () => {
+  it('flushes nothing before the end of the turn', async () => {
+    const scheduler = new FlushScheduler()
+    const item = new Item()
+    scheduler.schedule(item)
+    assert.equal(item.flushes, 0)
+    await nextTurn()
+    assert.equal(item.flushes, 1)
+  })
+
+  it('queues one run per turn however many items are scheduled', () => {
+    const scheduler = new FlushScheduler()
+    const runs = captureMicrotasks(() => {
+      scheduler.schedule(new Item())
+      scheduler.schedule(new Item())
+      scheduler.schedule(new Item())
+    })
+    assert.equal(runs.length, 1)
+  })
+
+  it('flushes each item once per turn however often it was scheduled', async () => {
+    const scheduler = new FlushScheduler()
+    const a = new Item()
+    const b = new Item()
+    for (let i = 0; i < 5; i++) {
+      scheduler.schedule(a)
+      scheduler.schedule(b)
+    }
+    await nextTurn()
+    assert.deepEqual([a.flushes, b.flushes], [1, 1])
+    await nextTurn()
+    assert.deepEqual([a.flushes, b.flushes], [1, 1], 'nothing scheduled: nothing flushed')
+  })
+
+  it('flushes again in a later turn when scheduled again', async () => {
+    const scheduler = new FlushScheduler()
+    const a = new Item()
+    scheduler.schedule(a)
+    await nextTurn()
+    scheduler.schedule(a)
+    scheduler.schedule(a)
+    await nextTurn()
+    assert.equal(a.flushes, 2)
+  })
+
+  it('flushes an item scheduled during a flush in a run of its own', async () => {
+    const scheduler = new FlushScheduler()
+    const late = new Item()
+    const order: string[] = []
+    const first = new Item(() => {
+      order.push('first')
+      scheduler.schedule(late)
+    })
+    scheduler.schedule(first)
+    await nextTurn()
+    assert.equal(first.flushes, 1)
+    assert.equal(late.flushes, 1)
+    assert.deepEqual(order, ['first'])
+  })
+
+  it('is not stuck after a flush threw: the next schedule runs again', () => {
+    const scheduler = new FlushScheduler()
+    const runs = captureMicrotasks(() => {
+      scheduler.schedule(
+        new Item(() => {
+          throw new Error('boom')
+        }),
+      )
+    })
+    assert.equal(runs.length, 1)
+    assert.throws(() => runs[0]!(), /boom/)
+    const next = new Item()
+    const again = captureMicrotasks(() => scheduler.schedule(next))
+    assert.equal(again.length, 1, 'a new run is queued')
+    again[0]!()
+    assert.equal(next.flushes, 1)
+  })
+
+  describe('joined', () => {
+    it('concatenates the frames in order', () => {
+      const scheduler = new FlushScheduler()
+      const out = scheduler.joined([Buffer.from('ab'), Buffer.from('c'), Buffer.from('de')])
+      assert.equal(out.toString(), 'abcde')
+    })
+
+    it('reuses the join of the same frame list within a flush', async () => {
+      const scheduler = new FlushScheduler()
+      const f1 = Buffer.from('one')
+      const f2 = Buffer.from('two')
+      const joins: Buffer[] = []
+      const items = [0, 1, 2].map(() => new Item(() => joins.push(scheduler.joined([f1, f2]))))
+      for (const item of items) scheduler.schedule(item)
+      await nextTurn()
+      assert.equal(joins.length, 3)
+      assert.equal(joins[0]!.toString(), 'onetwo')
+      assert.equal(joins[1], joins[0], 'the very same buffer, not a copy')
+      assert.equal(joins[2], joins[0])
+    })
+
+    it('reuses a join for an equal list of the same buffers, not only the same array', () => {
+      const scheduler = new FlushScheduler()
+      const f1 = Buffer.from('a')
+      const f2 = Buffer.from('b')
+      const first = scheduler.joined([f1, f2])
+      assert.equal(scheduler.joined([f1, f2]), first)
+    })
+
+    it('joins afresh when a frame differs, even with equal bytes', () => {
+      const scheduler = new FlushScheduler()
+      const f1 = Buffer.from('a')
+      const first = scheduler.joined([f1, Buffer.from('b')])
+      const second = scheduler.joined([f1, Buffer.from('b')])
+      assert.notEqual(second, first)
+      assert.equal(second.toString(), 'ab')
+    })
+
+    it('joins afresh when the first frame differs', () => {
+      const scheduler = new FlushScheduler()
+      const f2 = Buffer.from('b')
+      const first = scheduler.joined([Buffer.from('a'), f2])
+      const second = scheduler.joined([Buffer.from('x'), f2])
+      assert.notEqual(second, first)
+      assert.equal(second.toString(), 'xb')
+    })
+
+    it('joins afresh when the list is longer or shorter', () => {
+      const scheduler = new FlushScheduler()
+      const f1 = Buffer.from('a')
+      const f2 = Buffer.from('b')
+      const two = scheduler.joined([f1, f2])
+      const three = scheduler.joined([f1, f2, f1])
+      assert.equal(three.toString(), 'aba')
+      const one = scheduler.joined([f1, f2])
+      assert.notEqual(one, two, 'the previous join was of three frames')
+      assert.equal(one.toString(), 'ab', 'not the longer join it is a prefix of')
+      assert.equal(scheduler.joined([f1]).toString(), 'a')
+    })
+
+    it('forgets the last join at the end of each flush', async () => {
+      const scheduler = new FlushScheduler()
+      const f1 = Buffer.from('a')
+      const f2 = Buffer.from('b')
+      const joins: Buffer[] = []
+      const item = new Item(() => joins.push(scheduler.joined([f1, f2])))
+      scheduler.schedule(item)
+      await nextTurn()
+      scheduler.schedule(item)
+      await nextTurn()
+      assert.equal(joins.length, 2)
+      assert.notEqual(joins[1], joins[0], 'a join is not kept alive past its flush')
+    })
+
+    it('forgets the last join even when a flush threw', () => {
+      const scheduler = new FlushScheduler()
+      const f1 = Buffer.from('a')
+      const f2 = Buffer.from('b')
+      const joins: Buffer[] = []
+      const runs = captureMicrotasks(() =>
+        scheduler.schedule(
+          new Item(() => {
+            joins.push(scheduler.joined([f1, f2]))
+            throw new Error('boom')
+          }),
+        ),
+      )
+      assert.throws(() => runs[0]!(), /boom/)
+      joins.push(scheduler.joined([f1, f2]))
+      assert.notEqual(joins[1], joins[0])
+    })
+  })
+})
