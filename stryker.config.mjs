@@ -40,6 +40,7 @@ export default {
   reporters: ['clear-text', 'progress', 'html', 'json'],
   htmlReporter: { fileName: 'reports/mutation/mutation.html' },
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
-  tempDirName: '.stryker-tmp',
+  // Under dist/, which ESLint, Prettier and git already leave alone.
+  tempDirName: 'dist/.stryker-tmp',
   cleanTempDir: true,
 }

@@ -66,7 +66,7 @@ interface Setup {
   port: number
   refused: [number, string][]
   errors: Error[]
-  logged: Record<string, unknown>[]
+  logged: [Record<string, unknown>, string | undefined][]
   /** Gates of the identify and allowedChannels hooks. */
   hooks: { identify?: Gate; allowedChannels?: Gate }
   close(): Promise<void>
@@ -75,7 +75,7 @@ interface Setup {
 /** A broker on the test engine, attached to an HTTP server on 127.0.0.1; ?user=… is the user. */
 async function setup(options: BrokerOptions = {}, engine = new TestEngine()): Promise<Setup> {
   const hooks: Setup['hooks'] = {}
-  const logged: Record<string, unknown>[] = []
+  const logged: Setup['logged'] = []
   const broker = createBroker({
     engine,
     pingInterval: 0,
@@ -87,7 +87,7 @@ async function setup(options: BrokerOptions = {}, engine = new TestEngine()): Pr
     allowedChannels: async () => {
       await hooks.allowedChannels?.pass()
     },
-    logger: { info: (obj) => void logged.push(obj as Record<string, unknown>) },
+    logger: { info: (obj, msg) => void logged.push([obj as Record<string, unknown>, msg]) },
     ...options,
   })
   const refused: [number, string][] = []
@@ -148,6 +148,7 @@ function request(
         .map(([k, v]) => `${k}: ${v}\r\n`)
         .join('') +
       '\r\n',
+    'latin1',
   )
   const answer = new Promise<{ status: number; head: string; body: string }>((resolve) => {
     const done = (): void => {
@@ -466,13 +467,95 @@ describe('Upgrader', () => {
       }
     })
 
+    it('refuses without a logger too', async () => {
+      const t = await setup({ logger: undefined, allowedChannels: () => false })
+      try {
+        assert.equal((await statusOf(t.port)).status, 403)
+      } finally {
+        await t.close()
+      }
+    })
+
+    it('answers 400 when ws refuses a handshake the broker let through, giving all back', async () => {
+      // U+00A0 is trimmed by the broker's protocol check but refused by ws's parser.
+      const t = await setup()
+      try {
+        const { status } = await statusOf(t.port, undefined, {
+          'Sec-WebSocket-Protocol': 'a,\xa0b',
+        })
+        assert.equal(status, 400)
+        await eventually(() => t.broker.stats.upgrading === 0)
+        expectNothingHeld(t)
+        assert.equal((await statusOf(t.port)).status, 101)
+      } finally {
+        await t.close()
+      }
+    })
+
+    it('answers 500 for an unexpected failure, and reports it', async () => {
+      const t = await setup({ allowedChannels: () => ({ subscribe: 5 }) as never })
+      try {
+        const { status, body } = await statusOf(t.port)
+        assert.equal(status, 500)
+        assert.equal(body, 'internal error\n')
+        assert.equal(t.errors.length, 1)
+        assert.ok(t.errors[0] instanceof TypeError)
+        expectNothingHeld(t)
+      } finally {
+        await t.close()
+      }
+    })
+
+    it('refuses an upgrade whose work ends while the broker starts closing', async () => {
+      const engine = new TestEngine()
+      const t = await setup({}, engine)
+      try {
+        engine.gates.barrier = new Gate()
+        const late = request(t.port)
+        await engine.gates.barrier.reached
+        const closed = t.broker.close({ timeout: 1000 })
+        engine.gates.barrier.open()
+        const { status, body } = await late.answer
+        assert.equal(status, 503)
+        assert.equal(body, 'server is shutting down\n')
+        await closed
+      } finally {
+        await t.close()
+      }
+    })
+
+    it('never counts anonymous clients against maxConnectionsPerUser', async () => {
+      const t = await setup({ maxConnectionsPerUser: 1 })
+      try {
+        const a = request(t.port)
+        assert.equal((await a.answer).status, 101)
+        assert.equal((await statusOf(t.port)).status, 101)
+        a.socket.destroy()
+      } finally {
+        await t.close()
+      }
+    })
+
+    it('never negotiates permessage-deflate (frames are written pre-built)', async () => {
+      const t = await setup()
+      try {
+        const { status, head } = await statusOf(t.port, undefined, {
+          'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits',
+        })
+        assert.equal(status, 101)
+        assert.doesNotMatch(head, /sec-websocket-extensions/i)
+      } finally {
+        await t.close()
+      }
+    })
+
     it('reports every refusal as an event and in the log, with status and reason', async () => {
       const t = await setup({ allowedChannels: () => false })
       try {
         await statusOf(t.port, '/ws/f?x=1')
         assert.deepEqual(t.refused, [[403, 'channels not allowed']])
         assert.deepEqual(t.logged, [
-          { status: 403, reason: 'channels not allowed', url: '/ws/f?x=1' },
+          [{ status: 403, reason: 'channels not allowed', url: '/ws/f?x=1' }, 'upgrade refused'],
         ])
       } finally {
         await t.close()
@@ -542,6 +625,34 @@ describe('Upgrader', () => {
         assert.equal(other.echo, false)
         a.socket.destroy()
         b.socket.destroy()
+      } finally {
+        await t.close()
+      }
+    })
+
+    it('hands hooks the context of the upgrade', async () => {
+      const t = await setup()
+      try {
+        const contexts: unknown[] = []
+        t.broker.facility('room/{id}', {
+          authorize: (ctx) => (contexts.push(ctx), true),
+          onConnect: (_c, ctx) => void contexts.push(ctx),
+        })
+        const a = request(t.port, '/ws/room/7?subscribe-broadcast&user=ann')
+        assert.equal((await a.answer).status, 101)
+        await eventually(() => contexts.length === 2)
+        for (const ctx of contexts as {
+          facility: string
+          params: Record<string, string>
+          identity: { user: string | null }
+          request: IncomingMessage
+        }[]) {
+          assert.equal(ctx.facility, 'room/7')
+          assert.deepEqual(ctx.params, { id: '7' })
+          assert.equal(ctx.identity.user, 'ann')
+          assert.equal(ctx.request.url, '/ws/room/7?subscribe-broadcast&user=ann')
+        }
+        a.socket.destroy()
       } finally {
         await t.close()
       }
