@@ -66,6 +66,6 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
  * spaces, none empty, none twice. `ws` answers anything else with 400 on its own.
  */
 export function validProtocolList(value: string): boolean {
-  const names = value.split(',').map((part) => part.trim())
+  const names = value.split(',').map((part) => part.replace(/^[ \t]+|[ \t]+$/g, ''))
   return names.every((name) => TOKEN.test(name)) && new Set(names).size === names.length
 }

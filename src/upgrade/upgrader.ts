@@ -78,7 +78,7 @@ export class Upgrader {
       })
       // ws answered the handshake itself (400 for a header it cannot parse) or found the socket
       // half-closed, and will not call back: the attempt is over.
-      if (!opened) owner.abort(new HttpError(400, 'handshake refused', 'WSF_CLIENT_GONE'))
+      if (!opened) throw new HttpError(400, 'handshake refused')
     } catch (err) {
       const refusal = err instanceof HttpError ? err : this.#unexpected(err)
       owner.abort(refusal)
