@@ -265,8 +265,13 @@ describe('In-flight publish budget', () => {
         assert.ok(budget.total <= bound, `${budget.total} bytes in flight, bound ${bound}`)
         const read = pubs.reduce((n, p) => n + p.server.bytesRead, 0)
         assert.ok(read <= bound + pubs.length * 64 * 1024, `the broker read ${read} bytes`)
+        // Each publisher was stopped being read: the broker read less than it was sent (how much
+        // of the rest the kernel's buffers hold, rather than the client's, varies from run to run).
         for (const p of pubs) {
-          assert.ok(p.socket.writableLength > 0, `TCP pushes back on ${p.name}`)
+          assert.ok(
+            p.server.bytesRead < p.sent.length * size,
+            `the broker stopped reading ${p.name}`,
+          )
         }
         continueRedis()
         const expected = pubs.reduce((n, p) => n + p.sent.length, 0)
