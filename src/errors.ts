@@ -30,6 +30,8 @@ export const ERROR_CODES = {
   WSF_TOKEN_EXPIRED: 'token expired',
   /** The client went away before its upgrade completed (logged, never sent). */
   WSF_CLIENT_GONE: 'client went away',
+  /** The `recover` query parameter is not the positions JSON (400). */
+  WSF_RECOVER_INVALID: 'invalid recover parameter',
   /** A refusal before the upgrade without a more specific code: `WSF_HTTP_<status>`. */
   WSF_HTTP: 'HTTP refusal',
 } as const

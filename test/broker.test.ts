@@ -674,8 +674,9 @@ describe('Broker on Redis specifics', () => {
       onError: (l) => real.onError(l),
       subscribe: slow((ch) => real.subscribe(ch)),
       unsubscribe: slow((ch) => real.unsubscribe(ch)),
-      publish: (ch, p, e) => real.publish(ch, p, e),
+      publish: (ch, p, e, hist) => real.publish(ch, p, e, hist),
       get: (chs) => real.get(chs),
+      readHistory: (ch, since, limit) => real.readHistory(ch, since, limit),
       barrier: () => real.barrier(),
       setLocalCount: (ch, n) => real.setLocalCount(ch, n),
       get connectionCount() {

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import { type HistoryOptions, resolveHistory } from '../history/wire.js'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { Authenticator } from '../identity/authenticator.js'
@@ -87,7 +88,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       (event) => this.emit('presence', event),
       (err) => this.#error(err),
     )
-    this.#hub = new Hub(this.engine, (err) => this.#error(err))
+    this.#hub = new Hub(this.engine, (err) => this.#error(err), this.options.channelPrefix)
     const services: ConnectionServices = {
       options: this.options,
       hub: this.#hub,
@@ -96,7 +97,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       counter: new ConnectionCounter(this.options),
       scheduler: new FlushScheduler(),
       budget: new PublishBudget(this.options.maxInFlightBytes, this.options.maxInFlightBytesTotal),
-      publish: (channel, payload, expire) => this.#enginePublish(channel, payload, expire),
+      publish: (channel, payload, expire, history) =>
+        this.#enginePublish(channel, payload, expire, history),
       refreshToken: (token, identity) => this.#auth.refresh(token, identity),
       received: () => this.#metrics.messagesIn++,
       opened: (conn, req) => this.emit('connection', conn, req),
@@ -237,6 +239,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.#facilities.match(facility).settings.expire
   }
 
+  /** The history of `facility`'s channels ({ size, ttl }): its definition's, else the broker's;
+   * null for none. */
+  historyOf(facility: string): HistoryOptions | null {
+    return this.#facilities.match(facility).settings.history
+  }
+
   /**
    * Answers a plain HTTP request under `path` with 426 Upgrade Required; returns false (and does
    * nothing) for other paths. For servers that want WebSocket paths to say what they are.
@@ -268,10 +276,15 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   /** engine.publish, timed for the publish latency histogram. */
-  async #enginePublish(channel: string, payload: Buffer, expire: number): Promise<number> {
+  async #enginePublish(
+    channel: string,
+    payload: Buffer,
+    expire: number,
+    history: HistoryOptions | null,
+  ): Promise<number> {
     const start = performance.now()
     try {
-      const n = await this.engine.publish(channel, payload, expire)
+      const n = await this.engine.publish(channel, payload, expire, history)
       this.#metrics.observePublish((performance.now() - start) / 1000, true)
       return n
     } catch (err) {
@@ -328,9 +341,15 @@ export class Broker extends EventEmitter<BrokerEvents> {
     if (typeof expire !== 'number' || !Number.isFinite(expire) || expire < 0) {
       throw new OptionError('expire must be a number >= 0')
     }
+    const history =
+      options.history === undefined
+        ? this.options.history
+        : resolveHistory('history', options.history)
     const payload = encodeMessage(message)
     await this.ready()
-    const counts = await Promise.all(channels.map((ch) => this.#enginePublish(ch, payload, expire)))
+    const counts = await Promise.all(
+      channels.map((ch) => this.#enginePublish(ch, payload, expire, history)),
+    )
     return counts.reduce((a, b) => a + b, 0)
   }
 

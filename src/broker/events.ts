@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import type { HistoryOptions } from '../history/wire.js'
 import type { PresenceEvent } from '../cluster/presence.js'
 import type { Connection } from '../connection/connection.js'
 import type { EngineStatus } from '../engine/types.js'
@@ -39,4 +40,7 @@ export interface BrokerStats {
 export interface PublishOptions {
   /** Seconds to store the message for replay; overrides the broker's `expire`. */
   expire?: number
+  /** Append it to the channels' history ({ size, ttl }), or false for none; overrides the
+   * broker's `history` (RedisPublisher: the facility's). */
+  history?: HistoryOptions | false | null
 }

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import { type HistoryOptions, resolveHistory } from '../history/wire.js'
 import type { RedisClientOptions, RedisClusterOptions } from 'redis'
 import {
   type Audience,
@@ -59,6 +60,13 @@ export interface BrokerOptions {
   path?: string
   /** Seconds a published message is kept for replay; 0 turns persistence off. @default 0 */
   expire?: number
+  /**
+   * Channel history with offsets, for recovery on reconnect and the broker's own catch-up after
+   * Redis hiccups: each channel keeps up to `size` messages for `ttl` seconds after its last
+   * publish (a Redis stream). Per facility with `broker.facility(name, { history })`. @default off
+   * @example createBroker({ redis, history: { size: 100, ttl: 300 } })
+   */
+  history?: HistoryOptions | false | null
   /** Replay stored messages to new connections. @default true */
   replay?: boolean
   /** A text message that clients send to keep alive; echoed back, never published. @default null */
@@ -150,6 +158,8 @@ export type ResolvedOptions = Omit<BrokerOptions, keyof typeof DEFAULTS> &
   Required<Pick<BrokerOptions, keyof typeof DEFAULTS>> & {
     /** The prefix as it starts channel names (`''` or `'name:'`). */
     channelPrefix: string
+    /** History of facilities that do not set their own; null: none. */
+    history: HistoryOptions | null
   }
 
 function nonNegative(name: string, value: unknown): void {
@@ -242,5 +252,6 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     ...opts,
     clientPublish: [...opts.clientPublish],
     channelPrefix: normalizePrefix(opts.prefix),
+    history: resolveHistory('history', opts.history),
   }
 }

@@ -8,12 +8,16 @@ import type { FacilitySettings } from '../facility/settings.js'
 import type { Connection, ConnectionState } from './connection.js'
 import type { Flushable } from './flush-scheduler.js'
 import type { ConnectionServices } from './services.js'
+import { lostFrame, type Recoveries, recoveredFrame } from '../history/recovery.js'
+import type { StreamPosition } from '../history/wire.js'
 
 /** A message that arrived before the handshake completed. */
 interface Held {
   channel: string
   payload: Buffer
   framed: Buffer
+  /** Its offset in the channel's history (0 without history). */
+  offset: number
 }
 
 /**
@@ -58,7 +62,7 @@ export abstract class Outbound implements Recipient, Flushable {
     return this.#dropped
   }
 
-  deliver(channel: string, payload: Buffer, framed: Buffer): void {
+  deliver(channel: string, payload: Buffer, framed: Buffer, offset: number): void {
     const phase = this.phase
     if (phase === 'closed' || phase === 'closing') return
     const own = this.#own?.get(channel)
@@ -66,12 +70,17 @@ export abstract class Outbound implements Recipient, Flushable {
       own.shift()
       return
     }
-    if (phase === 'upgrading') this.#hold(channel, payload, framed)
+    if (phase === 'upgrading') this.#hold(channel, payload, framed, offset)
     else this.#enqueue(framed)
   }
 
+  /** A json client is told when a channel's history was lost while it was connected. */
+  historyLost(_channel: string, label: string, position: StreamPosition): void {
+    if (this.phase === 'open' && this.format === 'json') this.sendFrame(lostFrame(label, position))
+  }
+
   /** Keeps a message for after the handshake, within the same bound as unsent frames. */
-  #hold(channel: string, payload: Buffer, framed: Buffer): void {
+  #hold(channel: string, payload: Buffer, framed: Buffer, offset: number): void {
     const settings = this.settings!
     if (this.#heldBytes + framed.length > settings.maxBufferedBytes) {
       if (settings.slowConsumer === 'drop') {
@@ -82,23 +91,42 @@ export abstract class Outbound implements Recipient, Flushable {
       this.overflowWhileUpgrading()
       return
     }
-    ;(this.#held ??= []).push({ channel, payload, framed })
+    ;(this.#held ??= []).push({ channel, payload, framed, offset })
     this.#heldBytes += framed.length
     this.services.registry.heldBytes += framed.length
   }
 
   /**
    * Queues what the connection starts with once open: stored messages first (skipping any the
-   * live stream already carried), then what arrived while upgrading.
+   * live stream already carried), then what it missed from history and, on json facilities, the
+   * `recovered` frame with its positions, then what arrived while upgrading (but what history
+   * already gave).
    */
-  protected startDelivery(stored: ReadonlyMap<string, Buffer>): void {
+  protected startDelivery(
+    stored: ReadonlyMap<string, Buffer>,
+    recoveries: Recoveries | null,
+  ): void {
     const held = this.#held ?? []
     this.dropHeld()
     for (const [channel, payload] of stored) {
       if (held.some((h) => h.channel === channel && h.payload.equals(payload))) continue
       this.#enqueue(frameFor(this.format, payload))
     }
-    for (const h of held) this.#enqueue(h.framed)
+    const recovered = recoveries?.channels
+    if (recovered && recovered.size > 0) {
+      for (const r of recovered.values()) for (const f of r.frames) this.#enqueue(f)
+      if (this.format === 'json') this.sendFrameNow(recoveredFrame(recoveries))
+    }
+    for (const h of held) {
+      const r = recovered?.get(h.channel)
+      if (r?.recovered && h.offset !== 0 && h.offset <= r.offset) continue
+      this.#enqueue(h.framed)
+    }
+  }
+
+  /** Queues an envelope frame whatever the phase (the connection is about to open). */
+  protected sendFrameNow(value: ServerFrame): void {
+    this.#enqueue(frame(Buffer.from(serverFrame(value), 'utf8'), false))
   }
 
   /** Forgets held messages and gives their bytes back to the registry's count. */

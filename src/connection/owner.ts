@@ -9,6 +9,7 @@ import { Publishing } from './publishing.js'
 import { bucketFor } from './rate-limit.js'
 import type { Upgrading } from './registry.js'
 import type { Acceptance, ConnectionServices } from './services.js'
+import type { Recoveries } from '../history/recovery.js'
 
 /** What only an upgrade in progress holds. */
 interface UpgradeState {
@@ -151,7 +152,8 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
     this.check()
     const connection = this.connection!
     this.#subscribed = true
-    await this.step(this.services.hub.add(this, connection.channels.subscribe, connection.format))
+    const { format, history } = this.settings!
+    await this.step(this.services.hub.add(this, connection.channels.subscribe, format, history))
   }
 
   /**
@@ -193,7 +195,12 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
    * Takes over the WebSocket of a completed handshake: stored messages first, then what arrived
    * while upgrading, then live traffic; then the connection is announced and its onConnect runs.
    */
-  open(ws: WebSocket, stored: ReadonlyMap<string, Buffer>, request: IncomingMessage): void {
+  open(
+    ws: WebSocket,
+    stored: ReadonlyMap<string, Buffer>,
+    request: IncomingMessage,
+    recoveries: Recoveries | null = null,
+  ): void {
     if (this.phase !== 'upgrading') {
       ws.terminate()
       return
@@ -209,7 +216,7 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
     ws.on('close', wsClose)
     this.phase = 'open'
     services.registry.opened(connection)
-    this.startDelivery(stored)
+    this.startDelivery(stored, recoveries)
     if (this.#expiresAt !== null) this.#setExpiry(this.#expiresAt)
     services.options.logger?.debug?.(
       { id: connection.id, facility: connection.facility },

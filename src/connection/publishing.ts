@@ -90,8 +90,8 @@ export abstract class Publishing extends Outbound implements InboundTarget, Paus
     const services = this.services
     const settings = this.settings!
     const connection = this.connection!
-    const { expire } = settings
-    if (expire > 0 && payload.length > settings.maxStoredMessage) {
+    const { expire, history } = settings
+    if ((expire > 0 || history) && payload.length > settings.maxStoredMessage) {
       const detail = `messages stored on this facility are limited to ${settings.maxStoredMessage} bytes`
       if (this.format === 'json')
         this.sendFrame({ type: 'error', code: 'message_too_large', detail })
@@ -113,7 +113,7 @@ export abstract class Publishing extends Outbound implements InboundTarget, Paus
         !connection.echo && connection.channels.subscribe.includes(channel)
           ? this.expectOwn(channel, payload)
           : null
-      services.publish(channel, payload, expire).then(done, (err: unknown) => {
+      services.publish(channel, payload, expire, history).then(done, (err: unknown) => {
         forget?.()
         services.error(err)
         this.close(CloseCode.INTERNAL, 'publish failed')

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import type { HistoryOptions } from '../history/wire.js'
 import type { ResolvedOptions } from '../broker/options.js'
 import type { Presence } from '../cluster/presence.js'
 import type { Hub } from '../delivery/hub.js'
@@ -21,7 +22,12 @@ export interface ConnectionServices {
   readonly scheduler: FlushScheduler
   readonly budget: PublishBudget
   /** Publishes a client's payload on one channel; resolves to the receivers. */
-  publish(channel: string, payload: Buffer, expire: number): Promise<number>
+  publish(
+    channel: string,
+    payload: Buffer,
+    expire: number,
+    history: HistoryOptions | null,
+  ): Promise<number>
   /** Checks a fresh JWT for `identity`; resolves to its expiry (ms since the epoch) or null. */
   refreshToken(token: string, identity: Identity): Promise<number | null>
   /** Counts one client message taken for publishing. */

@@ -17,10 +17,22 @@ export type EnvelopeErrorCode =
 export type ClientFrame =
   { type: 'ping' } | { type: 'token'; token: string } | { type: 'data'; data: unknown }
 
+/** Where a channel's history stands for a client, in a `recovered` frame. */
+export interface ChannelRecovery {
+  epoch: string
+  /** The offset the client is caught up to (its position from now on). */
+  offset: number
+  /** True when the client asked for this channel and got everything it missed. */
+  recovered: boolean
+  /** Messages it was sent from history. */
+  missed: number
+}
+
 /** What the server sends. */
 export type ServerFrame =
   | { type: 'pong' }
-  | { type: 'data'; data: unknown }
+  | { type: 'data'; data: unknown; channel?: string; epoch?: string; offset?: number }
+  | { type: 'recovered'; recovered: boolean; channels: Record<string, ChannelRecovery> }
   | { type: 'error'; code: EnvelopeErrorCode; detail: string }
   | { type: 'join' | 'leave'; user: string; facility?: string }
 
@@ -73,14 +85,26 @@ const JSON_START = /^\s*[{["\-0-9tfn]/
  * a string — so a Django publisher's plain strings and a route's objects both arrive as data, and
  * a number, boolean or null a client sent arrives as itself.
  */
-export function dataFrame(text: string): string {
+export function dataFrame(text: string, position?: HistoryPosition): string {
+  const head =
+    position === undefined
+      ? '{"type":"data","data":'
+      : `{"type":"data","channel":${JSON.stringify(position.channel)},"epoch":${JSON.stringify(position.epoch)},"offset":${position.offset},"data":`
   if (JSON_START.test(text)) {
     try {
       JSON.parse(text)
-      return `{"type":"data","data":${text}}`
+      return `${head}${text}}`
     } catch {
       // not JSON after all: sent as a string below
     }
   }
-  return JSON.stringify({ type: 'data', data: text })
+  return `${head}${JSON.stringify(text)}}`
+}
+
+/** The channel position a data frame of a facility with history carries. */
+export interface HistoryPosition {
+  /** The channel's label (history/wire.ts channelLabel). */
+  channel: string
+  epoch: string
+  offset: number
 }

@@ -1,4 +1,4 @@
-import { dataFrame } from './envelope.js'
+import { dataFrame, type HistoryPosition } from './envelope.js'
 import type { WireFormat } from '../facility/definition.js'
 import { decodePayload } from './payload.js'
 
@@ -27,11 +27,12 @@ export function frame(data: Buffer, binary: boolean): Buffer {
 
 /**
  * The frame clients of a facility receive for a payload from Redis: as is for `raw`; text
- * wrapped in `{"type":"data","data":…}` for `json` (binary stays a binary frame).
+ * wrapped in `{"type":"data","data":…}` for `json` (binary stays a binary frame), with the channel's
+ * label, epoch and offset when it has history.
  */
-export function frameFor(format: WireFormat, payload: Buffer): Buffer {
+export function frameFor(format: WireFormat, payload: Buffer, position?: HistoryPosition): Buffer {
   const { binary, data } = decodePayload(payload)
   if (format === 'json' && !binary)
-    return frame(Buffer.from(dataFrame(data.toString('utf8'))), false)
+    return frame(Buffer.from(dataFrame(data.toString('utf8'), position)), false)
   return frame(data, binary)
 }

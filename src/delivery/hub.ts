@@ -1,15 +1,37 @@
 import type { WireFormat } from '../facility/definition.js'
 import { frameFor } from './frame.js'
-import type { EngineMembership, EngineTransport } from '../engine/types.js'
+import type { EngineHistory, EngineMembership, EngineTransport } from '../engine/types.js'
+import { ChannelHistory, type HistorySource, type Sequenced } from '../history/channel-history.js'
+import {
+  channelLabel,
+  decodeChannelMessage,
+  type HistoryOptions,
+  type StreamPosition,
+} from '../history/wire.js'
 
 /** What the hub delivers to: one live or pending connection. */
 export interface Recipient {
-  /** Takes one message of `channel`: `payload` as read from Redis, `framed` ready to write. */
-  deliver(channel: string, payload: Buffer, framed: Buffer): void
+  /**
+   * Takes one message of `channel`: `payload` as published (without the history mark), `framed`
+   * ready to write, `offset` its place in the channel's history (0 without history).
+   */
+  deliver(channel: string, payload: Buffer, framed: Buffer, offset: number): void
+  /** The channel's history was lost; delivery goes on from `position` (`label`: the client's name
+   * of the channel). */
+  historyLost?(channel: string, label: string, position: StreamPosition): void
+}
+
+/** What a connection gets from a channel's history as it opens (hub.recover). */
+export interface OpenRecovery extends StreamPosition {
+  label: string
+  recovered: boolean
+  /** The missed messages, framed for the channel's facility, oldest first. */
+  frames: Buffer[]
 }
 
 class ChannelState {
   readonly recipients = new Set<Recipient>()
+  history: ChannelHistory | null = null
   /** A channel belongs to one facility, so all its recipients want the same wire format. */
   constructor(readonly format: WireFormat) {}
   /** What Redis has confirmed. */
@@ -23,17 +45,33 @@ class ChannelState {
  * it, unsubscribes it when the last one leaves, and frames each message once for all of them.
  */
 export class Hub {
-  readonly #engine: EngineTransport & EngineMembership
+  readonly #engine: EngineTransport & EngineMembership & EngineHistory
   readonly #channels = new Map<string, ChannelState>()
   readonly #onError: (err: unknown) => void
+  readonly #prefix: string
+  readonly #source: HistorySource
+  /** Reads of channel history from the engine (recoveries, repairs, catch-ups). */
+  historyReads = 0
   /** Messages received from the engine for at least one local recipient (each framed once). */
   messages = 0
   /** Frames handed to recipients (one per recipient per message). */
   deliveries = 0
 
-  constructor(engine: EngineTransport & EngineMembership, onError: (err: unknown) => void) {
+  constructor(
+    engine: EngineTransport & EngineMembership & EngineHistory,
+    onError: (err: unknown) => void,
+    prefix = '',
+  ) {
     this.#engine = engine
     this.#onError = onError
+    this.#prefix = prefix
+    this.#source = {
+      readHistory: (channel, since, limit) => {
+        this.historyReads++
+        return engine.readHistory(channel, since, limit)
+      },
+      barrier: () => engine.barrier(),
+    }
     engine.onMessage((channel, payload) => this.#dispatch(channel, payload))
     engine.onStatus((status) => status === 'ready' && this.#resync())
   }
@@ -47,6 +85,8 @@ export class Hub {
    */
   #resync(): void {
     for (const [channel, state] of this.#channels) {
+      // Channels with history catch up on what was published while the subscription was away.
+      if (state.subscribed && state.recipients.size > 0) state.history?.catchUp()
       if (state.pending || state.subscribed === state.recipients.size > 0) continue
       this.#reconcile(channel).catch(this.#onError)
     }
@@ -67,11 +107,15 @@ export class Hub {
     recipient: Recipient,
     channels: readonly string[],
     format: WireFormat = 'raw',
+    history: HistoryOptions | null = null,
   ): Promise<void> {
     const work: Promise<void>[] = []
     for (const channel of channels) {
       let state = this.#channels.get(channel)
-      if (!state) this.#channels.set(channel, (state = new ChannelState(format)))
+      if (!state) {
+        this.#channels.set(channel, (state = new ChannelState(format)))
+        if (history) state.history = this.#history(channel, state, history)
+      }
       state.recipients.add(recipient)
       work.push(this.#reconcile(channel))
       work.push(this.#engine.setLocalCount(channel, state.recipients.size))
@@ -103,7 +147,10 @@ export class Hub {
       }
       const want = state.recipients.size > 0
       if (want === state.subscribed) {
-        if (!want) this.#channels.delete(channel)
+        if (!want) {
+          this.#channels.delete(channel)
+          state.history?.close()
+        }
         return
       }
       const op = want ? this.#engine.subscribe(channel) : this.#engine.unsubscribe(channel)
@@ -121,13 +168,70 @@ export class Hub {
     }
   }
 
-  #dispatch(channel: string, payload: Buffer): number {
+  #dispatch(channel: string, raw: Buffer): number {
     const state = this.#channels.get(channel)
     if (!state || state.recipients.size === 0) return 0
-    const framed = frameFor(state.format, payload)
+    if (state.history) {
+      const message = decodeChannelMessage(raw)
+      // With a position it goes through the channel's history (order, gaps); a plain PUBLISH
+      // (a Django publisher, redis-cli) is delivered live as it is.
+      if (message.epoch !== null) {
+        state.history.receive(message as Sequenced)
+        return state.recipients.size
+      }
+      raw = message.payload
+    }
+    this.#deliver(channel, state, raw, frameFor(state.format, raw), 0)
+    return state.recipients.size
+  }
+
+  #deliver(channel: string, state: ChannelState, payload: Buffer, framed: Buffer, offset: number) {
     this.messages++
     this.deliveries += state.recipients.size
-    for (const recipient of state.recipients) recipient.deliver(channel, payload, framed)
-    return state.recipients.size
+    for (const recipient of state.recipients) recipient.deliver(channel, payload, framed, offset)
+  }
+
+  /** The history side of a new channel state, delivering to its recipients. */
+  #history(channel: string, state: ChannelState, options: HistoryOptions): ChannelHistory {
+    const label = channelLabel(this.#prefix, channel)
+    const json = state.format === 'json'
+    return new ChannelHistory(channel, label, options, this.#source, {
+      deliver: (m) => {
+        const position = json ? { channel: label, epoch: m.epoch, offset: m.offset } : undefined
+        const framed = frameFor(state.format, m.payload, position)
+        this.#deliver(channel, state, m.payload, framed, m.offset)
+      },
+      lost: (position) => {
+        for (const r of state.recipients) r.historyLost?.(channel, label, position)
+      },
+      error: this.#onError,
+    })
+  }
+
+  /**
+   * What a connection registered on `channel` gets from its history as it opens: what it missed
+   * since `since` of `epoch` (or only the position, with `since` null), framed. Null when the
+   * channel has no history.
+   */
+  async recover(
+    channel: string,
+    since: number | null,
+    epoch: string | null,
+  ): Promise<OpenRecovery | null> {
+    const state = this.#channels.get(channel)
+    const history = state?.history
+    if (!state || !history) return null
+    const r = await history.recover(since, epoch)
+    const json = state.format === 'json'
+    const label = history.label
+    const frames = r.entries.map(
+      (e) =>
+        (e.framed ??= frameFor(
+          state.format,
+          e.payload,
+          json ? { channel: label, epoch: r.epoch, offset: e.offset } : undefined,
+        )),
+    )
+    return { label, epoch: r.epoch, offset: r.offset, recovered: r.recovered, frames }
   }
 }

@@ -1,6 +1,24 @@
 import { randomBytes } from 'node:crypto'
 import { ClosedError } from '../errors.js'
+import {
+  encodeChannelMessage,
+  type HistoryOptions,
+  type HistoryRead,
+  META_TTL,
+} from '../history/wire.js'
 import type { Engine, EngineStatus, MessageHandler } from './types.js'
+
+/** One channel's history: its epoch, top offset and retained entries, as the Redis stream. */
+interface Stream {
+  epoch: string
+  top: number
+  entries: { offset: number; payload: Buffer }[]
+  /** When the entries expire (ttl after the last publish), and the epoch (META_TTL). */
+  entriesUntil: number
+  until: number
+}
+
+let epochs = 0
 
 interface Stored {
   payload: Buffer
@@ -45,10 +63,59 @@ export class MemoryEngine implements Engine {
     this.#subscribed.delete(channel)
   }
 
-  async publish(channel: string, payload: Buffer, expire: number): Promise<number> {
+  async publish(
+    channel: string,
+    payload: Buffer,
+    expire: number,
+    history?: HistoryOptions | null,
+  ): Promise<number> {
     this.#check()
-    if (expire > 0) this.#store.set(channel, { payload, expiresAt: Date.now() + expire * 1000 })
-    return this.#subscribed.has(channel) ? this.#handler(channel, payload) : 0
+    const now = Date.now()
+    if (expire > 0) this.#store.set(channel, { payload, expiresAt: now + expire * 1000 })
+    let message = payload
+    if (history) {
+      const stream = this.#stream(channel, now)
+      stream.top += 1
+      stream.entries.push({ offset: stream.top, payload })
+      if (stream.entries.length > history.size)
+        stream.entries.splice(0, stream.entries.length - history.size)
+      stream.entriesUntil = now + history.ttl * 1000
+      stream.until = now + Math.max(history.ttl, META_TTL) * 1000
+      message = encodeChannelMessage(payload, stream.epoch, stream.top)
+    }
+    return this.#subscribed.has(channel) ? this.#handler(channel, message) : 0
+  }
+
+  readonly #streams = new Map<string, Stream>()
+
+  /** The channel's stream, expired parts dropped; a new epoch where none is alive. */
+  #stream(channel: string, now: number): Stream {
+    let stream = this.#streams.get(channel)
+    if (stream && stream.until <= now) stream = undefined
+    if (!stream) {
+      stream = {
+        epoch: `${now}${String(++epochs).padStart(6, '0')}`,
+        top: 0,
+        entries: [],
+        entriesUntil: 0,
+        until: now + META_TTL * 1000,
+      }
+      this.#streams.set(channel, stream)
+    }
+    if (stream.entriesUntil <= now) stream.entries = []
+    return stream
+  }
+
+  async readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {
+    this.#check()
+    const now = Date.now()
+    const stream = this.#stream(channel, now)
+    stream.until = Math.max(stream.until, now + META_TTL * 1000)
+    const entries =
+      since === null || since >= stream.top
+        ? []
+        : stream.entries.filter((e) => e.offset > since).slice(0, limit)
+    return { epoch: stream.epoch, offset: stream.top, entries }
   }
 
   async get(channels: string[]): Promise<(Buffer | null)[]> {
@@ -115,5 +182,6 @@ export class MemoryEngine implements Engine {
     this.#closed = true
     this.#subscribed.clear()
     this.#store.clear()
+    this.#streams.clear()
   }
 }

@@ -1,6 +1,9 @@
 import { createCluster, RESP_TYPES, type RedisClusterOptions } from 'redis'
 import { type Commands, type Listener, RedisLink } from './redis-link.js'
 import { COUNT, type EngineKeys, runScript, SPUBLISH } from './redis-scripts.js'
+import { loadLibrary } from './redis-standalone.js'
+import { HISTORY_READ, HISTORY_SPUBLISH, parseHistoryRead } from '../history/scripts.js'
+import { historyKeys, type HistoryOptions, type HistoryRead, META_TTL } from '../history/wire.js'
 
 /** Root node URLs, or node-redis `createCluster` options. */
 export type RedisClusterConfig = string[] | RedisClusterOptions
@@ -97,14 +100,43 @@ export class ClusterLink extends RedisLink {
     )
   }
 
-  async publish(channel: string, payload: Buffer, expire: number): Promise<number> {
+  async publish(
+    channel: string,
+    payload: Buffer,
+    expire: number,
+    history: HistoryOptions | null,
+  ): Promise<number> {
     // Two steps, as the channel and wsfacility's bookkeeping live on different slots: the count
-    // is read just after the publish instead of atomically with it.
-    const args = [payload, String(Math.floor(expire))]
-    const processes = Number(await runScript(this.#cluster, SPUBLISH, [channel], args))
+    // is read just after the publish instead of atomically with it. The history keys share the
+    // channel's slot (historyKeys), so appending and publishing stay one step.
+    const ex = String(Math.floor(expire))
+    let processes: number
+    if (history) {
+      const { stream, meta } = historyKeys(channel)
+      const args = [payload, ex, String(history.size), String(history.ttl), String(META_TTL)]
+      processes = Number(
+        await runScript(this.#cluster, HISTORY_SPUBLISH, [channel, stream, meta], args),
+      )
+    } else processes = Number(await runScript(this.#cluster, SPUBLISH, [channel], [payload, ex]))
     if (processes === 0) return 0
     const keys = [this.#keys.nodes]
     return Number(await runScript(this.#cluster, COUNT, keys, [channel, this.#keys.node]))
+  }
+
+  async readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {
+    const { stream, meta } = historyKeys(channel)
+    const args = [String(since ?? -1), String(META_TTL), String(limit)]
+    return parseHistoryRead(await runScript(this.#buffers, HISTORY_READ, [stream, meta], args))
+  }
+
+  async loadFunctions(): Promise<boolean> {
+    // Each master keeps its own functions.
+    const loaded = await Promise.all(
+      this.#cluster.masters.map(async (master) =>
+        loadLibrary(await this.#cluster.nodeClient(master)),
+      ),
+    )
+    return loaded.every(Boolean)
   }
 
   async mget(keys: string[]): Promise<(Buffer | null)[]> {

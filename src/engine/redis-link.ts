@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { createClient } from 'redis'
+import type { HistoryOptions, HistoryRead } from '../history/wire.js'
 
 type Client = ReturnType<typeof createClient>
 
@@ -59,10 +60,21 @@ export abstract class RedisLink extends EventEmitter<LinkEvents> {
   /** Resolves once every message Redis sent to our subscriptions before the call was handled. */
   abstract barrier(): Promise<void>
   /**
-   * Publishes `payload` on `channel` (+ SET EX when `expire` > 0) and resolves to the sum of the
-   * local connection counts live processes recorded for it.
+   * Publishes `payload` on `channel` (+ SET EX when `expire` > 0; appended to its history first
+   * with `history`) and resolves to the sum of the local connection counts live processes
+   * recorded for it.
    */
-  abstract publish(channel: string, payload: Buffer, expire: number): Promise<number>
+  abstract publish(
+    channel: string,
+    payload: Buffer,
+    expire: number,
+    history: HistoryOptions | null,
+  ): Promise<number>
+  /** A channel's history position and entries after `since` (engine/types.ts EngineHistory). */
+  abstract readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead>
+  /** Loads the `wsfacility` Redis function library (for publishers in other languages) on every
+   * server; resolves false where Redis has no functions (before 7.0). */
+  abstract loadFunctions(): Promise<boolean>
   /** Reads keys as buffers, null where a key is missing. */
   abstract mget(keys: string[]): Promise<(Buffer | null)[]>
   /** Closes gracefully (pending replies arrive first). */

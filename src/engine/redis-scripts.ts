@@ -26,7 +26,7 @@ export type EngineKeys = ReturnType<typeof engineKeys>
 // Sums the local connection counts every live process recorded for a channel: Redis's own PUBLISH
 // count is one per process, ws4redis users expect one per socket. A dead process's hash has
 // expired, so it counts nothing. The arguments are Lua expressions.
-function sumCounts(nodes: string, nodePrefix: string, channel: string): string {
+export function sumCounts(nodes: string, nodePrefix: string, channel: string): string {
   return `
 local total = 0
 for _, id in ipairs(redis.call('SMEMBERS', ${nodes})) do

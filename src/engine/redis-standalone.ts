@@ -2,6 +2,13 @@ import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
 import { ReconnectBackoff } from './reconnect-backoff.js'
 import { type Commands, type Listener, RedisLink } from './redis-link.js'
 import { type EngineKeys, PUBLISH, runScript } from './redis-scripts.js'
+import {
+  FUNCTION_LIBRARY,
+  HISTORY_PUBLISH,
+  HISTORY_READ,
+  parseHistoryRead,
+} from '../history/scripts.js'
+import { historyKeys, type HistoryOptions, type HistoryRead, META_TTL } from '../history/wire.js'
 
 type Client = ReturnType<typeof createClient>
 
@@ -20,6 +27,17 @@ export async function connectOnce(client: Client): Promise<void> {
     await Promise.race([client.connect(), failed])
   } finally {
     client.off('error', onError)
+  }
+}
+
+/** Loads FUNCTION_LIBRARY on the server of `client`; false when it has no functions. */
+export async function loadLibrary(client: Pick<Client, 'sendCommand'>): Promise<boolean> {
+  try {
+    await client.sendCommand(['FUNCTION', 'LOAD', 'REPLACE', FUNCTION_LIBRARY])
+    return true
+  } catch (err) {
+    if (/unknown (sub)?command/i.test(String(err))) return false
+    throw err
   }
 }
 
@@ -90,10 +108,33 @@ export class StandaloneLink extends RedisLink {
     await this.#sub.ping()
   }
 
-  async publish(channel: string, payload: Buffer, expire: number): Promise<number> {
+  async publish(
+    channel: string,
+    payload: Buffer,
+    expire: number,
+    history: HistoryOptions | null,
+  ): Promise<number> {
+    const ex = String(Math.floor(expire))
+    if (history) {
+      const { stream, meta } = historyKeys(channel)
+      const keys = [channel, stream, meta, this.#keys.nodes]
+      const args = [payload, ex, this.#keys.node, String(history.size), String(history.ttl)]
+      args.push(String(META_TTL))
+      return Number(await runScript(this.#cmd, HISTORY_PUBLISH, keys, args))
+    }
     const keys = [channel, this.#keys.nodes]
-    const args = [payload, String(Math.floor(expire)), this.#keys.node]
+    const args = [payload, ex, this.#keys.node]
     return Number(await runScript(this.#cmd, PUBLISH, keys, args))
+  }
+
+  async readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {
+    const { stream, meta } = historyKeys(channel)
+    const args = [String(since ?? -1), String(META_TTL), String(limit)]
+    return parseHistoryRead(await runScript(this.#buffers, HISTORY_READ, [stream, meta], args))
+  }
+
+  async loadFunctions(): Promise<boolean> {
+    return loadLibrary(this.#cmd)
   }
 
   async mget(keys: string[]): Promise<(Buffer | null)[]> {

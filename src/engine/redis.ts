@@ -8,6 +8,7 @@ import type { RedisLink } from './redis-link.js'
 import { presenceField, RedisPresence } from './redis-presence.js'
 import { engineKeys, type EngineKeys } from './redis-scripts.js'
 import { StandaloneLink } from './redis-standalone.js'
+import type { HistoryOptions, HistoryRead } from '../history/wire.js'
 import type { Engine, EngineStatus, MessageHandler } from './types.js'
 
 export { connectOnce } from './redis-standalone.js'
@@ -60,6 +61,8 @@ export class RedisEngine extends EventEmitter implements Engine {
   #started: Promise<void> | null = null
   #timer: NodeJS.Timeout | null = null
   #closed = false
+  /** Whether history is in use: then the `wsfacility` function library is (re)loaded on connect. */
+  #functions: Promise<void> | null = null
   readonly #health: ConnectionHealth
   readonly #listener = (message: Buffer, channel: Buffer): void => {
     this.#handler(channel.toString(), message)
@@ -86,10 +89,12 @@ export class RedisEngine extends EventEmitter implements Engine {
     // kept them while leaves of this process failed to reach it. The periodic refresh would find
     // the entry missing too, but only after this rewrite has already re-created it.
     this.#link.on('ready', (commands) => {
-      if (commands && this.#started)
-        void this.#rewriteNode()
-          .then(() => this.#reconcilePresence())
-          .catch(() => {})
+      if (!commands || !this.#started) return
+      void this.#rewriteNode()
+        .then(() => this.#reconcilePresence())
+        .catch(() => {})
+      // Redis may have lost its functions with its data.
+      if (this.#functions) this.#functions = this.#loadFunctions()
     })
     // One status for all connections; 'status' listeners hear combined transitions only.
     const watchedLink = this.#link
@@ -207,8 +212,30 @@ export class RedisEngine extends EventEmitter implements Engine {
     return this.#run('UNSUBSCRIBE', () => this.#link.unsubscribe(channel, this.#listener))
   }
 
-  publish(channel: string, payload: Buffer, expire: number): Promise<number> {
-    return this.#run('PUBLISH', () => this.#link.publish(channel, payload, expire))
+  publish(
+    channel: string,
+    payload: Buffer,
+    expire: number,
+    history?: HistoryOptions | null,
+  ): Promise<number> {
+    if (history) this.#functions ??= this.#loadFunctions()
+    return this.#run('PUBLISH', () => this.#link.publish(channel, payload, expire, history ?? null))
+  }
+
+  readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {
+    this.#functions ??= this.#loadFunctions()
+    return this.#run('history read', () => this.#link.readHistory(channel, since, limit))
+  }
+
+  /** Loads the function library for publishers in other languages; a failure is reported, not
+   * thrown (wsfacility's own publishes use scripts and do not need it). */
+  async #loadFunctions(): Promise<void> {
+    try {
+      await this.#link.loadFunctions()
+    } catch (err) {
+      if (this.listenerCount('error') > 0 && !this.#closed)
+        this.emit('error', new EngineError(`FUNCTION LOAD failed: ${String(err)}`, { cause: err }))
+    }
   }
 
   get(channels: string[]): Promise<(Buffer | null)[]> {

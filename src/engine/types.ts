@@ -1,3 +1,5 @@
+import type { HistoryOptions, HistoryRead } from '../history/wire.js'
+
 /** Called for every message the engine receives on a subscribed channel; returns how many local
  * connections it reached. */
 export type MessageHandler = (channel: string, payload: Buffer) => number
@@ -20,9 +22,16 @@ export interface EngineTransport {
   unsubscribe(channel: string): Promise<void>
   /**
    * Publishes `payload` on `channel` and, when `expire` > 0, stores it under the channel's name
-   * for `expire` seconds. Resolves to the number of connections, on every process, that received it.
+   * for `expire` seconds. With `history`, it is also appended to the channel's history in the same
+   * atomic step and published marked with its epoch and offset (history/wire.ts). Resolves to the
+   * number of connections, on every process, that received it.
    */
-  publish(channel: string, payload: Buffer, expire: number): Promise<number>
+  publish(
+    channel: string,
+    payload: Buffer,
+    expire: number,
+    history?: HistoryOptions | null,
+  ): Promise<number>
   /** Resolves once every message published before the call has reached the message handler. */
   barrier(): Promise<void>
   /** Connection state now: `ready` only while every connection to Redis is (the memory engine is
@@ -44,6 +53,16 @@ export interface EngineTransport {
 export interface EngineStorage {
   /** Reads stored payloads of channels, null where none is stored. */
   get(channels: string[]): Promise<(Buffer | null)[]>
+}
+
+/** Each channel's history: a bounded stream with an epoch (history/). */
+export interface EngineHistory {
+  /**
+   * The channel's epoch and top offset and, when `since` is a number, its entries after `since`
+   * (oldest first, at most `limit`; trimmed or expired ones are missing). A channel without an
+   * epoch gets one now, at offset 0, so a position handed out stays valid for the next publish.
+   */
+  readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead>
 }
 
 /** Who is online, counted per process and summed cluster-wide. */
@@ -73,8 +92,9 @@ export interface EngineMembership {
 }
 
 /**
- * What moves and stores messages for a broker: all four concerns. RedisEngine and MemoryEngine
+ * What moves and stores messages for a broker: all five concerns. RedisEngine and MemoryEngine
  * implement it and pass the same contract tests (test/engine.test.ts); each part of the broker
  * depends only on the concerns it uses.
  */
-export interface Engine extends EngineTransport, EngineStorage, EnginePresence, EngineMembership {}
+export interface Engine
+  extends EngineTransport, EngineStorage, EngineHistory, EnginePresence, EngineMembership {}

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import { type Audience, isAudience } from '../channels/naming.js'
 import type { Identity } from '../identity/identity.js'
 import { OptionError } from '../errors.js'
+import { type HistoryOptions, resolveHistory } from '../history/wire.js'
 
 /** What happens to a client whose unread frames pass `maxBufferedBytes`. */
 export type SlowConsumerPolicy = 'close' | 'drop'
@@ -36,6 +37,8 @@ export interface FacilityDefinition<C = unknown> {
   expire?: number
   /** @default 'raw' */
   format?: WireFormat
+  /** Channel history ({ size, ttl }) for this facility's channels, or false for none. @default the broker's `history` */
+  history?: HistoryOptions | false
   /** Messages per second a client may send here (0 = unlimited). @default the broker's publishRate */
   publishRate?: number
   /** Messages a client may send at once. @default the broker's publishBurst */
@@ -88,6 +91,7 @@ export function validateDefinition(pattern: string, definition: FacilityDefiniti
   ) {
     throw new OptionError("format must be 'raw' or 'json'")
   }
+  resolveHistory('history', definition.history)
   const { anonymous } = definition
   for (const name of [
     'expire',

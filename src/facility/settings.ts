@@ -1,5 +1,6 @@
 import type { Audience } from '../channels/naming.js'
 import type { ResolvedOptions } from '../broker/options.js'
+import { type HistoryOptions, resolveHistory } from '../history/wire.js'
 import type {
   AuthorizeHook,
   FacilityDefinition,
@@ -20,6 +21,8 @@ export interface FacilitySettings {
   readonly format: WireFormat
   /** Seconds published messages are stored for replay (0: not stored). */
   readonly expire: number
+  /** Channel history (null: none). */
+  readonly history: HistoryOptions | null
   readonly anonymous: boolean
   readonly maySubscribe: readonly Audience[]
   readonly mayPublish: readonly Audience[]
@@ -46,6 +49,7 @@ export function resolveSettings(
     definition,
     format: d.format ?? 'raw',
     expire: d.expire ?? options.expire,
+    history: d.history === undefined ? options.history : resolveHistory('history', d.history),
     anonymous: d.anonymous ?? options.anonymous,
     maySubscribe: d.subscribe ?? ALL,
     mayPublish: d.publish ?? options.clientPublish,

@@ -105,8 +105,11 @@ export class RedisPublisher {
    * that received it, on every process.
    */
   async publishMessage(message: Message, options: PublishOptions = {}): Promise<number> {
-    const expire = options.expire ?? this.#broker.expireOf(this.#target.facility ?? '')
-    return this.#broker.publish(await this.channels(), message, { ...options, expire })
+    const facility = this.#target.facility ?? ''
+    const expire = options.expire ?? this.#broker.expireOf(facility)
+    const history =
+      options.history === undefined ? this.#broker.historyOf(facility) : options.history
+    return this.#broker.publish(await this.channels(), message, { ...options, expire, history })
   }
 
   /**

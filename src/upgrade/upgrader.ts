@@ -1,4 +1,11 @@
 import type { IncomingMessage } from 'node:http'
+import {
+  parseRecoverParam,
+  type RecoverRequest,
+  type Recoveries,
+  recoverChannels,
+} from '../history/recovery.js'
+import { channelLabel } from '../history/wire.js'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
 import type { ResolvedOptions } from '../broker/options.js'
@@ -68,13 +75,13 @@ export class Upgrader {
     const host = this.#host
     const owner = new ConnectionOwner(host.services, socket)
     try {
-      const stored = await this.#prepare(req, owner)
+      const { stored, recoveries } = await this.#prepare(req, owner)
       owner.check()
       if (host.closing()) throw new HttpError(503, 'server is shutting down')
       let opened = false
       this.#wss.handleUpgrade(req, socket, head, (ws) => {
         opened = true
-        owner.open(ws, stored, req)
+        owner.open(ws, stored, req, recoveries)
       })
       // ws answered the handshake itself (400 for a header it cannot parse) or found the socket
       // half-closed, and will not call back: the attempt is over.
@@ -103,9 +110,13 @@ export class Upgrader {
 
   /**
    * The broker's work for one upgrade, each step through the owner: admission, parsing, identity,
-   * origin, policy, then the subscriptions; resolves to the stored messages to replay.
+   * origin, policy, then the subscriptions; resolves to the stored messages to replay and what
+   * the connection gets from its channels' history.
    */
-  async #prepare(req: IncomingMessage, owner: ConnectionOwner): Promise<Map<string, Buffer>> {
+  async #prepare(
+    req: IncomingMessage,
+    owner: ConnectionOwner,
+  ): Promise<{ stored: Map<string, Buffer>; recoveries: Recoveries | null }> {
     const host = this.#host
     const options = host.options
     if (host.closing()) throw new HttpError(503, 'server is shutting down')
@@ -126,6 +137,7 @@ export class Upgrader {
       throw new HttpError(503, 'message broker unavailable', 'WSF_REDIS_UNAVAILABLE')
     }
     const { settings, params } = host.facilityOf(parsed.facility)
+    const request = settings.history ? parseRecoverParam(parsed.query.get('recover')) : null
     const auth = await owner.step(this.#authenticate(req, settings))
     const identity = auth.identity
     checkOrigin(req, options.origins, isCookieAuthenticated(req, auth))
@@ -155,7 +167,35 @@ export class Upgrader {
       host.error(err)
       throw new HttpError(503, 'message broker unavailable')
     }
-    return this.#readStored(owner, channels.subscribe)
+    let recoveries: Recoveries | null = null
+    let replayed = channels.subscribe
+    if (request) {
+      const prefix = options.channelPrefix
+      recoveries = await this.#recover(owner, channels.subscribe, request, prefix)
+      // A channel the client recovers is not replayed its last message again (it has it).
+      replayed = replayed.filter((ch) => !request.has(channelLabel(prefix, ch)))
+    }
+    return { stored: await this.#readStored(owner, replayed), recoveries }
+  }
+
+  /** What the connection missed on its channels since the positions it gave. */
+  async #recover(
+    owner: ConnectionOwner,
+    channels: readonly string[],
+    request: RecoverRequest,
+    prefix: string,
+  ): Promise<Recoveries> {
+    try {
+      return await owner.step(
+        recoverChannels(this.#host.services.hub, channels, request, (ch) =>
+          channelLabel(prefix, ch),
+        ),
+      )
+    } catch (err) {
+      if (err instanceof HttpError) throw err
+      this.#host.error(err)
+      throw new HttpError(503, 'message broker unavailable')
+    }
   }
 
   async #authenticate(req: IncomingMessage, settings: FacilitySettings): Promise<Authentication> {

@@ -273,7 +273,7 @@ describe('Outbound', () => {
         definition: { slowConsumer: 'drop', maxBufferedBytes: 1 },
       })
       a.owner.terminate()
-      a.owner.deliver('a', encodeText('late'), frame(Buffer.from('late'), false))
+      a.owner.deliver('a', encodeText('late'), frame(Buffer.from('late'), false), 0)
       assert.equal(a.owner.dropped, 0)
     })
 
