@@ -84,6 +84,52 @@ describe('wsfacility CLI', () => {
     assert.ok(ttl > 0 && ttl <= 10, `ttl ${ttl}`)
   })
 
+  it('keeps channel history with --history-size/--history-ttl and speaks json with --format json', async () => {
+    const { ws } = await serve([
+      '--port',
+      '0',
+      '--redis',
+      redis.url,
+      '--format',
+      'json',
+      '--history-size',
+      '5',
+      '--history-ttl',
+      '60',
+    ])
+    const a = await client(ws('/ws/hist?subscribe-broadcast'))
+    await a.waitFor(1) // the recovered frame with the position
+    const publish = (text: string) =>
+      publisher.sendCommand(['FCALL', 'wsfacility_publish', '1', 'broadcast:hist', text, '5', '60'])
+    await eventually(async () => {
+      const libs = (await publisher.sendCommand(['FUNCTION', 'LIST'])) as unknown[]
+      return libs.length > 0
+    }, 10_000)
+    await publish('"one"')
+    await a.waitFor(2)
+    const first = JSON.parse(a.texts[1]!) as { offset: number; epoch: string; data: unknown }
+    assert.deepEqual([first.data, first.offset], ['one', 1])
+    const stream = await publisher.sendCommand([
+      'XLEN',
+      '{broadcast:hist}wsfacility:history:broadcast:hist',
+    ])
+    assert.equal(stream, 1)
+    // Missed while away, recovered on reconnect, in order, with the recovered frame after them.
+    await a.close()
+    await publish('"two"')
+    await publish('"three"')
+    const recover = encodeURIComponent(
+      JSON.stringify({ broadcast: { epoch: first.epoch, offset: first.offset } }),
+    )
+    const b = await client(ws(`/ws/hist?subscribe-broadcast&recover=${recover}`))
+    await b.waitFor(3)
+    const frames = b.texts.map((t) => JSON.parse(t) as Record<string, unknown>)
+    assert.deepEqual(
+      frames.map((f) => f.data ?? f.recovered),
+      ['two', 'three', true],
+    )
+  })
+
   it('refuses client publishing to audiences --client-publish does not list', async () => {
     const { port } = await serve(['--port', '0', '--client-publish', 'user'])
     const refused = await upgradeStatus(`ws://127.0.0.1:${port}/ws/cp?publish-broadcast`)
@@ -164,6 +210,10 @@ describe('wsfacility CLI', () => {
     { name: 'a negative expire', args: ['--expire=-5'] },
     { name: 'a non-numeric expire', args: ['--expire', 'soon'] },
     { name: 'an unknown audience', args: ['--client-publish', 'broadcast,everyone'] },
+    { name: '--history-size without --history-ttl', args: ['--history-size', '10'] },
+    { name: '--history-ttl without --history-size', args: ['--history-ttl', '10'] },
+    { name: 'a zero --history-size', args: ['--history-size', '0', '--history-ttl', '10'] },
+    { name: 'an unknown --format', args: ['--format', 'xml'] },
     { name: 'a missing value', args: ['--redis'] },
     { name: 'a dash value without =', args: ['--heartbeat', '--heartbeat--'] },
     { name: 'a redis URL of another scheme', args: ['--redis', 'http://127.0.0.1:6379'] },

@@ -36,6 +36,18 @@ describe('resolveOptions', () => {
       assert.equal(opts.origins, undefined)
       assert.equal(opts.redis, undefined)
       assert.equal(opts.engine, undefined)
+      assert.equal(opts.history, null)
+      assert.equal(opts.format, 'raw')
+    })
+
+    it('resolves history to { size, ttl }, and false or null to none', () => {
+      assert.deepEqual(resolveOptions({ history: { size: 10, ttl: 60 } }).history, {
+        size: 10,
+        ttl: 60,
+      })
+      assert.equal(resolveOptions({ history: false }).history, null)
+      assert.equal(resolveOptions({ history: null }).history, null)
+      assert.equal(resolveOptions({ format: 'json' }).format, 'json')
     })
 
     it('gives the same defaults for an empty object', () => {
@@ -152,6 +164,11 @@ describe('resolveOptions', () => {
       ['zero handshakeTimeout', { handshakeTimeout: 0 }],
       ['origins that is a single string', { origins: 'https://app.example.com' }],
       ['origins without a scheme', { origins: ['app.example.com'] }],
+      ['history without a ttl', { history: { size: 10 } }],
+      ['history with a zero size', { history: { size: 0, ttl: 10 } }],
+      ['history with a fractional ttl', { history: { size: 10, ttl: 1.5 } }],
+      ['history given as true', { history: true }],
+      ['an unknown format', { format: 'xml' }],
     ]
     for (const [name, options] of cases) {
       it(`throws WSF_INVALID_OPTION for ${name}`, () => {

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { type HistoryOptions, resolveHistory } from '../history/wire.js'
+import type { WireFormat } from '../facility/definition.js'
 import type { RedisClientOptions, RedisClusterOptions } from 'redis'
 import {
   type Audience,
@@ -67,6 +68,9 @@ export interface BrokerOptions {
    * @example createBroker({ redis, history: { size: 100, ttl: 300 } })
    */
   history?: HistoryOptions | false | null
+  /** Wire format of facilities that do not set their own: `raw` (ws4redis) or the `json`
+   * envelope. @default 'raw' */
+  format?: WireFormat
   /** Replay stored messages to new connections. @default true */
   replay?: boolean
   /** A text message that clients send to keep alive; echoed back, never published. @default null */
@@ -132,6 +136,7 @@ const DEFAULTS = {
   prefix: '',
   path: '/ws/',
   expire: 0,
+  format: 'raw',
   replay: true,
   anonymous: true,
   presence: false,
@@ -201,6 +206,9 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     throw new OptionError('prefix must be a string without ":" (except at the end)')
   }
   nonNegative('expire', opts.expire)
+  if (opts.format !== 'raw' && opts.format !== 'json') {
+    throw new OptionError("format must be 'raw' or 'json'")
+  }
   nonNegative('pingInterval', opts.pingInterval)
   nonNegative('maxPayload', opts.maxPayload)
   nonNegative('maxBufferedBytes', opts.maxBufferedBytes)

@@ -85,6 +85,8 @@ export class StandaloneServer {
       prefix: config.prefix,
       path: config.path,
       expire: config.expire,
+      history: config.history,
+      format: config.format,
       heartbeat: config.heartbeat,
       clientPublish: config.clientPublish,
       jwt: config.jwt ?? undefined,

@@ -30,6 +30,10 @@ export interface CliConfig {
   prefix: string
   /** Seconds to keep each channel's last message (broker option `expire`). */
   expire: number
+  /** Channel history (broker option `history`); null: none. */
+  history: { size: number; ttl: number } | null
+  /** Wire format of every facility (broker option `format`). */
+  format: 'raw' | 'json'
   /** Heartbeat text (broker option `heartbeat`). */
   heartbeat: string | null
   /** Audiences clients may publish to; undefined keeps the broker's default. */
@@ -86,6 +90,9 @@ const FLAGS = {
   workers: { type: 'string' },
   prefix: { type: 'string' },
   expire: { type: 'string' },
+  'history-size': { type: 'string' },
+  'history-ttl': { type: 'string' },
+  format: { type: 'string' },
   heartbeat: { type: 'string' },
   'client-publish': { type: 'string' },
   path: { type: 'string' },
@@ -149,6 +156,8 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     workers: 1,
     prefix: '',
     expire: 0,
+    history: null,
+    format: 'raw',
     heartbeat: null,
     clientPublish: undefined,
     path: '/ws/',
@@ -190,6 +199,13 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
   }
   const expire = pick('expire', 'WSFACILITY_EXPIRE')
   if (expire) config.expire = wholeNumber(expire, Number.MAX_SAFE_INTEGER)
+  config.history = historyOptions(pick)
+  const format = pick('format', 'WSFACILITY_FORMAT')
+  if (format) {
+    if (format[0] !== 'raw' && format[0] !== 'json')
+      throw new UsageError(`${format[1]} must be raw or json`)
+    config.format = format[0]
+  }
   const heartbeat = pick('heartbeat', 'WSFACILITY_HEARTBEAT')
   if (heartbeat) config.heartbeat = nonEmpty(heartbeat)
   const clientPublish = pick('client-publish', 'WSFACILITY_CLIENT_PUBLISH')
@@ -219,6 +235,20 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
   }
   config.metrics = values.metrics === true || flag(env, 'WSFACILITY_METRICS')
   return config
+}
+
+/** --history-size and --history-ttl: both or neither. */
+function historyOptions(pick: Pick): CliConfig['history'] {
+  const size = pick('history-size', 'WSFACILITY_HISTORY_SIZE')
+  const ttl = pick('history-ttl', 'WSFACILITY_HISTORY_TTL')
+  if (!size && !ttl) return null
+  if (!size) throw new UsageError(`${ttl![1]} needs --history-size`)
+  if (!ttl) throw new UsageError(`${size[1]} needs --history-ttl`)
+  const n = wholeNumber(size, 1_000_000)
+  if (n < 1) throw new UsageError(`${size[1]} must be a whole number from 1 to 1000000`)
+  const seconds = wholeNumber(ttl, 31_536_000)
+  if (seconds < 1) throw new UsageError(`${ttl[1]} must be a whole number from 1 to 31536000`)
+  return { size: n, ttl: seconds }
 }
 
 function jwtOptions(pick: Pick): JwtOptions | null {

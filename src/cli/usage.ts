@@ -24,6 +24,16 @@ Options (each may also come from the environment variable shown; the flag wins):
   --expire SECONDS       keep each channel's last message this long and replay it to
                          new clients; 0 turns it off
                            env WSFACILITY_EXPIRE, default 0
+  --history-size N       keep the last N messages of each channel, with offsets, so that
+                         clients recover what they missed while reconnecting and the
+                         server catches up after Redis hiccups (needs --history-ttl;
+                         clients see offsets with --format json)
+                           env WSFACILITY_HISTORY_SIZE, default off
+  --history-ttl SECONDS  how long a channel's history lives after its last publish
+                           env WSFACILITY_HISTORY_TTL
+  --format raw|json      wire format of every facility: raw (ws4redis, messages as they
+                         were published) or json (the {"type":"data",...} envelope)
+                           env WSFACILITY_FORMAT, default raw
   --heartbeat TEXT       a text clients send to keep alive: answered with the same
                          text, never published. A value starting with "-" needs the
                          = form: --heartbeat=--heartbeat--

@@ -47,7 +47,7 @@ export function resolveSettings(
   const d = definition ?? {}
   return Object.freeze({
     definition,
-    format: d.format ?? 'raw',
+    format: d.format ?? options.format,
     expire: d.expire ?? options.expire,
     history: d.history === undefined ? options.history : resolveHistory('history', d.history),
     anonymous: d.anonymous ?? options.anonymous,
