@@ -29,13 +29,20 @@ export type { JwtOptions } from './identity/jwt.js'
 export { TokenError } from './identity/jwt.js'
 export type { SessionIdentityMapper, SessionOptions } from './identity/session.js'
 export type { Message, StoredMessage } from './delivery/payload.js'
-export type { ClientFrame, ServerFrame, EnvelopeErrorCode } from './delivery/envelope.js'
+export type {
+  ChannelRecovery,
+  ClientFrame,
+  ServerFrame,
+  EnvelopeErrorCode,
+} from './delivery/envelope.js'
+export type { HistoryEntry, HistoryOptions, HistoryRead, StreamPosition } from './history/wire.js'
 export { redactUrl } from './observability/redact.js'
 export { MemoryEngine } from './engine/memory.js'
 export { RedisEngine } from './engine/redis.js'
 export type { RedisClusterConfig, RedisEngineOptions } from './engine/redis.js'
 export type {
   Engine,
+  EngineHistory,
   EngineMembership,
   EnginePresence,
   EngineStatus,
