@@ -3,6 +3,7 @@ import { after, afterEach, before, describe, it } from 'node:test'
 import { MemoryEngine } from '../src/engine/memory.js'
 import { RedisEngine } from '../src/engine/redis.js'
 import type { Engine } from '../src/engine/types.js'
+import { decodeChannelMessage } from '../src/history/wire.js'
 import { ClosedError, EngineError } from '../src/errors.js'
 import { type RedisCluster, startCluster } from './helpers/cluster.js'
 import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
@@ -293,6 +294,105 @@ for (const fixture of [memoryFixture, redisFixture(), clusterFixture()]) {
       await Promise.all(sent.map((text) => h.engine.publish(ch, Buffer.from(text), 0)))
       await h.engine.barrier()
       assert.deepEqual(h.texts(ch), sent)
+    })
+
+    describe('history', () => {
+      const H = { size: 5, ttl: 60 }
+
+      it('publishes with history marked with the epoch and consecutive offsets from 1', async () => {
+        const h = await create()
+        const ch = channel('hist')
+        await h.engine.subscribe(ch)
+        for (const text of ['a', 'b', 'c']) await h.engine.publish(ch, Buffer.from(text), 0, H)
+        await h.engine.barrier()
+        const live = h.received.map((d) => decodeChannelMessage(d.payload))
+        assert.deepEqual(
+          live.map((m) => [m.offset, m.payload.toString()]),
+          [
+            [1, 'a'],
+            [2, 'b'],
+            [3, 'c'],
+          ],
+        )
+        const epochs = new Set(live.map((m) => m.epoch))
+        assert.equal(epochs.size, 1)
+        assert.match([...epochs][0]!, /^\d+$/)
+      })
+
+      it('reads the position and the entries after an offset, oldest first', async () => {
+        const h = await create()
+        const ch = channel('hist')
+        for (const text of ['a', 'b', 'c']) await h.engine.publish(ch, Buffer.from(text), 0, H)
+        const all = await h.engine.readHistory(ch, 0, 100)
+        assert.equal(all.offset, 3)
+        assert.deepEqual(
+          all.entries.map((e) => [e.offset, e.payload.toString()]),
+          [
+            [1, 'a'],
+            [2, 'b'],
+            [3, 'c'],
+          ],
+        )
+        const after = await h.engine.readHistory(ch, 2, 100)
+        assert.deepEqual(
+          after.entries.map((e) => e.payload.toString()),
+          ['c'],
+        )
+        assert.equal(after.epoch, all.epoch)
+        const position = await h.engine.readHistory(ch, null, 100)
+        assert.deepEqual([position.offset, position.entries.length], [3, 0])
+        assert.deepEqual((await h.engine.readHistory(ch, 3, 100)).entries, [])
+      })
+
+      it('gives a channel without history an epoch at offset 0 that its first publish keeps', async () => {
+        const h = await create()
+        const ch = channel('hist')
+        const before = await h.engine.readHistory(ch, null, 10)
+        assert.equal(before.offset, 0)
+        await h.engine.publish(ch, Buffer.from('first'), 0, H)
+        const after = await h.engine.readHistory(ch, 0, 10)
+        assert.equal(after.epoch, before.epoch)
+        assert.deepEqual(
+          after.entries.map((e) => [e.offset, e.payload.toString()]),
+          [[1, 'first']],
+        )
+      })
+
+      it('keeps about `size` messages: the oldest are trimmed, offsets go on', async () => {
+        const h = await create()
+        const ch = channel('hist')
+        const small = { size: 2, ttl: 60 }
+        for (let i = 1; i <= 300; i++) await h.engine.publish(ch, Buffer.from(`m${i}`), 0, small)
+        const read = await h.engine.readHistory(ch, 0, 1000)
+        assert.equal(read.offset, 300)
+        assert.ok(read.entries.length >= 2 && read.entries.length < 300, `${read.entries.length}`)
+        assert.equal(read.entries.at(-1)?.payload.toString(), 'm300')
+        assert.equal(read.entries[0]!.offset, 300 - read.entries.length + 1)
+      })
+
+      it('keeps binary payloads intact in history and stores the plain payload with expire', async () => {
+        const h = await create()
+        const ch = channel('hist')
+        await h.engine.subscribe(ch)
+        await h.engine.publish(ch, ALL_BYTES, 60, H)
+        await h.engine.barrier()
+        assert.deepEqual(decodeChannelMessage(h.received[0]!.payload).payload, ALL_BYTES)
+        assert.deepEqual((await h.engine.readHistory(ch, 0, 10)).entries[0]?.payload, ALL_BYTES)
+        assert.deepEqual(await h.engine.get([ch]), [ALL_BYTES])
+      })
+
+      it('publishes without history unmarked, and keeps the channels apart', async () => {
+        const h = await create()
+        const a = channel('hist')
+        const b = channel('hist')
+        await h.engine.subscribe(a)
+        await h.engine.publish(a, Buffer.from('plain'), 0)
+        await h.engine.publish(b, Buffer.from('other'), 0, H)
+        await h.engine.barrier()
+        assert.deepEqual(h.texts(a), ['plain'])
+        assert.equal((await h.engine.readHistory(a, 0, 10)).offset, 0)
+        assert.equal((await h.engine.readHistory(b, 0, 10)).offset, 1)
+      })
     })
 
     it('can be closed more than once', async () => {
