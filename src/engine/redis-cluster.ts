@@ -2,7 +2,7 @@ import { createCluster, RESP_TYPES, type RedisClusterOptions } from 'redis'
 import { type Commands, type Listener, RedisLink } from './redis-link.js'
 import { COUNT, type EngineKeys, runScript, SPUBLISH } from './redis-scripts.js'
 import { loadLibrary } from './redis-standalone.js'
-import { HISTORY_READ, HISTORY_SPUBLISH, parseHistoryRead } from '../history/scripts.js'
+import { HISTORY_SPUBLISH, readHistoryWith } from '../history/scripts.js'
 import { historyKeys, type HistoryOptions, type HistoryRead, META_TTL } from '../history/wire.js'
 
 /** Root node URLs, or node-redis `createCluster` options. */
@@ -123,10 +123,8 @@ export class ClusterLink extends RedisLink {
     return Number(await runScript(this.#cluster, COUNT, keys, [channel, this.#keys.node]))
   }
 
-  async readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {
-    const { stream, meta } = historyKeys(channel)
-    const args = [String(since ?? -1), String(META_TTL), String(limit)]
-    return parseHistoryRead(await runScript(this.#buffers, HISTORY_READ, [stream, meta], args))
+  readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {
+    return readHistoryWith(this.#buffers, channel, since, limit)
   }
 
   async loadFunctions(): Promise<boolean> {

@@ -2,12 +2,7 @@ import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
 import { ReconnectBackoff } from './reconnect-backoff.js'
 import { type Commands, type Listener, RedisLink } from './redis-link.js'
 import { type EngineKeys, PUBLISH, runScript } from './redis-scripts.js'
-import {
-  FUNCTION_LIBRARY,
-  HISTORY_PUBLISH,
-  HISTORY_READ,
-  parseHistoryRead,
-} from '../history/scripts.js'
+import { FUNCTION_LIBRARY, HISTORY_PUBLISH, readHistoryWith } from '../history/scripts.js'
 import { historyKeys, type HistoryOptions, type HistoryRead, META_TTL } from '../history/wire.js'
 
 type Client = ReturnType<typeof createClient>
@@ -127,10 +122,8 @@ export class StandaloneLink extends RedisLink {
     return Number(await runScript(this.#cmd, PUBLISH, keys, args))
   }
 
-  async readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {
-    const { stream, meta } = historyKeys(channel)
-    const args = [String(since ?? -1), String(META_TTL), String(limit)]
-    return parseHistoryRead(await runScript(this.#buffers, HISTORY_READ, [stream, meta], args))
+  readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {
+    return readHistoryWith(this.#buffers, channel, since, limit)
   }
 
   async loadFunctions(): Promise<boolean> {

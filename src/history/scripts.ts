@@ -1,5 +1,5 @@
-import { script, sumCounts } from '../engine/redis-scripts.js'
-import { type HistoryEntry, type HistoryRead, META_TTL } from './wire.js'
+import { runScript, type ScriptRunner, script, sumCounts } from '../engine/redis-scripts.js'
+import { type HistoryEntry, historyKeys, type HistoryRead, META_TTL } from './wire.js'
 
 /**
  * Lua shared by the history scripts and the `wsfacility` Redis function library. A channel's
@@ -121,4 +121,16 @@ export function parseHistoryRead(reply: unknown): HistoryRead {
     })
   }
   return { epoch: text(epoch), offset: Number(top), entries }
+}
+
+/** Reads a channel's history with HISTORY_READ on `redis` (a client that returns Buffers). */
+export async function readHistoryWith(
+  redis: ScriptRunner,
+  channel: string,
+  since: number | null,
+  limit: number,
+): Promise<HistoryRead> {
+  const { stream, meta } = historyKeys(channel)
+  const args = [String(since ?? -1), String(META_TTL), String(limit)]
+  return parseHistoryRead(await runScript(redis, HISTORY_READ, [stream, meta], args))
 }
