@@ -464,6 +464,8 @@ describe('WsfClient tokens (JWT broker)', () => {
       url: srv.url(''),
       facility: 'inbox',
       subscribe: ['user'],
+      // No in-band refresh (client-recovery.test.ts tests it): the 4001 reconnect path.
+      tokenRefresh: false,
       token: async () => {
         // The first token expires in about 2 s; the broker closes with 4001 then.
         const exp = Math.floor(Date.now() / 1000) + (tokens.length === 0 ? 2 : 600)

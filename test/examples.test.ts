@@ -64,6 +64,32 @@ async function waitForText(page: Page, selector: string, text: string): Promise<
   await page.locator(selector, { hasText: text }).waitFor(WAIT)
 }
 
+/** The chat lines a page shows, in order. */
+const chatLines = (page: Page): Promise<string[]> => page.locator('#messages li').allTextContents()
+
+/** Waits until the chat page's clients have emitted `n` 'recovered' events (reconnects). */
+function waitForRecoveries(page: Page, n: number): Promise<unknown> {
+  return page.waitForFunction(
+    (count) => (globalThis as unknown as { recoveries: unknown[] }).recoveries.length >= count,
+    n,
+    WAIT,
+  )
+}
+
+/** Joins `room` on a chat page and waits for its new client to be open. */
+async function join(page: Page, room: string): Promise<void> {
+  await page.fill('#join input[name=room]', room)
+  await page.click('#join button')
+  await page.waitForFunction(
+    (r) => {
+      const w = globalThis as unknown as { joined?: string[]; client?: { status: string } }
+      return w.joined?.includes(r) && w.client?.status === 'open'
+    },
+    room,
+    WAIT,
+  )
+}
+
 describe('examples (npm start), in a real browser', () => {
   it('serves the home page linking to the three examples, and the browser client', async () => {
     const { base, engine } = await examples()
@@ -109,6 +135,77 @@ describe('examples (npm start), in a real browser', () => {
     await carl.fill('#join input[name=room]', 'lobby')
     await carl.click('#join button')
     await waitForText(carl, '#messages', '[lobby] bob: hello through the route')
+
+    // Joining another room connects anew, from the old client's positions: the lobby's history
+    // says carl is up to date, so its last message is not replayed (shown once, not twice).
+    await join(carl, 'annex')
+    await waitForRecoveries(carl, 1)
+    await bob.fill('#post input[name=text]', 'after the join')
+    await bob.click('#post button')
+    await waitForText(carl, '#messages', 'bob: after the join')
+    assert.deepEqual(await chatLines(carl), [
+      '[lobby] bob: hello through the route',
+      '[lobby] bob: after the join',
+    ])
+    const recovered = await carl.evaluate(
+      () => (globalThis as unknown as { recoveries: { recovered: boolean }[] }).recoveries,
+    )
+    assert.equal(recovered[0]!.recovered, true)
+  })
+
+  it('chat: after the server restarts the page shows each message once, the missed ones too', async () => {
+    const redis = await startRedis()
+    try {
+      const env = { REDIS_URL: redis.url }
+      const one = await examples('0', env)
+      const two = await examples('0', env)
+      const annPage = await openPage(await visitor(one.base, 'ann'), `${one.base}/chat/`)
+      await join(annPage, 'lobby')
+      // bob posts through process two (sessions and history live in Redis).
+      const bob = await visitor(two.base, 'bob')
+      const post = async (text: string) => {
+        const res = await bob.request.post(`${two.base}/chat/rooms/lobby/messages`, {
+          data: { text },
+        })
+        assert.equal(res.status(), 200)
+      }
+      assert.equal(
+        (await bob.request.post(`${two.base}/chat/join`, { data: { room: 'lobby' } })).status(),
+        200,
+      )
+      await post('before the restart')
+      await waitForText(annPage, '#messages', 'bob: before the restart')
+
+      await one.child.kill()
+      await annPage.waitForFunction(
+        () => (globalThis as unknown as { client: { status: string } }).client.status !== 'open',
+        undefined,
+        WAIT,
+      )
+      // Two: the last message alone would also come back by `expire`'s replay.
+      await post('while ann was away (1)')
+      await post('while ann was away (2)')
+      await examples(one.port, env)
+      await waitForRecoveries(annPage, 1)
+      await post('after the restart')
+      await waitForText(annPage, '#messages', 'bob: after the restart')
+      assert.deepEqual(await chatLines(annPage), [
+        '[lobby] bob: before the restart',
+        '[lobby] bob: while ann was away (1)',
+        '[lobby] bob: while ann was away (2)',
+        '[lobby] bob: after the restart',
+      ])
+      const recovered = await annPage.evaluate(
+        () => (globalThis as unknown as { recoveries: { recovered: boolean }[] }).recoveries,
+      )
+      assert.deepEqual(
+        recovered.map((r) => r.recovered),
+        [true],
+      )
+    } finally {
+      await Promise.all(children.splice(0).map((child) => child.kill()))
+      await redis.stop()
+    }
   })
 
   it('notifications: a user is notified on all their tabs, and nobody else is', async () => {

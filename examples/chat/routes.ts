@@ -1,10 +1,12 @@
 // Chat rooms as groups: POST /chat/join adds a room to the session user's groups, and
-// POST /chat/rooms/:room/messages publishes to that room from the server.
+// POST /chat/rooms/:room/messages publishes to that room from the server. The facility speaks the
+// JSON envelope and keeps each room's recent history, so a page that reconnects gets what it
+// missed — and not the room's last message again.
 import type { Application } from 'express'
 import { type Broker, RedisPublisher } from '../../src/index.js'
 import { currentUser, field, messageText, NAME, requireLogin, servePage } from '../common.js'
 
-/** What travels on a room's channel (as JSON text). */
+/** What travels on a room's channel (as JSON text; clients get it as a data frame's `data`). */
 export interface ChatMessage {
   room: string
   user: string
@@ -24,20 +26,18 @@ function isChatMessage(value: unknown): value is ChatMessage {
 
 export function chatRoutes(app: Application, broker: Broker): void {
   // Only logged-in users; they receive and publish on their groups (rooms). A message sent over
-  // the socket must be a ChatMessage signed with the sender's own name, or it is dropped.
+  // the socket (`{"type":"data","data":<ChatMessage>}`) must be a ChatMessage signed with the
+  // sender's own name, or it is dropped. Each room keeps its last 100 messages for a minute, like
+  // its last message (`expire: 60`): frames carry their position, and the page's client recovers
+  // from it on every reconnect.
   broker.facility('chat', {
     subscribe: ['group'],
     publish: ['group'],
     anonymous: false,
-    onMessage: (conn, message) => {
-      if (typeof message !== 'string') return false
-      try {
-        const parsed: unknown = JSON.parse(message)
-        return isChatMessage(parsed) && parsed.user === conn.identity.user
-      } catch {
-        return false
-      }
-    },
+    format: 'json',
+    history: { size: 100, ttl: 60 },
+    // A json facility hands the hook the envelope's `data`, already parsed; false drops it.
+    onMessage: (conn, message) => isChatMessage(message) && message.user === conn.identity.user,
   })
 
   servePage(app, ['/chat', '/chat/'], new URL('./page.html', import.meta.url))

@@ -6,9 +6,20 @@ import {
   type ClientOptions,
   type ResolvedOptions,
   resolveOptions,
+  type TokenProvider,
 } from './options.js'
+import {
+  type ChannelPosition,
+  type DataPosition,
+  type Positions,
+  readPositionFrame,
+  type RecoveredEvent,
+  recoverParam,
+  toObject,
+} from './positions.js'
 import { POLICY, shouldReconnect, TOKEN_EXPIRED } from './retry.js'
 import { type CloseEventLike, OPEN, type SendData, type WebSocketLike } from './socket.js'
+import { refreshDelay, type TokenTimes, tokenFrame, tokenTimes } from './token.js'
 import { buildUrl } from './url.js'
 
 /** Where the client is: connecting the first time, open, lost and retrying, or stopped. */
@@ -21,8 +32,14 @@ export type ClientMessage = string | ArrayBuffer | Uint8Array
 export interface ClientEvents {
   /** The status changed. */
   status: ClientStatus
-  /** A message for the application (heartbeat answers and pongs are not). */
+  /** A message for the application (heartbeat answers, pongs and `recovered` frames are not). */
   message: ClientMessage
+  /**
+   * After a reconnect that gave the broker positions (and after a first connect with the
+   * `positions` option): whether every channel was recovered, and where each stands. Also when
+   * the broker finds a channel's history lost mid-connection. json facilities with `history` only.
+   */
+  recovered: RecoveredEvent
   /** Something the application should know about; `code` is stable. */
   error: WsfClientError
   /** One underlying socket closed. */
@@ -35,10 +52,13 @@ export interface ClientEvents {
 const PROTOCOL = 'wsfacility'
 /** Close code the client uses for a connection whose heartbeats went unanswered. */
 const HEARTBEAT_TIMEOUT = 4000
+/** Longest delay setTimeout holds (~24.8 days); longer waits re-arm. */
+const MAX_TIMER = 2 ** 31 - 1
 
 /**
  * A WebSocket client for a wsfacility broker that stays connected: it reconnects with backoff,
- * refreshes its token on every connect, sends heartbeats and queues messages while disconnected.
+ * gets a token on every connect and refreshes it in-band before it expires, recovers what it
+ * missed (json facilities with history), sends heartbeats and queues messages while disconnected.
  * @example
  * const client = new WsfClient({ url: '/', facility: 'chat', subscribe: ['broadcast'], publish: ['broadcast'] })
  * client.on('message', (m) => console.log(m))
@@ -60,15 +80,34 @@ export class WsfClient {
   /** Failed attempts since the last open. */
   #attempt = 0
   #retryTimer: ReturnType<typeof setTimeout> | null = null
+  /** Position by channel label, in update order (the last ones are sent when there are many). */
+  readonly #positions: Map<string, ChannelPosition>
+  /** The current socket was opened with `?recover=`. */
+  #asked = false
+  /** The current socket has had its first `recovered` frame (later ones report losses). */
+  #recoveredSeen = false
+  /** The token the current socket is authenticated with. */
+  #jwt: string | null = null
+  #refreshTimer: ReturnType<typeof setTimeout> | null = null
 
   constructor(options: ClientOptions) {
     this.#options = resolveOptions(options)
+    this.#positions = new Map(this.#options.positions)
     if (this.#options.autoConnect) this.connect()
   }
 
   /** The current status. */
   get status(): ClientStatus {
     return this.#status
+  }
+
+  /**
+   * Where the client stands in each channel's history (json facilities with `history`), by label:
+   * a plain copy, JSON-serialisable, to keep (e.g. in sessionStorage) and give back as the
+   * `positions` option after a page reload.
+   */
+  get positions(): Positions {
+    return toObject(this.#positions)
   }
 
   /** Adds a listener; returns a function that removes it. */
@@ -148,9 +187,11 @@ export class WsfClient {
     }
     if (generation !== this.#generation) return
     const withToken = typeof jwt === 'string' && jwt !== ''
-    const target = buildUrl(
-      withToken && tokenIn === 'query' ? { ...url, query: { ...url.query, token: jwt } } : url,
-    )
+    const recover = recoverParam(this.#positions)
+    const query = { ...url.query }
+    if (withToken && tokenIn === 'query') query.token = jwt
+    if (recover !== null) query.recover = recover
+    const target = buildUrl({ ...url, query })
     let socket: WebSocketLike
     try {
       socket =
@@ -165,6 +206,9 @@ export class WsfClient {
     }
     socket.binaryType = this.#options.binaryType
     this.#socket = socket
+    this.#asked = recover !== null
+    this.#recoveredSeen = false
+    this.#jwt = withToken ? jwt! : null
     socket.addEventListener('open', () => {
       if (this.#socket === socket) this.#onOpen(socket)
     })
@@ -186,6 +230,7 @@ export class WsfClient {
       )
       this.#heartbeat.start()
     }
+    if (this.#jwt !== null) this.#scheduleRefresh(socket, this.#jwt)
     this.#setStatus('open')
     // In order, before anything sent after this turn; a send failing here closes the socket.
     for (const data of this.#queue.splice(0)) socket.send(data)
@@ -193,6 +238,9 @@ export class WsfClient {
 
   #onMessage(data: unknown): void {
     if (this.#heartbeat?.receive(data)) return
+    const frame = readPositionFrame(data)
+    if (frame?.type === 'recovered') return this.#onRecovered(frame.event)
+    if (frame?.type === 'data') this.#advance(frame.position)
     const message =
       typeof data === 'string' || data instanceof ArrayBuffer
         ? data
@@ -202,9 +250,87 @@ export class WsfClient {
     this.#events.emit('message', message)
   }
 
+  /** A data frame with a position: the client has this message now (positions only move on). */
+  #advance({ channel, epoch, offset }: DataPosition): void {
+    const known = this.#positions.get(channel)
+    if (known && known.epoch === epoch && known.offset >= offset) return
+    this.#positions.delete(channel)
+    this.#positions.set(channel, { epoch, offset })
+  }
+
+  /** The broker's `recovered` frame: its positions are the client's from now on. */
+  #onRecovered(event: RecoveredEvent): void {
+    for (const [label, { epoch, offset }] of Object.entries(event.channels)) {
+      this.#positions.delete(label)
+      this.#positions.set(label, { epoch, offset })
+    }
+    // The first frame of a connection that gave no positions only tells where the channels stand.
+    const report = this.#asked || this.#recoveredSeen
+    this.#recoveredSeen = true
+    if (report) this.#events.emit('recovered', event)
+  }
+
+  /** Asks the provider for a new token shortly before `jwt` expires (see token.ts). */
+  #scheduleRefresh(socket: WebSocketLike, jwt: string): void {
+    this.#clearRefresh()
+    if (typeof this.#options.token !== 'function' || !this.#options.tokenRefresh) return
+    const times = tokenTimes(jwt)
+    if (!times) return
+    const delay = refreshDelay(times, Date.now())
+    if (delay === null) return
+    this.#refreshTimer = setTimeout(
+      () => {
+        this.#refreshTimer = null
+        if (delay > MAX_TIMER) this.#scheduleRefresh(socket, jwt)
+        else void this.#refresh(socket, jwt, times)
+      },
+      Math.min(delay, MAX_TIMER),
+    )
+  }
+
+  #clearRefresh(): void {
+    if (this.#refreshTimer !== null) clearTimeout(this.#refreshTimer)
+    this.#refreshTimer = null
+  }
+
+  /**
+   * Sends a new token on the open socket. When the provider fails or gives nothing newer, the
+   * error is reported and the connection goes on until the broker closes it at expiry (4001),
+   * after which the client reconnects with a token from the provider.
+   */
+  async #refresh(socket: WebSocketLike, current: string, times: TokenTimes): Promise<void> {
+    const provider = this.#options.token as TokenProvider
+    const live = (): boolean => this.#socket === socket && socket.readyState === OPEN
+    let next: string | null | undefined
+    try {
+      next = await provider()
+    } catch (err) {
+      if (!live()) return
+      this.#error('WSF_CLIENT_TOKEN_REFRESH', 'the token provider failed to refresh the token', {
+        cause: err,
+      })
+      return
+    }
+    if (!live()) return
+    const nextTimes = typeof next === 'string' && next !== '' ? tokenTimes(next) : null
+    if (
+      typeof next !== 'string' ||
+      next === '' ||
+      next === current ||
+      (nextTimes !== null && nextTimes.expiresAt <= times.expiresAt)
+    ) {
+      this.#error('WSF_CLIENT_TOKEN_REFRESH', 'the token provider gave no token expiring later')
+      return
+    }
+    socket.send(tokenFrame(next))
+    this.#jwt = next
+    if (nextTimes) this.#scheduleRefresh(socket, next)
+  }
+
   #onClose(socket: WebSocketLike, event: CloseEventLike): void {
     if (this.#socket !== socket) return
     this.#socket = null
+    this.#clearRefresh()
     this.#heartbeat?.stop()
     this.#heartbeat = null
     const { code, reason } = event
@@ -238,6 +364,7 @@ export class WsfClient {
     if (this.#socket !== socket) return
     // The peer is gone or stuck: a close handshake would wait for it, so drop the socket now.
     this.#socket = null
+    this.#clearRefresh()
     this.#heartbeat = null
     socket.close(HEARTBEAT_TIMEOUT, 'heartbeat timeout')
     ;(socket as { terminate?: () => void }).terminate?.()
@@ -270,6 +397,7 @@ export class WsfClient {
     this.#generation++
     if (this.#retryTimer !== null) clearTimeout(this.#retryTimer)
     this.#retryTimer = null
+    this.#clearRefresh()
     this.#heartbeat?.stop()
     this.#heartbeat = null
     this.#setStatus('closed')

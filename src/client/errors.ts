@@ -14,6 +14,12 @@ export type ClientErrorCode =
   | 'WSF_CLIENT_CLOSED_BY_SERVER'
   /** The token provider threw or rejected. */
   | 'WSF_CLIENT_TOKEN'
+  /**
+   * Refreshing the token of an open connection failed: the provider threw, or gave no token
+   * expiring later. The connection goes on until the broker closes it at expiry (4001); the
+   * client then reconnects with a token from the provider.
+   */
+  | 'WSF_CLIENT_TOKEN_REFRESH'
   /** The `WebSocket` constructor threw (bad URL, bad subprotocol). */
   | 'WSF_CLIENT_SOCKET'
   /** `heartbeat.missed` heartbeats in a row got no answer: the connection was replaced. */

@@ -15,6 +15,9 @@ export type {
   TokenProvider,
 } from './options.js'
 export { shouldReconnect } from './retry.js'
+export type { ChannelPosition, ChannelRecovery, Positions, RecoveredEvent } from './positions.js'
+export { refreshDelay, tokenTimes } from './token.js'
+export type { TokenTimes } from './token.js'
 export { WsfClientError } from './errors.js'
 export type { ClientErrorCode } from './errors.js'
 export type {

@@ -1,7 +1,11 @@
+import { type ChannelPosition, type Positions, resolvePositions } from './positions.js'
 import { globalWebSocket, type WebSocketConstructor } from './socket.js'
 import { buildUrl, type UrlOptions } from './url.js'
 
-/** Returns the token to connect with; called before every (re)connect. Null or '' sends none. */
+/**
+ * Returns the token to connect with; called before every (re)connect, and shortly before a JWT
+ * with `exp` expires (to refresh it on the open connection). Null or '' sends none.
+ */
 export type TokenProvider = () => string | null | undefined | Promise<string | null | undefined>
 
 /** Exponential backoff with full jitter between reconnection attempts. */
@@ -42,6 +46,18 @@ export interface ClientOptions extends UrlOptions {
   token?: string | TokenProvider
   /** Send the token as subprotocol `bearer.<jwt>` beside `wsfacility`, or as `?token=`. @default 'protocol' */
   tokenIn?: 'protocol' | 'query'
+  /**
+   * With a token provider and a JWT with `exp`: ask the provider for a new token shortly before
+   * expiry and send it as `{"token":"…"}` on the open socket, so the broker does not close with
+   * 4001. Turn it off when the broker does not verify JWTs itself (on a raw facility it would
+   * publish that frame as a message). @default true
+   */
+  tokenRefresh?: boolean
+  /**
+   * Positions to recover from on the first connect, e.g. `client.positions` of the page before a
+   * reload (json facilities with `history`). @default none
+   */
+  positions?: Positions | null
   /** Backoff between reconnection attempts; `false` never reconnects. @default { base: 500, cap: 30000, attempts: Infinity } */
   reconnect?: ReconnectOptions | false
   /** Application-level heartbeat. @default none */
@@ -63,6 +79,8 @@ export interface ResolvedOptions {
   url: UrlOptions
   token: string | TokenProvider | undefined
   tokenIn: 'protocol' | 'query'
+  tokenRefresh: boolean
+  positions: Map<string, ChannelPosition>
   reconnect: Required<ReconnectOptions>
   heartbeat: { ping: string; answer: 'text' | 'json'; interval: number; missed: number } | null
   queue: Required<QueueOptions>
@@ -88,7 +106,13 @@ const positive = (v: number): boolean => typeof v === 'number' && v > 0
 /** Applies defaults and throws a TypeError on impossible values. */
 export function resolveOptions(options: ClientOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
-  const { token, tokenIn = 'protocol', heartbeat, autoConnect = true } = options
+  const {
+    token,
+    tokenIn = 'protocol',
+    tokenRefresh = true,
+    heartbeat,
+    autoConnect = true,
+  } = options
   const url: UrlOptions = {
     url: options.url,
     path: options.path,
@@ -105,6 +129,8 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   if (tokenIn !== 'protocol' && tokenIn !== 'query') {
     throw new TypeError("tokenIn must be 'protocol' or 'query'")
   }
+  if (typeof tokenRefresh !== 'boolean') throw new TypeError('tokenRefresh must be a boolean')
+  const positions = resolvePositions(options.positions)
   const reconnect =
     options.reconnect === false
       ? { ...RECONNECT, attempts: 0 }
@@ -144,6 +170,8 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     url,
     token,
     tokenIn,
+    tokenRefresh,
+    positions,
     reconnect,
     heartbeat: hb,
     queue,
