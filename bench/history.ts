@@ -5,9 +5,10 @@
  * connecting afresh without it.
  */
 import os from 'node:os'
+import { frameFor } from '../src/delivery/frame.js'
 import type { TestRedisClient } from '../test/helpers/redis.js'
 import type { LoadStats, RecoveryStats } from './loadgen.js'
-import { cpuMicros, machineMicros } from './proc.js'
+import { type CpuReading, cpuReading, cpuSince, machineMicros } from './proc.js'
 import { disconnect, type Group, sleep, startGroup, stopGroup, waitFrames } from './scenarios.js'
 
 /** Sizes of the history runs. */
@@ -43,6 +44,9 @@ export interface PublishCostRun {
   /** Broker + redis-server: the figure the ≤ 1.5× target is about. */
   serverMicrosPerMessage: number
   publisherMicrosPerMessage: number
+  /** Bytes of one frame the clients get (the same function the broker frames with; with history
+   * it carries the channel, epoch and offset). */
+  frameBytes: number
   /** CPU the rest of the machine used meanwhile, in cores. */
   otherCores: number
 }
@@ -91,6 +95,8 @@ export interface ReconnectRun {
   historyReads: number
   brokerCpuMs: number
   redisCpuMs: number
+  /** The load generator's CPU (it parses every frame of these runs). */
+  loadgenCpuMs: number
   otherCores: number
 }
 
@@ -127,15 +133,27 @@ function commandCalls(text: string): Map<string, number> {
   return out
 }
 
-/** CPU of the processes that serve a publish (broker, redis-server) and of the publisher. */
+const PROCS = ['broker', 'redis', 'publisher', 'loadgen'] as const
+
+/** CPU of the processes that serve a publish (broker, redis-server), the publisher, the load
+ * generator, and the machine. */
 function cpuOf(g: Group, redisPid: number) {
-  return {
-    broker: cpuMicros(g.server.pid),
-    redis: cpuMicros(redisPid),
-    publisher: cpuMicros(g.publisher.pid),
-    loadgen: cpuMicros(g.loadgen.pid),
-    machine: machineMicros(),
-  }
+  const pids = [g.server.pid, redisPid, g.publisher.pid, g.loadgen.pid]
+  const readings = Object.fromEntries(PROCS.map((k, i) => [k, cpuReading(pids[i]!)])) as Record<
+    (typeof PROCS)[number],
+    CpuReading
+  >
+  return { ...readings, machine: machineMicros() }
+}
+
+/** CPU µs each process used between two cpuOf readings. */
+function cpuUsed(a: ReturnType<typeof cpuOf>, b: ReturnType<typeof cpuOf>) {
+  const used = Object.fromEntries(PROCS.map((k) => [k, cpuSince(a[k], b[k])])) as Record<
+    (typeof PROCS)[number],
+    number
+  >
+  const ours = PROCS.reduce((sum, k) => sum + used[k], 0)
+  return { ...used, others: otherCores(a.machine, b.machine, ours) }
 }
 
 /** Busy cores of the machine besides `used` µs of ours, between two machine readings. */
@@ -203,19 +221,23 @@ async function publishRun(
   const c1 = cpuOf(g, redisPid)
   const { t0 } = await pub
   const s = await g.loadgen.call<LoadStats>('stats')
-  const used = (['broker', 'redis', 'publisher', 'loadgen'] as const).reduce(
-    (a, k) => a + c1[k] - c0[k],
-    0,
-  )
+  const used = cpuUsed(c0, c1)
   sums.messages += messages
   sums.expected += expected
   sums.delivered += s.frames
   sums.seconds += Math.max(1e-6, (s.lastFrameAt - t0) / 1e6)
-  sums.broker += c1.broker - c0.broker
-  sums.redis += c1.redis - c0.redis
-  sums.publisher += c1.publisher - c0.publisher
-  sums.other += otherCores(c0.machine, c1.machine, used)
+  sums.broker += used.broker
+  sums.redis += used.redis
+  sums.publisher += used.publisher
+  sums.other += used.others
   sums.runs++
+}
+
+/** A frame as the broker builds it for a bench message, at a typical position. */
+function frameBytes(history: boolean): number {
+  const payload = Buffer.from(`@${'0'.repeat(16)}|12345|`.padEnd(PAYLOAD_BYTES, 'x'))
+  const position = { channel: 'broadcast', epoch: '1764000000123456', offset: 12345 }
+  return frameFor('json', payload, history ? position : undefined).length
 }
 
 function costRun(clients: number, via: PublishVia, history: boolean, s: Sums): PublishCostRun {
@@ -233,6 +255,7 @@ function costRun(clients: number, via: PublishVia, history: boolean, s: Sums): P
     redisMicrosPerMessage: per(s.redis),
     serverMicrosPerMessage: per(s.broker + s.redis),
     publisherMicrosPerMessage: per(s.publisher),
+    frameBytes: frameBytes(history),
     otherCores: s.other / Math.max(1, s.runs),
   }
 }
@@ -468,10 +491,7 @@ async function reconnect(
     const infos = (commandCalls(info1).get('info') ?? 0) - (calls0.get('info') ?? 0)
     const back = mode === 'history' ? r.lastRecoveredAt : r.lastReadyAt
     const per = mode === 'history' ? r.recoveryTime : r.readyTime
-    const used = (['broker', 'redis', 'publisher', 'loadgen'] as const).reduce(
-      (a, k) => a + c1[k] - c0[k],
-      0,
-    )
+    const used = cpuUsed(c0, c1)
     const run: ReconnectRun = {
       mode,
       clients,
@@ -490,9 +510,10 @@ async function reconnect(
         infos,
       commands: Object.fromEntries(calls),
       historyReads: s1.historyReads - s0.historyReads,
-      brokerCpuMs: (c1.broker - c0.broker) / 1000,
-      redisCpuMs: (c1.redis - c0.redis) / 1000,
-      otherCores: otherCores(c0.machine, c1.machine, used),
+      brokerCpuMs: used.broker / 1000,
+      redisCpuMs: used.redis / 1000,
+      loadgenCpuMs: used.loadgen / 1000,
+      otherCores: used.others,
     }
     log(
       `  reconnect ${clients} (${mode === 'history' ? 'history, recover' : 'no history, fresh'}): ` +

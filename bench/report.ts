@@ -154,6 +154,7 @@ export function publishCostTable(runs: PublishCostRun[]): string {
       'history',
       'messages',
       'lost',
+      'frame B',
       'messages/s',
       'broker µs/msg',
       'redis µs/msg',
@@ -167,6 +168,7 @@ export function publishCostTable(runs: PublishCostRun[]): string {
       r.history ? 'on' : 'off',
       fmt(r.messages),
       fmt(r.lost),
+      fmt(r.frameBytes),
       fmt(r.messagesPerSec),
       fmt(r.brokerMicrosPerMessage, 1),
       fmt(r.redisMicrosPerMessage, 1),
@@ -216,6 +218,7 @@ export function reconnectTable(h: HistoryResults): string {
       'history reads',
       'broker CPU s',
       'redis CPU s',
+      'load generator CPU s',
       'others (cores)',
     ],
     h.reconnect.map((r) => [
@@ -233,6 +236,7 @@ export function reconnectTable(h: HistoryResults): string {
       fmt(r.historyReads),
       fmt(r.brokerCpuMs / 1000, 2),
       fmt(r.redisCpuMs / 1000, 2),
+      fmt(r.loadgenCpuMs / 1000, 2),
       fmt(r.otherCores, 2),
     ]),
   )

@@ -18,10 +18,10 @@ import { benchServer, type Plan, type ServerKind } from './scenarios.js'
 const FULL_HISTORY: HistoryPlan = {
   options: { size: 100, ttl: 300 },
   publish: [
-    { clients: 200, messages: 20_000 },
-    { clients: 2000, messages: 4000 },
+    { clients: 200, messages: 10_000 },
+    { clients: 2000, messages: 2000 },
   ],
-  rounds: 2,
+  rounds: 4,
   memoryChannels: 1000,
   reconnect: { clients: 10_000, missed: 100, concurrency: 500 },
 }
