@@ -44,6 +44,8 @@ export interface PublishCostRun {
   /** Broker + redis-server: the figure the ≤ 1.5× target is about. */
   serverMicrosPerMessage: number
   publisherMicrosPerMessage: number
+  /** Broker + redis-server µs per message of each round, in order. */
+  serverMicrosPerRound: number[]
   /** Bytes of one frame the clients get (the same function the broker frames with; with history
    * it carries the channel, epoch and offset). */
   frameBytes: number
@@ -183,6 +185,8 @@ interface Sums {
   publisher: number
   other: number
   runs: number
+  /** Broker + redis µs per message of each run. */
+  perRun: number[]
 }
 
 /** Publishes `messages` on one side and waits for every delivery; adds the figures to `sums`. */
@@ -231,6 +235,7 @@ async function publishRun(
   sums.publisher += used.publisher
   sums.other += used.others
   sums.runs++
+  sums.perRun.push((used.broker + used.redis) / messages)
 }
 
 /** A frame as the broker builds it for a bench message, at a typical position. */
@@ -255,6 +260,7 @@ function costRun(clients: number, via: PublishVia, history: boolean, s: Sums): P
     redisMicrosPerMessage: per(s.redis),
     serverMicrosPerMessage: per(s.broker + s.redis),
     publisherMicrosPerMessage: per(s.publisher),
+    serverMicrosPerRound: s.perRun,
     frameBytes: frameBytes(history),
     otherCores: s.other / Math.max(1, s.runs),
   }
@@ -270,6 +276,7 @@ const emptySums = (): Sums => ({
   publisher: 0,
   other: 0,
   runs: 0,
+  perRun: [],
 })
 
 /**

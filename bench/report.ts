@@ -189,11 +189,14 @@ function costPairs(runs: PublishCostRun[]): [PublishCostRun, PublishCostRun][] {
 /** History on ÷ off per pair. */
 export function publishRatioTable(runs: PublishCostRun[]): string {
   return table(
-    ['clients', 'publisher (off → on)', 'broker+redis', 'broker', 'redis'],
+    ['clients', 'publisher (off → on)', 'broker+redis', 'each round', 'broker', 'redis'],
     costPairs(runs).map(([off, on]) => [
       fmt(on.clients),
       `${off.via} → ${on.via}`,
       `${fmt(on.serverMicrosPerMessage / off.serverMicrosPerMessage, 2)}×`,
+      on.serverMicrosPerRound
+        .map((v, i) => `${fmt(v / off.serverMicrosPerRound[i]!, 2)}×`)
+        .join(' '),
       `${fmt(on.brokerMicrosPerMessage / off.brokerMicrosPerMessage, 2)}×`,
       `${fmt(on.redisMicrosPerMessage / off.redisMicrosPerMessage, 2)}×`,
     ]),
@@ -289,8 +292,12 @@ export function historyMarkdown(h: HistoryResults): string[] {
   const lines = [
     `## Channel history (issue 12): size ${fmt(h.options.size)}, ttl ${fmt(h.options.ttl)} s`,
     '',
-    'Publish cost, history off then on (json facilities alike but for history, the clients of both ' +
-      'connected throughout, rounds alternating off/on; CPU per published message):',
+    'Publish cost, history off then on: ~100-byte messages at maximum rate to one broadcast channel ' +
+      'of two json facilities alike but for history (the clients of both connected throughout), ' +
+      'rounds alternating off/on; CPU of the broker process and of redis-server per published ' +
+      'message. RedisPublisher (the target): the same publisher process and broker path both ways, ' +
+      'one script per publish (PUBLISH + receiver count, or append to history + PUBLISH + receiver ' +
+      'count). PUBLISH → FCALL: a publisher outside Node, bare PUBLISH vs FCALL wsfacility_publish.',
     '',
     publishCostTable(h.publish),
     '',
@@ -311,12 +318,16 @@ export function historyMarkdown(h: HistoryResults): string[] {
   }
   if (h.reconnect.length > 0) {
     lines.push(
-      'Mass reconnect (all dropped at once, messages published while away, all reconnect):',
+      'Mass reconnect: json clients on one broadcast channel, all dropped at once (the load ' +
+        'generator destroys its sockets), messages published while they are away, then all ' +
+        'reconnect (handshakes in flight bounded): with history each from its own last position ' +
+        '(?recover=), "back" once it got every missed message in order and then recovered: true; ' +
+        'without history afresh, "back" at its handshake. Redis commands: total_commands_processed ' +
+        'meanwhile (commands inside scripts and MULTI count one each).',
     )
     lines.push('', reconnectTable(h), '')
     for (const r of h.reconnect) {
       const top = Object.entries(r.commands)
-        .slice(0, 8)
         .map(([cmd, calls]) => `${cmd} ${fmt(calls)}`)
         .join(', ')
       lines.push(`- Redis commands, ${r.mode === 'history' ? 'history' : 'no history'}: ${top}`)
