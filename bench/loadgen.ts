@@ -4,6 +4,11 @@
  * count data frames. A sample of sockets also reads the send timestamp a message carries, for
  * latency. No WebSocket library on the receive side, so its CPU per delivery stays far below a
  * server's and "deliveries/s" measures the server.
+ *
+ * With `track` (json facilities with history, the reconnect runs only) each socket also reads its
+ * text frames whole: it keeps the channel position of the last data frame (or `recovered` frame),
+ * can reconnect with it as `?recover=`, and checks that it got every missed message in order
+ * before the `recovered` frame.
  */
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
@@ -18,6 +23,8 @@ export interface LoadGeneratorOptions {
   protocol: Protocol
   /** One socket in `sampleEvery` reads timestamps for latency. @default 20 */
   sampleEvery?: number
+  /** Read json frames whole to follow channel positions and recoveries (ws only). @default false */
+  track?: boolean
 }
 
 /** Counters since the last `reset()`. */
@@ -39,6 +46,58 @@ const SAMPLE_LIMIT = 1_000_000
 const READ_BUFFER = Buffer.allocUnsafe(256 * 1024)
 /** Bytes of a data frame's start kept for its timestamp; control frames keep up to 125. */
 const CAPTURE = 48
+/** Bytes of a data frame kept when tracking positions (a bench frame with its position is ~170). */
+const TRACK_CAPTURE = 1024
+const OFFSET_KEY = Buffer.from('"offset":')
+const EPOCH_KEY = Buffer.from('"epoch":"')
+
+/** Where a tracked socket stands in its channel's history. */
+export interface Position {
+  epoch: string | null
+  offset: number
+}
+
+/** Summary of durations in µs. */
+export interface Durations {
+  count: number
+  p50: number
+  p99: number
+  max: number
+}
+
+/** Figures of the last `reconnect()` (tracked sockets). */
+export interface RecoveryStats {
+  /** When the reconnect started (µs, the shared monotonic clock). */
+  startedAt: number
+  /** Sockets whose handshake completed. */
+  ready: number
+  /** When the last handshake completed (µs). */
+  lastReadyAt: number
+  /** Sockets that got a `recovered: true` frame after exactly the missed messages, in order. */
+  recovered: number
+  /** Sockets whose `recovered` frame said false, or that missed or reordered a message. */
+  failed: number
+  /** Data frames received before the `recovered` frame, all sockets together. */
+  missedFrames: number
+  /** When the last `recovered` frame arrived (µs). */
+  lastRecoveredAt: number
+  /** Per socket: connect start → handshake done. */
+  readyTime: Durations
+  /** Per socket: connect start → `recovered` frame. */
+  recoveryTime: Durations
+}
+
+function summary(values: number[]): Durations {
+  if (values.length === 0) return { count: 0, p50: 0, p99: 0, max: 0 }
+  const s = Float64Array.from(values).sort()
+  const at = (q: number): number => s[Math.min(s.length - 1, Math.floor(q * s.length))]!
+  return { count: s.length, p50: at(0.5), p99: at(0.99), max: s[s.length - 1]! }
+}
+
+interface RecoveredFrame {
+  recovered?: boolean
+  channels?: Record<string, { epoch: string; offset: number; missed: number }>
+}
 
 /** Microseconds on the monotonic clock every process of the machine shares. */
 export function nowMicros(): number {
@@ -86,11 +145,26 @@ class Client {
   #captured = 0
   #frameLen = 0
   closed = false
+  /** Tracking: position of the last data or `recovered` frame. */
+  readonly position: Position = { epoch: null, offset: 0 }
+  /** Tracking: whether this socket is recovering (until its `recovered` frame), and its progress. */
+  #recovering: boolean
+  #missed = 0
+  #inOrder = true
+  readonly startedAt = nowMicros()
 
-  constructor(gen: LoadGenerator, path: string, sampled: boolean, onReady: (ok: boolean) => void) {
+  constructor(
+    gen: LoadGenerator,
+    path: string,
+    sampled: boolean,
+    onReady: (ok: boolean) => void,
+    recoverFrom: Position | null = null,
+  ) {
     this.#gen = gen
     this.#sampled = sampled
     this.#onReady = onReady
+    this.#recovering = recoverFrom !== null
+    if (recoverFrom) Object.assign(this.position, recoverFrom)
     // `onread` hands each read to us in one reused buffer: no Buffer and no stream event per read,
     // the biggest cost of a receiver that only counts frames.
     this.socket = net.connect({
@@ -151,7 +225,7 @@ class Client {
       if (this.#remaining > 0) {
         const take = Math.min(this.#remaining, chunk.length - i)
         const cap = this.#capture
-        const limit = this.#opcode >= 8 ? 125 : CAPTURE
+        const limit = this.#opcode >= 8 ? 125 : this.#gen.capture
         if (cap && this.#captured < limit) {
           const n = Math.min(take, limit - this.#captured)
           chunk.copy(cap, this.#captured, i, i + n)
@@ -174,8 +248,11 @@ class Client {
       this.#hdrLen = 0
       // Control frames and every Socket.IO packet need their first bytes; data frames only on
       // sampled sockets.
-      const wantBytes = this.#opcode >= 8 || this.#gen.protocol === 'sio' || this.#sampled
-      this.#capture = wantBytes ? (this.#capture ?? Buffer.allocUnsafe(125)) : null
+      const gen = this.#gen
+      const wantBytes = this.#opcode >= 8 || gen.protocol === 'sio' || this.#sampled || gen.track
+      this.#capture = wantBytes
+        ? (this.#capture ?? Buffer.allocUnsafe(Math.max(125, gen.capture)))
+        : null
       this.#captured = 0
       if (this.#remaining === 0) this.#endFrame()
     }
@@ -183,8 +260,53 @@ class Client {
 
   #markReady(): void {
     this.#ready = true
-    this.#gen.onReady()
+    this.#gen.onReady(this)
     this.#settle(true)
+  }
+
+  /** A text frame of a json facility, read whole: its position, or the `recovered` frame. */
+  #trackFrame(cap: Buffer, n: number): void {
+    // `{"type":"` is 9 bytes: the type's first letter tells `recovered` frames from data frames.
+    if (cap[9] === 0x72) return this.#onRecovered(JSON.parse(cap.toString('utf8', 0, n)))
+    const at = cap.indexOf(OFFSET_KEY)
+    if (at !== -1 && at < n) {
+      let v = 0
+      for (let i = at + OFFSET_KEY.length; i < n; i++) {
+        const c = cap[i]!
+        if (c < 48 || c > 57) break
+        v = v * 10 + c - 48
+      }
+      if (this.#recovering) {
+        if (v !== this.position.offset + 1) this.#inOrder = false
+        this.#missed++
+      }
+      this.position.offset = v
+      if (this.position.epoch === null) {
+        const e = cap.indexOf(EPOCH_KEY)
+        const end = e === -1 ? -1 : cap.indexOf(0x22, e + EPOCH_KEY.length)
+        if (end !== -1 && end < n)
+          this.position.epoch = cap.toString('latin1', e + EPOCH_KEY.length, end)
+      }
+    }
+    this.#gen.onFrame(this.#sampled ? readStamp(cap, n) : -1)
+  }
+
+  #onRecovered(frame: RecoveredFrame): void {
+    const ch = frame.channels ? Object.values(frame.channels)[0] : undefined
+    if (this.#recovering) {
+      this.#recovering = false
+      const ok =
+        frame.recovered === true &&
+        this.#inOrder &&
+        ch !== undefined &&
+        ch.missed === this.#missed &&
+        ch.offset === this.position.offset
+      this.#gen.onRecovered(this, ok, this.#missed)
+    }
+    if (ch) {
+      this.position.epoch = ch.epoch
+      this.position.offset = ch.offset
+    }
   }
 
   #endFrame(): void {
@@ -200,6 +322,7 @@ class Client {
       return
     }
     if (op !== 0x1 && op !== 0x2) return
+    if (this.#gen.track && op === 0x1) return this.#trackFrame(cap!, this.#captured)
     if (this.#gen.protocol === 'sio') {
       const c0 = cap![0]
       if (c0 === 0x32 && this.#frameLen === 1) {
@@ -227,6 +350,10 @@ class Client {
 export class LoadGenerator {
   readonly port: number
   readonly protocol: Protocol
+  /** @internal */
+  readonly track: boolean
+  /** @internal Bytes kept of each data frame that is read. */
+  readonly capture: number
   readonly #sampleEvery: number
   readonly #clients: Client[] = []
   readonly #auth = new Map<Client, string>()
@@ -236,11 +363,30 @@ export class LoadGenerator {
   #frames = 0
   #lastFrameAt = 0
   #samples: number[] = []
+  /** Positions of the sockets `closeAll()` closed (tracking), for `reconnect()`. */
+  #dropped: Position[] = []
+  #recovery = LoadGenerator.#freshRecovery()
+  #readyTimes: number[] = []
+  #recoveryTimes: number[] = []
 
   constructor(options: LoadGeneratorOptions) {
     this.port = options.port
     this.protocol = options.protocol
+    this.track = options.track === true && options.protocol === 'ws'
+    this.capture = this.track ? TRACK_CAPTURE : CAPTURE
     this.#sampleEvery = options.sampleEvery ?? 20
+  }
+
+  static #freshRecovery() {
+    return {
+      startedAt: 0,
+      ready: 0,
+      lastReadyAt: 0,
+      recovered: 0,
+      failed: 0,
+      missedFrames: 0,
+      lastRecoveredAt: 0,
+    }
   }
 
   /**
@@ -252,6 +398,7 @@ export class LoadGenerator {
     path: (i: number) => string,
     auth: (i: number) => object | null = () => null,
     concurrency = 100,
+    recoverFrom: (i: number) => Position | null = () => null,
   ): Promise<number> {
     let next = 0
     let ok = 0
@@ -260,7 +407,8 @@ export class LoadGenerator {
       while (next < count) {
         const i = next++
         const done = await new Promise<boolean>((resolve) => {
-          const c = new Client(this, path(i), (base + i) % this.#sampleEvery === 0, resolve)
+          const sampled = (base + i) % this.#sampleEvery === 0
+          const c = new Client(this, path(i), sampled, resolve, recoverFrom(i))
           const a = auth(i)
           if (a) this.#auth.set(c, JSON.stringify(a))
           this.#clients.push(c)
@@ -277,9 +425,63 @@ export class LoadGenerator {
     return this.#auth.get(client) ?? ''
   }
 
+  /**
+   * Tracking: opens again as many sockets as `closeAll()` closed, on `path` (a broadcast
+   * subscription); with `recover`, each asks for what it missed since its own last position
+   * (`&recover=` {"broadcast": {epoch, offset}}) and checks what it gets. Resolves with how many
+   * handshakes completed; `recoveryStats()` says how the recoveries went.
+   */
+  reconnect(path: string, recover: boolean, concurrency = 100): Promise<number> {
+    const positions = this.#dropped
+    this.#dropped = []
+    this.#recovery = LoadGenerator.#freshRecovery()
+    this.#recovery.startedAt = nowMicros()
+    this.#readyTimes = []
+    this.#recoveryTimes = []
+    const from = (i: number): Position | null =>
+      recover && positions[i]!.epoch !== null ? positions[i]! : null
+    return this.connect(
+      positions.length,
+      (i) => {
+        const p = from(i)
+        if (!p) return path
+        const param = JSON.stringify({ broadcast: { epoch: p.epoch, offset: p.offset } })
+        return `${path}&recover=${encodeURIComponent(param)}`
+      },
+      () => null,
+      concurrency,
+      (i) => (from(i) ? { ...positions[i]! } : null),
+    )
+  }
+
+  /** Figures of the last reconnect (tracking). */
+  recoveryStats(): RecoveryStats {
+    return {
+      ...this.#recovery,
+      readyTime: summary(this.#readyTimes),
+      recoveryTime: summary(this.#recoveryTimes),
+    }
+  }
+
   /** @internal */
-  onReady(): void {
+  onReady(client: Client): void {
     this.#open++
+    if (!this.track) return
+    const now = nowMicros()
+    this.#recovery.ready++
+    this.#recovery.lastReadyAt = now
+    this.#readyTimes.push(now - client.startedAt)
+  }
+
+  /** @internal A tracked socket's recovery ended: `ok` when complete and in order. */
+  onRecovered(client: Client, ok: boolean, missed: number): void {
+    const now = nowMicros()
+    const r = this.#recovery
+    if (ok) r.recovered++
+    else r.failed++
+    r.missedFrames += missed
+    r.lastRecoveredAt = now
+    this.#recoveryTimes.push(now - client.startedAt)
   }
 
   /** @internal */
@@ -322,10 +524,11 @@ export class LoadGenerator {
     }
   }
 
-  /** Destroys every socket and waits until all are closed. */
+  /** Destroys every socket and waits until all are closed (tracking: keeps their positions). */
   async closeAll(): Promise<void> {
     this.#closing = true
     const all = this.#clients.splice(0)
+    if (this.track) this.#dropped = all.map((c) => ({ ...c.position }))
     await Promise.all(
       all.map(
         (c) =>

@@ -1,6 +1,6 @@
 /** Reads a process's CPU time and memory from /proc (Linux), the server figures of every run. */
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 
 const TICKS = (() => {
   try {
@@ -16,6 +16,37 @@ export function cpuMicros(pid: number): number {
   // Fields after the command name (which may hold spaces), counted from field 3 (state).
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / TICKS
+}
+
+/** A reading of cpuMicros and of the scheduler's own count (ns, every thread), for cpuSince. */
+export interface CpuReading {
+  ticks: number
+  /** Sum of the first field of /proc/<pid>/task/<tid>/schedstat, in µs; NaN when unreadable. */
+  sched: number
+}
+
+/** CPU `pid` has used so far, both ways (see cpuSince). */
+export function cpuReading(pid: number): CpuReading {
+  let ns = 0
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`))
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ')[0])
+  } catch {
+    ns = NaN
+  }
+  return { ticks: cpuMicros(pid), sched: ns / 1000 }
+}
+
+/**
+ * CPU µs used between two readings: the scheduler's count (to the µs, where /proc/<pid>/stat
+ * counts in 1/CLK_TCK s), unless it is missing or strays from the tick count by more than two
+ * ticks and 5 % (a thread that exited took its time with it).
+ */
+export function cpuSince(a: CpuReading, b: CpuReading): number {
+  const ticks = b.ticks - a.ticks
+  const sched = b.sched - a.sched
+  const slack = (2 * 1e6) / TICKS + 0.05 * ticks
+  return Number.isFinite(sched) && Math.abs(sched - ticks) <= slack ? sched : ticks
 }
 
 /** Resident set size of `pid` now, in bytes. */

@@ -1,15 +1,38 @@
 /**
  * `npm run bench`: wsfacility against Socket.IO 4.8 + @socket.io/redis-adapter on the same
- * workload, one after the other, on this machine and its own redis-server. `--quick` runs a small
- * plan; `--only wsfacility|socketio` measures one server (no ratios).
+ * workload, one after the other, on this machine and its own redis-server, then wsfacility's
+ * channel-history runs (bench/history.ts). `--quick` runs a small plan; `--only
+ * wsfacility|socketio` measures one server (no ratios; history runs with wsfacility);
+ * `--only history` the history runs alone.
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { startRedis } from '../test/helpers/redis.js'
+import { benchHistory, type HistoryPlan } from './history.js'
 import { cpuModel } from './proc.js'
 import { type BenchResults, markdown } from './report.js'
 import { benchServer, type Plan, type ServerKind } from './scenarios.js'
+
+/** The history runs: facility `hist` keeps 100 messages for 300 s. */
+const FULL_HISTORY: HistoryPlan = {
+  options: { size: 100, ttl: 300 },
+  publish: [
+    { clients: 200, messages: 10_000 },
+    { clients: 2000, messages: 2000 },
+  ],
+  rounds: 4,
+  memoryChannels: 1000,
+  reconnect: { clients: 10_000, missed: 100, concurrency: 500 },
+}
+
+const QUICK_HISTORY: HistoryPlan = {
+  options: { size: 100, ttl: 300 },
+  publish: [{ clients: 200, messages: 10_000 }],
+  rounds: 2,
+  memoryChannels: 200,
+  reconnect: { clients: 1000, missed: 100, concurrency: 200 },
+}
 
 const FULL: Plan = {
   idle: 10_000,
@@ -45,17 +68,20 @@ function commit(): string {
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const onlyAt = args.indexOf('--only')
-const only = onlyAt === -1 ? null : (args[onlyAt + 1] as ServerKind)
-const kinds: ServerKind[] = only ? [only] : ['wsfacility', 'socketio']
+const only = onlyAt === -1 ? null : (args[onlyAt + 1] as ServerKind | 'history')
+const kinds: ServerKind[] = only === 'history' ? [] : only ? [only] : ['wsfacility', 'socketio']
+const withHistory = only === null || only === 'wsfacility' || only === 'history'
 const plan = quick ? QUICK : FULL
+const historyPlan = quick ? QUICK_HISTORY : FULL_HISTORY
 const log = (line: string) => console.log(line)
 
 // The load generator and the server each hold one socket per client.
 const limit = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'latin1'))
-if (limit && Number(limit[1]) < plan.idle + 1000) {
+const most = Math.max(plan.idle, withHistory ? historyPlan.reconnect.clients : 0)
+if (limit && Number(limit[1]) < most + 1000) {
   console.error(
-    `open-file limit ${limit[1]} is too low for ${plan.idle} clients: raise it ` +
-      `(ulimit -n ${plan.idle * 2}) or run npm run bench -- --quick`,
+    `open-file limit ${limit[1]} is too low for ${most} clients: raise it ` +
+      `(ulimit -n ${most * 2}) or run npm run bench -- --quick`,
   )
   process.exit(1)
 }
@@ -83,6 +109,7 @@ const results: BenchResults = {
   seconds: 0,
   runs: [],
   facts: [],
+  history: null,
 }
 try {
   for (const kind of kinds) {
@@ -90,6 +117,11 @@ try {
     const { runs, facts } = await benchServer(kind, plan, redis.url, control, log)
     results.runs.push(...runs)
     results.facts.push(facts)
+  }
+  if (withHistory) {
+    log('wsfacility history:')
+    const pid = redis.process.pid!
+    results.history = await benchHistory(historyPlan, redis.url, control, pid, log)
   }
 } finally {
   await control.close().catch(() => {})

@@ -62,19 +62,38 @@ const JWT_SECRET = 'wsfacility-bench-secret-not-for-production'
 const STALL_MS = 10_000
 const RUN_TIMEOUT_MS = 90_000
 const IDLE_SETTLE_MS = 6000
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** The three processes of a group besides Redis. */
-interface Group {
+export interface Group {
   kind: ServerKind
   server: Child
   loadgen: Child
   publisher: Child
 }
 
-async function startGroup(kind: ServerKind, redisUrl: string): Promise<Group> {
+/** What the history runs (bench/history.ts) change in a group; the other runs pass nothing. */
+export interface GroupOptions {
+  /** History of the `hist` facility ({ size, ttl }): defines the `plain` and `hist` facilities. */
+  history?: { size: number; ttl: number }
+  /** The load generator follows channel positions (LoadGeneratorOptions.track). */
+  track?: boolean
+  /** The publisher starts a broker of its own (RedisPublisher, broker.publish). */
+  broker?: boolean
+}
+
+export async function startGroup(
+  kind: ServerKind,
+  redisUrl: string,
+  options: GroupOptions = {},
+): Promise<Group> {
   const port = await freePort()
-  const env = { BENCH_REDIS_URL: redisUrl, BENCH_PORT: String(port), BENCH_JWT_SECRET: JWT_SECRET }
+  const env: Record<string, string> = {
+    BENCH_REDIS_URL: redisUrl,
+    BENCH_PORT: String(port),
+    BENCH_JWT_SECRET: JWT_SECRET,
+  }
+  if (options.history) env.BENCH_HISTORY = JSON.stringify(options.history)
   const here = new URL('.', import.meta.url)
   const file = (name: string) => new URL(`procs/${name}.ts`, here).pathname
   const [server, loadgen, publisher] = await Promise.all([
@@ -83,12 +102,12 @@ async function startGroup(kind: ServerKind, redisUrl: string): Promise<Group> {
     Child.start(file('publisher'), [], env),
   ])
   const protocol = kind === 'wsfacility' ? 'ws' : 'sio'
-  await loadgen.call('init', { port, protocol, sampleEvery: 20 })
-  await publisher.call('init', { kind: protocol })
+  await loadgen.call('init', { port, protocol, sampleEvery: 20, track: options.track === true })
+  await publisher.call('init', { kind: protocol, broker: options.broker === true })
   return { kind, server, loadgen, publisher }
 }
 
-async function stopGroup(g: Group): Promise<void> {
+export async function stopGroup(g: Group): Promise<void> {
   await Promise.all([g.loadgen.stop(), g.publisher.stop(), g.server.stop()])
 }
 
@@ -125,14 +144,14 @@ async function connect(g: Group, count: number, perUser: boolean): Promise<strin
   return targets
 }
 
-async function disconnect(g: Group): Promise<void> {
+export async function disconnect(g: Group): Promise<void> {
   await g.loadgen.call('close')
   const deadline = Date.now() + 30_000
   while ((await g.server.call<number>('count')) > 0 && Date.now() < deadline) await sleep(100)
 }
 
 /** Waits until the load generator counted `frames`, or none came for `stallMs`. */
-async function waitFrames(g: Group, frames: number, stallMs: number): Promise<void> {
+export async function waitFrames(g: Group, frames: number, stallMs: number): Promise<void> {
   let last = -1
   let lastChange = Date.now()
   for (;;) {

@@ -10,6 +10,7 @@ serve({
       port: a.port as number,
       protocol: a.protocol as Protocol,
       sampleEvery: a.sampleEvery as number,
+      track: a.track === true,
     })
   },
   connect: (a) => {
@@ -24,4 +25,7 @@ serve({
   reset: () => gen!.reset(),
   stats: (a) => gen!.stats(a.latency === true),
   close: () => gen!.closeAll(),
+  reconnect: (a) =>
+    gen!.reconnect(a.path as string, a.recover === true, (a.concurrency as number) ?? 100),
+  recovery: () => gen!.recoveryStats(),
 })

@@ -9,6 +9,12 @@ const broker = createBroker({
   redis: { url: env.BENCH_REDIS_URL!, name: 'bench-wsfacility' },
   jwt: { secret: env.BENCH_JWT_SECRET! },
 })
+// The history runs (bench/history.ts): two json facilities alike but for history. The other runs
+// use the undefined facility `bench` (raw, no history) and never set this.
+if (env.BENCH_HISTORY) {
+  broker.facility('plain', { format: 'json' })
+  broker.facility('hist', { format: 'json', history: JSON.parse(env.BENCH_HISTORY) })
+}
 broker.on('error', () => {})
 const server = http.createServer((_req, res) => res.writeHead(404).end())
 broker.attach(server)

@@ -135,7 +135,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.#clientChannels
   }
 
-  /** Counters since start: messages taken from the engine (framed once each) and deliveries. */
+  /** Counters since start: messages taken from the engine (framed once each), deliveries and
+   * history reads. */
   get stats(): BrokerStats {
     return {
       connections: this.#registry.open.size,
@@ -144,6 +145,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       channels: this.#clientChannels,
       messages: this.#hub.messages,
       deliveries: this.#hub.deliveries,
+      historyReads: this.#hub.historyReads,
     }
   }
 

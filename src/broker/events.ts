@@ -34,6 +34,9 @@ export interface BrokerStats {
   messages: number
   /** Frames handed to clients (one per client per message). */
   deliveries: number
+  /** Reads of channel history from the engine (recoveries of connecting clients, gap repairs,
+   * catch-ups after a resubscription). */
+  historyReads: number
 }
 
 /** Options of one publish. */
