@@ -144,6 +144,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       channels: this.#clientChannels,
       messages: this.#hub.messages,
       deliveries: this.#hub.deliveries,
+      historyReads: this.#hub.historyReads,
     }
   }
 
