@@ -23,10 +23,7 @@ export interface DataFrame {
 export interface RecoveredFrame {
   type: 'recovered'
   recovered: boolean
-  channels: Record<
-    string,
-    { epoch: string; offset: number; recovered: boolean; missed: number }
-  >
+  channels: Record<string, { epoch: string; offset: number; recovered: boolean; missed: number }>
 }
 
 /** The `recover` query parameter for `positions` (label → position), URL-encoded. */
@@ -57,7 +54,9 @@ export class HistoryClient {
 
   /** `recovered` frames received so far. */
   get recovered(): RecoveredFrame[] {
-    return this.frames.filter((f): f is RecoveredFrame => (f as RecoveredFrame).type === 'recovered')
+    return this.frames.filter(
+      (f): f is RecoveredFrame => (f as RecoveredFrame).type === 'recovered',
+    )
   }
 
   /** Data frames of one channel label. */
@@ -93,7 +92,9 @@ export class HistoryClient {
     })
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve())
-      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)))
+      ws.once('unexpected-response', (_req, res) =>
+        reject(new Error(`upgrade refused: ${res.statusCode}`)),
+      )
       ws.once('close', () => reject(new Error('closed before it opened')))
     })
     return this
@@ -122,7 +123,11 @@ export class HistoryClient {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiters.delete(w)
-        reject(new Error(`${what}: not within ${ms} ms; last frames ${JSON.stringify(this.frames.slice(-5))}`))
+        reject(
+          new Error(
+            `${what}: not within ${ms} ms; last frames ${JSON.stringify(this.frames.slice(-5))}`,
+          ),
+        )
       }, ms)
       const w = (): void => {
         if (!check()) return
@@ -142,7 +147,10 @@ export class HistoryClient {
 
   /** Waits until `label`'s last data frame is `n` (payloads `{ n }`). */
   async untilN(label: string, n: number): Promise<void> {
-    await this.until(() => this.dataOf(label).some((f) => (f.data as { n: number }).n === n), `${label} n=${n}`)
+    await this.until(
+      () => this.dataOf(label).some((f) => (f.data as { n: number }).n === n),
+      `${label} n=${n}`,
+    )
   }
 
   /** Terminates the current connection. */
@@ -168,7 +176,11 @@ export function assertExactlyOnce(frames: readonly DataFrame[], count: number): 
   }
   for (let i = 1; i < frames.length; i++) {
     assert.equal(frames[i]!.epoch, frames[0]!.epoch, 'one epoch')
-    assert.equal(frames[i]!.offset, frames[i - 1]!.offset + 1, `offset after ${frames[i - 1]!.offset}`)
+    assert.equal(
+      frames[i]!.offset,
+      frames[i - 1]!.offset + 1,
+      `offset after ${frames[i - 1]!.offset}`,
+    )
   }
 }
 
@@ -187,7 +199,12 @@ export async function fcallPublish(
 /** Waits until the broker has loaded the `wsfacility` function library on `redis`. */
 export async function libraryLoaded(redis: TestRedisClient): Promise<void> {
   await eventually(async () => {
-    const list = (await redis.sendCommand(['FUNCTION', 'LIST', 'LIBRARYNAME', 'wsfacility'])) as unknown[]
+    const list = (await redis.sendCommand([
+      'FUNCTION',
+      'LIST',
+      'LIBRARYNAME',
+      'wsfacility',
+    ])) as unknown[]
     return list.length > 0
   }, 10_000)
 }

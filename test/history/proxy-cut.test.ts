@@ -33,7 +33,10 @@ describe('history: a client reconnecting after its connection was cut', () => {
     assert.equal(first.recovered, false)
     assert.equal(first.channels.broadcast!.offset, 0)
 
-    const publisher = new RedisPublisher({ facility: 'feed', broadcast: true }, { broker: t.broker })
+    const publisher = new RedisPublisher(
+      { facility: 'feed', broadcast: true },
+      { broker: t.broker },
+    )
     const run = keepPublishing((payload) => publisher.publishMessage(payload))
     try {
       await client.untilN('broadcast', 20)
