@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
+import { RedisPublisher } from '../../src/index.js'
 import { historyKeys } from '../../src/history/wire.js'
 import {
   assertExactlyOnce,
@@ -149,5 +150,49 @@ describe('history: Redis restarted under an open broker', () => {
     assert.equal(open.recovered.length, 2, 'told once')
     open.terminate()
     away.terminate()
+  })
+  it('without its data: what the new epoch got before the broker was back follows the recovered:false frame', async () => {
+    const redis = await startRedis()
+    cleanup.push(() => redis.stop())
+    const proxy = await startProxy(redis.port)
+    cleanup.push(() => proxy.close())
+    const t = await brokerOn(proxy.redisUrl)
+    // The publisher is another broker, straight on Redis.
+    const other = await brokerOn(redis.url)
+    const publisher = new RedisPublisher(
+      { facility: 'feed', broadcast: true },
+      { broker: other.broker },
+    )
+    const publish = async (from: number, to: number) => {
+      for (let n = from; n < to; n++) await publisher.publishMessage(JSON.stringify({ n }))
+    }
+    const open = new HistoryClient()
+    await open.open(t.url(PATH))
+    await open.recoveredFrame(1)
+    await publish(0, 10)
+    await open.untilN('broadcast', 9)
+    const old = open.positions.broadcast!
+
+    proxy.block()
+    await redis.restart()
+    await eventually(() => other.broker.engine.status === 'ready', 10_000)
+    // A new epoch, 5 messages long, before the broker of the open client is back.
+    await publish(10, 15)
+    proxy.unblock()
+    const lost = await open.recoveredFrame(2)
+    const now = lost.channels.broadcast!
+    assert.notEqual(now.epoch, old.epoch)
+    assert.deepEqual({ ...now, epoch: '' }, { epoch: '', offset: 0, recovered: false, missed: 0 })
+    await open.untilN('broadcast', 14)
+    await publish(15, 17)
+    await open.untilN('broadcast', 16)
+    // After the frame: the new epoch from its first message, each once.
+    const at = open.frames.indexOf(lost)
+    const after = open.frames.slice(at + 1) as { epoch: string; offset: number; data: unknown }[]
+    assert.deepEqual(
+      after.map((f) => [f.epoch, f.offset, f.data]),
+      [1, 2, 3, 4, 5, 6, 7].map((offset) => [now.epoch, offset, { n: 9 + offset }]),
+    )
+    open.terminate()
   })
 })
