@@ -119,11 +119,23 @@ describe('recoveredFrame / lostFrame', () => {
   })
 
   it('not recovered when nothing was asked, or when one channel asked for was not', () => {
-    assert.equal(recoveredFrame(recoveries([open('broadcast', true)], [])).recovered, false)
+    const none = recoveredFrame(recoveries([open('broadcast', true)], []))
+    assert.deepEqual(none, {
+      type: 'recovered',
+      recovered: false,
+      channels: { broadcast: { epoch: 'e', offset: 5, recovered: false, missed: 0 } },
+    })
     const frame = recoveredFrame(
       recoveries([open('broadcast', true, 2), open('user', false)], ['broadcast', 'user']),
     )
-    assert.equal(frame.recovered, false)
+    assert.deepEqual(frame, {
+      type: 'recovered',
+      recovered: false,
+      channels: {
+        broadcast: { epoch: 'e', offset: 5, recovered: true, missed: 2 },
+        user: { epoch: 'e', offset: 5, recovered: false, missed: 0 },
+      },
+    })
   })
 
   it('lostFrame: one channel, not recovered, at its new position', () => {
