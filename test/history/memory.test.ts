@@ -108,4 +108,74 @@ describe('history on the memory engine', () => {
     }
     client.terminate()
   })
+
+  it('client messages on a history facility get offsets; a publish without history is delivered live without one', async () => {
+    t.broker.facility('talk', {
+      format: 'json',
+      history: { size: 10, ttl: 60 },
+      publish: ['broadcast'],
+    })
+    const talkPath = '/ws/talk?subscribe-broadcast&publish-broadcast&echo'
+    const speaker = await new HistoryClient().open(t.url(talkPath))
+    const listener = await new HistoryClient().open(t.url('/ws/talk?subscribe-broadcast'))
+    for (const i of [0, 1]) await speaker.ws!.send(JSON.stringify({ type: 'data', data: { n: i } }))
+    await listener.untilN('broadcast', 1)
+    // Published without history (as a plain PUBLISH would be): live, no position, not counted.
+    await t.broker.publish(['broadcast:talk'], '{"plain":true}', { history: false })
+    await listener.until(() => listener.frames.length === 4, 'plain frame')
+    await speaker.ws!.send(JSON.stringify({ type: 'data', data: { n: 2 } }))
+    await listener.untilN('broadcast', 2)
+    const positioned = listener.dataOf('broadcast')
+    assert.deepEqual(listener.frames.slice(1), [
+      { ...positioned[0], data: { n: 0 } },
+      { ...positioned[1], data: { n: 1 } },
+      { type: 'data', data: { plain: true } },
+      { ...positioned[2], data: { n: 2 } },
+    ])
+    assertExactlyOnce(listener.dataOf('broadcast'), 3)
+    // The echoing speaker sees its own messages with their positions too, and recovers from them.
+    await speaker.untilN('broadcast', 2)
+    speaker.terminate()
+    await speaker.closed()
+    await t.broker.publish(['broadcast:talk'], JSON.stringify({ n: 3 }), {
+      history: { size: 10, ttl: 60 },
+    })
+    await speaker.reconnect(t.url(talkPath))
+    const frame = await speaker.recoveredFrame(2)
+    assert.equal(frame.recovered, true)
+    assert.equal(frame.channels.broadcast!.missed, 1)
+    assertExactlyOnce(speaker.dataOf('broadcast'), 4)
+    speaker.terminate()
+    listener.terminate()
+  })
+
+  it('with expire, a recovering client is not replayed the stored message it already has; a new one is', async () => {
+    const history = { size: 10, ttl: 60 }
+    t.broker.facility('kept', { format: 'json', history, expire: 60 })
+    const keptPath = '/ws/kept?subscribe-broadcast'
+    const client = await new HistoryClient().open(t.url(keptPath))
+    for (const n of [0, 1])
+      await t.broker.publish(['broadcast:kept'], JSON.stringify({ n }), { history, expire: 60 })
+    await client.untilN('broadcast', 1)
+    client.terminate()
+    await client.closed()
+    await client.reconnect(t.url(keptPath))
+    const frame = await client.recoveredFrame(2)
+    assert.equal(frame.recovered, true)
+    await t.broker.publish(['broadcast:kept'], JSON.stringify({ n: 2 }), { history, expire: 60 })
+    await client.untilN('broadcast', 2)
+    assertExactlyOnce(client.dataOf('broadcast'), 3)
+    assert.deepEqual(
+      client.connections[1]!.map((f) => (f as { type: string }).type),
+      ['recovered', 'data'],
+      'no replayed copy of {n: 1}',
+    )
+    // Without a recover parameter, the stored message is replayed (as a data frame without a
+    // position: it comes from the store, not from history).
+    const newcomer = await new HistoryClient().open(t.url(keptPath))
+    await newcomer.until(() => newcomer.frames.length >= 2, 'replay and recovered frame')
+    assert.deepEqual(newcomer.frames[0], { type: 'data', data: { n: 2 } })
+    client.terminate()
+    newcomer.terminate()
+  })
 })

@@ -67,4 +67,40 @@ describe('history: CLIENT KILL TYPE pubsub while publishing', () => {
     assert.ok(t.broker.stats.historyReads > readsBefore, 'the broker read history to catch up')
     client.terminate()
   })
+
+  it('more missed than the history keeps: the open client gets a recovered:false frame, then what history has', async () => {
+    const small = { size: 20, ttl: 300 }
+    t.broker.facility('small', { format: 'json', history: small })
+    const client = new HistoryClient()
+    await client.open(t.url('/ws/small?subscribe-broadcast'))
+    await client.recoveredFrame(1)
+    const publish = (n: number) =>
+      fcallPublish(admin, 'broadcast:small', JSON.stringify({ n }), small)
+    for (let n = 0; n < 10; n++) await publish(n)
+    await client.untilN('broadcast', 9)
+    const sent: Promise<unknown>[] = [admin.sendCommand(['CLIENT', 'KILL', 'TYPE', 'pubsub'])]
+    // Far more than the stream keeps (MAXLEN ~ 20 trims whole nodes of 100 entries).
+    for (let n = 10; n < 310; n++) sent.push(publish(n))
+    await Promise.all(sent)
+    const lost = await client.recoveredFrame(2)
+    assert.equal(lost.recovered, false)
+    const at = lost.channels.broadcast!
+    assert.equal(at.recovered, false)
+    assert.ok(at.offset > 10 && at.offset < 300, `goes on from ${at.offset}`)
+    await client.untilN('broadcast', 309)
+    // Before the frame: 0..9 live; after it, from the oldest message history still had, in order.
+    const frames = client.frames as { type: string; offset?: number; data?: { n: number } }[]
+    const i = frames.indexOf(lost as never)
+    assert.deepEqual(
+      frames.slice(1, i).map((f) => f.data!.n),
+      Array.from({ length: 10 }, (_, n) => n),
+    )
+    const after = frames.slice(i + 1)
+    assert.deepEqual(
+      after.map((f) => f.offset),
+      Array.from({ length: 310 - at.offset }, (_, k) => at.offset + 1 + k),
+    )
+    assert.equal(client.recovered.length, 2)
+    client.terminate()
+  })
 })
