@@ -28,7 +28,7 @@ class Gate {
   }
 }
 
-/** RedisEngine whose next history read or stored-message read can be held at a gate. */
+/** RedisEngine whose next history read, stored-message read or UNSUBSCRIBE can be held at a gate. */
 class GatedEngine extends RedisEngine {
   readGate: Gate | null = null
   getGate: Gate | null = null
@@ -41,6 +41,14 @@ class GatedEngine extends RedisEngine {
     this.readGate = null
     await gate?.pass()
     return super.readHistory(channel, since, limit)
+  }
+  /** Held after Redis unsubscribed the channel, before the broker hears it did. */
+  unsubscribeGate: Gate | null = null
+  override async unsubscribe(channel: string): Promise<void> {
+    await super.unsubscribe(channel)
+    const gate = this.unsubscribeGate
+    this.unsubscribeGate = null
+    await gate?.pass()
   }
   override async get(channels: string[]): Promise<(Buffer | null)[]> {
     const gate = this.getGate
@@ -144,6 +152,37 @@ describe('history: a channel moving on while a recovering connection upgrades', 
         ['broadcast', now.epoch, 2],
       ],
     )
+    client.terminate()
+  })
+
+  it('a channel subscribed again while its UNSUBSCRIBE was in flight catches up on what it missed', async () => {
+    n = 0
+    const path = '/ws/feed3?subscribe-broadcast'
+    const channel = 'broadcast:feed3'
+    const client = await new HistoryClient().open(t.url(path))
+    await libraryLoaded(admin)
+    await publish(channel, 5)
+    await client.untilN('broadcast', 4)
+    // The last client leaves: the channel is unsubscribed in Redis, the broker not told yet.
+    const gate = (engine.unsubscribeGate = new Gate())
+    client.terminate()
+    await gate.reached
+    await publish(channel, 3) // reach no process
+    // The client comes back meanwhile: the broker subscribes the channel again once the
+    // UNSUBSCRIBE is done, and the 3 it missed are in history.
+    const reconnecting = client.reconnect(t.url(path))
+    await eventually(() => t.broker.stats.upgrading === 1)
+    gate.open()
+    await reconnecting
+    const frame = await client.recoveredFrame(2)
+    assert.equal(frame.recovered, true)
+    assert.deepEqual(
+      { offset: frame.channels.broadcast!.offset, missed: frame.channels.broadcast!.missed },
+      { offset: 8, missed: 3 },
+    )
+    await publish(channel, 1)
+    await client.untilN('broadcast', 8)
+    assertExactlyOnce(client.dataOf('broadcast'), 9)
     client.terminate()
   })
 })
