@@ -185,4 +185,46 @@ describe('history: a channel moving on while a recovering connection upgrades', 
     assertExactlyOnce(client.dataOf('broadcast'), 9)
     client.terminate()
   })
+
+  it('a history lost while its recovery read is out: answered in the new epoch, the loss not told twice', async () => {
+    n = 0
+    const path = '/ws/feed4?subscribe-broadcast'
+    const channel = 'broadcast:feed4'
+    // A resident client keeps the channel known to the broker (and is told of the loss live).
+    const resident = await new HistoryClient().open(t.url(path))
+    const client = await new HistoryClient().open(t.url(path))
+    await libraryLoaded(admin)
+    await publish(channel, 3)
+    await client.untilN('broadcast', 2)
+    client.terminate()
+    await client.closed()
+    await publish(channel, 2)
+    const old = client.positions.broadcast!
+    // Its position is behind the broker's and no tail is kept: the recovery reads Redis (held).
+    const gate = (engine.readGate = new Gate())
+    const reconnecting = client.reconnect(t.url(path))
+    await gate.reached
+    await admin.flushAll()
+    await publish(channel, 1) // epoch 2, offset 1: the broker repairs and tells of the loss
+    const lost = await resident.recoveredFrame(2)
+    gate.open()
+    await reconnecting
+    await client.until(() => client.connections[1]!.length >= 2, 'two frames')
+    await publish(channel, 1)
+    await client.untilN('broadcast', 6)
+    const now = lost.channels.broadcast!.epoch
+    assert.notEqual(now, old.epoch)
+    const frames = client.connections[1]! as { type: string; epoch?: string; offset?: number }[]
+    assert.deepEqual(frames, [
+      {
+        type: 'recovered',
+        recovered: false,
+        channels: { broadcast: { epoch: now, offset: 1, recovered: false, missed: 0 } },
+      },
+      { ...frames[1], type: 'data', epoch: now, offset: 1 },
+      { ...frames[2], type: 'data', epoch: now, offset: 2 },
+    ])
+    resident.terminate()
+    client.terminate()
+  })
 })
