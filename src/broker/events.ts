@@ -34,8 +34,8 @@ export interface BrokerStats {
   messages: number
   /** Frames handed to clients (one per client per message). */
   deliveries: number
-  /** Reads of channel history from the engine (recoveries of connecting clients, gap repairs,
-   * catch-ups after a resubscription). */
+  /** Reads of channel history from the engine: recoveries of connecting clients (shared per
+   * channel), repairs of gaps in live offsets and catch-ups after the subscription came back. */
   historyReads: number
 }
 

@@ -18,7 +18,11 @@ interface Held {
   framed: Buffer
   /** Its offset in the channel's history (0 without history). */
   offset: number
+  /** Not a message: the channel's history was lost here; delivery goes on from `position`. */
+  lost?: { label: string; position: StreamPosition }
 }
+
+const NOTHING = Buffer.alloc(0)
 
 /**
  * The outbound side of a connection (the base of its owner): messages held while it upgrades, the
@@ -75,8 +79,18 @@ export abstract class Outbound implements Recipient, Flushable {
   }
 
   /** A json client is told when a channel's history was lost while it was connected. */
-  historyLost(_channel: string, label: string, position: StreamPosition): void {
-    if (this.phase === 'open' && this.format === 'json') this.sendFrame(lostFrame(label, position))
+  historyLost(channel: string, label: string, position: StreamPosition): void {
+    if (this.format !== 'json') return
+    if (this.phase === 'open') this.sendFrame(lostFrame(label, position))
+    // While upgrading, the loss takes its place among the held messages (startDelivery).
+    else if (this.phase === 'upgrading')
+      (this.#held ??= []).push({
+        channel,
+        payload: NOTHING,
+        framed: NOTHING,
+        offset: 0,
+        lost: { label, position },
+      })
   }
 
   /** Keeps a message for after the handshake, within the same bound as unsent frames. */
@@ -100,7 +114,9 @@ export abstract class Outbound implements Recipient, Flushable {
    * Queues what the connection starts with once open: stored messages first (skipping any the
    * live stream already carried), then what it missed from history and, on json facilities, the
    * `recovered` frame with its positions, then what arrived while upgrading (but what history
-   * already gave).
+   * already gave). A history lost while upgrading is told there, in its place (unless the
+   * recovery was answered after it), and the messages after it are all sent: their offsets are
+   * of the new epoch.
    */
   protected startDelivery(
     stored: ReadonlyMap<string, Buffer>,
@@ -109,7 +125,7 @@ export abstract class Outbound implements Recipient, Flushable {
     const held = this.#held ?? []
     this.dropHeld()
     for (const [channel, payload] of stored) {
-      if (held.some((h) => h.channel === channel && h.payload.equals(payload))) continue
+      if (held.some((h) => !h.lost && h.channel === channel && h.payload.equals(payload))) continue
       this.#enqueue(frameFor(this.format, payload))
     }
     const recovered = recoveries?.channels
@@ -117,9 +133,18 @@ export abstract class Outbound implements Recipient, Flushable {
       for (const r of recovered.values()) for (const f of r.frames) this.#enqueue(f)
       if (this.format === 'json') this.sendFrameNow(recoveredFrame(recoveries))
     }
+    let lost: Set<string> | null = null
     for (const h of held) {
       const r = recovered?.get(h.channel)
-      if (r?.recovered && h.offset !== 0 && h.offset <= r.offset) continue
+      if (h.lost) {
+        const p = h.lost.position
+        // Answered after the loss: the recovered frame already stands in the new epoch.
+        if (r && r.epoch === p.epoch && r.offset >= p.offset) continue
+        ;(lost ??= new Set()).add(h.channel)
+        this.sendFrameNow(lostFrame(h.lost.label, p))
+        continue
+      }
+      if (r?.recovered && h.offset !== 0 && h.offset <= r.offset && !lost?.has(h.channel)) continue
       this.#enqueue(h.framed)
     }
   }

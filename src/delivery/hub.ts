@@ -158,6 +158,10 @@ export class Hub {
         () => {
           state.subscribed = want
           state.pending = null
+          // Subscribed again while its history lived on (the UNSUBSCRIBE was in flight when a
+          // recipient came, or a SUBSCRIBE failed during an outage): what was published while
+          // unsubscribed is read from history. A channel not seen yet has nothing to catch up.
+          if (want) state.history?.catchUp()
         },
         (err: unknown) => {
           state.pending = null

@@ -60,8 +60,16 @@ export class ClusterLink extends RedisLink {
   }
 
   // node-redis's cluster is ready once its slots are known; the nodes' own states are not exposed.
+  // A master's sharded subscriber connection counts too: when it is lost, so are the messages of
+  // its channels until it is back, and the engine's status must say so (the hub catches channels
+  // with history up when it is ready again). One still opening for a first SSUBSCRIBE does not.
   get healthy(): boolean {
-    return this.#cluster.isReady
+    return (
+      this.#cluster.isReady &&
+      this.#cluster.masters.every(
+        ({ pubSub }) => !pubSub || pubSub.connectPromise !== undefined || pubSub.client.isReady,
+      )
+    )
   }
 
   /** Command connections of every master and replica, plus the sharded subscriber connections. */

@@ -160,7 +160,12 @@ export class ChannelHistory {
       // what is published after the read then arrives live.
       if (afterResubscribe) await this.#source.barrier()
       this.reads++
-      return this.#source.readHistory(this.channel, since, readLimit(this.options))
+      const read = await this.#source.readHistory(this.channel, since, readLimit(this.options))
+      if (read.epoch === epoch || since === 0) return read
+      // Another epoch: its offsets start again at 1, and the read skipped those up to `since`.
+      // What it has is read from its start, to be handed on after the loss.
+      this.reads++
+      return this.#source.readHistory(this.channel, 0, readLimit(this.options))
     })().then(
       (read) => {
         if (this.#closed) return
@@ -233,8 +238,10 @@ export class ChannelHistory {
   #fromMemory(since: number | null, epoch: string | null): Recovery | null {
     const position = { epoch: this.#epoch!, offset: this.#offset }
     if (since === null) return { ...position, entries: [], recovered: false }
-    if (epoch !== this.#epoch || since > this.#offset)
-      return { ...position, entries: [], recovered: false }
+    // Ahead of what this process has handed on: the client saw messages (through another
+    // process) whose live copies are still on their way here. Only Redis knows.
+    if (epoch === this.#epoch && since > this.#offset) return null
+    if (epoch !== this.#epoch) return { ...position, entries: [], recovered: false }
     if (since === this.#offset) return { ...position, entries: [], recovered: true }
     const tail = this.#tail
     if (!tail || since < this.#tailFrom) return null
@@ -273,14 +280,26 @@ export class ChannelHistory {
     const known = this.#epoch !== null
     void (async () => {
       const read = await this.#source.readHistory(this.channel, from, readLimit(this.options))
-      // First sight of the channel: once every message published before the read has been
-      // dispatched, the read's top is where live delivery stands.
-      if (!known) await this.#source.barrier()
+      // Every message up to the read's top must have been dispatched before the answer: the
+      // connections asking are registered on the channel, and hold what arrives while they
+      // upgrade, skipping what their answer already has. A message still on its way once one
+      // of them opened would reach it twice. At first sight of the channel, this also makes the
+      // read's top where live delivery stands.
+      if (read.epoch !== this.#epoch || read.offset > this.#offset) await this.#source.barrier()
       return read
     })().then(
       (read) => {
         this.#reading = false
-        if (this.#closed) return
+        if (this.#closed) {
+          for (const w of batch) w.reject(new Error('channel closed'))
+          return
+        }
+        if (this.#held) {
+          // Messages up to the top are held by a repair, not handed on yet: the batch is answered
+          // once it is done (#drain serves the waiting).
+          this.#waiting.unshift(...batch)
+          return
+        }
         if (!known && (this.#epoch === null || this.#epoch === read.epoch)) {
           // Every message up to the read's top has been dispatched (the barrier), and later
           // ones follow live.
