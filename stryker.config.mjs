@@ -15,6 +15,9 @@ const CORE = {
   'src/connection/flush-scheduler.ts': ['test/connection/flush-scheduler.test.ts'],
   'src/connection/publish-budget.ts': ['test/connection/publish-budget.test.ts'],
   'src/upgrade/upgrader.ts': ['test/upgrade/upgrader.test.ts'],
+  'src/history/channel-history.ts': ['test/history/channel-history.test.ts'],
+  'src/history/wire.ts': ['test/history/wire.test.ts'],
+  'src/history/recovery.ts': ['test/history/recovery.test.ts'],
 }
 
 /** The module given with `--mutate` / `-m`, when it is exactly one core module. */
