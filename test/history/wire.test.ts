@@ -100,6 +100,8 @@ describe('slotTag / historyKeys', () => {
       ['a}b{c}', 'c'],
       ['a{{b}}', '{b'],
       ['{}{x}', '{}{x}'], // Redis looks for '}' after the first '{' only
+      ['a}b', 'a}b'], // a '}' without any '{' is no tag
+      ['a}{b}', 'b'], // nor is a '}' before the first '{'
     ]
     for (const [channel, tag] of cases) assert.equal(slotTag(channel), tag, channel)
   })
@@ -126,6 +128,15 @@ describe('resolveHistory', () => {
       size: 1_000_000,
       ttl: 31_536_000,
     })
+    assert.deepEqual(resolveHistory('h', { size: 1, ttl: 1 }), { size: 1, ttl: 1 })
+  })
+
+  it('says what it wants for a value that is not an object', () => {
+    for (const bad of [true, 1, 'x', []]) {
+      assert.throws(() => resolveHistory('feed.history', bad), {
+        message: 'feed.history must be { size, ttl } or false',
+      })
+    }
   })
 
   it('throws OptionError naming the option for anything else', () => {
