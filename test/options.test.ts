@@ -48,6 +48,7 @@ describe('resolveOptions', () => {
       assert.equal(resolveOptions({ history: false }).history, null)
       assert.equal(resolveOptions({ history: null }).history, null)
       assert.equal(resolveOptions({ format: 'json' }).format, 'json')
+      assert.equal(resolveOptions({ format: 'binary' }).format, 'binary')
     })
 
     it('gives the same defaults for an empty object', () => {

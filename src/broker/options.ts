@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { type HistoryOptions, resolveHistory } from '../history/wire.js'
-import type { WireFormat } from '../facility/definition.js'
+import { isWireFormat, type WireFormat } from '../facility/definition.js'
 import type { RedisClientOptions, RedisClusterOptions } from 'redis'
 import {
   type Audience,
@@ -59,7 +59,13 @@ export interface BrokerOptions {
   prefix?: string
   /** Path prefix that upgrades are accepted on. @default '/ws/' */
   path?: string
-  /** Seconds a published message is kept for replay; 0 turns persistence off. @default 0 */
+  /**
+   * Seconds a message published through this broker (RedisPublisher, `broker.publish`, clients'
+   * `publish-*` messages) is stored under its channel's key (`SET … EX`), for replay to new
+   * connections and `fetchMessage`; 0 stores nothing. Replay sends what a channel's key holds,
+   * whoever stored it (ws4redis's `SETEX`, wsfacility's publishers with expire > 0); a plain
+   * `PUBLISH` stores nothing, so it is never replayed. @default 0
+   */
   expire?: number
   /**
    * Channel history with offsets, for recovery on reconnect and the broker's own catch-up after
@@ -68,7 +74,8 @@ export interface BrokerOptions {
    * @example createBroker({ redis, history: { size: 100, ttl: 300 } })
    */
   history?: HistoryOptions | false | null
-  /** Wire format of facilities that do not set their own: `raw` (ws4redis) or the `json`
+  /** Wire format of facilities that do not set their own: `raw` (ws4redis: text frames, binary
+   * frames for bytes that are not UTF-8), `binary` (every message a binary frame) or the `json`
    * envelope. @default 'raw' */
   format?: WireFormat
   /** Replay stored messages to new connections. @default true */
@@ -206,8 +213,8 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     throw new OptionError('prefix must be a string without ":" (except at the end)')
   }
   nonNegative('expire', opts.expire)
-  if (opts.format !== 'raw' && opts.format !== 'json') {
-    throw new OptionError("format must be 'raw' or 'json'")
+  if (!isWireFormat(opts.format)) {
+    throw new OptionError("format must be 'raw', 'binary' or 'json'")
   }
   nonNegative('pingInterval', opts.pingInterval)
   nonNegative('maxPayload', opts.maxPayload)

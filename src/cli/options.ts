@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import type { JwtOptions } from '../identity/jwt.js'
 import { type Audience, isAudience } from '../channels/naming.js'
+import { isWireFormat, type WireFormat } from '../facility/definition.js'
 
 /** How the standalone server reads express-session cookies. */
 export interface CliSession {
@@ -33,7 +34,7 @@ export interface CliConfig {
   /** Channel history (broker option `history`); null: none. */
   history: { size: number; ttl: number } | null
   /** Wire format of every facility (broker option `format`). */
-  format: 'raw' | 'json'
+  format: WireFormat
   /** Heartbeat text (broker option `heartbeat`). */
   heartbeat: string | null
   /** Audiences clients may publish to; undefined keeps the broker's default. */
@@ -202,8 +203,7 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
   config.history = historyOptions(pick)
   const format = pick('format', 'WSFACILITY_FORMAT')
   if (format) {
-    if (format[0] !== 'raw' && format[0] !== 'json')
-      throw new UsageError(`${format[1]} must be raw or json`)
+    if (!isWireFormat(format[0])) throw new UsageError(`${format[1]} must be raw, binary or json`)
     config.format = format[0]
   }
   const heartbeat = pick('heartbeat', 'WSFACILITY_HEARTBEAT')
