@@ -69,6 +69,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         ? new RedisEngine({
             redis: this.options.redis,
             cluster: this.options.redisCluster,
+            clusterPlainPublish: this.options.clusterPlainPublish,
             prefix: this.options.channelPrefix,
           })
         : new MemoryEngine())

@@ -53,6 +53,14 @@ export interface BrokerOptions {
    * @example createBroker({ redisCluster: ['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000'] })
    */
   redisCluster?: string[] | RedisClusterOptions
+  /**
+   * With `redisCluster`: also receive plain `PUBLISH`es (what ws4redis's Django publisher and
+   * redis-cli send), not only `SPUBLISH`. Each channel is then also SUBSCRIBEd on one node of the
+   * cluster, over one more connection per process. The cost is the plain PUBLISH itself: Redis
+   * Cluster sends every one to every node of the cluster over its bus, where an SPUBLISH stays on
+   * the shard owning the channel. @default false
+   */
+  clusterPlainPublish?: boolean
   /** A ready engine instead of `redis` (advanced; tests and custom transports). */
   engine?: Engine
   /** Channel prefix; `'ws4redis'` gives channels `ws4redis:broadcast:…`. @default '' */
@@ -163,6 +171,7 @@ const DEFAULTS = {
   maxConnectionsPerUser: 0,
   maxFlags: 32,
   handshakeTimeout: 10_000,
+  clusterPlainPublish: false,
 } satisfies Partial<BrokerOptions>
 
 /** Options after defaults and validation. */
@@ -205,6 +214,14 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   const engines = (['redis', 'redisCluster', 'engine'] as const).filter((k) => k in given)
   if (engines.length > 1) throw new OptionError(`give only one of ${engines.join(', ')}`)
   if (given.redisCluster !== undefined) checkCluster(given.redisCluster)
+  if (typeof opts.clusterPlainPublish !== 'boolean') {
+    throw new OptionError('clusterPlainPublish must be a boolean')
+  }
+  if (opts.clusterPlainPublish && given.redisCluster === undefined) {
+    throw new OptionError(
+      'clusterPlainPublish needs redisCluster (on one Redis server plain PUBLISH always works)',
+    )
+  }
   if (typeof opts.path !== 'string' || !opts.path.startsWith('/')) {
     throw new OptionError('path must start with "/"')
   }

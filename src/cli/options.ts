@@ -25,6 +25,8 @@ export interface CliConfig {
   redis: string | null
   /** Root node URLs of a Redis Cluster; null when not on a cluster. */
   redisCluster: string[] | null
+  /** Also receive plain PUBLISHes on the cluster (broker option `clusterPlainPublish`). */
+  clusterPlainPublish: boolean
   /** Worker processes to fork (node:cluster); 1 serves in this process. */
   workers: number
   /** Channel prefix (broker option `prefix`). */
@@ -88,6 +90,7 @@ const FLAGS = {
   host: { type: 'string' },
   redis: { type: 'string' },
   'redis-cluster': { type: 'string' },
+  'cluster-plain-publish': { type: 'boolean' },
   workers: { type: 'string' },
   prefix: { type: 'string' },
   expire: { type: 'string' },
@@ -154,6 +157,7 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     host: '127.0.0.1',
     redis: null,
     redisCluster: null,
+    clusterPlainPublish: false,
     workers: 1,
     prefix: '',
     expire: 0,
@@ -181,6 +185,14 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
   if (cluster) {
     if (redis) throw new UsageError(`give ${redis[1]} or ${cluster[1]}, not both`)
     config.redisCluster = cluster[0].split(',').map((url) => redisUrl([url.trim(), cluster[1]]))
+  }
+  config.clusterPlainPublish =
+    values['cluster-plain-publish'] === true || flag(env, 'WSFACILITY_CLUSTER_PLAIN_PUBLISH')
+  if (config.clusterPlainPublish && !cluster) {
+    const source = values['cluster-plain-publish']
+      ? '--cluster-plain-publish'
+      : 'WSFACILITY_CLUSTER_PLAIN_PUBLISH'
+    throw new UsageError(`${source} needs --redis-cluster (plain PUBLISH works on one server)`)
   }
   const workers = pick('workers', 'WSFACILITY_WORKERS')
   if (workers) {

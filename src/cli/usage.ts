@@ -16,6 +16,12 @@ Options (each may also come from the environment variable shown; the flag wins):
   --redis-cluster URLS   a Redis Cluster instead: comma-separated root node URLs; channels
                          use sharded pub/sub, so publishers must SPUBLISH
                            env WSFACILITY_REDIS_CLUSTER
+  --cluster-plain-publish
+                         on a cluster, also receive plain PUBLISHes (ws4redis's Django
+                         publisher, redis-cli), not only SPUBLISH: one more connection
+                         per process; Redis Cluster sends every plain PUBLISH to every
+                         node, so prefer SPUBLISH where publishers can
+                           env WSFACILITY_CLUSTER_PLAIN_PUBLISH=1, default off
   --workers N            run N worker processes sharing the port (node:cluster); needs
                          --redis or --redis-cluster
                            env WSFACILITY_WORKERS, default 1
