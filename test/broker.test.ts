@@ -17,6 +17,7 @@ import {
 } from '../src/index.js'
 import { identify } from './helpers/identity.js'
 import { closeFrame, framesOf, rawClient, rawStatus, SAMPLE_KEY } from './helpers/raw.js'
+import { RESP_TYPES } from 'redis'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import {
   connect,
@@ -106,12 +107,13 @@ for (const engine of engines) {
       await Promise.all([a.close(), b.close()])
     })
 
-    it('publishes what a client sends on its publish-* channels; text stays text, binary stays binary', async () => {
+    it('publishes what a client sends on its publish-* channels verbatim; raw facilities frame valid UTF-8 as text', async () => {
       const f = fresh('pub')
       const tab1 = await connect(t.url(`/ws/${f}?subscribe-user&user=ann`))
       const tab2 = await connect(t.url(`/ws/${f}?publish-user&user=ann`))
       await tab2.send('hello')
       await tab2.send(Buffer.from([0, 1, 2, 0xff]), true)
+      // Redis keeps no mark: bytes that are valid UTF-8 are text to a raw facility.
       await tab2.send(Buffer.from('looks like text'), true)
       await tab1.waitFor(3)
       assert.deepEqual(
@@ -122,10 +124,30 @@ for (const engine of engines) {
         [
           [false, 'hello'],
           [true, '000102ff'],
-          [true, Buffer.from('looks like text').toString('hex')],
+          [false, 'looks like text'],
         ],
       )
       await Promise.all([tab1.close(), tab2.close()])
+    })
+
+    it('delivers every message as a binary frame on a binary facility, text frames and publisher strings included', async () => {
+      const f = fresh('bin')
+      t.broker.facility(f, { format: 'binary' })
+      const reader = await connect(t.url(`/ws/${f}?subscribe-user&user=bea`))
+      const writer = await connect(t.url(`/ws/${f}?publish-user&user=bea`))
+      await writer.send('typed text')
+      await writer.send(Buffer.from('ascii bytes'), true)
+      await writer.send(Buffer.from([0xff, 0]), true)
+      await reader.waitFor(3)
+      await publisher({ facility: f, users: ['bea'] }).publishMessage('from a publisher')
+      await reader.waitFor(4)
+      assert.deepEqual(reader.received, [
+        { data: Buffer.from('typed text'), binary: true },
+        { data: Buffer.from('ascii bytes'), binary: true },
+        { data: Buffer.from([0xff, 0]), binary: true },
+        { data: Buffer.from('from a publisher'), binary: true },
+      ])
+      await Promise.all([reader.close(), writer.close()])
     })
 
     it('ignores unknown flags and reads flags case-insensitively', async () => {
@@ -221,24 +243,46 @@ for (const engine of engines) {
       }
     })
 
-    it('stores client messages when expire > 0, binary included', async () => {
+    it('stores client messages when expire > 0, binary included, and fetchMessage returns bytes as a Buffer', async () => {
       const p = await startBroker(base({ expire: 30 }))
       try {
         const f = fresh('cstore')
         const c = await connect(p.url(`/ws/${f}?publish-session&session=k1`))
-        await c.send(Buffer.from([9, 8, 7]), true)
+        await c.send(Buffer.from([9, 8, 0xff]), true)
         const pub = new RedisPublisher({}, { broker: p.broker })
         await eventually(
           async () => (await pub.fetchMessage({ sessionKey: 'k1' }, f, 'session')) !== null,
         )
         assert.deepEqual(
           await pub.fetchMessage({ sessionKey: 'k1' }, f, 'any'),
-          Buffer.from([9, 8, 7]),
+          Buffer.from([9, 8, 0xff]),
         )
         const late = await connect(p.url(`/ws/${f}?subscribe-session&session=k1`))
         await late.waitFor(1)
-        assert.equal(late.received[0]!.binary, true)
+        assert.deepEqual(late.received[0], { data: Buffer.from([9, 8, 0xff]), binary: true })
         await Promise.all([c.close(), late.close()])
+      } finally {
+        await p.close()
+      }
+    })
+
+    it('fetchMessage returns text as a string on raw facilities and a Buffer on binary ones', async () => {
+      const p = await startBroker(base({ expire: 30 }))
+      try {
+        const raw = fresh('fraw')
+        const bin = fresh('fbin')
+        p.broker.facility(bin, { format: 'binary' })
+        for (const facility of [raw, bin])
+          await new RedisPublisher(
+            { facility, broadcast: true },
+            { broker: p.broker },
+          ).publishMessage(Buffer.from('bytes that read as text'))
+        const pub = new RedisPublisher({}, { broker: p.broker })
+        assert.equal(await pub.fetchMessage(null, raw, 'broadcast'), 'bytes that read as text')
+        assert.deepEqual(
+          await pub.fetchMessage(null, bin, 'broadcast'),
+          Buffer.from('bytes that read as text'),
+        )
       } finally {
         await p.close()
       }
@@ -505,6 +549,56 @@ describe('Broker on Redis specifics', () => {
       assert.deepEqual(c.received[1], { data: Buffer.from([0xc3, 0x28]), binary: true })
       await c.close()
     } finally {
+      await raw.close()
+      await t.close()
+    }
+  })
+
+  it('keeps exactly the message bytes in Redis: what a client or publisher sends is what PUBLISH, GET and history carry', async () => {
+    const t = await startBroker({
+      redis: redis.url,
+      identify,
+      expire: 60,
+      clientPublish: ['broadcast'],
+    })
+    t.broker.facility('hist', { history: { size: 10, ttl: 60 } })
+    const raw = await redis.client()
+    const sub = raw.duplicate()
+    await sub.connect()
+    const heard: Buffer[] = []
+    try {
+      await sub.subscribe('broadcast:bytes', (m) => heard.push(m), true)
+      const bytes = Buffer.from([0x00, 0x01, 0xfe, 0xff])
+      const c = await connect(t.url('/ws/bytes?publish-broadcast'))
+      await c.send(bytes, true)
+      await eventually(() => heard.length === 1)
+      await new RedisPublisher(
+        { facility: 'bytes', broadcast: true },
+        { broker: t.broker },
+      ).publishMessage(Buffer.from('ascii'))
+      await eventually(() => heard.length === 2)
+      // A Redis reader (ws4redis's fetch_message, redis-cli) gets what was sent, nothing more.
+      assert.deepEqual(heard, [bytes, Buffer.from('ascii')])
+      const stored = await raw
+        .withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
+        .get('broadcast:bytes')
+      assert.deepEqual(stored, Buffer.from('ascii'))
+      await new RedisPublisher(
+        { facility: 'hist', broadcast: true },
+        { broker: t.broker },
+      ).publishMessage(bytes)
+      const read = await t.broker.engine.readHistory('broadcast:hist', 0, 10)
+      assert.deepEqual(
+        read.entries.map((e) => e.payload),
+        [bytes],
+      )
+      const kept = await raw
+        .withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
+        .get('broadcast:hist')
+      assert.deepEqual(kept, bytes)
+      await c.close()
+    } finally {
+      await sub.close()
       await raw.close()
       await t.close()
     }

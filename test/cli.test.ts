@@ -48,6 +48,14 @@ describe('wsfacility CLI', () => {
     assert.deepEqual(c.texts, ['hello'])
   })
 
+  it('sends every message as a binary frame with --format binary', async () => {
+    const { ws } = await serve(['--port', '0', '--redis', redis.url, '--format', 'binary'])
+    const c = await client(ws('/ws/bin?subscribe-broadcast'))
+    await publisher.publish('broadcast:bin', 'text from django')
+    await c.waitFor(1)
+    assert.deepEqual(c.received, [{ data: Buffer.from('text from django'), binary: true }])
+  })
+
   it('uses the ws4redis channel names with --prefix ws4redis', async () => {
     const { ws } = await serve(['--port', '0', '--redis', redis.url, '--prefix', 'ws4redis'])
     const c = await client(ws('/ws/pre?subscribe-broadcast'))
@@ -236,6 +244,15 @@ describe('wsfacility CLI', () => {
     {
       name: 'a cluster URL of another scheme',
       args: ['--redis-cluster', 'redis://a:1,http://b:2'],
+    },
+    {
+      name: '--cluster-plain-publish without --redis-cluster',
+      args: ['--redis', 'redis://127.0.0.1:1', '--cluster-plain-publish'],
+    },
+    {
+      name: 'WSFACILITY_CLUSTER_PLAIN_PUBLISH without a cluster',
+      args: [],
+      env: { WSFACILITY_CLUSTER_PLAIN_PUBLISH: '1' },
     },
   ]
   for (const { name, args, env } of bad) {

@@ -211,11 +211,12 @@ describe('WsfClient against a broker (memory engine)', () => {
     await opened(t)
     const pub = new RedisPublisher({ facility: 'news', broadcast: true }, { broker: srv.broker })
     assert.equal(await pub.publishMessage('hello'), 1)
-    assert.equal(await pub.publishMessage(Buffer.from([1, 2, 3])), 1)
+    // Bytes that are not UTF-8 (a raw facility sends valid UTF-8 as text).
+    assert.equal(await pub.publishMessage(Buffer.from([1, 2, 0xff])), 1)
     await received(t, 2)
     assert.equal(t.messages[0], 'hello')
     assert.ok(t.messages[1] instanceof ArrayBuffer)
-    assert.deepEqual([...new Uint8Array(t.messages[1])], [1, 2, 3])
+    assert.deepEqual([...new Uint8Array(t.messages[1])], [1, 2, 0xff])
   })
 
   it('sends text and binary that the broker publishes to other clients', async () => {
@@ -223,9 +224,9 @@ describe('WsfClient against a broker (memory engine)', () => {
     const writer = track({ url: srv.url(''), facility: 'talk', publish: ['broadcast'] })
     await Promise.all([opened(reader), opened(writer)])
     await writer.client.send('hi all')
-    await writer.client.send(new Uint8Array([9, 8]))
+    await writer.client.send(new Uint8Array([9, 0xf8]))
     await received(reader, 2)
-    assert.deepEqual(texts(reader), ['hi all', 'bytes:0908'])
+    assert.deepEqual(texts(reader), ['hi all', 'bytes:09f8'])
     assert.deepEqual(writer.messages, [])
   })
 
@@ -282,10 +283,10 @@ describe('WsfClient against a broker (memory engine)', () => {
     onlyConnection(srv.broker, true).close(1013, 'later')
     await eventually(() => t.client.status === 'reconnecting')
     await t.client.send('m4')
-    await t.client.send(new Uint8Array([5]))
+    await t.client.send(new Uint8Array([0xf5]))
     await t.client.send('m6')
     await reader.waitFor(6, 10_000)
-    assert.deepEqual(reader.texts, ['m1', 'm2', 'm3', 'm4', '05', 'm6'])
+    assert.deepEqual(reader.texts, ['m1', 'm2', 'm3', 'm4', 'f5', 'm6'])
   })
 
   it('rejects past queue.max with WSF_CLIENT_QUEUE_FULL', async () => {

@@ -4,7 +4,7 @@ import { RedisEngine } from '../src/engine/redis.js'
 import { EngineError } from '../src/errors.js'
 import { type Broker, createBroker, type PresenceEvent, RedisPublisher } from '../src/index.js'
 import { identify } from './helpers/identity.js'
-import { spawnNode } from './helpers/child.js'
+import { BIN, LISTENING, spawnNode } from './helpers/child.js'
 import { type RedisCluster, startCluster } from './helpers/cluster.js'
 import { freePort } from './helpers/redis.js'
 import {
@@ -52,8 +52,10 @@ describe('RedisEngine on a Redis Cluster', () => {
     await Promise.all(open.splice(0).map((engine) => engine.close()))
   })
 
-  async function engine(): Promise<{ engine: RedisEngine; got: Map<string, string[]> }> {
-    const e = new RedisEngine({ cluster: cluster.urls, prefix: '' })
+  async function engine(
+    clusterPlainPublish = false,
+  ): Promise<{ engine: RedisEngine; got: Map<string, string[]> }> {
+    const e = new RedisEngine({ cluster: cluster.urls, prefix: '', clusterPlainPublish })
     e.onError(() => {})
     open.push(e)
     await e.start()
@@ -152,6 +154,58 @@ describe('RedisEngine on a Redis Cluster', () => {
     await e.barrier()
     assert.deepEqual(got.get(ch), ['sharded publish'])
     assert.deepEqual(await e.get([ch]), [Buffer.from('stored by another program')])
+  })
+
+  it('with clusterPlainPublish, receives a plain PUBLISH sent to any master, and an SPUBLISH once', async () => {
+    const { engine: e, got } = await engine(true)
+    const ch = 'ws4redis:broadcast:plain'
+    const owner = await cluster.ownerOf(ch)
+    await e.subscribe(ch)
+    const expected: string[] = []
+    // Each master in turn (a Django app connects to whichever node it was given).
+    for (const port of cluster.ports) {
+      await cluster.command(port, ['PUBLISH', ch, `plain via ${port}`])
+      expected.push(`plain via ${port}`)
+      await eventually(() => got.get(ch)?.length === expected.length)
+    }
+    assert.equal(await e.publish(ch, Buffer.from('sharded'), 0), 0)
+    expected.push('sharded')
+    await eventually(() => got.get(ch)?.length === expected.length)
+    // Sent after the SPUBLISH on the same master: a copy of it on the plain subscription would
+    // come first.
+    await cluster.command(owner, ['PUBLISH', ch, 'last'])
+    expected.push('last')
+    await eventually(() => got.get(ch)?.length === expected.length)
+    await e.barrier()
+    assert.deepEqual(got.get(ch), expected)
+  })
+
+  it('subscribes a channel with plain pub/sub on one node only with clusterPlainPublish, on none without (PUBSUB NUMSUB)', async () => {
+    const numsub = async (ch: string): Promise<number[]> =>
+      Promise.all(
+        cluster.ports.map(async (port) =>
+          Number(((await cluster.command(port, ['PUBSUB', 'NUMSUB', ch])) as unknown[])[1]),
+        ),
+      )
+    const sum = (counts: number[]): number => counts.reduce((a, b) => a + b, 0)
+    const { engine: plain } = await engine(true)
+    const { engine: sharded } = await engine(false)
+    const a = 'broadcast:numsub-a'
+    const b = 'broadcast:numsub-b'
+    await plain.subscribe(a)
+    await sharded.subscribe(b)
+    assert.equal(sum(await numsub(a)), 1)
+    assert.deepEqual(await numsub(b), [0, 0, 0])
+    const shard = (await cluster.command(await cluster.ownerOf(a), [
+      'PUBSUB',
+      'SHARDNUMSUB',
+      a,
+    ])) as unknown[]
+    assert.equal(Number(shard[1]), 1, 'still sharded too')
+    // One more connection: the plain subscriber's.
+    assert.equal(plain.connectionCount, sharded.connectionCount + 1)
+    await plain.unsubscribe(a)
+    assert.deepEqual(await numsub(a), [0, 0, 0])
   })
 
   it('keeps presence across processes in one slot (no CROSSSLOT)', async () => {
@@ -274,6 +328,63 @@ describe('Brokers on a Redis Cluster', () => {
     assert.deepEqual(tab.texts, ['direct'])
     await tab.close()
     await eventually(async () => !(await a.broker.presence.isOnline('zoe')))
+  })
+
+  it('does not deliver a plain PUBLISH without clusterPlainPublish', async () => {
+    const c = await connect(servers[0]!.url('/ws/noplain?subscribe-broadcast'))
+    const owner = await cluster.ownerOf('broadcast:noplain')
+    await cluster.command(owner, ['PUBLISH', 'broadcast:noplain', 'plain'])
+    await new RedisPublisher(
+      { facility: 'noplain', broadcast: true },
+      { broker: publisherBroker },
+    ).publishMessage('sharded')
+    await c.waitFor(1)
+    await servers[0]!.broker.engine.barrier()
+    assert.deepEqual(c.texts, ['sharded'])
+    await c.close()
+  })
+
+  it('delivers a plain PUBLISH from any master with clusterPlainPublish, and a RedisPublisher message once', async () => {
+    const t = await startBroker({ redisCluster: cluster.urls, clusterPlainPublish: true })
+    try {
+      const c = await connect(t.url('/ws/django?subscribe-broadcast'))
+      const ch = 'broadcast:django'
+      for (const port of cluster.ports) {
+        await cluster.command(port, ['PUBLISH', ch, `from ${port}`])
+        await c.waitFor(c.received.length + 1)
+      }
+      const pub = new RedisPublisher({ facility: 'django', broadcast: true }, { broker: t.broker })
+      assert.equal(await pub.publishMessage('sharded'), 1)
+      await c.waitFor(cluster.ports.length + 1)
+      await cluster.command(await cluster.ownerOf(ch), ['PUBLISH', ch, 'last'])
+      await c.waitFor(cluster.ports.length + 2)
+      await t.broker.engine.barrier()
+      assert.deepEqual(c.texts, [...cluster.ports.map((p) => `from ${p}`), 'sharded', 'last'])
+      await c.close()
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('delivers a plain PUBLISH with --cluster-plain-publish (standalone server)', async () => {
+    const child = spawnNode([
+      BIN,
+      '--port',
+      '0',
+      '--redis-cluster',
+      cluster.urls.join(','),
+      '--cluster-plain-publish',
+    ])
+    try {
+      const [, port] = await child.waitForOutput(LISTENING, 20_000)
+      const c = await connect(`ws://127.0.0.1:${port}/ws/cli?subscribe-broadcast`)
+      await cluster.command(cluster.ports[0]!, ['PUBLISH', 'broadcast:cli', 'from django'])
+      await c.waitFor(1)
+      assert.deepEqual(c.texts, ['from django'])
+      await c.close()
+    } finally {
+      await child.kill()
+    }
   })
 
   it('takes the users of a SIGKILLed process offline within the TTL, with exactly one leave', async () => {

@@ -172,6 +172,7 @@ describe('FacilityRegistry', () => {
     ['an unknown audience in publish', 'x', { publish: ['all'] }],
     ['an unknown audience in autoSubscribe', 'x', { autoSubscribe: ['users'] }],
     ['an unknown format', 'x', { format: 'xml' }],
+    ['a format of the wrong case', 'x', { format: 'Binary' }],
     ['a negative expire', 'x', { expire: -1 }],
     ['a NaN expire', 'x', { expire: Number.NaN }],
     ['an infinite expire', 'x', { expire: Infinity }],
@@ -470,15 +471,15 @@ describe('Facility hooks', () => {
     const speaker = await connect(t.url(path(f, 'publish-broadcast', await mint())))
     await speaker.send('public')
     await speaker.send('private')
-    await speaker.send(Buffer.from([1, 2, 3]))
+    await speaker.send(Buffer.from([1, 2, 0xff]))
     await listener.waitFor(2)
     assert.deepEqual(seen.slice(0, 2), ['public', 'private'])
     await eventually(() => seen.length === 3)
     assert.ok(Buffer.isBuffer(seen[2]), 'binary reaches onMessage as a Buffer')
-    assert.deepEqual(seen[2], Buffer.from([1, 2, 3]))
+    assert.deepEqual(seen[2], Buffer.from([1, 2, 0xff]))
     assert.deepEqual(listener.received, [
       { data: 'public', binary: false },
-      { data: Buffer.from([1, 2, 3]), binary: true },
+      { data: Buffer.from([1, 2, 0xff]), binary: true },
     ])
     await closeAll(listener, speaker)
   })

@@ -3,13 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
 import * as wsModule from 'ws'
 import { InvalidArgumentError } from '../src/errors.js'
-import {
-  BINARY_MARK,
-  decodePayload,
-  encodeMessage,
-  type Message,
-  toStored,
-} from '../src/delivery/payload.js'
+import { encodeMessage, isBinaryPayload, type Message, toStored } from '../src/delivery/payload.js'
 import { frame } from '../src/delivery/frame.js'
 
 /** ws's frame parser (a Writable); exported at runtime by ws 8 but missing from @types/ws. */
@@ -21,68 +15,50 @@ interface WsReceiver {
 type ReceiverConstructor = new (options?: { isServer?: boolean }) => WsReceiver
 const { Receiver } = wsModule as unknown as { Receiver: ReceiverConstructor }
 
-describe('encodeMessage and decodePayload', () => {
+describe('encodeMessage', () => {
   it('keeps text as text, byte for byte', () => {
     const encoded = encodeMessage('héllo wörld ✓')
     assert.deepEqual(encoded, Buffer.from('héllo wörld ✓', 'utf8'))
-    const decoded = decodePayload(encoded)
-    assert.equal(decoded.binary, false)
-    assert.equal(decoded.data.toString('utf8'), 'héllo wörld ✓')
+    assert.equal(isBinaryPayload('raw', encoded), false)
   })
 
-  it('keeps the empty string as text', () => {
-    const decoded = decodePayload(encodeMessage(''))
-    assert.equal(decoded.binary, false)
-    assert.equal(decoded.data.length, 0)
+  it('encodes the empty string as no bytes', () => {
+    assert.equal(encodeMessage('').length, 0)
   })
 
-  it('keeps a Buffer binary by marking it', () => {
+  it('stores a Buffer as exactly its bytes, without any mark (what a Redis reader gets)', () => {
     const bytes = Buffer.from([1, 2, 3, 0xff])
+    assert.deepEqual(encodeMessage(bytes), bytes)
+    assert.deepEqual(encodeMessage(Buffer.from('plain ascii')), Buffer.from('plain ascii'))
+    assert.equal(encodeMessage(Buffer.alloc(0)).length, 0)
+  })
+
+  it('copies bytes, so the caller may reuse its buffer at once', () => {
+    const bytes = Buffer.from([1, 2, 3])
     const encoded = encodeMessage(bytes)
-    assert.deepEqual(encoded.subarray(0, BINARY_MARK.length), BINARY_MARK)
-    const decoded = decodePayload(encoded)
-    assert.equal(decoded.binary, true)
-    assert.deepEqual(decoded.data, bytes)
+    bytes[0] = 9
+    assert.deepEqual([...encoded], [1, 2, 3])
   })
 
-  it('keeps binary binary even when its bytes are valid UTF-8', () => {
-    const decoded = decodePayload(encodeMessage(Buffer.from('plain ascii')))
-    assert.equal(decoded.binary, true)
-    assert.equal(decoded.data.toString(), 'plain ascii')
-  })
-
-  it('keeps an empty Buffer binary', () => {
-    const decoded = decodePayload(encodeMessage(Buffer.alloc(0)))
-    assert.equal(decoded.binary, true)
-    assert.equal(decoded.data.length, 0)
-  })
-
-  it('keeps a Uint8Array binary, including a view into a larger buffer', () => {
+  it('stores a Uint8Array as its bytes, including a view into a larger buffer', () => {
     const whole = new Uint8Array([9, 8, 7, 6, 5, 4])
     const view = new Uint8Array(whole.buffer, 2, 3)
-    const decoded = decodePayload(encodeMessage(view))
-    assert.equal(decoded.binary, true)
-    assert.deepEqual([...decoded.data], [7, 6, 5])
+    assert.deepEqual([...encodeMessage(view)], [7, 6, 5])
   })
 
-  it('keeps an ArrayBuffer binary', () => {
+  it('stores an ArrayBuffer as its bytes', () => {
     const ab = new Uint8Array([0, 0xfe, 0xff, 0x80]).buffer
-    const decoded = decodePayload(encodeMessage(ab))
-    assert.equal(decoded.binary, true)
-    assert.deepEqual([...decoded.data], [0, 0xfe, 0xff, 0x80])
+    assert.deepEqual([...encodeMessage(ab)], [0, 0xfe, 0xff, 0x80])
   })
 
   it('sends objects and arrays as JSON text', () => {
-    const object = decodePayload(encodeMessage({ text: 'hi', n: 1, nested: { ok: true } }))
-    assert.equal(object.binary, false)
-    assert.deepEqual(JSON.parse(object.data.toString('utf8')), {
+    const object = encodeMessage({ text: 'hi', n: 1, nested: { ok: true } })
+    assert.deepEqual(JSON.parse(object.toString('utf8')), {
       text: 'hi',
       n: 1,
       nested: { ok: true },
     })
-    const array = decodePayload(encodeMessage([1, 'two', null]))
-    assert.equal(array.binary, false)
-    assert.equal(array.data.toString('utf8'), '[1,"two",null]')
+    assert.equal(encodeMessage([1, 'two', null]).toString('utf8'), '[1,"two",null]')
   })
 
   it('refuses values that are neither text, bytes nor objects', () => {
@@ -94,37 +70,43 @@ describe('encodeMessage and decodePayload', () => {
       )
     }
   })
+})
 
-  it('classifies valid UTF-8 published by someone else (ws4redis) as text', () => {
+describe('isBinaryPayload', () => {
+  it('classifies valid UTF-8 (what ws4redis publishes) as text on raw and json facilities', () => {
     const payload = Buffer.from('{"message": "from Django", "emoji": "🎉"}', 'utf8')
-    const decoded = decodePayload(payload)
-    assert.equal(decoded.binary, false)
-    assert.deepEqual(decoded.data, payload)
+    assert.equal(isBinaryPayload('raw', payload), false)
+    assert.equal(isBinaryPayload('json', payload), false)
+    assert.equal(isBinaryPayload('raw', Buffer.from([1, 2, 3])), false, 'ASCII control bytes')
+    assert.equal(isBinaryPayload('raw', Buffer.alloc(0)), false)
   })
 
-  it('classifies invalid UTF-8 published by someone else as binary, unchanged', () => {
+  it('classifies bytes that are not UTF-8 as binary on every facility', () => {
     for (const bytes of [[0xc3, 0x28], [0xff], [0x61, 0x80, 0x62], [0xed, 0xa0, 0x80]]) {
       const payload = Buffer.from(bytes)
-      const decoded = decodePayload(payload)
-      assert.equal(decoded.binary, true, payload.toString('hex'))
-      assert.deepEqual(decoded.data, payload)
+      for (const format of ['raw', 'binary', 'json'] as const)
+        assert.equal(isBinaryPayload(format, payload), true, `${format} ${payload.toString('hex')}`)
     }
   })
 
-  it('classifies a payload that starts like the mark but is not the mark as unmarked binary', () => {
-    const payload = Buffer.concat([BINARY_MARK.subarray(0, 3), Buffer.from('xyz')])
-    const decoded = decodePayload(payload)
-    assert.equal(decoded.binary, true)
-    assert.deepEqual(decoded.data, payload)
+  it('classifies every payload as binary on binary facilities, valid UTF-8 included', () => {
+    assert.equal(isBinaryPayload('binary', Buffer.from('plain ascii')), true)
+    assert.equal(isBinaryPayload('binary', Buffer.alloc(0)), true)
   })
 })
 
 describe('toStored', () => {
-  it('returns text as a string and binary as a Buffer', () => {
-    assert.equal(toStored(encodeMessage('hello')), 'hello')
-    const stored = toStored(encodeMessage(Buffer.from([1, 2, 3])))
+  it('returns text as a string and bytes that are not UTF-8 as a Buffer', () => {
+    assert.equal(toStored(encodeMessage('hello'), 'raw'), 'hello')
+    const stored = toStored(encodeMessage(Buffer.from([1, 2, 0xff])), 'raw')
     assert.ok(Buffer.isBuffer(stored))
-    assert.deepEqual([...stored], [1, 2, 3])
+    assert.deepEqual([...stored], [1, 2, 0xff])
+  })
+
+  it('returns a Buffer for every payload of a binary facility', () => {
+    const stored = toStored(Buffer.from('ascii bytes'), 'binary')
+    assert.ok(Buffer.isBuffer(stored))
+    assert.equal(stored.toString(), 'ascii bytes')
   })
 })
 

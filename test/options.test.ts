@@ -38,6 +38,7 @@ describe('resolveOptions', () => {
       assert.equal(opts.engine, undefined)
       assert.equal(opts.history, null)
       assert.equal(opts.format, 'raw')
+      assert.equal(opts.clusterPlainPublish, false)
     })
 
     it('resolves history to { size, ttl }, and false or null to none', () => {
@@ -48,6 +49,7 @@ describe('resolveOptions', () => {
       assert.equal(resolveOptions({ history: false }).history, null)
       assert.equal(resolveOptions({ history: null }).history, null)
       assert.equal(resolveOptions({ format: 'json' }).format, 'json')
+      assert.equal(resolveOptions({ format: 'binary' }).format, 'binary')
     })
 
     it('gives the same defaults for an empty object', () => {
@@ -169,6 +171,15 @@ describe('resolveOptions', () => {
       ['history with a fractional ttl', { history: { size: 10, ttl: 1.5 } }],
       ['history given as true', { history: true }],
       ['an unknown format', { format: 'xml' }],
+      ['clusterPlainPublish without redisCluster', { clusterPlainPublish: true }],
+      [
+        'clusterPlainPublish with redis',
+        { redis: 'redis://127.0.0.1:1', clusterPlainPublish: true },
+      ],
+      [
+        'clusterPlainPublish that is not a boolean',
+        { redisCluster: ['redis://127.0.0.1:1'], clusterPlainPublish: 'yes' },
+      ],
     ]
     for (const [name, options] of cases) {
       it(`throws WSF_INVALID_OPTION for ${name}`, () => {

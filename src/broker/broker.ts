@@ -10,7 +10,7 @@ import { FlushScheduler } from '../connection/flush-scheduler.js'
 import { PublishBudget } from '../connection/publish-budget.js'
 import { ConnectionRegistry } from '../connection/registry.js'
 import { ControlPlane } from '../cluster/control-channel.js'
-import type { FacilityDefinition } from '../facility/definition.js'
+import type { FacilityDefinition, WireFormat } from '../facility/definition.js'
 import { FacilityRegistry } from '../facility/registry.js'
 import { ConnectionCounter } from '../upgrade/admission.js'
 import { Presence } from '../cluster/presence.js'
@@ -69,6 +69,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         ? new RedisEngine({
             redis: this.options.redis,
             cluster: this.options.redisCluster,
+            clusterPlainPublish: this.options.clusterPlainPublish,
             prefix: this.options.channelPrefix,
           })
         : new MemoryEngine())
@@ -241,6 +242,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.#facilities.match(facility).settings.expire
   }
 
+  /** The wire format of `facility`: its definition's, else the broker's. */
+  formatOf(facility: string): WireFormat {
+    return this.#facilities.match(facility).settings.format
+  }
+
   /** The history of `facility`'s channels ({ size, ttl }): its definition's, else the broker's;
    * null for none. */
   historyOf(facility: string): HistoryOptions | null {
@@ -355,13 +361,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return counts.reduce((a, b) => a + b, 0)
   }
 
-  /** The first stored message among `channels`, in order, or null. */
-  async fetch(channels: readonly string[]): Promise<StoredMessage | null> {
+  /**
+   * The first stored message among `channels`, in order, or null: a Buffer on `binary`
+   * facilities (`format`) and for bytes that are not UTF-8, a string otherwise.
+   */
+  async fetch(
+    channels: readonly string[],
+    format: WireFormat = this.options.format,
+  ): Promise<StoredMessage | null> {
     if (channels.length === 0) return null
     await this.ready()
     const values = await this.engine.get([...channels])
     const found = values.find((v) => v !== null)
-    return found ? toStored(found) : null
+    return found ? toStored(found, format) : null
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { type HistoryOptions, resolveHistory } from '../history/wire.js'
-import type { WireFormat } from '../facility/definition.js'
+import { isWireFormat, type WireFormat } from '../facility/definition.js'
 import type { RedisClientOptions, RedisClusterOptions } from 'redis'
 import {
   type Audience,
@@ -53,13 +53,27 @@ export interface BrokerOptions {
    * @example createBroker({ redisCluster: ['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000'] })
    */
   redisCluster?: string[] | RedisClusterOptions
+  /**
+   * With `redisCluster`: also receive plain `PUBLISH`es (what ws4redis's Django publisher and
+   * redis-cli send), not only `SPUBLISH`. Each channel is then also SUBSCRIBEd on one node of the
+   * cluster, over one more connection per process. The cost is the plain PUBLISH itself: Redis
+   * Cluster sends every one to every node of the cluster over its bus, where an SPUBLISH stays on
+   * the shard owning the channel. @default false
+   */
+  clusterPlainPublish?: boolean
   /** A ready engine instead of `redis` (advanced; tests and custom transports). */
   engine?: Engine
   /** Channel prefix; `'ws4redis'` gives channels `ws4redis:broadcast:…`. @default '' */
   prefix?: string
   /** Path prefix that upgrades are accepted on. @default '/ws/' */
   path?: string
-  /** Seconds a published message is kept for replay; 0 turns persistence off. @default 0 */
+  /**
+   * Seconds a message published through this broker (RedisPublisher, `broker.publish`, clients'
+   * `publish-*` messages) is stored under its channel's key (`SET … EX`), for replay to new
+   * connections and `fetchMessage`; 0 stores nothing. Replay sends what a channel's key holds,
+   * whoever stored it (ws4redis's `SETEX`, wsfacility's publishers with expire > 0); a plain
+   * `PUBLISH` stores nothing, so it is never replayed. @default 0
+   */
   expire?: number
   /**
    * Channel history with offsets, for recovery on reconnect and the broker's own catch-up after
@@ -68,7 +82,8 @@ export interface BrokerOptions {
    * @example createBroker({ redis, history: { size: 100, ttl: 300 } })
    */
   history?: HistoryOptions | false | null
-  /** Wire format of facilities that do not set their own: `raw` (ws4redis) or the `json`
+  /** Wire format of facilities that do not set their own: `raw` (ws4redis: text frames, binary
+   * frames for bytes that are not UTF-8), `binary` (every message a binary frame) or the `json`
    * envelope. @default 'raw' */
   format?: WireFormat
   /** Replay stored messages to new connections. @default true */
@@ -156,6 +171,7 @@ const DEFAULTS = {
   maxConnectionsPerUser: 0,
   maxFlags: 32,
   handshakeTimeout: 10_000,
+  clusterPlainPublish: false,
 } satisfies Partial<BrokerOptions>
 
 /** Options after defaults and validation. */
@@ -198,6 +214,14 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   const engines = (['redis', 'redisCluster', 'engine'] as const).filter((k) => k in given)
   if (engines.length > 1) throw new OptionError(`give only one of ${engines.join(', ')}`)
   if (given.redisCluster !== undefined) checkCluster(given.redisCluster)
+  if (typeof opts.clusterPlainPublish !== 'boolean') {
+    throw new OptionError('clusterPlainPublish must be a boolean')
+  }
+  if (opts.clusterPlainPublish && given.redisCluster === undefined) {
+    throw new OptionError(
+      'clusterPlainPublish needs redisCluster (on one Redis server plain PUBLISH always works)',
+    )
+  }
   if (typeof opts.path !== 'string' || !opts.path.startsWith('/')) {
     throw new OptionError('path must start with "/"')
   }
@@ -206,8 +230,8 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     throw new OptionError('prefix must be a string without ":" (except at the end)')
   }
   nonNegative('expire', opts.expire)
-  if (opts.format !== 'raw' && opts.format !== 'json') {
-    throw new OptionError("format must be 'raw' or 'json'")
+  if (!isWireFormat(opts.format)) {
+    throw new OptionError("format must be 'raw', 'binary' or 'json'")
   }
   nonNegative('pingInterval', opts.pingInterval)
   nonNegative('maxPayload', opts.maxPayload)

@@ -82,6 +82,7 @@ export class StandaloneServer {
     this.broker = createBroker({
       redis: config.redis ?? undefined,
       redisCluster: config.redisCluster ?? undefined,
+      clusterPlainPublish: config.clusterPlainPublish,
       prefix: config.prefix,
       path: config.path,
       expire: config.expire,

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import type { JwtOptions } from '../identity/jwt.js'
 import { type Audience, isAudience } from '../channels/naming.js'
+import { isWireFormat, type WireFormat } from '../facility/definition.js'
 
 /** How the standalone server reads express-session cookies. */
 export interface CliSession {
@@ -24,6 +25,8 @@ export interface CliConfig {
   redis: string | null
   /** Root node URLs of a Redis Cluster; null when not on a cluster. */
   redisCluster: string[] | null
+  /** Also receive plain PUBLISHes on the cluster (broker option `clusterPlainPublish`). */
+  clusterPlainPublish: boolean
   /** Worker processes to fork (node:cluster); 1 serves in this process. */
   workers: number
   /** Channel prefix (broker option `prefix`). */
@@ -33,7 +36,7 @@ export interface CliConfig {
   /** Channel history (broker option `history`); null: none. */
   history: { size: number; ttl: number } | null
   /** Wire format of every facility (broker option `format`). */
-  format: 'raw' | 'json'
+  format: WireFormat
   /** Heartbeat text (broker option `heartbeat`). */
   heartbeat: string | null
   /** Audiences clients may publish to; undefined keeps the broker's default. */
@@ -87,6 +90,7 @@ const FLAGS = {
   host: { type: 'string' },
   redis: { type: 'string' },
   'redis-cluster': { type: 'string' },
+  'cluster-plain-publish': { type: 'boolean' },
   workers: { type: 'string' },
   prefix: { type: 'string' },
   expire: { type: 'string' },
@@ -153,6 +157,7 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     host: '127.0.0.1',
     redis: null,
     redisCluster: null,
+    clusterPlainPublish: false,
     workers: 1,
     prefix: '',
     expire: 0,
@@ -181,6 +186,14 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     if (redis) throw new UsageError(`give ${redis[1]} or ${cluster[1]}, not both`)
     config.redisCluster = cluster[0].split(',').map((url) => redisUrl([url.trim(), cluster[1]]))
   }
+  config.clusterPlainPublish =
+    values['cluster-plain-publish'] === true || flag(env, 'WSFACILITY_CLUSTER_PLAIN_PUBLISH')
+  if (config.clusterPlainPublish && !cluster) {
+    const source = values['cluster-plain-publish']
+      ? '--cluster-plain-publish'
+      : 'WSFACILITY_CLUSTER_PLAIN_PUBLISH'
+    throw new UsageError(`${source} needs --redis-cluster (plain PUBLISH works on one server)`)
+  }
   const workers = pick('workers', 'WSFACILITY_WORKERS')
   if (workers) {
     config.workers = wholeNumber(workers, 256)
@@ -202,8 +215,7 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
   config.history = historyOptions(pick)
   const format = pick('format', 'WSFACILITY_FORMAT')
   if (format) {
-    if (format[0] !== 'raw' && format[0] !== 'json')
-      throw new UsageError(`${format[1]} must be raw or json`)
+    if (!isWireFormat(format[0])) throw new UsageError(`${format[1]} must be raw, binary or json`)
     config.format = format[0]
   }
   const heartbeat = pick('heartbeat', 'WSFACILITY_HEARTBEAT')

@@ -16,13 +16,23 @@ Options (each may also come from the environment variable shown; the flag wins):
   --redis-cluster URLS   a Redis Cluster instead: comma-separated root node URLs; channels
                          use sharded pub/sub, so publishers must SPUBLISH
                            env WSFACILITY_REDIS_CLUSTER
+  --cluster-plain-publish
+                         on a cluster, also receive plain PUBLISHes (ws4redis's Django
+                         publisher, redis-cli), not only SPUBLISH: one more connection
+                         per process; Redis Cluster sends every plain PUBLISH to every
+                         node, so prefer SPUBLISH where publishers can
+                           env WSFACILITY_CLUSTER_PLAIN_PUBLISH=1, default off
   --workers N            run N worker processes sharing the port (node:cluster); needs
                          --redis or --redis-cluster
                            env WSFACILITY_WORKERS, default 1
   --prefix NAME          channel prefix: ws4redis gives ws4redis:broadcast:<facility>
                            env WSFACILITY_PREFIX or WS4REDIS_PREFIX, default none
-  --expire SECONDS       keep each channel's last message this long and replay it to
-                         new clients; 0 turns it off
+  --expire SECONDS       store each message this server's clients publish (publish-*
+                         flags) under its channel's key for this long; 0 stores nothing.
+                         New clients get each channel's stored message replayed,
+                         whoever stored it (ws4redis's SETEX, wsfacility's publishers
+                         with expire > 0); a plain PUBLISH stores nothing, so it is
+                         never replayed
                            env WSFACILITY_EXPIRE, default 0
   --history-size N       keep the last N messages of each channel, with offsets, so that
                          clients recover what they missed while reconnecting and the
@@ -31,8 +41,11 @@ Options (each may also come from the environment variable shown; the flag wins):
                            env WSFACILITY_HISTORY_SIZE, default off
   --history-ttl SECONDS  how long a channel's history lives after its last publish
                            env WSFACILITY_HISTORY_TTL
-  --format raw|json      wire format of every facility: raw (ws4redis, messages as they
-                         were published) or json (the {"type":"data",...} envelope)
+  --format raw|binary|json
+                         wire format of every facility: raw (ws4redis, messages as they
+                         were published: text frames, binary frames for bytes that are
+                         not UTF-8), binary (every message a binary frame) or json (the
+                         {"type":"data",...} envelope)
                            env WSFACILITY_FORMAT, default raw
   --heartbeat TEXT       a text clients send to keep alive: answered with the same
                          text, never published. A value starting with "-" needs the

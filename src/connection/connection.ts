@@ -108,8 +108,9 @@ export class Connection {
   }
 
   /**
-   * Sends a message to this client only, in the facility's format: text, bytes, or an object
-   * (JSON); on a `json` facility wrapped as `{"type":"data","data":…}`.
+   * Sends a message to this client only, in the facility's format: text or an object (JSON) as a
+   * text frame, on a `json` facility wrapped as `{"type":"data","data":…}`; bytes as a binary
+   * frame; on a `binary` facility, everything as a binary frame.
    */
   send(message: Message): void {
     this.#owner.send(message)

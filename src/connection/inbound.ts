@@ -2,7 +2,7 @@ import { CloseCode } from '../close-codes.js'
 import { parseClientFrame, type ServerFrame } from '../delivery/envelope.js'
 import { HttpError } from '../errors.js'
 import type { WireFormat } from '../facility/definition.js'
-import { encodeBinary, encodeText } from '../delivery/payload.js'
+import { encodeText } from '../delivery/payload.js'
 
 /** What inbound handling needs from the connection a message came on (its owner). */
 export interface InboundTarget {
@@ -126,6 +126,6 @@ export function handleClientMessage(
     if (token !== null) return refresh(target, token)
   }
   if (rateLimited(target)) return
-  if (isBinary) target.offer(data, encodeBinary(data))
-  else target.offer(data, data, true)
+  // Published verbatim, text or bytes: Redis carries exactly what the client sent.
+  target.offer(data, data, !isBinary)
 }

@@ -1,9 +1,10 @@
 import type { Duplex } from 'node:stream'
 import { CloseCode } from '../close-codes.js'
 import { type ServerFrame, serverFrame } from '../delivery/envelope.js'
-import { frame, frameFor } from '../delivery/frame.js'
+import { frame, frameFor, messageFrame } from '../delivery/frame.js'
 import type { Recipient } from '../delivery/hub.js'
-import { encodeMessage, type Message } from '../delivery/payload.js'
+import type { Message } from '../delivery/payload.js'
+import type { WireFormat } from '../facility/definition.js'
 import type { FacilitySettings } from '../facility/settings.js'
 import type { Connection, ConnectionState } from './connection.js'
 import type { Flushable } from './flush-scheduler.js'
@@ -57,7 +58,7 @@ export abstract class Outbound implements Recipient, Flushable {
   /** Ends an upgrade whose held messages passed the bound under the `close` policy. */
   protected abstract overflowWhileUpgrading(): void
 
-  get format(): 'raw' | 'json' {
+  get format(): WireFormat {
     return this.settings?.format ?? 'raw'
   }
 
@@ -174,7 +175,7 @@ export abstract class Outbound implements Recipient, Flushable {
   }
 
   send(message: Message): void {
-    if (this.phase === 'open') this.#enqueue(frameFor(this.format, encodeMessage(message)))
+    if (this.phase === 'open') this.#enqueue(messageFrame(this.format, message))
   }
 
   sendFrame(value: ServerFrame): void {

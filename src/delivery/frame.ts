@@ -1,6 +1,6 @@
 import { dataFrame, type HistoryPosition } from './envelope.js'
 import type { WireFormat } from '../facility/definition.js'
-import { decodePayload } from './payload.js'
+import { encodeMessage, isBinaryPayload, isBytes, type Message } from './payload.js'
 
 /**
  * One complete unmasked server-to-client WebSocket frame (RFC 6455 §5.2), built once per message
@@ -26,13 +26,25 @@ export function frame(data: Buffer, binary: boolean): Buffer {
 }
 
 /**
- * The frame clients of a facility receive for a payload from Redis: as is for `raw`; text
- * wrapped in `{"type":"data","data":…}` for `json` (binary stays a binary frame), with the channel's
- * label, epoch and offset when it has history.
+ * The frame clients of a facility receive for a payload from Redis: as is for `raw` (a text frame
+ * when it is valid UTF-8, else a binary one) and `binary` (always a binary frame); text wrapped in
+ * `{"type":"data","data":…}` for `json` (bytes that are not UTF-8 stay a binary frame), with the
+ * channel's label, epoch and offset when it has history.
  */
 export function frameFor(format: WireFormat, payload: Buffer, position?: HistoryPosition): Buffer {
-  const { binary, data } = decodePayload(payload)
+  const binary = isBinaryPayload(format, payload)
   if (format === 'json' && !binary)
-    return frame(Buffer.from(dataFrame(data.toString('utf8'), position)), false)
-  return frame(data, binary)
+    return frame(Buffer.from(dataFrame(payload.toString('utf8'), position)), false)
+  return frame(payload, binary)
+}
+
+/**
+ * The frame for a message sent to one connection without Redis in between (`Connection.send`,
+ * `broker.sendTo`), which keeps what it is: bytes as a binary frame, text and objects as text (in
+ * the envelope on `json` facilities); on `binary` facilities every message is a binary frame.
+ */
+export function messageFrame(format: WireFormat, message: Message): Buffer {
+  const payload = encodeMessage(message)
+  if (isBytes(message) || format === 'binary') return frame(payload, true)
+  return frameFor(format, payload)
 }

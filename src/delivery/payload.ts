@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer'
 import { InvalidArgumentError } from '../errors.js'
+import type { WireFormat } from '../facility/definition.js'
 
 /** What a publisher may send: text, bytes, or a plain value sent as JSON text. */
 export type Message =
@@ -8,33 +9,26 @@ export type Message =
 /** What `fetchMessage` returns: text as a string, binary as a Buffer. */
 export type StoredMessage = string | Buffer
 
-/**
- * Marks a Redis payload as binary. Redis carries bytes only, so "binary stays binary" needs a mark;
- * 0xFF never occurs in UTF-8, so no text message (from ws4redis or anyone) can start with it.
- */
-export const BINARY_MARK = Buffer.from([0xff, 0x00, 0x77, 0x73, 0x66, 0x62])
-
-/** A payload read from Redis, classified. */
-export interface Decoded {
-  binary: boolean
-  data: Buffer
-}
-
 /** Encodes a text message for Redis: its UTF-8 bytes, verbatim. */
 export function encodeText(text: string | Buffer): Buffer {
   return typeof text === 'string' ? Buffer.from(text, 'utf8') : text
 }
 
-/** Encodes a binary message for Redis: the mark, then the bytes. */
-export function encodeBinary(bytes: Buffer | Uint8Array): Buffer {
-  return Buffer.concat([BINARY_MARK, bytes])
+/** True for the bytes a publisher may send (Buffer, Uint8Array, ArrayBuffer). */
+export function isBytes(message: Message): message is Buffer | Uint8Array | ArrayBuffer {
+  return message instanceof Uint8Array || message instanceof ArrayBuffer
 }
 
-/** Encodes any publisher message for Redis. */
+/**
+ * Encodes any publisher message for Redis, exactly as a Redis reader (ws4redis's `fetch_message`,
+ * redis-cli) should see it: text as its UTF-8 bytes, bytes as they are (copied, so the caller may
+ * reuse its buffer), objects as JSON text. Nothing marks bytes as binary: how a payload reaches
+ * clients is the facility's format (see isBinaryPayload).
+ */
 export function encodeMessage(message: Message): Buffer {
   if (typeof message === 'string') return encodeText(message)
-  if (Buffer.isBuffer(message) || message instanceof Uint8Array) return encodeBinary(message)
-  if (message instanceof ArrayBuffer) return encodeBinary(new Uint8Array(message))
+  if (message instanceof Uint8Array) return Buffer.from(message)
+  if (message instanceof ArrayBuffer) return Buffer.from(new Uint8Array(message))
   if (message !== null && typeof message === 'object') {
     let json: string
     try {
@@ -48,22 +42,15 @@ export function encodeMessage(message: Message): Buffer {
 }
 
 /**
- * Classifies a payload from Redis: marked payloads are binary, valid UTF-8 is text (what a Django
- * ws4redis publisher sends), anything else is binary.
+ * Whether a payload from Redis reaches clients of a `format` facility as a binary frame: always
+ * on `binary` facilities; elsewhere only when it is not valid UTF-8, which a text frame must be
+ * (anything a ws4redis publisher sends is text).
  */
-export function decodePayload(payload: Buffer): Decoded {
-  if (
-    payload.length >= BINARY_MARK.length &&
-    payload[0] === 0xff &&
-    payload.subarray(0, BINARY_MARK.length).equals(BINARY_MARK)
-  ) {
-    return { binary: true, data: payload.subarray(BINARY_MARK.length) }
-  }
-  return { binary: !isUtf8(payload), data: payload }
+export function isBinaryPayload(format: WireFormat, payload: Buffer): boolean {
+  return format === 'binary' || !isUtf8(payload)
 }
 
-/** The value `fetchMessage` hands back for a stored payload. */
-export function toStored(payload: Buffer): StoredMessage {
-  const { binary, data } = decodePayload(payload)
-  return binary ? Buffer.from(data) : data.toString('utf8')
+/** The value `fetchMessage` hands back for a payload stored on a `format` facility. */
+export function toStored(payload: Buffer, format: WireFormat): StoredMessage {
+  return isBinaryPayload(format, payload) ? Buffer.from(payload) : payload.toString('utf8')
 }

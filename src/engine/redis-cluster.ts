@@ -27,16 +27,21 @@ type Cluster = ReturnType<typeof newCluster>
  * A Redis Cluster. Commands go to the master of their key's slot. Channels use sharded pub/sub
  * (SSUBSCRIBE / SPUBLISH), so a channel's messages only travel on the shard that owns its slot;
  * node-redis holds one sharded subscriber connection per master that has subscribed channels, and
- * one command connection per master.
+ * one command connection per master. With `plainPublish` each channel is also SUBSCRIBEd (plain
+ * pub/sub) on one node of the cluster, on node-redis's one extra subscriber connection, so a plain
+ * PUBLISH (ws4redis's Django publisher, redis-cli) reaches it too. Redis delivers a SPUBLISH only
+ * to SSUBSCRIBE and a PUBLISH only to SUBSCRIBE, so no message arrives twice.
  */
 export class ClusterLink extends RedisLink {
   readonly #cluster: Cluster
   readonly #buffers: ReturnType<Cluster['withTypeMapping']>
   readonly #keys: EngineKeys
+  readonly #plainPublish: boolean
 
-  constructor(config: RedisClusterConfig, keys: EngineKeys) {
+  constructor(config: RedisClusterConfig, keys: EngineKeys, plainPublish = false) {
     super()
     this.#cluster = newCluster(config)
+    this.#plainPublish = plainPublish
     this.#buffers = this.#cluster.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
     this.#keys = keys
     this.#cluster.on('error', (err: unknown) => this.emit('error', 'redis cluster', err))
@@ -87,25 +92,35 @@ export class ClusterLink extends RedisLink {
     await this.#cluster.connect()
   }
 
-  subscribe(channel: string, listener: Listener): Promise<void> {
-    return this.#cluster.sSubscribe(channel, listener, true)
+  async subscribe(channel: string, listener: Listener): Promise<void> {
+    const sharded = this.#cluster.sSubscribe(channel, listener, true)
+    if (!this.#plainPublish) return sharded
+    await Promise.all([sharded, this.#cluster.subscribe(channel, listener, true)])
   }
 
-  unsubscribe(channel: string, listener: Listener): Promise<void> {
-    return this.#cluster.sUnsubscribe(channel, listener, true)
+  async unsubscribe(channel: string, listener: Listener): Promise<void> {
+    const sharded = this.#cluster.sUnsubscribe(channel, listener, true)
+    if (!this.#plainPublish) return sharded
+    // node-redis types UNSUBSCRIBE's listener for either mode; ours is the buffer one it was given.
+    const plain = listener as Parameters<Cluster['unsubscribe']>[1]
+    await Promise.all([sharded, this.#cluster.unsubscribe(channel, plain, true)])
   }
 
   async barrier(): Promise<void> {
     // A PING on a sharded subscriber connection is answered after every message its master pushed
-    // to it before; a master without one has no channel of ours, so sent us nothing.
-    await Promise.all(
-      this.#cluster.masters.map(async (master) => {
+    // to it before; a master without one has no channel of ours, so sent us nothing. The plain
+    // subscriber connection likewise, for what its node has received of plain PUBLISHes so far
+    // (a PUBLISH on another node reaches it over the cluster bus, later).
+    const plain = this.#cluster.pubSubNode
+    await Promise.all([
+      ...this.#cluster.masters.map(async (master) => {
         const pubSub = master.pubSub
         if (!pubSub) return
         const client = await (pubSub.connectPromise ?? pubSub.client)
         await client.ping()
       }),
-    )
+      plain && (plain.connectPromise ?? Promise.resolve(plain.client)).then((c) => c.ping()),
+    ])
   }
 
   async publish(

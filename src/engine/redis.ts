@@ -21,6 +21,12 @@ export interface RedisEngineOptions {
   /** A Redis Cluster: root node URLs or node-redis `createCluster` options. Channels then use
    * sharded pub/sub (SSUBSCRIBE / SPUBLISH). */
   cluster?: RedisClusterConfig
+  /**
+   * With `cluster`: also SUBSCRIBE each channel with plain pub/sub (on one node of the cluster),
+   * so a plain PUBLISH (ws4redis's Django publisher) reaches its clients, not only SPUBLISH. Redis
+   * Cluster sends every plain PUBLISH to every node. @default false
+   */
+  clusterPlainPublish?: boolean
   /** Normalised channel prefix (`''` or `'name:'`); wsfacility's own keys live under it too. */
   prefix: string
   /** Milliseconds a process stays counted (and its users online) after it stops refreshing its
@@ -34,8 +40,13 @@ function link(options: RedisEngineOptions, keys: EngineKeys): RedisLink {
   if (options.cluster !== undefined && options.redis !== undefined) {
     throw new OptionError('give either redis or cluster, not both')
   }
-  if (options.cluster !== undefined) return new ClusterLink(options.cluster, keys)
+  if (options.cluster !== undefined)
+    return new ClusterLink(options.cluster, keys, options.clusterPlainPublish === true)
   if (options.redis === undefined) throw new OptionError('redis or cluster is required')
+  if (options.clusterPlainPublish)
+    throw new OptionError(
+      'clusterPlainPublish needs cluster (plain PUBLISH already works on one server)',
+    )
   return new StandaloneLink(options.redis, keys)
 }
 

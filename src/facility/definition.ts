@@ -20,8 +20,20 @@ export interface FacilityContext {
 /** One permission check; any false (or throw) refuses the connection with 403. */
 export type AuthorizeHook = (context: FacilityContext) => boolean | Promise<boolean>
 
-/** Wire format: `raw` (ws4redis-compatible, the default) or the JSON envelope. */
-export type WireFormat = 'raw' | 'json'
+/**
+ * Wire format. `raw` (ws4redis-compatible, the default): messages as published, a text frame when
+ * the bytes are valid UTF-8 and a binary frame otherwise. `binary`: as `raw`, but every message is
+ * a binary frame (for facilities that carry bytes). `json`: the JSON envelope.
+ */
+export type WireFormat = 'raw' | 'binary' | 'json'
+
+/** The wire formats, for validation. */
+export const WIRE_FORMATS: readonly WireFormat[] = ['raw', 'binary', 'json']
+
+/** True for a WireFormat. */
+export function isWireFormat(value: unknown): value is WireFormat {
+  return WIRE_FORMATS.includes(value as WireFormat)
+}
 
 /** Options and hooks for one facility name or pattern. Unset fields keep the broker's defaults. */
 export interface FacilityDefinition<C = unknown> {
@@ -35,7 +47,8 @@ export interface FacilityDefinition<C = unknown> {
   anonymous?: boolean
   /** Seconds to store published messages for replay. @default the broker's `expire` */
   expire?: number
-  /** @default 'raw' */
+  /** `'raw'` (ws4redis: text frames, binary for bytes that are not UTF-8), `'binary'` (every
+   * message a binary frame) or `'json'` (the envelope). @default the broker's format */
   format?: WireFormat
   /** Channel history ({ size, ttl }) for this facility's channels, or false for none. @default the broker's `history` */
   history?: HistoryOptions | false
@@ -84,12 +97,8 @@ export function validateDefinition(pattern: string, definition: FacilityDefiniti
   checkAudiences('subscribe', definition.subscribe)
   checkAudiences('publish', definition.publish)
   checkAudiences('autoSubscribe', definition.autoSubscribe)
-  if (
-    definition.format !== undefined &&
-    definition.format !== 'raw' &&
-    definition.format !== 'json'
-  ) {
-    throw new OptionError("format must be 'raw' or 'json'")
+  if (definition.format !== undefined && !isWireFormat(definition.format)) {
+    throw new OptionError("format must be 'raw', 'binary' or 'json'")
   }
   resolveHistory('history', definition.history)
   const { anonymous } = definition

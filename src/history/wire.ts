@@ -35,9 +35,9 @@ export interface HistoryRead extends StreamPosition {
 export const META_TTL = 86_400
 
 /**
- * Marks a message published with history: the mark, the epoch, `:`, the offset, `:`, then the
- * payload as it is without history. 0xFF never occurs in UTF-8, so no text message can start
- * with it (as for payload.ts's binary mark, which it is distinct from).
+ * Marks a message published with history on the pub/sub channel: the mark, the epoch, `:`, the
+ * offset, `:`, then the payload exactly as it is without history (the stream and the `expire` key
+ * hold the payload alone). 0xFF never occurs in UTF-8, so no text message can start with it.
  */
 export const HISTORY_MARK = Buffer.from([0xff, 0x00, 0x77, 0x73, 0x66, 0x68]) // \xff\0wsfh
 

@@ -113,7 +113,8 @@ export class RedisPublisher {
   }
 
   /**
-   * The stored message of `facility` for a request or identity, or null. `audience` `any` looks in
+   * The stored message of `facility` for a request or identity, or null: a Buffer on a `binary`
+   * facility and for bytes that are not UTF-8, a string otherwise. `audience` `any` looks in
    * session, user, group and broadcast order, as ws4redis's `fetch_message`.
    */
   async fetchMessage(
@@ -130,6 +131,6 @@ export class RedisPublisher {
     const channels = audiences.flatMap((a) =>
       this.#broker.subscriber.audienceChannels(facility, a, identity),
     )
-    return this.#broker.fetch(channels)
+    return this.#broker.fetch(channels, this.#broker.formatOf(facility))
   }
 }

@@ -6,7 +6,6 @@ import {
   rawTokenOf,
 } from '../../src/connection/inbound.js'
 import type { ServerFrame } from '../../src/delivery/envelope.js'
-import { BINARY_MARK } from '../../src/delivery/payload.js'
 import { HttpError } from '../../src/errors.js'
 import type { WireFormat } from '../../src/facility/definition.js'
 import { TokenError } from '../../src/identity/jwt.js'
@@ -123,14 +122,27 @@ describe('handleClientMessage', () => {
       assert.equal(offer.text, true, 'decoded as text for the hook')
     })
 
-    it('offers a binary message as bytes, published with the binary mark', () => {
+    it('offers a binary message as bytes, published verbatim (no mark)', () => {
       const t = new Target('raw')
       const data = Buffer.from([1, 2, 3])
       handleClientMessage(t, null, data, true)
       const offer = t.offers[0]!
       assert.equal(offer.message, data)
-      assert.ok(offer.payload.equals(Buffer.concat([BINARY_MARK, data])))
+      assert.equal(offer.payload, data, 'published verbatim')
       assert.notEqual(offer.text, true)
+    })
+
+    it('publishes text and binary frames verbatim on a binary facility, text decoded for the hook', () => {
+      const t = new Target('binary')
+      handleClientMessage(t, null, text('typed'), false)
+      handleClientMessage(t, null, Buffer.from([0xff]), true)
+      assert.deepEqual(
+        t.offers.map((o) => [o.payload, o.text]),
+        [
+          [text('typed'), true],
+          [Buffer.from([0xff]), false],
+        ],
+      )
     })
 
     it('closes with 1008 when the rate limit is exceeded, and publishes nothing', () => {

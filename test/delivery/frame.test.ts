@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { frame, frameFor } from '../../src/delivery/frame.js'
-import { BINARY_MARK, encodeBinary, encodeText } from '../../src/delivery/payload.js'
+import { frame, frameFor, messageFrame } from '../../src/delivery/frame.js'
+import { encodeText } from '../../src/delivery/payload.js'
 
 /** The parts of one unmasked server frame, read back by the RFC 6455 §5.2 rules. */
 function parse(bytes: Buffer): { fin: boolean; rsv: number; opcode: number; payload: Buffer } {
@@ -85,10 +85,17 @@ describe('frameFor', () => {
     assert.equal(f.payload.toString(), 'plain text')
   })
 
-  it('sends marked binary payloads as binary frames without the mark, on raw facilities', () => {
-    const f = parse(frameFor('raw', encodeBinary(Buffer.from([1, 2, 3]))))
+  it('sends bytes that are valid UTF-8 as a text frame on raw facilities (no mark in Redis)', () => {
+    const f = parse(frameFor('raw', Buffer.from([0x68, 0x69, 0x01])))
+    assert.equal(f.opcode, 0x1)
+    assert.deepEqual([...f.payload], [0x68, 0x69, 0x01])
+  })
+
+  it('sends a payload that starts with 0xff as it is: bytes carry no mark any more', () => {
+    const bytes = Buffer.from([0xff, 0x00, 0x77, 0x73, 0x66, 0x62, 1, 2])
+    const f = parse(frameFor('raw', bytes))
     assert.equal(f.opcode, 0x2)
-    assert.deepEqual([...f.payload], [1, 2, 3])
+    assert.deepEqual(f.payload, bytes)
   })
 
   it('sends payloads that are not UTF-8 as binary frames', () => {
@@ -113,15 +120,43 @@ describe('frameFor', () => {
     assert.deepEqual(JSON.parse(f.payload.toString('utf8')), { type: 'data', data: 'héllo ☃' })
   })
 
-  it('keeps binary payloads binary (and unwrapped) on json facilities', () => {
-    const f = parse(frameFor('json', encodeBinary(Buffer.from([9, 8]))))
+  it('keeps bytes that are not UTF-8 binary (and unwrapped) on json facilities', () => {
+    const f = parse(frameFor('json', Buffer.from([9, 8, 0xff])))
     assert.equal(f.opcode, 0x2)
-    assert.deepEqual([...f.payload], [9, 8])
+    assert.deepEqual([...f.payload], [9, 8, 0xff])
   })
 
-  it('treats a payload that is only the binary mark as an empty binary message', () => {
-    const f = parse(frameFor('raw', Buffer.from(BINARY_MARK)))
+  it('sends every payload as a binary frame on binary facilities, text included', () => {
+    for (const payload of [encodeText('plain text'), Buffer.from([0xc3, 0x28]), Buffer.alloc(0)]) {
+      const f = parse(frameFor('binary', payload))
+      assert.equal(f.opcode, 0x2)
+      assert.deepEqual(f.payload, payload)
+    }
+  })
+})
+
+describe('messageFrame (Connection.send, sendTo: no Redis in between)', () => {
+  it('keeps bytes a binary frame even when they are valid UTF-8, on raw and json facilities', () => {
+    for (const format of ['raw', 'json'] as const) {
+      const f = parse(messageFrame(format, Buffer.from('ascii')))
+      assert.equal(f.opcode, 0x2, format)
+      assert.equal(f.payload.toString(), 'ascii')
+    }
+    assert.deepEqual([...parse(messageFrame('raw', new Uint8Array([1, 2]))).payload], [1, 2])
+  })
+
+  it('sends text and objects as text, in the envelope on json facilities', () => {
+    const raw = parse(messageFrame('raw', { a: 1 }))
+    assert.equal(raw.opcode, 0x1)
+    assert.equal(raw.payload.toString(), '{"a":1}')
+    const json = parse(messageFrame('json', 'hi'))
+    assert.equal(json.opcode, 0x1)
+    assert.deepEqual(JSON.parse(json.payload.toString()), { type: 'data', data: 'hi' })
+  })
+
+  it('sends everything as a binary frame on binary facilities', () => {
+    const f = parse(messageFrame('binary', 'text'))
     assert.equal(f.opcode, 0x2)
-    assert.equal(f.payload.length, 0)
+    assert.equal(f.payload.toString(), 'text')
   })
 })
