@@ -3,13 +3,13 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { parse as parseCookie } from 'cookie'
 import type { SessionData, Store } from 'express-session'
-import { type Identity, normalizeIdentity } from './identity.js'
+import { type Identity, normalizeIdentity, type PartialIdentity } from './identity.js'
 
 /** Maps a loaded session to an identity; the default reads `user`, `groups` and passport. */
 export type SessionIdentityMapper = (
   session: SessionData & Record<string, unknown>,
   sessionId: string,
-) => Partial<Identity> | null | Promise<Partial<Identity> | null>
+) => PartialIdentity | null | Promise<PartialIdentity | null>
 
 /** How the broker reads express-session cookies. */
 export interface SessionOptions {
@@ -18,9 +18,9 @@ export interface SessionOptions {
   /** The app's session secret, or a list for rotation (the first signs, all verify). */
   secret: string | readonly string[]
   /** Cookie name. @default 'connect.sid' */
-  name?: string
+  name?: string | undefined
   /** Overrides how a session maps to `{ user, groups, sessionKey }`. */
-  identity?: SessionIdentityMapper
+  identity?: SessionIdentityMapper | undefined
 }
 
 /**
