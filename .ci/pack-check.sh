@@ -56,6 +56,11 @@ else if (!readFileSync(path.join(dir, 'LICENSE'), 'utf8').includes('MIT License'
 // Every source a shipped source map names must be shipped too.
 const walk = (d) => readdirSync(d, { withFileTypes: true }).flatMap((e) => e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)])
 const files = walk(dir)
+// Only the build, the CLI launcher and the package's own texts: no tests, no stale or temporary
+// build output (prepack builds dist/ afresh).
+const shipped = /^(package\.json|README\.md|LICENSE|bin\/[^/]+\.js|dist\/(src|facilities)\/.+\.(js|d\.ts))$/
+const stray = files.map((f) => path.relative(dir, f)).filter((f) => !shipped.test(f))
+if (stray.length) problems.push(`unexpected files: ${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', …' : ''}`)
 let missing = 0
 for (const map of files.filter((f) => f.endsWith('.map'))) {
   const { sources = [], sourceRoot = '' } = JSON.parse(readFileSync(map, 'utf8'))
@@ -71,7 +76,8 @@ for (const p of problems) console.error(`  ${p}`)
 process.exit(problems.length ? 1 : 0)
 EOF
 }
-check 'tarball: no install scripts, ESM, engines, LICENSE, source maps resolve' tarball_contents
+check 'tarball: only the build, no install scripts, ESM, engines, LICENSE, source maps resolve' \
+  tarball_contents
 check 'publint --strict' "$repo/node_modules/.bin/publint" run "$tarball" --strict
 check 'attw --profile esm-only' "$repo/node_modules/.bin/attw" "$tarball" --profile esm-only \
   --format table-flipped --no-emoji

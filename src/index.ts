@@ -28,7 +28,12 @@ export type { Identity, IdentifyHook, PartialIdentity } from './identity/identit
 export { anonymous } from './identity/identity.js'
 export type { JwtOptions } from './identity/jwt.js'
 export { TokenError } from './identity/jwt.js'
-export type { SessionIdentityMapper, SessionOptions } from './identity/session.js'
+export type {
+  SessionIdentityMapper,
+  SessionOptions,
+  SessionRecord,
+  SessionStore,
+} from './identity/session.js'
 export type { Message, StoredMessage } from './delivery/payload.js'
 export type {
   ChannelRecovery,
