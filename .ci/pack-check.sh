@@ -21,18 +21,19 @@ failed=()
 check() {
   local name="$1"
   shift
+  local start=$SECONDS
   echo "::: $name"
   if "$@"; then
-    echo "ok: $name"
+    echo "ok: $name ($((SECONDS - start)) s)"
   else
-    echo "FAILED: $name" >&2
+    echo "FAILED: $name ($((SECONDS - start)) s)" >&2
     failed+=("$name")
   fi
 }
 
 # --- the tarball ------------------------------------------------------------------------------
 cd "$repo"
-echo "::: npm pack"
+echo "::: npm pack (prepack: a fresh build)"
 tarball="$work/$(npm pack --silent --pack-destination "$work" | tail -n 1)"
 mkdir "$work/unpacked"
 tar -xzf "$tarball" -C "$work/unpacked"
@@ -97,8 +98,10 @@ project() {
   cp -R "$fixtures/$(basename "$dir")/." "$dir/"
   cp "$fixtures/tsconfig.base.json" "$dir/"
   printf '{ "name": "user-app", "private": true, "type": "module" }\n' >"$dir/package.json"
+  local start=$SECONDS
   echo "::: $(basename "$dir"): npm install wsfacility (the tarball) $*"
-  (cd "$dir" && npm install --silent "$tarball" "$@" && echo "TypeScript $("$tsc6" --version)")
+  (cd "$dir" && npm install --silent "$tarball" "$@")
+  echo "installed in $((SECONDS - start)) s; TypeScript $(cd "$dir" && "$tsc6" --version)"
 }
 typecheck() { # DIR TSC CONFIG
   (cd "$1" && "$2" -p "$3" --noEmit)
@@ -144,8 +147,8 @@ fi
 
 echo
 if [ "${#failed[@]}" -gt 0 ]; then
-  echo "pack-check: ${#failed[@]} check(s) failed:" >&2
+  echo "pack-check: ${#failed[@]} check(s) failed ($SECONDS s):" >&2
   printf '  - %s\n' "${failed[@]}" >&2
   exit 1
 fi
-echo 'pack-check: every check passed'
+echo "pack-check: every check passed ($SECONDS s)"

@@ -14,8 +14,12 @@ import {
   type FacilityDefinition,
   type JwtOptions,
   type Logger,
+  type NarrowedFlags,
+  type PartialIdentity,
   type PublisherTarget,
   type PublishOptions,
+  RedisEngine,
+  type RedisEngineOptions,
   RedisPublisher,
   RedisSubscriber,
   type SessionOptions,
@@ -38,6 +42,7 @@ import { resolveSettings } from '../src/facility/settings.js'
 import { validateDefinition } from '../src/facility/definition.js'
 import { JwtVerifier } from '../src/identity/jwt.js'
 import { SessionReader } from '../src/identity/session.js'
+import { normalizeIdentity } from '../src/identity/identity.js'
 import {
   commonChannel,
   type CommonChannelOptions,
@@ -268,6 +273,51 @@ describe('Options set to undefined keep their defaults', () => {
       await broker.close(closeUnset)
     }
     assert.deepEqual(resolveCloseOptions(closeUnset), resolveCloseOptions({}))
+  })
+
+  it('RedisEngine: cluster and nodeTtl beside redis', async () => {
+    const unset: Unset<RedisEngineOptions> = {
+      redis: undefined,
+      cluster: undefined,
+      nodeTtl: undefined,
+    }
+    const engine = new RedisEngine({ ...unset, redis: 'redis://127.0.0.1:1', prefix: '' })
+    await engine.close() // never started: nothing to connect to
+    assert.throws(() => new RedisEngine({ ...unset, prefix: '' }), /redis or cluster is required/)
+  })
+
+  it('identities from hooks: user, groups and sessionKey', () => {
+    const unset: Unset<PartialIdentity> = {
+      user: undefined,
+      groups: undefined,
+      sessionKey: undefined,
+    }
+    assert.deepEqual(normalizeIdentity(unset), normalizeIdentity({}))
+    assert.deepEqual(normalizeIdentity({ ...unset, user: 'ann' }), {
+      user: 'ann',
+      groups: [],
+      sessionKey: null,
+    })
+  })
+
+  it('allowedChannels: a list left undefined keeps every requested flag', async () => {
+    const narrowed: Unset<NarrowedFlags> = { subscribe: undefined, publish: undefined }
+    const t = await startBroker({
+      clientPublish: ['broadcast'],
+      allowedChannels: () => ({ ...narrowed, publish: [] }),
+    })
+    try {
+      const opened: string[][] = []
+      t.broker.on('connection', (conn) =>
+        opened.push(conn.channels.subscribe, conn.channels.publish),
+      )
+      const c = await connect(t.url('/ws/narrow?subscribe-broadcast&publish-broadcast'))
+      await eventually(() => opened.length === 2)
+      assert.deepEqual(opened, [['broadcast:narrow'], []])
+      await c.close()
+    } finally {
+      await t.close()
+    }
   })
 
   it('RedisSubscriber: prefix', () => {
