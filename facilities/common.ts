@@ -4,9 +4,9 @@ import { jsonText } from './json.js'
 /** Options of `commonChannel`. */
 export interface CommonChannelOptions {
   /** Facility name clients connect to: `/ws/<facility>`. @default 'common' */
-  facility?: string
+  facility?: string | undefined
   /** Accept clients without identity (false → 401). @default false */
-  anonymous?: boolean
+  anonymous?: boolean | undefined
 }
 
 /** The common channel of a broker. */

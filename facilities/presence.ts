@@ -4,9 +4,9 @@ import { type Broker, OptionError, type PresenceEvent, RedisPublisher } from '..
 /** Options of the presence facility. */
 export interface PresenceFacilityOptions {
   /** Facility name clients connect to: `/ws/presence`. @default 'presence' */
-  facility?: string
+  facility?: string | undefined
   /** Let anonymous connections watch who is online. @default false */
-  anonymous?: boolean
+  anonymous?: boolean | undefined
 }
 
 /** What watchers receive, inside the JSON envelope's `data`. */

@@ -11,19 +11,19 @@ import { jsonText } from './json.js'
 /** Options of `userChannel`. */
 export interface UserChannelOptions {
   /** Facility name clients connect to: `/ws/<facility>?token=…`. @default 'user' */
-  facility?: string
+  facility?: string | undefined
   /**
    * Checks, once a client is connected, that its user still exists. False sends
    * `{"type":"error","code":"user_not_found"}` and closes with 1008, as bazis-ws does; a throw
    * closes with 1011 and is reported as a broker `error`.
    */
-  userExists?: (user: string, context: FacilityContext) => boolean | Promise<boolean>
+  userExists?: ((user: string, context: FacilityContext) => boolean | Promise<boolean>) | undefined
 }
 
 /** Options of one per-user publish. */
 export interface UserPublishOptions {
   /** The request (or identity) that `SELF` stands for. */
-  request?: RequestLike
+  request?: RequestLike | undefined
 }
 
 /** The per-user channel of a broker. */

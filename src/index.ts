@@ -8,6 +8,7 @@ export type {
   AllowedChannelsHook,
   BrokerOptions,
   Logger,
+  NarrowedFlags,
   ResolvedOptions as ResolvedBrokerOptions,
 } from './broker/options.js'
 export type { OriginsOption } from './upgrade/origin.js'
@@ -23,11 +24,16 @@ export type { ConnectionChannels, Flags, SubscriberOptions } from './channels/re
 export { type Audience, AUDIENCES, channelName } from './channels/naming.js'
 export type { Connection, ConnectionState } from './connection/connection.js'
 export { CloseCode, type CloseCodeValue } from './close-codes.js'
-export type { Identity, IdentifyHook } from './identity/identity.js'
+export type { Identity, IdentifyHook, PartialIdentity } from './identity/identity.js'
 export { anonymous } from './identity/identity.js'
 export type { JwtOptions } from './identity/jwt.js'
 export { TokenError } from './identity/jwt.js'
-export type { SessionIdentityMapper, SessionOptions } from './identity/session.js'
+export type {
+  SessionIdentityMapper,
+  SessionOptions,
+  SessionRecord,
+  SessionStore,
+} from './identity/session.js'
 export type { Message, StoredMessage } from './delivery/payload.js'
 export type {
   ChannelRecovery,

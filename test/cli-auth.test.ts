@@ -161,7 +161,10 @@ describe('wsfacility CLI: JWTs', () => {
 async function startApp(session: { secret: string | string[]; prefix?: string; name?: string }) {
   const redisClient = await redis.client()
   cleanups.push(() => redisClient.close())
-  const store = new RedisStore({ client: redisClient, prefix: session.prefix })
+  const store = new RedisStore({
+    client: redisClient,
+    ...(session.prefix === undefined ? {} : { prefix: session.prefix }),
+  })
   const app = await startSessionApp({
     session: { store, secret: session.secret, name: session.name },
   })

@@ -20,7 +20,12 @@ import type { Engine } from '../engine/types.js'
 import { ClosedError, OptionError } from '../errors.js'
 import { refuseUpgrade } from '../upgrade/handshake.js'
 import { Hub } from '../delivery/hub.js'
-import { type Identity, isIdentity, normalizeIdentity } from '../identity/identity.js'
+import {
+  type Identity,
+  isIdentity,
+  normalizeIdentity,
+  type PartialIdentity,
+} from '../identity/identity.js'
 import { encodeMessage, type Message, type StoredMessage, toStored } from '../delivery/payload.js'
 import { BrokerMetrics } from '../observability/metrics.js'
 import { type BrokerOptions, type ResolvedOptions, resolveOptions } from './options.js'
@@ -328,7 +333,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
    * JWT) — resolved as for connections, or of an identity-like object.
    */
   async identify(
-    requestOrIdentity: IncomingMessage | Partial<Identity> | null | undefined,
+    requestOrIdentity: IncomingMessage | PartialIdentity | null | undefined,
   ): Promise<Identity> {
     if (requestOrIdentity === null || requestOrIdentity === undefined)
       return normalizeIdentity(null)

@@ -3,16 +3,22 @@ import { OptionError, TimeoutError } from '../errors.js'
 /** Options of `broker.close()`. */
 export interface CloseOptions {
   /** Close code sent to clients: 1001 (going away) or 1012 (service restart). @default 1001 */
-  code?: 1001 | 1012
+  code?: 1001 | 1012 | undefined
   /** Milliseconds to wait for in-flight messages and for clients to acknowledge the close;
    * clients still there afterwards are cut. @default 2000 */
-  timeout?: number
+  timeout?: number | undefined
 }
 
-const CLOSE_DEFAULTS = { code: 1001, timeout: 2000 } satisfies Required<CloseOptions>
+/** Close options with their defaults applied. */
+export interface ResolvedCloseOptions {
+  code: 1001 | 1012
+  timeout: number
+}
+
+const CLOSE_DEFAULTS = { code: 1001, timeout: 2000 } satisfies ResolvedCloseOptions
 
 /** Applies defaults; a number is the timeout (the older `close(timeout)` form). */
-export function resolveCloseOptions(options: number | CloseOptions): Required<CloseOptions> {
+export function resolveCloseOptions(options: number | CloseOptions): ResolvedCloseOptions {
   const given = typeof options === 'number' ? { timeout: options } : options
   if (typeof given !== 'object' || given === null) {
     throw new OptionError('close options must be an object or a timeout in ms')

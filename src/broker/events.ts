@@ -42,8 +42,8 @@ export interface BrokerStats {
 /** Options of one publish. */
 export interface PublishOptions {
   /** Seconds to store the message for replay; overrides the broker's `expire`. */
-  expire?: number
+  expire?: number | undefined
   /** Append it to the channels' history ({ size, ttl }), or false for none; overrides the
    * broker's `history` (RedisPublisher: the facility's). */
-  history?: HistoryOptions | false | null
+  history?: HistoryOptions | false | null | undefined
 }

@@ -33,26 +33,32 @@ export interface AllowedChannelsContext extends Flags {
 export type AllowedChannelsHook = (
   request: IncomingMessage,
   flags: AllowedChannelsContext,
-) => Partial<Flags> | boolean | void | Promise<Partial<Flags> | boolean | void>
+) => NarrowedFlags | boolean | void | Promise<NarrowedFlags | boolean | void>
+
+/** What `allowedChannels` may return to narrow: the lists to keep (an absent one keeps all). */
+export interface NarrowedFlags {
+  subscribe?: Audience[] | undefined
+  publish?: Audience[] | undefined
+}
 
 /** An optional structured logger; any of pino, bunyan or console fits. */
 export interface Logger {
-  debug?(obj: object, msg?: string): void
-  info?(obj: object, msg?: string): void
-  warn?(obj: object, msg?: string): void
-  error?(obj: object, msg?: string): void
+  debug?: ((obj: object, msg?: string) => void) | undefined
+  info?: ((obj: object, msg?: string) => void) | undefined
+  warn?: ((obj: object, msg?: string) => void) | undefined
+  error?: ((obj: object, msg?: string) => void) | undefined
 }
 
 /** Options of `createBroker`. */
 export interface BrokerOptions {
   /** Redis to use: a `redis://` URL or node-redis options. Absent → the in-memory engine. */
-  redis?: string | RedisClientOptions
+  redis?: string | RedisClientOptions | undefined
   /**
    * A Redis Cluster instead of `redis`: root node URLs, or node-redis `createCluster` options.
    * Channels then use sharded pub/sub (SSUBSCRIBE / SPUBLISH): publishers must SPUBLISH.
    * @example createBroker({ redisCluster: ['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000'] })
    */
-  redisCluster?: string[] | RedisClusterOptions
+  redisCluster?: string[] | RedisClusterOptions | undefined
   /**
    * With `redisCluster`: also receive plain `PUBLISH`es (what ws4redis's Django publisher and
    * redis-cli send), not only `SPUBLISH`. Each channel is then also SUBSCRIBEd on one node of the
@@ -60,13 +66,13 @@ export interface BrokerOptions {
    * Cluster sends every one to every node of the cluster over its bus, where an SPUBLISH stays on
    * the shard owning the channel. @default false
    */
-  clusterPlainPublish?: boolean
+  clusterPlainPublish?: boolean | undefined
   /** A ready engine instead of `redis` (advanced; tests and custom transports). */
-  engine?: Engine
+  engine?: Engine | undefined
   /** Channel prefix; `'ws4redis'` gives channels `ws4redis:broadcast:…`. @default '' */
-  prefix?: string
+  prefix?: string | undefined
   /** Path prefix that upgrades are accepted on. @default '/ws/' */
-  path?: string
+  path?: string | undefined
   /**
    * Seconds a message published through this broker (RedisPublisher, `broker.publish`, clients'
    * `publish-*` messages) is stored under its channel's key (`SET … EX`), for replay to new
@@ -74,77 +80,77 @@ export interface BrokerOptions {
    * whoever stored it (ws4redis's `SETEX`, wsfacility's publishers with expire > 0); a plain
    * `PUBLISH` stores nothing, so it is never replayed. @default 0
    */
-  expire?: number
+  expire?: number | undefined
   /**
    * Channel history with offsets, for recovery on reconnect and the broker's own catch-up after
    * Redis hiccups: each channel keeps up to `size` messages for `ttl` seconds after its last
    * publish (a Redis stream). Per facility with `broker.facility(name, { history })`. @default off
    * @example createBroker({ redis, history: { size: 100, ttl: 300 } })
    */
-  history?: HistoryOptions | false | null
+  history?: HistoryOptions | false | null | undefined
   /** Wire format of facilities that do not set their own: `raw` (ws4redis: text frames, binary
    * frames for bytes that are not UTF-8), `binary` (every message a binary frame) or the `json`
    * envelope. @default 'raw' */
-  format?: WireFormat
+  format?: WireFormat | undefined
   /** Replay stored messages to new connections. @default true */
-  replay?: boolean
+  replay?: boolean | undefined
   /** A text message that clients send to keep alive; echoed back, never published. @default null */
-  heartbeat?: string | null
+  heartbeat?: string | null | undefined
   /** Audiences clients may publish to with `publish-*` flags. @default ['session', 'user'] */
-  clientPublish?: Audience[]
+  clientPublish?: Audience[] | undefined
   /** Narrows or refuses a connection's flags (403). */
-  allowedChannels?: AllowedChannelsHook
+  allowedChannels?: AllowedChannelsHook | undefined
   /** Resolves a request's identity itself (replacing `jwt` and `session`); throw an HttpError
    * for 401. @default JWT, then session cookie, then anonymous */
-  identify?: IdentifyHook
+  identify?: IdentifyHook | undefined
   /** Verify JWTs from `?token=`, `Authorization: Bearer`, or the subprotocol `bearer.<jwt>`. */
-  jwt?: JwtOptions
+  jwt?: JwtOptions | undefined
   /** Read express-session cookies and load sessions from the app's store. */
-  session?: SessionOptions
+  session?: SessionOptions | undefined
   /** Track who is online (cluster-wide, with `presence` events). @default false */
-  presence?: boolean
+  presence?: boolean | undefined
   /** Accept connections without an identity; false refuses them with 401. @default true */
-  anonymous?: boolean
+  anonymous?: boolean | undefined
   /** Milliseconds between protocol pings; a client that missed the last one is dropped. 0 = off. @default 30000 */
-  pingInterval?: number
+  pingInterval?: number | undefined
   /** Longest facility name. @default 128 */
-  maxFacilityLength?: number
+  maxFacilityLength?: number | undefined
   /** Largest message a client may send, in bytes (close 1009 beyond). @default 1048576 */
-  maxPayload?: number
+  maxPayload?: number | undefined
   /** Bytes of unsent frames per client before the slow-consumer policy applies. @default 4194304 */
-  maxBufferedBytes?: number
+  maxBufferedBytes?: number | undefined
   /** What to do with a client whose buffer is full: close it with 1013, or drop frames. @default 'close' */
-  slowConsumer?: SlowConsumerPolicy
+  slowConsumer?: SlowConsumerPolicy | undefined
   /** Messages per second a client may send to publish (token bucket; json facilities answer
    * `rate_limited`, raw ones close 1008). 0 = unlimited. On by default: `user` and `session`
    * publishing is allowed by default, so no client may flood them. @default 20 */
-  publishRate?: number
+  publishRate?: number | undefined
   /** Messages a client may send at once before `publishRate` applies; 0 = one second's worth. @default 0 */
-  publishBurst?: number
+  publishBurst?: number | undefined
   /** Largest client message published on a facility that stores messages (`expire` > 0), in
    * bytes: what clients can make Redis hold is bounded (json: `message_too_large`, raw: close
    * 1009). @default 65536 */
-  maxStoredMessage?: number
+  maxStoredMessage?: number | undefined
   /** Bytes of client messages one connection may have waiting for Redis (or for an async
    * onMessage); past it its socket is not read until Redis answers (TCP pushes back on the
    * client). @default 1048576 */
-  maxInFlightBytes?: number
+  maxInFlightBytes?: number | undefined
   /** The same for all connections of the process together. @default 67108864 */
-  maxInFlightBytesTotal?: number
+  maxInFlightBytesTotal?: number | undefined
   /** Connections this process accepts (past it: 503 with Retry-After). 0 = unlimited. @default 0 */
-  maxConnections?: number
+  maxConnections?: number | undefined
   /** Connections of one user this process accepts (past it: 429). 0 = unlimited. @default 0 */
-  maxConnectionsPerUser?: number
+  maxConnectionsPerUser?: number | undefined
   /** Query parameters a WebSocket URL may carry (past it: 400). @default 32 */
-  maxFlags?: number
+  maxFlags?: number | undefined
   /** Milliseconds the broker's own upgrade work (identity, hooks, Redis subscribe) may take
    * before it refuses with 503 and releases what it took. @default 10000 */
-  handshakeTimeout?: number
+  handshakeTimeout?: number | undefined
   /** Origins allowed besides the server's own host. Unset: only cookie-authenticated
    * connections are checked (cross-site → 403); set: every connection is. @default unset */
-  origins?: OriginsOption
+  origins?: OriginsOption | undefined
   /** Structured logger. @default none */
-  logger?: Logger
+  logger?: Logger | undefined
 }
 
 const DEFAULTS = {
@@ -174,14 +180,17 @@ const DEFAULTS = {
   clusterPlainPublish: false,
 } satisfies Partial<BrokerOptions>
 
+type Defaulted = keyof typeof DEFAULTS
+
 /** Options after defaults and validation. */
-export type ResolvedOptions = Omit<BrokerOptions, keyof typeof DEFAULTS> &
-  Required<Pick<BrokerOptions, keyof typeof DEFAULTS>> & {
-    /** The prefix as it starts channel names (`''` or `'name:'`). */
-    channelPrefix: string
-    /** History of facilities that do not set their own; null: none. */
-    history: HistoryOptions | null
-  }
+export type ResolvedOptions = Omit<BrokerOptions, Defaulted> & {
+  [K in keyof Pick<BrokerOptions, Defaulted>]-?: Exclude<BrokerOptions[K], undefined>
+} & {
+  /** The prefix as it starts channel names (`''` or `'name:'`). */
+  channelPrefix: string
+  /** History of facilities that do not set their own; null: none. */
+  history: HistoryOptions | null
+}
 
 function nonNegative(name: string, value: unknown): void {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
@@ -209,7 +218,7 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   // optional type promises; a plain spread would overwrite the default with undefined.
   const given = Object.fromEntries(
     Object.entries(options).filter(([, value]) => value !== undefined),
-  ) as BrokerOptions
+  ) as { [K in keyof BrokerOptions]?: Exclude<BrokerOptions[K], undefined> }
   const opts = { ...DEFAULTS, ...given }
   const engines = (['redis', 'redisCluster', 'engine'] as const).filter((k) => k in given)
   if (engines.length > 1) throw new OptionError(`give only one of ${engines.join(', ')}`)

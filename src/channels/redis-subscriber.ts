@@ -16,7 +16,7 @@ export interface ConnectionChannels {
 /** Options of RedisSubscriber. */
 export interface SubscriberOptions {
   /** Channel prefix as in the broker options (`'ws4redis'` → `ws4redis:`). @default '' */
-  prefix?: string
+  prefix?: string | undefined
 }
 
 /**

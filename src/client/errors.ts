@@ -40,7 +40,7 @@ export class WsfClientError extends Error {
   constructor(
     code: ClientErrorCode,
     message: string,
-    options?: { cause?: unknown; closeCode?: number },
+    options?: { cause?: unknown; closeCode?: number | undefined },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'WsfClientError'

@@ -11,67 +11,67 @@ export type TokenProvider = () => string | null | undefined | Promise<string | n
 /** Exponential backoff with full jitter between reconnection attempts. */
 export interface ReconnectOptions {
   /** Delay ceiling of the first retry, in ms; doubles with each failed attempt. @default 500 */
-  base?: number
+  base?: number | undefined
   /** Largest delay ceiling, in ms. @default 30000 */
-  cap?: number
+  cap?: number | undefined
   /** Failed attempts in a row before giving up (status 'closed'). @default Infinity */
-  attempts?: number
+  attempts?: number | undefined
 }
 
 /** Application-level heartbeat: the ws4redis text heartbeat, or the JSON envelope's ping. */
 export type HeartbeatOptions = (
-  | { /** The broker's `heartbeat` string, e.g. '--heartbeat--'. */ text: string; json?: never }
+  | { /** The broker's `heartbeat` string, e.g. '--heartbeat--'. */ text: string; json?: undefined }
   | {
       /** Send `{"type":"ping"}`, expect `{"type":"pong"}` (`format: 'json'`). */ json: true
-      text?: never
+      text?: undefined
     }
 ) & {
   /** ms between heartbeats. @default 25000 */
-  interval?: number
+  interval?: number | undefined
   /** Heartbeats in a row without an answer after which the connection is replaced. @default 2 */
-  missed?: number
+  missed?: number | undefined
 }
 
 /** What `send()` does while the client is not connected. */
 export interface QueueOptions {
   /** Messages kept while disconnected; more are rejected (`WSF_CLIENT_QUEUE_FULL`). @default 100 */
-  max?: number
+  max?: number | undefined
   /** `'queue'`: keep and send on reconnect, in order; `'reject'`: reject at once. @default 'queue' */
-  whenDisconnected?: 'queue' | 'reject'
+  whenDisconnected?: 'queue' | 'reject' | undefined
 }
 
 /** Options of `WsfClient`. */
 export interface ClientOptions extends UrlOptions {
   /** A JWT, or a function giving one, called before every (re)connect. */
-  token?: string | TokenProvider
+  token?: string | TokenProvider | undefined
   /** Send the token as subprotocol `bearer.<jwt>` beside `wsfacility`, or as `?token=`. @default 'protocol' */
-  tokenIn?: 'protocol' | 'query'
+  tokenIn?: 'protocol' | 'query' | undefined
   /**
    * With a token provider and a JWT with `exp`: ask the provider for a new token shortly before
    * expiry and send it as `{"token":"…"}` on the open socket, so the broker does not close with
    * 4001. Turn it off when the broker does not verify JWTs itself (on a raw facility it would
    * publish that frame as a message). @default true
    */
-  tokenRefresh?: boolean
+  tokenRefresh?: boolean | undefined
   /**
    * Positions to recover from on the first connect, e.g. `client.positions` of the page before a
    * reload (json facilities with `history`). @default none
    */
-  positions?: Positions | null
+  positions?: Positions | null | undefined
   /** Backoff between reconnection attempts; `false` never reconnects. @default { base: 500, cap: 30000, attempts: Infinity } */
-  reconnect?: ReconnectOptions | false
+  reconnect?: ReconnectOptions | false | undefined
   /** Application-level heartbeat. @default none */
-  heartbeat?: HeartbeatOptions | null
+  heartbeat?: HeartbeatOptions | null | undefined
   /** Sending while disconnected. @default { max: 100, whenDisconnected: 'queue' } */
-  queue?: QueueOptions
+  queue?: QueueOptions | undefined
   /** WebSocket constructor, e.g. the `ws` package's. @default globalThis.WebSocket */
-  WebSocket?: WebSocketConstructor
+  WebSocket?: WebSocketConstructor | undefined
   /** How binary messages arrive. @default 'arraybuffer' */
-  binaryType?: 'arraybuffer'
+  binaryType?: 'arraybuffer' | undefined
   /** Connect in the constructor. @default true */
-  autoConnect?: boolean
+  autoConnect?: boolean | undefined
   /** Random number in [0, 1) for the backoff jitter (tests inject their own). @default Math.random */
-  random?: () => number
+  random?: (() => number) | undefined
 }
 
 /** Options with every default applied and checked. */
@@ -81,9 +81,9 @@ export interface ResolvedOptions {
   tokenIn: 'protocol' | 'query'
   tokenRefresh: boolean
   positions: Map<string, ChannelPosition>
-  reconnect: Required<ReconnectOptions>
+  reconnect: { base: number; cap: number; attempts: number }
   heartbeat: { ping: string; answer: 'text' | 'json'; interval: number; missed: number } | null
-  queue: Required<QueueOptions>
+  queue: { max: number; whenDisconnected: 'queue' | 'reject' }
   WebSocket: WebSocketConstructor
   binaryType: 'arraybuffer'
   autoConnect: boolean
@@ -94,14 +94,27 @@ const RECONNECT = {
   base: 500,
   cap: 30_000,
   attempts: Infinity,
-} satisfies Required<ReconnectOptions>
-const QUEUE = { max: 100, whenDisconnected: 'queue' } satisfies Required<QueueOptions>
+} satisfies ResolvedOptions['reconnect']
+const QUEUE = { max: 100, whenDisconnected: 'queue' } satisfies ResolvedOptions['queue']
 const HEARTBEAT = { interval: 25_000, missed: 2 }
 
 /** The JSON envelope's ping frame. */
 export const JSON_PING = '{"type":"ping"}'
 
 const positive = (v: number): boolean => typeof v === 'number' && v > 0
+
+/**
+ * The fields of `value` that are not undefined: an option set to undefined means its default,
+ * which a plain spread over the defaults would overwrite.
+ */
+function given<T extends object>(
+  value: T | null | undefined,
+): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  if (value === null || value === undefined) return {}
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>
+  }
+}
 
 /** Applies defaults and throws a TypeError on impossible values. */
 export function resolveOptions(options: ClientOptions): ResolvedOptions {
@@ -134,19 +147,19 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   const reconnect =
     options.reconnect === false
       ? { ...RECONNECT, attempts: 0 }
-      : { ...RECONNECT, ...options.reconnect }
+      : { ...RECONNECT, ...given(options.reconnect) }
   if (!positive(reconnect.base) || !positive(reconnect.cap) || reconnect.cap < reconnect.base) {
     throw new TypeError('reconnect needs 0 < base <= cap')
   }
   if (!(reconnect.attempts >= 0)) throw new TypeError('reconnect.attempts must be >= 0')
-  const queue = { ...QUEUE, ...options.queue }
+  const queue = { ...QUEUE, ...given(options.queue) }
   if (!(queue.max >= 0)) throw new TypeError('queue.max must be >= 0')
   if (queue.whenDisconnected !== 'queue' && queue.whenDisconnected !== 'reject') {
     throw new TypeError("queue.whenDisconnected must be 'queue' or 'reject'")
   }
   let hb: ResolvedOptions['heartbeat'] = null
   if (heartbeat) {
-    const { interval, missed } = { ...HEARTBEAT, ...heartbeat }
+    const { interval, missed } = { ...HEARTBEAT, ...given(heartbeat) }
     if (!positive(interval)) throw new TypeError('heartbeat.interval must be > 0')
     if (!Number.isInteger(missed) || missed < 1) {
       throw new TypeError('heartbeat.missed must be an integer >= 1')
@@ -189,7 +202,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
  */
 export function backoffDelay(
   attempt: number,
-  { base, cap }: Pick<Required<ReconnectOptions>, 'base' | 'cap'>,
+  { base, cap }: { base: number; cap: number },
   random: () => number = Math.random,
 ): number {
   const ceiling = Math.min(cap, base * 2 ** attempt)

@@ -26,7 +26,12 @@ export type SendData = string | ArrayBuffer | ArrayBufferView
 export interface WebSocketLike {
   readonly readyState: number
   binaryType: string
-  send(data: SendData): void
+  /**
+   * The client only sends `SendData`; the parameter is `unknown` so that every implementation
+   * fits: the DOM's `send` takes `Blob`s but only views of an `ArrayBuffer` (not of a
+   * `SharedArrayBuffer`), `ws`'s also takes numbers and arrays, and `SendData` is neither's.
+   */
+  send(data: unknown): void
   close(code?: number, reason?: string): void
   addEventListener(type: 'open', listener: (event: EventLike) => void): void
   addEventListener(type: 'message', listener: (event: MessageEventLike) => void): void

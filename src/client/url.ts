@@ -13,19 +13,19 @@ export interface UrlOptions {
    * URL such as `'/'`, resolved against `location` in browsers.
    * @default '/'
    */
-  url?: string
+  url?: string | undefined
   /** Path prefix the broker accepts upgrades on. @default '/ws/' */
-  path?: string
+  path?: string | undefined
   /** Facility name; percent-encoded into the path. */
   facility: string
   /** Audiences to receive from (`subscribe-<audience>` flags). @default [] */
-  subscribe?: readonly Audience[]
+  subscribe?: readonly Audience[] | undefined
   /** Audiences every sent message is published to (`publish-<audience>` flags). @default [] */
-  publish?: readonly Audience[]
+  publish?: readonly Audience[] | undefined
   /** Also receive the messages this connection publishes. @default false */
-  echo?: boolean
+  echo?: boolean | undefined
   /** Extra query parameters, after the flags. */
-  query?: QueryParams
+  query?: QueryParams | undefined
 }
 
 function flags(

@@ -31,10 +31,16 @@ export interface ChannelRecovery {
 /** What the server sends. */
 export type ServerFrame =
   | { type: 'pong' }
-  | { type: 'data'; data: unknown; channel?: string; epoch?: string; offset?: number }
+  | {
+      type: 'data'
+      data: unknown
+      channel?: string | undefined
+      epoch?: string | undefined
+      offset?: number | undefined
+    }
   | { type: 'recovered'; recovered: boolean; channels: Record<string, ChannelRecovery> }
   | { type: 'error'; code: EnvelopeErrorCode; detail: string }
-  | { type: 'join' | 'leave'; user: string; facility?: string }
+  | { type: 'join' | 'leave'; user: string; facility?: string | undefined }
 
 /** A client frame, or why it is not one. */
 export type ParsedFrame = { ok: true; frame: ClientFrame } | { ok: false; detail: string }

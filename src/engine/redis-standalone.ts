@@ -49,11 +49,11 @@ export class StandaloneLink extends RedisLink {
     // Lost connections retry forever, fast at first, then with capped, jittered backoff (see
     // ReconnectBackoff, one per connection); node-redis's default gives up on a socket timeout,
     // and a broker must outlive any Redis outage. A reconnectStrategy given in the options wins.
-    const socket = (): RedisClientOptions['socket'] =>
+    const socket = (): NonNullable<RedisClientOptions['socket']> =>
       ({
         reconnectStrategy: new ReconnectBackoff().strategy,
         ...base.socket,
-      }) as RedisClientOptions['socket']
+      }) as NonNullable<RedisClientOptions['socket']>
     // Commands issued while Redis is unreachable reject at once instead of waiting in a queue.
     const opts = () => ({ disableOfflineQueue: true, ...base, socket: socket() })
     this.#cmd = createClient(opts())

@@ -17,21 +17,21 @@ export type { RedisClusterConfig } from './redis-cluster.js'
 /** Options of RedisEngine: `redis` for one server, or `cluster` for a Redis Cluster. */
 export interface RedisEngineOptions {
   /** A `redis://` URL or node-redis client options. */
-  redis?: string | RedisClientOptions
+  redis?: string | RedisClientOptions | undefined
   /** A Redis Cluster: root node URLs or node-redis `createCluster` options. Channels then use
    * sharded pub/sub (SSUBSCRIBE / SPUBLISH). */
-  cluster?: RedisClusterConfig
+  cluster?: RedisClusterConfig | undefined
   /**
    * With `cluster`: also SUBSCRIBE each channel with plain pub/sub (on one node of the cluster),
    * so a plain PUBLISH (ws4redis's Django publisher) reaches its clients, not only SPUBLISH. Redis
    * Cluster sends every plain PUBLISH to every node. @default false
    */
-  clusterPlainPublish?: boolean
+  clusterPlainPublish?: boolean | undefined
   /** Normalised channel prefix (`''` or `'name:'`); wsfacility's own keys live under it too. */
   prefix: string
   /** Milliseconds a process stays counted (and its users online) after it stops refreshing its
    * entry; others then sweep it up within about a quarter of that. @default 8000 */
-  nodeTtl?: number
+  nodeTtl?: number | undefined
 }
 
 const ALIVE_FIELD = '.node'

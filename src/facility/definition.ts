@@ -38,45 +38,48 @@ export function isWireFormat(value: unknown): value is WireFormat {
 /** Options and hooks for one facility name or pattern. Unset fields keep the broker's defaults. */
 export interface FacilityDefinition<C = unknown> {
   /** Audiences clients may subscribe to with `subscribe-*` flags. @default all four */
-  subscribe?: Audience[]
+  subscribe?: Audience[] | undefined
   /** Audiences clients may publish to with `publish-*` flags. @default the broker's clientPublish */
-  publish?: Audience[]
+  publish?: Audience[] | undefined
   /** Audiences every connection subscribes to, whatever its flags (when its identity fills them). */
-  autoSubscribe?: Audience[]
+  autoSubscribe?: Audience[] | undefined
   /** Accept connections without identity (false → 401). @default the broker's `anonymous` */
-  anonymous?: boolean
+  anonymous?: boolean | undefined
   /** Seconds to store published messages for replay. @default the broker's `expire` */
-  expire?: number
+  expire?: number | undefined
   /** `'raw'` (ws4redis: text frames, binary for bytes that are not UTF-8), `'binary'` (every
    * message a binary frame) or `'json'` (the envelope). @default the broker's format */
-  format?: WireFormat
+  format?: WireFormat | undefined
   /** Channel history ({ size, ttl }) for this facility's channels, or false for none. @default the broker's `history` */
-  history?: HistoryOptions | false
+  history?: HistoryOptions | false | undefined
   /** Messages per second a client may send here (0 = unlimited). @default the broker's publishRate */
-  publishRate?: number
+  publishRate?: number | undefined
   /** Messages a client may send at once. @default the broker's publishBurst */
-  publishBurst?: number
+  publishBurst?: number | undefined
   /** Largest client message stored when this facility persists (`expire` > 0). @default the broker's maxStoredMessage */
-  maxStoredMessage?: number
+  maxStoredMessage?: number | undefined
   /** Unsent bytes per client before `slowConsumer` applies. @default the broker's maxBufferedBytes */
-  maxBufferedBytes?: number
+  maxBufferedBytes?: number | undefined
   /** `'close'` (1013) or `'drop'` for a client that does not read. @default the broker's slowConsumer */
-  slowConsumer?: SlowConsumerPolicy
+  slowConsumer?: SlowConsumerPolicy | undefined
   /** Permission checks, as Panther's `permissions`: any false → 403. */
-  authorize?: AuthorizeHook | AuthorizeHook[]
+  authorize?: AuthorizeHook | AuthorizeHook[] | undefined
   /** After the handshake; the connection is live. */
-  onConnect?: (connection: C, context: FacilityContext) => void | Promise<void>
+  onConnect?: ((connection: C, context: FacilityContext) => void | Promise<void>) | undefined
   /**
    * A client message. Return `false` to stop it from being published on the connection's
    * publish-* channels (it was handled here).
    */
-  onMessage?: (
-    connection: C,
-    message: unknown,
-    context: FacilityContext,
-  ) => void | boolean | Promise<void | boolean>
+  onMessage?:
+    | ((
+        connection: C,
+        message: unknown,
+        context: FacilityContext,
+      ) => void | boolean | Promise<void | boolean>)
+    | undefined
   /** After the connection closed. */
-  onDisconnect?: (connection: C, code: number, context: FacilityContext) => void | Promise<void>
+  onDisconnect?:
+    ((connection: C, code: number, context: FacilityContext) => void | Promise<void>) | undefined
 }
 
 function checkAudiences(name: string, value: unknown): void {

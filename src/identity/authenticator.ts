@@ -32,7 +32,11 @@ export class Authenticator {
   readonly #jwt: JwtVerifier | null
   readonly #session: SessionReader | null
 
-  constructor(options: { identify?: IdentifyHook; jwt?: JwtOptions; session?: SessionOptions }) {
+  constructor(options: {
+    identify?: IdentifyHook | undefined
+    jwt?: JwtOptions | undefined
+    session?: SessionOptions | undefined
+  }) {
     this.#identify = options.identify
     this.#jwt = options.jwt ? new JwtVerifier(options.jwt) : null
     this.#session = options.session ? new SessionReader(options.session) : null

@@ -11,10 +11,20 @@ export interface Identity {
   sessionKey: string | null
 }
 
+/**
+ * An identity as hooks may return it and as `SELF` may be given: absent or undefined fields are
+ * anonymous (no user, no groups, no session).
+ */
+export interface PartialIdentity {
+  user?: string | null | undefined
+  groups?: string[] | undefined
+  sessionKey?: string | null | undefined
+}
+
 /** Resolves the identity of an HTTP request (the upgrade, or an Express route's `req`). */
 export type IdentifyHook = (
   request: IncomingMessage,
-) => Partial<Identity> | null | undefined | Promise<Partial<Identity> | null | undefined>
+) => PartialIdentity | null | undefined | Promise<PartialIdentity | null | undefined>
 
 /** The identity of a connection nobody has vouched for. */
 export function anonymous(): Identity {
@@ -32,7 +42,7 @@ function optionalId(kind: string, value: unknown): string | null {
  * Checks and completes what an `identify` hook returned. Empty strings count as absent, so an
  * anonymous request can never map onto a shared placeholder channel such as `user::chat`.
  */
-export function normalizeIdentity(value: Partial<Identity> | null | undefined): Identity {
+export function normalizeIdentity(value: PartialIdentity | null | undefined): Identity {
   if (value === null || value === undefined) return anonymous()
   if (typeof value !== 'object') throw new InvalidArgumentError('identity must be an object')
   const user = optionalId('user', value.user)
@@ -46,7 +56,7 @@ export function normalizeIdentity(value: Partial<Identity> | null | undefined): 
 }
 
 /** True when `value` looks like an Identity rather than a request object. */
-export function isIdentity(value: unknown): value is Partial<Identity> {
+export function isIdentity(value: unknown): value is PartialIdentity {
   return (
     typeof value === 'object' &&
     value !== null &&

@@ -7,19 +7,19 @@ import { type Identity, normalizeIdentity } from './identity.js'
 /** How the broker verifies JWTs. Give exactly one of `secret`, `publicKey`, `jwksUrl`. */
 export interface JwtOptions {
   /** HMAC secret (HS256/384/512). */
-  secret?: string | Uint8Array
+  secret?: string | Uint8Array | undefined
   /** Public key: PEM text, a JWK object, or a KeyObject (RS*, PS*, ES*, EdDSA). */
-  publicKey?: string | JsonWebKey | KeyObject
+  publicKey?: string | JsonWebKey | KeyObject | undefined
   /** URL of a JWKS document (keys picked by `kid`). */
-  jwksUrl?: string
+  jwksUrl?: string | undefined
   /** Accepted `alg` values; `none` is never accepted. @default by key type */
-  algorithms?: string[]
+  algorithms?: string[] | undefined
   /** Required `iss`. */
-  issuer?: string | string[]
+  issuer?: string | string[] | undefined
   /** Required `aud`. */
-  audience?: string | string[]
+  audience?: string | string[] | undefined
   /** Seconds of clock skew tolerated on `exp` and `nbf`. @default 5 */
-  clockTolerance?: number
+  clockTolerance?: number | undefined
 }
 
 /** A verified token. */
@@ -153,8 +153,8 @@ export class JwtVerifier {
     }
     this.#options = {
       algorithms,
-      issuer: options.issuer,
-      audience: options.audience,
+      ...(options.issuer === undefined ? {} : { issuer: options.issuer }),
+      ...(options.audience === undefined ? {} : { audience: options.audience }),
       clockTolerance: options.clockTolerance ?? 5,
     }
   }

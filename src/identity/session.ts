@@ -2,25 +2,42 @@ import { OptionError } from '../errors.js'
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { parse as parseCookie } from 'cookie'
-import type { SessionData, Store } from 'express-session'
-import { type Identity, normalizeIdentity } from './identity.js'
+import { type Identity, normalizeIdentity, type PartialIdentity } from './identity.js'
+
+// express-session's own types are not used here: they live in @types/express-session, which a
+// user of wsfacility may not have (nor need, without session cookies). These structural types
+// take any express-session Store (MemoryStore, connect-redis's RedisStore, …) as they are.
+
+/**
+ * A loaded session as the store hands it back: express-session's `SessionData` (its `cookie`, and
+ * what the app put there, e.g. `user` or passport's `passport.user`).
+ */
+export type SessionRecord = { readonly [key: string]: unknown }
+
+/**
+ * What the broker needs of an express-session store: `get`, as every express-session `Store`
+ * has it (`MemoryStore`, connect-redis's `RedisStore`, …).
+ */
+export interface SessionStore {
+  get(sid: string, callback: (err: unknown, session?: object | null) => void): void
+}
 
 /** Maps a loaded session to an identity; the default reads `user`, `groups` and passport. */
 export type SessionIdentityMapper = (
-  session: SessionData & Record<string, unknown>,
+  session: SessionRecord,
   sessionId: string,
-) => Partial<Identity> | null | Promise<Partial<Identity> | null>
+) => PartialIdentity | null | Promise<PartialIdentity | null>
 
 /** How the broker reads express-session cookies. */
 export interface SessionOptions {
   /** The express-session store the app uses (connect-redis in production, MemoryStore in demos). */
-  store: Store
+  store: SessionStore
   /** The app's session secret, or a list for rotation (the first signs, all verify). */
   secret: string | readonly string[]
   /** Cookie name. @default 'connect.sid' */
-  name?: string
+  name?: string | undefined
   /** Overrides how a session maps to `{ user, groups, sessionKey }`. */
-  identity?: SessionIdentityMapper
+  identity?: SessionIdentityMapper | undefined
 }
 
 /**
@@ -79,7 +96,7 @@ export function identityFromSession(
 
 /** Reads the session of a request from its cookie and the store. */
 export class SessionReader {
-  readonly #store: Store
+  readonly #store: SessionStore
   readonly #secrets: readonly string[]
   readonly #name: string
   readonly #map: SessionIdentityMapper | undefined
@@ -107,17 +124,17 @@ export class SessionReader {
   }
 
   /** Loads a session from the store; null when it does not exist. */
-  load(sessionId: string): Promise<(SessionData & Record<string, unknown>) | null> {
+  load(sessionId: string): Promise<SessionRecord | null> {
     return new Promise((resolve, reject) =>
       this.#store.get(sessionId, (err, session) =>
-        err ? reject(err) : resolve((session as SessionData & Record<string, unknown>) ?? null),
+        err ? reject(err) : resolve((session as SessionRecord | null | undefined) ?? null),
       ),
     )
   }
 
   /** Maps a session to an identity (the `identity` option, or the default mapping). */
   async toIdentity(
-    session: SessionData & Record<string, unknown>,
+    session: SessionRecord,
     sessionId: string,
     requestUser?: unknown,
   ): Promise<Identity> {

@@ -23,7 +23,7 @@ export interface RequestBroker {
 declare module 'express-serve-static-core' {
   interface Request {
     /** Set by wsfacility's middleware. */
-    wsfacility?: RequestBroker
+    wsfacility?: RequestBroker | undefined
   }
 }
 

@@ -8,7 +8,7 @@ import {
   isAudience,
 } from '../channels/naming.js'
 import { InvalidArgumentError } from '../errors.js'
-import type { Identity } from '../identity/identity.js'
+import type { PartialIdentity } from '../identity/identity.js'
 import type { Message, StoredMessage } from '../delivery/payload.js'
 
 /**
@@ -23,26 +23,26 @@ export type Target = string | typeof SELF
 /** Where a RedisPublisher publishes (ws4redis's constructor arguments). */
 export interface PublisherTarget {
   /** The facility to publish on. Required for publishMessage. */
-  facility?: string
+  facility?: string | undefined
   /** Publish on the facility's broadcast channel. */
-  broadcast?: boolean
+  broadcast?: boolean | undefined
   /** Users to publish to; SELF is the request's user. */
-  users?: readonly Target[]
+  users?: readonly Target[] | undefined
   /** Groups to publish to; SELF is every group of the request's user. */
-  groups?: readonly Target[]
+  groups?: readonly Target[] | undefined
   /** Sessions to publish to; SELF is the request's session key. */
-  sessions?: readonly Target[]
+  sessions?: readonly Target[] | undefined
 }
 
 /** Request, identity or nothing: what SELF and `fetchMessage` resolve against. */
-export type RequestLike = IncomingMessage | Partial<Identity> | null | undefined
+export type RequestLike = IncomingMessage | PartialIdentity | null | undefined
 
 /** Context of a RedisPublisher. */
 export interface PublisherContext {
   /** The broker whose engine (Redis) carries the messages. */
   broker: Broker
   /** The request (or identity) SELF refers to. */
-  request?: RequestLike
+  request?: RequestLike | undefined
 }
 
 /**

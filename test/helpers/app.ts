@@ -8,7 +8,7 @@ import { listen } from './http.js'
 export interface SharedSession {
   store: Store
   secret: string | string[]
-  name?: string
+  name?: string | undefined
 }
 
 /** A logged-in browser: its cookie (`name=value`) and its session id. */

@@ -10,18 +10,18 @@ export interface TokenOptions {
   /** An HMAC secret (text or bytes) or a private key. */
   key: string | Uint8Array | KeyObject | CryptoKey
   /** @default 'HS256' */
-  alg?: string
-  kid?: string
-  sub?: string
+  alg?: string | undefined
+  kid?: string | undefined
+  sub?: string | undefined
   /** Seconds since the epoch, or a jose time span from now such as `'1h'`. */
-  exp?: number | string
+  exp?: number | string | undefined
   /** Sets `iat` to now. */
-  iat?: boolean
-  nbf?: number
-  iss?: string
-  aud?: string
+  iat?: boolean | undefined
+  nbf?: number | undefined
+  iss?: string | undefined
+  aud?: string | undefined
   /** The payload's other claims. */
-  claims?: JWTPayload
+  claims?: JWTPayload | undefined
 }
 
 /**
