@@ -481,6 +481,22 @@ describe('ChannelHistory: live messages', () => {
     assert.deepEqual(r.history.position, { epoch: await epochOf(redis.engine), offset: 1 })
   })
 
+  it('a sink that closes the channel when told of a read error gets nothing more', async () => {
+    const r = await rig()
+    const delivered: number[] = []
+    r.history = new ChannelHistory(CHANNEL, 'broadcast', { size: 100, ttl: 60 }, r.source, {
+      deliver: (m) => delivered.push(m.offset),
+      lost: () => {},
+      error: () => r.history.close(),
+    })
+    await r.publish(1)
+    r.faults.set(2, 'drop')
+    const reads = queueReads(r)
+    await r.publish(2) // 3 starts a repair
+    await reads.fail()
+    assert.deepEqual(delivered, [1])
+  })
+
   it('close() during a repair: nothing more is handed on or reported, whether the read succeeds or fails', async () => {
     for (const outcome of ['next', 'fail'] as const) {
       const r = await rig()
