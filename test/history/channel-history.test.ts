@@ -427,8 +427,8 @@ describe('ChannelHistory: live messages', () => {
     r.faults.set(2, 'drop')
     const reads = queueReads(r)
     await r.publish(2) // 3 starts a repair; its read is out
-    // Meanwhile 1 arrives again (a duplicate), and a recovery asks.
-    r.history.receive({ payload: Buffer.from('m1'), epoch, offset: 1 })
+    // Meanwhile 3 arrives again (a duplicate), and a recovery asks.
+    r.history.receive({ payload: Buffer.from('m3'), epoch, offset: 3 })
     const answer = r.history.recover(0, epoch)
     await reads.fail()
     assert.deepEqual(r.delivered, [1, 3])
@@ -854,6 +854,29 @@ describe('ChannelHistory: recoveries', () => {
       next.entries.map((e) => e.offset),
       [3, 4],
     )
+  })
+
+  it('first sight: a new epoch seen live while the first read is out is where delivery stands', async () => {
+    const r = await rig()
+    for (const o of [1, 2]) r.faults.set(o, 'drop') // before this process subscribed
+    await r.publish(2)
+    const epoch = await epochOf(r.engine)
+    // After the read, Redis loses its data, and the new epoch's first message arrives.
+    let redis: Awaited<ReturnType<typeof freshRedis>> | undefined
+    r.source.barrier = async () => {
+      redis = await freshRedis(r)
+      await redis.publish('n1')
+    }
+    const answer = await r.history.recover(1, epoch)
+    assert.deepEqual(
+      { ...answer, entries: answer.entries.map((e) => e.offset) },
+      { epoch, offset: 2, entries: [2], recovered: true },
+    )
+    const now = await epochOf(redis!.engine)
+    assert.deepEqual(r.history.position, { epoch: now, offset: 1 })
+    await redis!.publish('n2')
+    assert.deepEqual(r.payloads, ['n1', 'n2'])
+    assert.deepEqual(r.source.calls, ['read 1'])
   })
 
   it('first sight, position only: nothing is kept for later recoveries', async () => {
