@@ -150,7 +150,8 @@ export class ChannelHistory {
     }
   }
 
-  /** Holds live messages, reads from the last offset handed on, and hands on what was missed. */
+  /** Holds live messages, reads from the last offset handed on, and hands on what was missed.
+   * One repair at a time: live messages are held in `#held` until it is done. */
   #repair(held: Sequenced[], afterResubscribe = false): void {
     this.#held = held
     const since = this.#offset
@@ -169,9 +170,9 @@ export class ChannelHistory {
     })().then(
       (read) => {
         if (this.#closed) return
-        const sameEpoch = read.epoch === epoch
-        const entries = read.entries.filter((e) => e.offset > (sameEpoch ? since : 0))
-        if (!sameEpoch || !contiguous(entries, since, read.offset)) {
+        // The entries are those after `since` (after 0 for another epoch), oldest first.
+        const { entries } = read
+        if (read.epoch !== epoch || !contiguous(entries, since, read.offset)) {
           // Lost: a new epoch, or trimmed past our offset, or Redis went back (an older
           // snapshot). Delivery goes on from what history still has.
           this.#epoch = read.epoch
@@ -179,8 +180,8 @@ export class ChannelHistory {
           this.#tail = null
           this.#sink.lost({ epoch: read.epoch, offset: this.#offset })
         }
+        // Each one follows the last handed on: live messages wait in #held meanwhile.
         for (const e of entries) {
-          if (e.offset <= this.#offset) continue
           this.#accept({ payload: e.payload, epoch: read.epoch, offset: e.offset })
         }
         this.#drain()
@@ -189,6 +190,7 @@ export class ChannelHistory {
         // Redis cannot be read: what was held is handed on as it is, gaps and all.
         if (this.#closed) return
         this.#sink.error(err)
+        // What is still held: nothing if the sink closed the channel.
         const rest = this.#held ?? []
         this.#held = null
         for (const m of rest) {
@@ -224,10 +226,7 @@ export class ChannelHistory {
    */
   recover(since: number | null, epoch: string | null): Promise<Recovery> {
     if (this.#closed) return Promise.reject(new Error('channel closed'))
-    if (!this.#held && !this.#reading && this.#epoch !== null) {
-      const answer = this.#fromMemory(since, epoch)
-      if (answer) return Promise.resolve(answer)
-    }
+    // Answered at once from memory when it can (#serveWaiting), else with the next read.
     return new Promise((resolve, reject) => {
       this.#waiting.push({ since, epoch, resolve, reject })
       this.#serveWaiting()
@@ -249,10 +248,11 @@ export class ChannelHistory {
     return { ...position, entries: tail.slice(since - this.#tailFrom), recovered: true }
   }
 
-  /** Keeps a read's entries as the tail, unless the tail already reaches further back. */
+  /** Keeps the entries of a read from `from` (of the current epoch, up to the current offset) as
+   * the tail, unless the tail already reaches further back. */
   #seed(read: HistoryRead, from: number): void {
-    if (this.#tail && this.#tailFrom <= from && this.#epoch === read.epoch) return
-    const entries = read.entries.filter((e) => e.offset > from)
+    if (this.#tail && this.#tailFrom <= from) return
+    const entries = read.entries
     const start = entries.length > 0 ? entries[0]!.offset - 1 : read.offset
     if (!contiguous(entries, start, read.offset)) return
     this.#tail = entries
@@ -309,7 +309,7 @@ export class ChannelHistory {
         } else if (from !== null && this.#epoch === read.epoch && this.#offset === read.offset) {
           this.#seed(read, from)
         }
-        for (const w of batch) w.resolve(answerFrom(read, w, from))
+        for (const w of batch) w.resolve(answerFrom(read, w))
         this.#serveWaiting()
       },
       (err: unknown) => {
@@ -324,21 +324,21 @@ export class ChannelHistory {
 /** Entries one read asks for: `MAXLEN ~` keeps somewhat more than `size`. */
 const readLimit = (options: HistoryOptions): number => options.size * 2 + 100
 
-/** One waiter's answer from a read made from `from`. */
-function answerFrom(read: HistoryRead, w: Waiter, from: number | null): Recovery {
+/** One waiter's answer from a read of its batch: made from the oldest `since` asked, so from this
+ * waiter's `since` or an older one. */
+function answerFrom(read: HistoryRead, w: Waiter): Recovery {
   const position = { epoch: read.epoch, offset: read.offset }
   const since = w.since
-  if (since === null || w.epoch !== read.epoch || since > read.offset || from === null)
+  if (since === null || w.epoch !== read.epoch)
     return { ...position, entries: [], recovered: false }
   const entries = read.entries.filter((e) => e.offset > since)
   const recovered = contiguous(entries, since, read.offset)
   return { ...position, entries: recovered ? entries : [], recovered }
 }
 
-/** True when `entries` are exactly the offsets after `since` up to `top` (offsets are consecutive
- * in a stream; only its oldest entries are ever trimmed). */
+/** True when `entries` are exactly the offsets after `since` up to `top`: entries read from
+ * `since` are distinct offsets in (since, top], so as many as top - since are all of them (none
+ * missing, trimmed, expired or left out by a read's limit). */
 function contiguous(entries: readonly HistoryEntry[], since: number, top: number): boolean {
-  return (
-    entries.length === top - since && (entries.length === 0 || entries[0]!.offset === since + 1)
-  )
+  return entries.length === top - since
 }
