@@ -184,7 +184,7 @@ export class ChannelHistory {
         for (const e of entries) {
           this.#accept({ payload: e.payload, epoch: read.epoch, offset: e.offset })
         }
-        this.#drain()
+        this.#drain(this.#offset !== since || this.#epoch !== epoch)
       },
       (err: unknown) => {
         // Redis cannot be read: what was held is handed on as it is, gaps and all.
@@ -203,18 +203,23 @@ export class ChannelHistory {
   }
 
   /** Hands on the messages held during a repair, repairing again at the next jump. */
-  #drain(): void {
+  #drain(progressed = true): void {
     const held = this.#held ?? []
     this.#held = null
     for (let i = 0; i < held.length; i++) {
       const m = held[i]!
       // Already handed on, or of an epoch that history has left behind.
       if (m.epoch !== this.#epoch || m.offset <= this.#offset) continue
-      if (m.offset === this.#offset + 1) {
-        this.#accept(m)
-        continue
+      if (m.offset !== this.#offset + 1) {
+        // A repair that got nothing new: what lies before this message is not in history (Redis
+        // went back to an older snapshot). Reading again would find nothing more: it is lost.
+        if (progressed) return this.#repair(held.slice(i))
+        this.#offset = m.offset - 1
+        this.#tail = null
+        this.#sink.lost({ epoch: this.#epoch, offset: this.#offset })
       }
-      return this.#repair(held.slice(i))
+      this.#accept(m)
+      progressed = true
     }
     this.#serveWaiting()
   }

@@ -1142,3 +1142,32 @@ function queueReads(r: Rig): {
     },
   }
 }
+
+describe('ChannelHistory: Redis gone back to an older snapshot', () => {
+  it('a jump that history cannot fill is told lost once, after one read, and delivery goes on', async () => {
+    const r = await rig()
+    await r.publish(3)
+    assert.deepEqual(r.delivered, [1, 2, 3])
+    // From now on the source answers as a Redis restarted from a snapshot taken at offset 3
+    // (same epoch): 4 and 5 were never kept, and 6 arrives live.
+    const real = r.source.readHistory.bind(r.source)
+    r.source.readHistory = async (channel, since, limit) => {
+      const read = await real(channel, since, limit)
+      return { ...read, offset: 3, entries: read.entries.filter((e) => e.offset <= 3) }
+    }
+    r.faults.set(4, 'drop')
+    r.faults.set(5, 'drop')
+    const readsBefore = r.source.reads
+    await r.publish(3)
+    await eventually(() => r.delivered.at(-1) === 6)
+    assert.deepEqual(r.delivered, [1, 2, 3, 6])
+    assert.equal(r.source.reads - readsBefore, 1)
+    assert.deepEqual(
+      r.lost.map((p) => p.offset),
+      [5],
+    )
+    await r.publish()
+    await settle()
+    assert.deepEqual(r.delivered, [1, 2, 3, 6, 7])
+  })
+})
