@@ -171,6 +171,52 @@ describe('buildUrl', () => {
   })
 })
 
+describe('client options', () => {
+  const base = { url: 'ws://h', facility: 'a', WebSocket, autoConnect: false }
+  const refused = (options: Record<string, unknown>, pattern: RegExp) =>
+    assert.throws(
+      () => createClient({ ...base, ...options } as ClientOptions),
+      (err: unknown) => err instanceof TypeError && pattern.test(err.message),
+    )
+
+  it('refuses a mistyped option with a TypeError naming it and the likely one', () => {
+    refused({ reconect: { base: 10 } }, /"reconect".*"reconnect"/)
+    refused({ subscibe: ['user'] }, /"subscibe".*"subscribe"/)
+    refused({ autoconnect: true }, /"autoconnect".*"autoConnect"/)
+    refused({ colour: 'blue' }, /^unknown option "colour"$/)
+  })
+
+  it('refuses mistyped names inside reconnect, queue and heartbeat', () => {
+    refused({ reconnect: { attemps: 3 } }, /"reconnect\.attemps".*"reconnect\.attempts"/)
+    refused({ queue: { maxx: 3 } }, /"queue\.maxx".*"queue\.max"/)
+    refused(
+      { heartbeat: { text: '-', intervall: 5 } },
+      /"heartbeat\.intervall".*"heartbeat\.interval"/,
+    )
+  })
+
+  it('accepts every documented option', () => {
+    const client = createClient({
+      ...base,
+      path: '/ws/',
+      subscribe: ['user'],
+      publish: [],
+      echo: false,
+      query: {},
+      token: 't',
+      tokenIn: 'query',
+      tokenRefresh: false,
+      positions: null,
+      reconnect: { base: 1, cap: 2, attempts: 3 },
+      heartbeat: { text: '-', interval: 5, missed: 1 },
+      queue: { max: 1, whenDisconnected: 'reject' },
+      binaryType: 'arraybuffer',
+      random: Math.random,
+    })
+    assert.equal(client.status, 'closed')
+  })
+})
+
 describe('backoffDelay and the reconnect rule', () => {
   it('grows exponentially up to cap, scaled by full jitter', () => {
     const opts = { base: 500, cap: 30_000 }
