@@ -137,7 +137,7 @@ describe('buildUrl', () => {
     assert.equal(buildUrl({ url: 'http://h:1', facility: 'a' }), 'ws://h:1/ws/a')
     assert.equal(
       buildUrl({
-        url: 'https://h/app/',
+        url: 'https://h',
         path: '/sockets',
         facility: 'a',
         subscribe: ['group'],
@@ -145,6 +145,17 @@ describe('buildUrl', () => {
       }),
       'wss://h/sockets/a?subscribe-group&v=2&x=a%26b&flag',
     )
+  })
+
+  it("keeps the base URL's path: path goes under it, with or without slashes", () => {
+    assert.equal(buildUrl({ url: 'https://h/app/', facility: 'a' }), 'wss://h/app/ws/a')
+    assert.equal(buildUrl({ url: 'https://h/app', facility: 'a' }), 'wss://h/app/ws/a')
+    assert.equal(
+      buildUrl({ url: 'http://h:8/app/v2/', path: '/sockets', facility: 'a' }),
+      'ws://h:8/app/v2/sockets/a',
+    )
+    assert.equal(buildUrl({ url: 'ws://h/app/', path: 'live', facility: 'a' }), 'ws://h/app/live/a')
+    assert.equal(buildUrl({ url: 'ws://h/app/', path: '/', facility: 'a' }), 'ws://h/app/a')
   })
 
   it('resolves a relative base against location, and refuses one without location', () => {
@@ -157,6 +168,8 @@ describe('buildUrl', () => {
         'wss://example.com/ws/news?subscribe-broadcast',
       )
       assert.equal(buildUrl({ facility: 'n' }), 'wss://example.com/ws/n')
+      // A relative base is a directory of the page's URL, kept as the base path.
+      assert.equal(buildUrl({ url: './', facility: 'n' }), 'wss://example.com/app/ws/n')
     } finally {
       delete g.location
     }
