@@ -310,6 +310,24 @@ describe('WsfClient against a broker (memory engine)', () => {
     assert.equal(t.closes[0]!.code, 1012)
   })
 
+  it("emits the first 'connecting' to listeners attached right after createClient", async () => {
+    const client = createClient({ WebSocket, url: srv.url(''), facility: 'first' })
+    clients.push(client)
+    const statuses: ClientStatus[] = []
+    client.on('status', (s) => statuses.push(s))
+    assert.equal(client.status, 'connecting')
+    await eventually(() => statuses.includes('open'))
+    assert.deepEqual(statuses, ['connecting', 'open'])
+
+    // Closed before the deferred event went out: both still arrive, in order, once.
+    const early = createClient({ WebSocket, url: srv.url(''), facility: 'first' })
+    const seen: ClientStatus[] = []
+    early.on('status', (s) => seen.push(s))
+    await early.close()
+    await sleep(0)
+    assert.deepEqual(seen, ['connecting', 'closed'])
+  })
+
   it('close() stops for good: no reconnects, sends rejected with WSF_CLIENT_CLOSED', async () => {
     const t = track({ url: srv.url(''), facility: 'stop', subscribe: ['broadcast'] })
     await opened(t)
