@@ -8,7 +8,7 @@ import { TEST_IDENTITY_HEADER } from '../src/identity/test-identities.js'
 import { spawnNode } from './helpers/child.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import { signToken } from './helpers/token.js'
-import { startBroker, upgradeStatus } from './helpers/ws.js'
+import { eventually, startBroker, upgradeStatus } from './helpers/ws.js'
 
 const JWT_SECRET = 'a jwt secret of at least thirty-two bytes'
 const ALL = 'subscribe-user&subscribe-group&subscribe-session'
@@ -175,6 +175,22 @@ describe('wsfacility/testing: awaitable helpers', () => {
     const b = await t.connect('other?subscribe-broadcast')
     await assert.rejects(b.closed(20), { code: 'WSF_TIMEOUT' })
     assert.equal((await b.close(1000)).code, 1000)
+  })
+
+  it("keeps the broker's background errors in errors (a hook that threw)", async () => {
+    const t = await testBroker().listen()
+    t.broker.facility('faulty', {
+      onConnect: () => {
+        throw new Error('hook bug')
+      },
+    })
+    assert.deepEqual(t.errors, [])
+    await t.connect('faulty?subscribe-broadcast')
+    await eventually(() => t.errors.length > 0)
+    assert.deepEqual(
+      t.errors.map((e) => e.message),
+      ['hook bug'],
+    )
   })
 
   it('sends what clients publish to the others', async () => {

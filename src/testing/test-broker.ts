@@ -64,6 +64,8 @@ const DEFAULT_TIMEOUT = 2000
 export class TestBroker {
   /** The broker under test: define facilities on it, hand it to your app. */
   readonly broker: Broker
+  /** The broker's background errors so far (a hook that threw, a failed client publish). */
+  readonly errors: Error[] = []
   readonly #identities = new TestIdentities()
   readonly #timeout: number
   readonly #sockets = new Set<WebSocket>()
@@ -82,8 +84,8 @@ export class TestBroker {
     // The registry rides under a symbol no entry exports: see identity/test-identities.ts.
     const withRegistry = { ...brokerOptions, [TEST_IDENTITIES]: this.#identities }
     this.broker = createBroker(withRegistry as BrokerOptions)
-    // A test that forgets to listen for errors must not crash on a background one.
-    this.broker.on('error', () => {})
+    // Kept for the test to look at (a hook that threw), never thrown at it.
+    this.broker.on('error', (err) => this.errors.push(err))
     this.broker.on('connection', (connection, request) => {
       const key = this.#identities.keyOf(request)
       if (key !== null) this.#opened.get(key)?.(connection)
