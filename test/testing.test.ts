@@ -128,11 +128,11 @@ describe('wsfacility/testing: awaitable helpers', () => {
   })
 
   it('rejects nextMessage() with WSF_TIMEOUT naming what came, and when the socket closes first', async () => {
-    const t = await testBroker({ timeout: 50 }).listen()
+    const t = await testBroker().listen()
     const a = await t.connect('quiet?subscribe-broadcast')
     await t.broker.publish(['broadcast:quiet'], 'earlier')
     assert.equal(await a.nextMessage(), 'earlier')
-    await assert.rejects(a.nextMessage(), (err: unknown) => {
+    await assert.rejects(a.nextMessage(50), (err: unknown) => {
       assert.ok(err instanceof TestingError)
       assert.equal(err.code, 'WSF_TIMEOUT')
       assert.match(err.message, /"earlier"/)
@@ -141,6 +141,25 @@ describe('wsfacility/testing: awaitable helpers', () => {
     const waiting = a.nextMessage(60_000)
     a.connection.close(4100, 'bye')
     await assert.rejects(waiting, { code: 'WSF_TEST_EXPECTATION' })
+  })
+
+  it('waits timeout ms by default, and refuses a timeout or option name that cannot work', async () => {
+    const t = await testBroker({ timeout: 30 }).listen()
+    const a = await t.connect('slow?subscribe-broadcast', null, { timeout: 10_000 })
+    await assert.rejects(a.nextMessage(), (err: unknown) => {
+      assert.ok(err instanceof TestingError)
+      assert.equal(err.code, 'WSF_TIMEOUT')
+      assert.match(err.message, /within 30 ms/)
+      return true
+    })
+    for (const timeout of [0, -1, Number.NaN]) {
+      assert.throws(() => createTestBroker({ timeout }), { code: 'WSF_INVALID_OPTION' })
+    }
+    assert.throws(
+      () => createTestBroker({ timout: 5 } as never),
+      (err: Error & { code?: string }) =>
+        err.code === 'WSF_INVALID_OPTION' && /"timout".*"timeout"/.test(err.message),
+    )
   })
 
   it('nothingWithin() resolves on silence and rejects with the message that arrived', async () => {
@@ -184,7 +203,7 @@ describe('wsfacility/testing: awaitable helpers', () => {
         throw new Error('hook bug')
       },
     })
-    assert.deepEqual(t.errors, [])
+    assert.equal(t.errors.length, 0)
     await t.connect('faulty?subscribe-broadcast')
     await eventually(() => t.errors.length > 0)
     assert.deepEqual(

@@ -134,7 +134,7 @@ export interface BrokerOptions {
 }
 
 /** Every option name; the type makes sure none is missing and none is extra. */
-const OPTION_NAMES = Object.keys({
+export const OPTION_NAMES: readonly string[] = Object.keys({
   redis: true,
   redisCluster: true,
   engine: true,

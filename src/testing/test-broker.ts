@@ -3,7 +3,8 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
 import { type Broker, createBroker } from '../broker/broker.js'
-import type { BrokerOptions } from '../broker/options.js'
+import { type BrokerOptions, OPTION_NAMES } from '../broker/options.js'
+import { unknownKeyMessage } from '../client/unknown-keys.js'
 import type { Connection } from '../connection/connection.js'
 import { HttpError, OptionError } from '../errors.js'
 import type { Identity } from '../identity/identity.js'
@@ -76,6 +77,8 @@ export class TestBroker {
   #closing: Promise<void> | null = null
 
   constructor(options: TestBrokerOptions = {}) {
+    const unknown = unknownKeyMessage(options, [...OPTION_NAMES, 'timeout'])
+    if (unknown !== null) throw new OptionError(unknown)
     const { timeout = DEFAULT_TIMEOUT, ...brokerOptions } = options
     if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0) {
       throw new OptionError('timeout must be a number > 0')
