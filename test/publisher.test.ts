@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { createPublisher, type Publisher, type PublisherOptions, SELF } from '../src/index.js'
-import { spawnNode } from './helpers/child.js'
+import { exitsByItself, spawnNode } from './helpers/child.js'
 import { type RedisCluster, startCluster } from './helpers/cluster.js'
 import { identify } from './helpers/identity.js'
 import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
@@ -102,7 +102,7 @@ describe('createPublisher', () => {
       const child = spawnNode(['--import', 'tsx', 'test/fixtures/publisher-exit.ts'], {
         REDIS_URL: redis.url,
       })
-      const exit = await child.exited
+      const exit = await exitsByItself(child)
       assert.equal(exit.code, 0, child.stderr)
       assert.equal(child.stdout, 'receivers 1\nclosed\n')
       await ann.waitFor(1)

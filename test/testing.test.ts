@@ -5,7 +5,7 @@ import { publisherMiddleware, SELF } from '../src/integrations/express.js'
 import { HttpError, RedisPublisher } from '../src/index.js'
 import { createTestBroker, type TestBroker, TestingError } from '../src/testing/index.js'
 import { TEST_IDENTITY_HEADER } from '../src/identity/test-identities.js'
-import { spawnNode } from './helpers/child.js'
+import { exitsByItself, spawnNode } from './helpers/child.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import { signToken } from './helpers/token.js'
 import { eventually, startBroker, upgradeStatus } from './helpers/ws.js'
@@ -255,12 +255,12 @@ describe('wsfacility/testing: cleanup', () => {
     assert.equal(t.broker.closed, true)
     assert.equal(t.server.listening, false)
     await assert.rejects(fetch(url))
-    await assert.rejects(t.connect('bye?subscribe-broadcast'))
+    await assert.rejects(t.connect('bye?subscribe-broadcast'), { code: 'WSF_CLOSED' })
   })
 
   it('lets the process exit by itself after close() (memory engine)', async () => {
     const child = spawnNode(['--import', 'tsx', 'test/fixtures/testing-close.ts'])
-    const exit = await child.exited
+    const exit = await exitsByItself(child)
     assert.equal(exit.code, 0, child.stderr)
     assert.match(child.stdout, /^got hello\nhttp 404\nclosed 1001\n$/)
   })
@@ -295,7 +295,7 @@ describe('wsfacility/testing: cleanup', () => {
       const child = spawnNode(['--import', 'tsx', 'test/fixtures/testing-close.ts'], {
         REDIS_URL: redis.url,
       })
-      const exit = await child.exited
+      const exit = await exitsByItself(child)
       assert.equal(exit.code, 0, child.stderr)
       assert.match(child.stdout, /^got hello\nhttp 404\nclosed 1001\n$/)
     })

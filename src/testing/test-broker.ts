@@ -6,7 +6,7 @@ import { type Broker, createBroker } from '../broker/broker.js'
 import { type BrokerOptions, OPTION_NAMES } from '../broker/options.js'
 import { unknownKeyMessage } from '../client/unknown-keys.js'
 import type { Connection } from '../connection/connection.js'
-import { HttpError, OptionError } from '../errors.js'
+import { ClosedError, HttpError, OptionError } from '../errors.js'
 import type { Identity } from '../identity/identity.js'
 import {
   TEST_IDENTITIES,
@@ -113,7 +113,7 @@ export class TestBroker {
    * so a Redis that cannot be reached fails here.
    */
   async listen(app?: TestApp): Promise<this> {
-    if (this.#closing) throw new Error('the test broker is closed')
+    if (this.#closing) throw new ClosedError('the test broker is closed')
     if (this.#server) throw new Error('listen() was called already')
     const server =
       app instanceof http.Server
@@ -165,7 +165,7 @@ export class TestBroker {
     identity?: TestIdentity | null,
     options: TestConnectOptions = {},
   ): Promise<TestSocket> {
-    if (this.#closing) throw new Error('the test broker is closed')
+    if (this.#closing) throw new ClosedError('the test broker is closed')
     const url = this.wsUrl(target)
     const timeout = options.timeout ?? this.#timeout
     const key = this.#identities.issue(identity ?? null)
