@@ -32,6 +32,9 @@ export const ERROR_CODES = {
   WSF_CLIENT_GONE: 'client went away',
   /** The `recover` query parameter is not the positions JSON (400). */
   WSF_RECOVER_INVALID: 'invalid recover parameter',
+  /** A `wsfacility/testing` expectation failed: a message arrived where none was expected, or
+   * the socket closed before what a test waited for. */
+  WSF_TEST_EXPECTATION: 'testing expectation not met',
   /** A refusal before the upgrade without a more specific code: `WSF_HTTP_<status>`. */
   WSF_HTTP: 'HTTP refusal',
 } as const

@@ -19,6 +19,8 @@ export type {
   RequestLike,
   Target,
 } from './publish/redis-publisher.js'
+export { createPublisher, Publisher } from './publish/publisher.js'
+export type { PublisherEvents, PublisherOptions } from './publish/publisher.js'
 export { RedisSubscriber } from './channels/redis-subscriber.js'
 export type { ConnectionChannels, Flags, SubscriberOptions } from './channels/redis-subscriber.js'
 export { type Audience, AUDIENCES, channelName } from './channels/naming.js'

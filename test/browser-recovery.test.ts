@@ -133,8 +133,8 @@ describe('wsfacility/client recovery in a real browser (headless Chromium)', () 
       )
       assert.equal(seen.recoveries[0]!.recovered, true)
       assert.equal(seen.recoveries[0]!.channels.broadcast!.missed, 2)
-      // ('connecting' came from the constructor, before the page's listener.)
-      assert.deepEqual(seen.statuses, ['open', 'reconnecting', 'open'])
+      // The first 'connecting' reaches the listener attached right after createClient.
+      assert.deepEqual(seen.statuses, ['connecting', 'open', 'reconnecting', 'open'])
 
       // A reload: the new page's client starts from the positions kept in sessionStorage.
       await page.evaluate(() =>

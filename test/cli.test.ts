@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, it } from 'node:test'
+import { USAGE } from '../src/cli/usage.js'
 import { LISTENING } from './helpers/child.js'
 import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
 import { Spawned } from './helpers/spawned.js'
@@ -19,6 +20,31 @@ afterEach(end)
 after(async () => {
   await publisher.close()
   await redis.stop()
+})
+
+describe('wsfacility --help text', () => {
+  const lines = USAGE.split('\n')
+
+  it('fits 80 columns: no line is longer than 79 characters', () => {
+    const long = lines.filter((line) => line.length > 79)
+    assert.deepEqual(long, [])
+  })
+
+  it('puts every flag on one line with the start of its description, in one column', () => {
+    const flags = lines.filter((line) => /^ {2}-/.test(line))
+    assert.ok(flags.length >= 30)
+    const columns = new Set(flags.map((line) => line.search(/(?<=\S {2,})\S/)))
+    assert.deepEqual([...columns], [28], flags.join('\n'))
+    assert.ok(
+      lines.includes(
+        '  --max-user-connections N  connections of one user this process accepts (over',
+      ),
+    )
+    // Continuation lines start in the description column or, for env lines, two further.
+    for (const line of lines.filter((l) => /^ {3}/.test(l))) {
+      assert.match(line, /^ {28}\S|^ {30}\S/)
+    }
+  })
 })
 
 describe('wsfacility CLI', () => {
@@ -256,7 +282,7 @@ describe('wsfacility CLI', () => {
     },
   ]
   for (const { name, args, env } of bad) {
-    it(`exits 2 with the usage on stderr for ${name}`, async () => {
+    it(`exits 2 with the reason and a pointer to --help on stderr for ${name}`, async () => {
       // --port 0 keeps a CLI that wrongly accepted the line off port 8000 (unless PORT is tested).
       const child = cli(env?.PORT ? args : ['--port', '0', ...args], env)
       const outcome = await Promise.race([
@@ -264,11 +290,20 @@ describe('wsfacility CLI', () => {
         child.waitForOutput(LISTENING).then(() => 'listening' as const),
       ])
       assert.deepEqual(outcome, { code: 2, signal: null })
-      assert.match(child.stderr, /^wsfacility: .+\n\n/)
-      assert.match(child.stderr, /Usage: wsfacility/)
+      // The error and a pointer to --help, nothing that would push the error off the screen.
+      assert.match(child.stderr, /^wsfacility: .+\nRun 'wsfacility --help' for the options\.\n$/)
       assert.equal(child.stdout, '')
     })
   }
+
+  it('names the flag an unknown one probably is', async () => {
+    const child = cli(['--port', '0', '--redsi', 'redis://127.0.0.1:1'])
+    assert.equal((await child.exited).code, 2)
+    assert.match(child.stderr, /^wsfacility: unknown option --redsi \(did you mean --redis\?\)\n/)
+    const far = cli(['--port', '0', '--colour'])
+    assert.equal((await far.exited).code, 2)
+    assert.match(far.stderr, /^wsfacility: unknown option --colour\n/)
+  })
 
   it('answers plain HTTP: 426 under the ws path, /health, 404 elsewhere', async () => {
     const { port } = await serve(['--port', '0'])

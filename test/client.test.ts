@@ -137,7 +137,7 @@ describe('buildUrl', () => {
     assert.equal(buildUrl({ url: 'http://h:1', facility: 'a' }), 'ws://h:1/ws/a')
     assert.equal(
       buildUrl({
-        url: 'https://h/app/',
+        url: 'https://h',
         path: '/sockets',
         facility: 'a',
         subscribe: ['group'],
@@ -145,6 +145,17 @@ describe('buildUrl', () => {
       }),
       'wss://h/sockets/a?subscribe-group&v=2&x=a%26b&flag',
     )
+  })
+
+  it("keeps the base URL's path: path goes under it, with or without slashes", () => {
+    assert.equal(buildUrl({ url: 'https://h/app/', facility: 'a' }), 'wss://h/app/ws/a')
+    assert.equal(buildUrl({ url: 'https://h/app', facility: 'a' }), 'wss://h/app/ws/a')
+    assert.equal(
+      buildUrl({ url: 'http://h:8/app/v2/', path: '/sockets', facility: 'a' }),
+      'ws://h:8/app/v2/sockets/a',
+    )
+    assert.equal(buildUrl({ url: 'ws://h/app/', path: 'live', facility: 'a' }), 'ws://h/app/live/a')
+    assert.equal(buildUrl({ url: 'ws://h/app/', path: '/', facility: 'a' }), 'ws://h/app/a')
   })
 
   it('resolves a relative base against location, and refuses one without location', () => {
@@ -157,6 +168,8 @@ describe('buildUrl', () => {
         'wss://example.com/ws/news?subscribe-broadcast',
       )
       assert.equal(buildUrl({ facility: 'n' }), 'wss://example.com/ws/n')
+      // A relative base is a directory of the page's URL, kept as the base path.
+      assert.equal(buildUrl({ url: './', facility: 'n' }), 'wss://example.com/app/ws/n')
     } finally {
       delete g.location
     }
@@ -168,6 +181,52 @@ describe('buildUrl', () => {
       TypeError,
     )
     assert.throws(() => buildUrl({ url: 'ws://h', facility: '' }), TypeError)
+  })
+})
+
+describe('client options', () => {
+  const base = { url: 'ws://h', facility: 'a', WebSocket, autoConnect: false }
+  const refused = (options: Record<string, unknown>, pattern: RegExp) =>
+    assert.throws(
+      () => createClient({ ...base, ...options } as ClientOptions),
+      (err: unknown) => err instanceof TypeError && pattern.test(err.message),
+    )
+
+  it('refuses a mistyped option with a TypeError naming it and the likely one', () => {
+    refused({ reconect: { base: 10 } }, /"reconect".*"reconnect"/)
+    refused({ subscibe: ['user'] }, /"subscibe".*"subscribe"/)
+    refused({ autoconnect: true }, /"autoconnect".*"autoConnect"/)
+    refused({ colour: 'blue' }, /^unknown option "colour"$/)
+  })
+
+  it('refuses mistyped names inside reconnect, queue and heartbeat', () => {
+    refused({ reconnect: { attemps: 3 } }, /"reconnect\.attemps".*"reconnect\.attempts"/)
+    refused({ queue: { maxx: 3 } }, /"queue\.maxx".*"queue\.max"/)
+    refused(
+      { heartbeat: { text: '-', intervall: 5 } },
+      /"heartbeat\.intervall".*"heartbeat\.interval"/,
+    )
+  })
+
+  it('accepts every documented option', () => {
+    const client = createClient({
+      ...base,
+      path: '/ws/',
+      subscribe: ['user'],
+      publish: [],
+      echo: false,
+      query: {},
+      token: 't',
+      tokenIn: 'query',
+      tokenRefresh: false,
+      positions: null,
+      reconnect: { base: 1, cap: 2, attempts: 3 },
+      heartbeat: { text: '-', interval: 5, missed: 1 },
+      queue: { max: 1, whenDisconnected: 'reject' },
+      binaryType: 'arraybuffer',
+      random: Math.random,
+    })
+    assert.equal(client.status, 'closed')
   })
 })
 
@@ -250,6 +309,24 @@ describe('WsfClient against a broker (memory engine)', () => {
     assert.deepEqual(extra, ['connecting', 'open'])
     assert.equal(t.client.status, 'closed')
     assert.equal(t.closes[0]!.code, 1012)
+  })
+
+  it("emits the first 'connecting' to listeners attached right after createClient", async () => {
+    const client = createClient({ WebSocket, url: srv.url(''), facility: 'first' })
+    clients.push(client)
+    const statuses: ClientStatus[] = []
+    client.on('status', (s) => statuses.push(s))
+    assert.equal(client.status, 'connecting')
+    await eventually(() => statuses.includes('open'))
+    assert.deepEqual(statuses, ['connecting', 'open'])
+
+    // Closed before the deferred event went out: both still arrive, in order, once.
+    const early = createClient({ WebSocket, url: srv.url(''), facility: 'first' })
+    const seen: ClientStatus[] = []
+    early.on('status', (s) => seen.push(s))
+    await early.close()
+    await sleep(0)
+    assert.deepEqual(seen, ['connecting', 'closed'])
   })
 
   it('close() stops for good: no reconnects, sends rejected with WSF_CLIENT_CLOSED', async () => {

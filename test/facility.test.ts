@@ -183,6 +183,8 @@ describe('FacilityRegistry', () => {
     ['an onConnect that is not a function', 'x', { onConnect: 'hello' }],
     ['an onMessage that is not a function', 'x', { onMessage: {} }],
     ['an onDisconnect that is not a function', 'x', { onDisconnect: 1 }],
+    ['a mistyped hook name', 'x', { onConect: () => {} }],
+    ['a field no definition has', 'x', { redis: 'redis://h' }],
   ]
   for (const [what, name, definition] of bad) {
     it(`refuses ${what} with WSF_INVALID_OPTION and registers nothing`, () => {
@@ -193,6 +195,14 @@ describe('FacilityRegistry', () => {
       if (typeof name === 'string' && name !== '') assert.equal(r.match(name).settings, r.adHoc)
     })
   }
+
+  it('names a mistyped field and the field it probably is', () => {
+    assert.throws(
+      () => registry().define('x', { onConect: () => {} } as FacilityDefinition),
+      (err: Error & { code?: string }) =>
+        err.code === 'WSF_INVALID_OPTION' && /"onConect".*"onConnect"/.test(err.message),
+    )
+  })
 
   it('is what broker.facility() uses: WSF_INVALID_OPTION there too, expireOf sees it', async () => {
     const t = await startBroker({ expire: 7 })

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { MemoryEngine } from '../src/engine/memory.js'
 import { type BrokerOptions, resolveOptions } from '../src/broker/options.js'
+import { closestKey } from '../src/client/unknown-keys.js'
 
 /** Resolves options the type system would refuse, as a JavaScript caller could pass them. */
 function resolveUntyped(options: Record<string, unknown>): ReturnType<typeof resolveOptions> {
@@ -186,5 +187,54 @@ describe('resolveOptions', () => {
         assert.throws(() => resolveUntyped(options), { code: 'WSF_INVALID_OPTION' })
       })
     }
+  })
+
+  describe('unknown option names', () => {
+    it('refuses a mistyped name with WSF_INVALID_OPTION, naming it and the likely one', () => {
+      for (const [typo, meant] of [
+        ['redsi', 'redis'],
+        ['expires', 'expire'],
+        ['maxpayload', 'maxPayload'],
+        ['clientPublsh', 'clientPublish'],
+      ] as const) {
+        assert.throws(
+          () => resolveUntyped({ [typo]: 1 }),
+          (err: Error & { code?: string }) => {
+            assert.equal(err.code, 'WSF_INVALID_OPTION')
+            assert.match(err.message, new RegExp(`"${typo}".*"${meant}"`))
+            return true
+          },
+        )
+      }
+    })
+
+    it('refuses a name nothing is close to without a guess, and one set to undefined too', () => {
+      assert.throws(
+        () => resolveUntyped({ colour: 'blue' }),
+        (err: Error & { code?: string }) =>
+          err.code === 'WSF_INVALID_OPTION' &&
+          err.message.includes('"colour"') &&
+          !err.message.includes('did you mean'),
+      )
+      assert.throws(() => resolveUntyped({ redsi: undefined }), { code: 'WSF_INVALID_OPTION' })
+    })
+
+    it('refuses options that are not an object', () => {
+      for (const value of [null, 'redis://h', ['redis://h']]) {
+        assert.throws(() => resolveOptions(value as never), { code: 'WSF_INVALID_OPTION' })
+      }
+    })
+  })
+})
+
+describe('closestKey', () => {
+  it('finds the name one or two edits away (a swap is one), whatever the case', () => {
+    const known = ['redis', 'redisCluster', 'onConnect', 'onMessage', 'maxPayload', 'path']
+    assert.equal(closestKey('redsi', known), 'redis')
+    assert.equal(closestKey('onConect', known), 'onConnect')
+    assert.equal(closestKey('MAXPAYLOAD', known), 'maxPayload')
+    assert.equal(closestKey('pth', known), 'path')
+    assert.equal(closestKey('pt', known), null)
+    assert.equal(closestKey('websocket', known), null)
   })
 })

@@ -16,6 +16,7 @@ const DOCUMENTED = [
   'InvalidArgumentError',
   'MemoryEngine',
   'OptionError',
+  'Publisher',
   'RedisEngine',
   'RedisPublisher',
   'RedisSubscriber',
@@ -26,6 +27,7 @@ const DOCUMENTED = [
   'anonymous',
   'channelName',
   'createBroker',
+  'createPublisher',
   'redactUrl',
 ]
 

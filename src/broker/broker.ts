@@ -3,6 +3,7 @@ import { type HistoryOptions, resolveHistory } from '../history/wire.js'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { Authenticator } from '../identity/authenticator.js'
+import { testIdentitiesOf } from '../identity/test-identities.js'
 import { CloseCode } from '../close-codes.js'
 import { type Connection, ownerOf } from '../connection/connection.js'
 import type { ConnectionServices } from '../connection/services.js'
@@ -88,7 +89,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       this.emit('engine', status)
     })
     this.subscriber = new RedisSubscriber({ prefix: this.options.channelPrefix })
-    this.#auth = new Authenticator(this.options)
+    this.#auth = new Authenticator(this.options, testIdentitiesOf(options))
     this.presence = new Presence(
       this.engine,
       (event) => this.emit('presence', event),

@@ -16,6 +16,7 @@ import type { SlowConsumerPolicy } from '../facility/definition.js'
 import { OptionError } from '../errors.js'
 import type { Flags } from '../channels/redis-subscriber.js'
 import { type OriginsOption, validateOrigins } from '../upgrade/origin.js'
+import { unknownKeyMessage } from '../client/unknown-keys.js'
 
 /** What `allowedChannels` sees and may narrow. */
 export interface AllowedChannelsContext extends Flags {
@@ -153,6 +154,44 @@ export interface BrokerOptions {
   logger?: Logger | undefined
 }
 
+/** Every option name; the type makes sure none is missing and none is extra. */
+export const OPTION_NAMES: readonly string[] = Object.keys({
+  redis: true,
+  redisCluster: true,
+  clusterPlainPublish: true,
+  engine: true,
+  prefix: true,
+  path: true,
+  expire: true,
+  history: true,
+  format: true,
+  replay: true,
+  heartbeat: true,
+  clientPublish: true,
+  allowedChannels: true,
+  identify: true,
+  jwt: true,
+  session: true,
+  presence: true,
+  anonymous: true,
+  pingInterval: true,
+  maxFacilityLength: true,
+  maxPayload: true,
+  maxBufferedBytes: true,
+  slowConsumer: true,
+  publishRate: true,
+  publishBurst: true,
+  maxStoredMessage: true,
+  maxInFlightBytes: true,
+  maxInFlightBytesTotal: true,
+  maxConnections: true,
+  maxConnectionsPerUser: true,
+  maxFlags: true,
+  handshakeTimeout: true,
+  origins: true,
+  logger: true,
+} satisfies Record<keyof BrokerOptions, true>)
+
 const DEFAULTS = {
   prefix: '',
   path: '/ws/',
@@ -214,6 +253,17 @@ function checkCluster(cluster: unknown): void {
 
 /** Applies defaults and throws OptionError (`WSF_INVALID_OPTION`) on values that cannot work. */
 export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new OptionError('broker options must be an object')
+  }
+  // The broker writes pre-built frames to the socket under `ws` (one framing per message for all
+  // recipients); a compressed connection would receive them uncompressed and break.
+  if ('perMessageDeflate' in (options as Record<string, unknown>)) {
+    throw new OptionError('perMessageDeflate is not supported: frames are written pre-built')
+  }
+  // A mistyped name (`redsi`) would otherwise leave its option at the default without a word.
+  const unknown = unknownKeyMessage(options, OPTION_NAMES)
+  if (unknown !== null) throw new OptionError(unknown)
   // An option set to undefined (`prefix: process.env.PREFIX`) means "use the default", as its
   // optional type promises; a plain spread would overwrite the default with undefined.
   const given = Object.fromEntries(
@@ -252,11 +302,6 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     if (!Number.isInteger(opts[name]) || opts[name] < 1) {
       throw new OptionError(`${name} must be an integer >= 1`)
     }
-  }
-  // The broker writes pre-built frames to the socket under `ws` (one framing per message for all
-  // recipients); a compressed connection would receive them uncompressed and break.
-  if ('perMessageDeflate' in (options as Record<string, unknown>)) {
-    throw new OptionError('perMessageDeflate is not supported: frames are written pre-built')
   }
   for (const name of ['maxConnections', 'maxConnectionsPerUser'] as const) {
     if (!Number.isInteger(opts[name]) || opts[name] < 0) {

@@ -16,6 +16,9 @@ import type { EngineStatus } from '../engine/types.js'
 export { type CliConfig, type CliSession, parseCli, UsageError } from './options.js'
 export { USAGE } from './usage.js'
 
+/** What follows a command-line error. */
+export const HELP_HINT = "Run 'wsfacility --help' for the options."
+
 // /health reads this key (under the prefix, never written) to check the command connection.
 const HEALTH_KEY = 'wsfacility:health'
 const HEALTH_TIMEOUT_MS = 2000
@@ -226,7 +229,7 @@ export class StandaloneServer {
 
 /**
  * Runs the CLI until SIGTERM or SIGINT; resolves to the exit code: 0 after a clean shutdown or
- * `--help`, 1 when Redis cannot be reached or the port is taken, 2 for a bad command line.
+ * `--help`, 1 when Redis cannot be reached or the port is taken, 2 for a bad command line (one line saying why, one pointing at --help).
  */
 export async function main(
   argv: readonly string[] = process.argv.slice(2),
@@ -238,7 +241,8 @@ export async function main(
     config = parseCli(argv, env)
   } catch (err) {
     if (!(err instanceof UsageError)) throw err
-    output.err(`wsfacility: ${err.message}\n\n${USAGE}`)
+    // The error alone stays on screen; 90 lines of usage after it would push it off.
+    output.err(`wsfacility: ${err.message}\n${HELP_HINT}`)
     return 2
   }
   if (config.help) {

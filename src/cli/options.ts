@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import type { JwtOptions } from '../identity/jwt.js'
 import { type Audience, isAudience } from '../channels/naming.js'
 import { isWireFormat, type WireFormat } from '../facility/definition.js'
+import { closestKey } from '../client/unknown-keys.js'
 
 /** How the standalone server reads express-session cookies. */
 export interface CliSession {
@@ -77,7 +78,7 @@ const LIMIT_FLAGS = [
   ['handshake-timeout', 'WSFACILITY_HANDSHAKE_TIMEOUT', 'handshakeTimeout', 1],
 ] as const
 
-/** A command line that cannot work; the CLI prints it with the usage and exits with 2. */
+/** A command line that cannot work; the CLI prints it and a pointer to --help, and exits 2. */
 export class UsageError extends Error {
   readonly code = 'WSF_USAGE'
 }
@@ -130,15 +131,25 @@ type Pick = (flag: StringFlag, ...vars: string[]) => Given | null
 // An HTTP cookie name (RFC 6265 token).
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
+/** One line saying what parseArgs refused: an unknown flag with the one it probably is. */
+function argsProblem(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err)
+  const given = /^Unknown option '(-[^']*)'/.exec(message)?.[1]
+  if ((err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && given) {
+    const close = closestKey(given.replace(/^-+/, ''), Object.keys(FLAGS))
+    return `unknown option ${given}${close === null ? '' : ` (did you mean --${close}?)`}`
+  }
+  // node's messages may span lines; the CLI prints one.
+  return message.replace(/\s*\n\s*/g, ' ')
+}
+
 /** Turns argv and the environment into a config; throws UsageError for values that cannot work. */
 export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
   let values: ReturnType<typeof parseArgs<{ options: typeof FLAGS }>>['values']
   try {
     ;({ values } = parseArgs({ args: [...argv], options: FLAGS, strict: true }))
   } catch (err) {
-    // node's messages may span lines; the CLI prints one.
-    const message = err instanceof Error ? err.message : String(err)
-    throw new UsageError(message.replace(/\s*\n\s*/g, ' '))
+    throw new UsageError(argsProblem(err))
   }
   // A flag wins over its environment variable; an empty variable counts as unset.
   const pick: Pick = (flag, ...vars) => {

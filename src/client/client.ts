@@ -89,11 +89,23 @@ export class WsfClient {
   /** The token the current socket is authenticated with. */
   #jwt: string | null = null
   #refreshTimer: ReturnType<typeof setTimeout> | null = null
+  /** A status set while no listener could be attached yet, emitted a microtask later. */
+  #deferred: ClientStatus | null = null
+  #deferring = false
 
   constructor(options: ClientOptions) {
     this.#options = resolveOptions(options)
     this.#positions = new Map(this.#options.positions)
-    if (this.#options.autoConnect) this.connect()
+    if (this.#options.autoConnect) {
+      // `createClient(...).on('status', …)` must hear the first 'connecting': the status is
+      // 'connecting' at once, its event comes after the caller attached its listeners.
+      this.#deferring = true
+      try {
+        this.connect()
+      } finally {
+        this.#deferring = false
+      }
+    }
   }
 
   /** The current status. */
@@ -406,7 +418,21 @@ export class WsfClient {
   #setStatus(status: ClientStatus): void {
     if (this.#status === status) return
     this.#status = status
+    if (this.#deferring) {
+      this.#deferred = status
+      queueMicrotask(() => this.#flushDeferred())
+      return
+    }
+    // A change before the microtask (close() right after createClient) comes after the deferred
+    // one: listeners hear every status, in order, once.
+    this.#flushDeferred()
     this.#events.emit('status', status)
+  }
+
+  #flushDeferred(): void {
+    const deferred = this.#deferred
+    this.#deferred = null
+    if (deferred !== null) this.#events.emit('status', deferred)
   }
 
   #error(

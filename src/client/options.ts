@@ -1,5 +1,6 @@
 import { type ChannelPosition, type Positions, resolvePositions } from './positions.js'
 import { globalWebSocket, type WebSocketConstructor } from './socket.js'
+import { unknownKeyMessage } from './unknown-keys.js'
 import { buildUrl, type UrlOptions } from './url.js'
 
 /**
@@ -90,6 +91,50 @@ export interface ResolvedOptions {
   random: () => number
 }
 
+/** Every option name; the type makes sure none is missing and none is extra. */
+const OPTION_NAMES = Object.keys({
+  url: true,
+  path: true,
+  facility: true,
+  subscribe: true,
+  publish: true,
+  echo: true,
+  query: true,
+  token: true,
+  tokenIn: true,
+  tokenRefresh: true,
+  positions: true,
+  reconnect: true,
+  heartbeat: true,
+  queue: true,
+  WebSocket: true,
+  binaryType: true,
+  autoConnect: true,
+  random: true,
+} satisfies Record<keyof ClientOptions, true>)
+const RECONNECT_NAMES = Object.keys({
+  base: true,
+  cap: true,
+  attempts: true,
+} satisfies Record<keyof ReconnectOptions, true>)
+const QUEUE_NAMES = Object.keys({
+  max: true,
+  whenDisconnected: true,
+} satisfies Record<keyof QueueOptions, true>)
+const HEARTBEAT_NAMES = Object.keys({
+  text: true,
+  json: true,
+  interval: true,
+  missed: true,
+} satisfies Record<keyof HeartbeatOptions, true>)
+
+/** Throws a TypeError naming the first key of `value` not in `known` (and the likely one). */
+function checkKeys(value: unknown, known: readonly string[], where = ''): void {
+  if (typeof value !== 'object' || value === null) return
+  const message = unknownKeyMessage(value, known, 'option', where)
+  if (message !== null) throw new TypeError(message)
+}
+
 const RECONNECT = {
   base: 500,
   cap: 30_000,
@@ -119,6 +164,11 @@ function given<T extends object>(
 /** Applies defaults and throws a TypeError on impossible values. */
 export function resolveOptions(options: ClientOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('options are required')
+  // A mistyped name (`reconect`) would otherwise leave its option at the default without a word.
+  checkKeys(options, OPTION_NAMES)
+  if (options.reconnect !== false) checkKeys(options.reconnect, RECONNECT_NAMES, 'reconnect.')
+  checkKeys(options.queue, QUEUE_NAMES, 'queue.')
+  checkKeys(options.heartbeat, HEARTBEAT_NAMES, 'heartbeat.')
   const {
     token,
     tokenIn = 'protocol',

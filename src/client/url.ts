@@ -10,11 +10,12 @@ export type QueryParams = Record<string, string | number | boolean | null | unde
 export interface UrlOptions {
   /**
    * Base URL: `ws://host:port`, `wss://…`, `http(s)://…` (turned into `ws(s)://`), or a relative
-   * URL such as `'/'`, resolved against `location` in browsers.
+   * URL such as `'/'`, resolved against `location` in browsers. Its path is kept: `path` goes
+   * under it (`https://h/app/` → `wss://h/app/ws/…`).
    * @default '/'
    */
   url?: string | undefined
-  /** Path prefix the broker accepts upgrades on. @default '/ws/' */
+  /** Path prefix the broker accepts upgrades on, under the base URL's path. @default '/ws/' */
   path?: string | undefined
   /** Facility name; percent-encoded into the path. */
   facility: string
@@ -66,8 +67,11 @@ export function buildUrl(options: UrlOptions): string {
   if (typeof facility !== 'string' || facility === '') {
     throw new TypeError('facility must be a non-empty string')
   }
-  const prefix = path.endsWith('/') ? path : `${path}/`
-  const target = new URL(prefix, base(options.url ?? '/'))
+  const target = base(options.url ?? '/')
+  // The base's path is where the app lives (`https://h/app/` behind a proxy): `path` goes under
+  // it, as a directory whether or not the base ends with `/`.
+  const under = target.pathname.replace(/\/+$/, '')
+  const prefix = `${under}/${path.replace(/^\/+/, '')}`.replace(/\/?$/, '/')
   const params = [...flags('subscribe', options.subscribe), ...flags('publish', options.publish)]
   if (echo) params.push('echo')
   for (const [key, value] of Object.entries(query)) {
@@ -76,5 +80,5 @@ export function buildUrl(options: UrlOptions): string {
     params.push(value === true || value === '' ? k : `${k}=${encodeURIComponent(String(value))}`)
   }
   const search = params.length > 0 ? `?${params.join('&')}` : ''
-  return `${target.protocol}//${target.host}${target.pathname}${encodeURIComponent(facility)}${search}`
+  return `${target.protocol}//${target.host}${prefix}${encodeURIComponent(facility)}${search}`
 }

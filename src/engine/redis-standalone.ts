@@ -1,7 +1,7 @@
 import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
 import { ReconnectBackoff } from './reconnect-backoff.js'
 import { type Commands, type Listener, RedisLink } from './redis-link.js'
-import { type EngineKeys, PUBLISH, runScript } from './redis-scripts.js'
+import { type EngineKeys, PUBLISH, runScript, type ScriptRunner } from './redis-scripts.js'
 import { FUNCTION_LIBRARY, HISTORY_PUBLISH, readHistoryWith } from '../history/scripts.js'
 import { historyKeys, type HistoryOptions, type HistoryRead, META_TTL } from '../history/wire.js'
 
@@ -34,6 +34,30 @@ export async function loadLibrary(client: Pick<Client, 'sendCommand'>): Promise<
     if (/unknown (sub)?command/i.test(String(err))) return false
     throw err
   }
+}
+
+/**
+ * Publishes on a standalone server through `client` (+ SET EX, + history) and resolves to the
+ * receivers every live process recorded: what StandaloneLink and the publisher-only entry send.
+ */
+export async function publishOn(
+  client: ScriptRunner,
+  keys: EngineKeys,
+  channel: string,
+  payload: Buffer,
+  expire: number,
+  history: HistoryOptions | null,
+): Promise<number> {
+  const ex = String(Math.floor(expire))
+  if (history) {
+    const { stream, meta } = historyKeys(channel)
+    const scriptKeys = [channel, stream, meta, keys.nodes]
+    const args = [payload, ex, keys.node, String(history.size), String(history.ttl)]
+    args.push(String(META_TTL))
+    return Number(await runScript(client, HISTORY_PUBLISH, scriptKeys, args))
+  }
+  const args = [payload, ex, keys.node]
+  return Number(await runScript(client, PUBLISH, [channel, keys.nodes], args))
 }
 
 /** A standalone Redis server: one connection for commands, one for subscriptions. */
@@ -103,23 +127,13 @@ export class StandaloneLink extends RedisLink {
     await this.#sub.ping()
   }
 
-  async publish(
+  publish(
     channel: string,
     payload: Buffer,
     expire: number,
     history: HistoryOptions | null,
   ): Promise<number> {
-    const ex = String(Math.floor(expire))
-    if (history) {
-      const { stream, meta } = historyKeys(channel)
-      const keys = [channel, stream, meta, this.#keys.nodes]
-      const args = [payload, ex, this.#keys.node, String(history.size), String(history.ttl)]
-      args.push(String(META_TTL))
-      return Number(await runScript(this.#cmd, HISTORY_PUBLISH, keys, args))
-    }
-    const keys = [channel, this.#keys.nodes]
-    const args = [payload, ex, this.#keys.node]
-    return Number(await runScript(this.#cmd, PUBLISH, keys, args))
+    return publishOn(this.#cmd, this.#keys, channel, payload, expire, history)
   }
 
   readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {

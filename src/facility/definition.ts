@@ -3,6 +3,7 @@ import { type Audience, isAudience } from '../channels/naming.js'
 import type { Identity } from '../identity/identity.js'
 import { OptionError } from '../errors.js'
 import { type HistoryOptions, resolveHistory } from '../history/wire.js'
+import { unknownKeyMessage } from '../client/unknown-keys.js'
 
 /** What happens to a client whose unread frames pass `maxBufferedBytes`. */
 export type SlowConsumerPolicy = 'close' | 'drop'
@@ -82,6 +83,26 @@ export interface FacilityDefinition<C = unknown> {
     ((connection: C, code: number, context: FacilityContext) => void | Promise<void>) | undefined
 }
 
+/** Every field name of a definition; the type makes sure none is missing and none is extra. */
+const DEFINITION_FIELDS = Object.keys({
+  subscribe: true,
+  publish: true,
+  autoSubscribe: true,
+  anonymous: true,
+  expire: true,
+  format: true,
+  history: true,
+  publishRate: true,
+  publishBurst: true,
+  maxStoredMessage: true,
+  maxBufferedBytes: true,
+  slowConsumer: true,
+  authorize: true,
+  onConnect: true,
+  onMessage: true,
+  onDisconnect: true,
+} satisfies Record<keyof FacilityDefinition, true>)
+
 function checkAudiences(name: string, value: unknown): void {
   if (value === undefined) return
   if (!Array.isArray(value) || !value.every(isAudience)) {
@@ -97,6 +118,8 @@ export function validateDefinition(pattern: string, definition: FacilityDefiniti
   if (typeof definition !== 'object' || definition === null || Array.isArray(definition)) {
     throw new OptionError('a facility definition is an object')
   }
+  const unknown = unknownKeyMessage(definition, DEFINITION_FIELDS, 'facility option')
+  if (unknown !== null) throw new OptionError(unknown)
   checkAudiences('subscribe', definition.subscribe)
   checkAudiences('publish', definition.publish)
   checkAudiences('autoSubscribe', definition.autoSubscribe)

@@ -3,6 +3,7 @@ import { type IdentifyHook, type Identity, anonymous, normalizeIdentity } from '
 import { checkIdentity } from './identity-check.js'
 import { JwtVerifier, type JwtOptions, TokenError, tokenOf } from './jwt.js'
 import { identityFromSession, SessionReader, type SessionOptions } from './session.js'
+import type { TestIdentities } from './test-identities.js'
 
 /** Who a request is, and until when (JWTs expire). */
 export interface Authentication {
@@ -10,7 +11,7 @@ export interface Authentication {
   /** Expiry of the token that authenticated the request (ms since the epoch), or null. */
   expiresAt: number | null
   /** What established the identity. */
-  via: 'identify' | 'jwt' | 'session' | 'user' | 'anonymous'
+  via: 'identify' | 'jwt' | 'session' | 'user' | 'anonymous' | 'test'
 }
 
 /** What an Express request may carry once express-session and passport ran. */
@@ -21,7 +22,8 @@ interface ExpressLike extends IncomingMessage {
 }
 
 /**
- * Resolves identities in one order for upgrades, Express routes and publishers: the `identify`
+ * Resolves identities in one order for upgrades, Express routes and publishers: on a test broker
+ * of `wsfacility/testing` only, the identity its test-identity header names; then the `identify`
  * hook when given; else a JWT (query, Authorization header or subprotocol) when configured — an
  * invalid one is a 401, never a fallback; else the express-session session (already loaded on
  * an Express `req`, or read from the cookie and store), or passport's `req.user` on its own;
@@ -31,12 +33,17 @@ export class Authenticator {
   readonly #identify: IdentifyHook | undefined
   readonly #jwt: JwtVerifier | null
   readonly #session: SessionReader | null
+  readonly #tests: TestIdentities | null
 
-  constructor(options: {
-    identify?: IdentifyHook | undefined
-    jwt?: JwtOptions | undefined
-    session?: SessionOptions | undefined
-  }) {
+  constructor(
+    options: {
+      identify?: IdentifyHook | undefined
+      jwt?: JwtOptions | undefined
+      session?: SessionOptions | undefined
+    },
+    tests: TestIdentities | null = null,
+  ) {
+    this.#tests = tests
     this.#identify = options.identify
     this.#jwt = options.jwt ? new JwtVerifier(options.jwt) : null
     this.#session = options.session ? new SessionReader(options.session) : null
@@ -55,6 +62,8 @@ export class Authenticator {
   }
 
   async #resolve(request: IncomingMessage): Promise<Authentication> {
+    const tested = this.#tests?.identityOf(request)
+    if (tested) return { identity: tested, expiresAt: null, via: 'test' }
     if (this.#identify) {
       const identity = normalizeIdentity(await this.#identify(request))
       return { identity, expiresAt: null, via: 'identify' }

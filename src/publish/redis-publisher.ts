@@ -8,7 +8,7 @@ import {
   isAudience,
 } from '../channels/naming.js'
 import { InvalidArgumentError } from '../errors.js'
-import type { PartialIdentity } from '../identity/identity.js'
+import type { Identity, PartialIdentity } from '../identity/identity.js'
 import type { Message, StoredMessage } from '../delivery/payload.js'
 
 /**
@@ -45,6 +45,56 @@ export interface PublisherContext {
   request?: RequestLike | undefined
 }
 
+/** Throws InvalidArgumentError for a target whose facility or lists cannot name channels. */
+export function checkTarget(target: PublisherTarget): void {
+  if (typeof target !== 'object' || target === null) {
+    throw new InvalidArgumentError('a publish target is an object')
+  }
+  if (target.facility !== undefined) assertFacility(target.facility)
+  for (const key of ['users', 'groups', 'sessions'] as const) {
+    const list = target[key]
+    if (list === undefined) continue
+    if (!Array.isArray(list)) throw new InvalidArgumentError(`${key} must be an array`)
+    for (const item of list) {
+      if (item !== SELF && (typeof item !== 'string' || item === '')) {
+        throw new InvalidArgumentError(`${key} must hold non-empty strings or SELF`)
+      }
+    }
+  }
+}
+
+/** True when `target` names SELF anywhere (so it needs a request's identity). */
+export function needsSelf(target: PublisherTarget): boolean {
+  return [target.users, target.groups, target.sessions].some((list) => list?.includes(SELF))
+}
+
+/**
+ * The channel names `target` publishes on under `prefix` (ws4redis's names, without duplicates),
+ * SELF meaning `identity`'s user, groups and session (nobody for null).
+ */
+export function targetChannels(
+  prefix: string,
+  target: PublisherTarget,
+  identity: Identity | null,
+): string[] {
+  const { facility, broadcast, users = [], groups = [], sessions = [] } = target
+  if (facility === undefined) throw new InvalidArgumentError('a facility is needed to publish')
+  const resolve = (list: readonly Target[], self: readonly string[]): string[] =>
+    list.flatMap((t) => (t === SELF ? self : [t]))
+  const out: string[] = []
+  if (broadcast) out.push(channelName(prefix, 'broadcast', facility))
+  for (const u of resolve(users, identity?.user ? [identity.user] : [])) {
+    out.push(channelName(prefix, 'user', facility, u))
+  }
+  for (const g of resolve(groups, identity?.groups ?? [])) {
+    out.push(channelName(prefix, 'group', facility, g))
+  }
+  for (const s of resolve(sessions, identity?.sessionKey ? [identity.sessionKey] : [])) {
+    out.push(channelName(prefix, 'session', facility, s))
+  }
+  return [...new Set(out)]
+}
+
 /**
  * Publishes to the channels of one facility from server code: an Express route, a worker, any
  * process with a broker (attached to a server or not).
@@ -59,17 +109,7 @@ export class RedisPublisher {
 
   constructor(target: PublisherTarget = {}, context: PublisherContext) {
     if (!context?.broker) throw new InvalidArgumentError('RedisPublisher needs { broker }')
-    if (target.facility !== undefined) assertFacility(target.facility)
-    for (const key of ['users', 'groups', 'sessions'] as const) {
-      const list = target[key]
-      if (list === undefined) continue
-      if (!Array.isArray(list)) throw new InvalidArgumentError(`${key} must be an array`)
-      for (const item of list) {
-        if (item !== SELF && (typeof item !== 'string' || item === '')) {
-          throw new InvalidArgumentError(`${key} must hold non-empty strings or SELF`)
-        }
-      }
-    }
+    checkTarget(target)
     this.#target = { ...target }
     this.#broker = context.broker
     this.#request = context.request
@@ -77,26 +117,8 @@ export class RedisPublisher {
 
   /** The channel names this publisher publishes on, SELF resolved. */
   async channels(): Promise<string[]> {
-    const { facility, broadcast, users = [], groups = [], sessions = [] } = this.#target
-    if (facility === undefined)
-      throw new InvalidArgumentError('RedisPublisher needs a facility to publish')
-    const needsSelf = [users, groups, sessions].some((list) => list.includes(SELF))
-    const identity = needsSelf ? await this.#broker.identify(this.#request) : null
-    const prefix = this.#broker.options.channelPrefix
-    const resolve = (list: readonly Target[], self: readonly string[]): string[] =>
-      list.flatMap((t) => (t === SELF ? self : [t]))
-    const out: string[] = []
-    if (broadcast) out.push(channelName(prefix, 'broadcast', facility))
-    for (const u of resolve(users, identity?.user ? [identity.user] : [])) {
-      out.push(channelName(prefix, 'user', facility, u))
-    }
-    for (const g of resolve(groups, identity?.groups ?? [])) {
-      out.push(channelName(prefix, 'group', facility, g))
-    }
-    for (const s of resolve(sessions, identity?.sessionKey ? [identity.sessionKey] : [])) {
-      out.push(channelName(prefix, 'session', facility, s))
-    }
-    return [...new Set(out)]
+    const identity = needsSelf(this.#target) ? await this.#broker.identify(this.#request) : null
+    return targetChannels(this.#broker.options.channelPrefix, this.#target, identity)
   }
 
   /**

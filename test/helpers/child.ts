@@ -154,3 +154,22 @@ export async function serveCli(
   const [, port] = await child.waitForOutput(LISTENING)
   return { child, port: Number(port), ws: (path: string) => `ws://127.0.0.1:${port}${path}` }
 }
+
+/**
+ * Resolves when `child` has exited by itself; after `ms` (a deadlock guard, not a speed limit)
+ * kills it and rejects, so a process that something keeps alive fails the test instead of hanging.
+ */
+export async function exitsByItself(child: Child, ms = 30_000): Promise<Exit> {
+  let timer: NodeJS.Timeout | undefined
+  const stuck = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      void child.kill()
+      reject(new Error(`still running after ${ms} ms: something keeps it alive\n${child.stdout}`))
+    }, ms)
+  })
+  try {
+    return await Promise.race([child.exited, stuck])
+  } finally {
+    clearTimeout(timer)
+  }
+}
