@@ -126,7 +126,10 @@ describe('Origin check on upgrades', () => {
       cookie,
       origin: 'https://evil.example',
     })
-    assert.deepEqual(refused, { status: 403, body: 'origin not allowed\n' })
+    assert.deepEqual(refused, {
+      status: 403,
+      body: 'origin https://evil.example not allowed: add it to the origins option (--origins)\n',
+    })
     assert.equal(t.broker.connections.size, 0)
   })
 

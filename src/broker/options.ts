@@ -16,6 +16,7 @@ import type { SlowConsumerPolicy } from '../facility/definition.js'
 import { OptionError } from '../errors.js'
 import type { Flags } from '../channels/redis-subscriber.js'
 import { type OriginsOption, validateOrigins } from '../upgrade/origin.js'
+import { type RefusalsOption, validateRefusals } from '../upgrade/refusal.js'
 
 /** What `allowedChannels` sees and may narrow. */
 export interface AllowedChannelsContext extends Flags {
@@ -128,6 +129,13 @@ export interface BrokerOptions {
   /** Origins allowed besides the server's own host. Unset: only cookie-authenticated
    * connections are checked (cross-site → 403); set: every connection is. @default unset */
   origins?: OriginsOption
+  /**
+   * How refusals reach clients: `'http'` a status before the upgrade; `'close'` the handshake is
+   * accepted, then closed with 4000 + status (4401, 4403, 4429, 4503…) and the reason, which a
+   * browser can read; `'auto'` close for clients that offer the `wsfacility` subprotocol (as
+   * wsfacility/client does), HTTP for the rest. @default 'auto'
+   */
+  refusals?: RefusalsOption
   /** Structured logger. @default none */
   logger?: Logger
 }
@@ -156,6 +164,7 @@ const DEFAULTS = {
   maxConnectionsPerUser: 0,
   maxFlags: 32,
   handshakeTimeout: 10_000,
+  refusals: 'auto',
 } satisfies Partial<BrokerOptions>
 
 /** Options after defaults and validation. */
@@ -236,6 +245,7 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     }
   }
   if (options.origins !== undefined) validateOrigins(options.origins)
+  validateRefusals(opts.refusals)
   if (opts.heartbeat !== null && (typeof opts.heartbeat !== 'string' || opts.heartbeat === '')) {
     throw new OptionError('heartbeat must be a non-empty string or null')
   }

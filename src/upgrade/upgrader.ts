@@ -7,7 +7,7 @@ import {
 } from '../history/recovery.js'
 import { channelLabel } from '../history/wire.js'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer } from 'ws'
+import { type WebSocket, WebSocketServer } from 'ws'
 import type { ResolvedOptions } from '../broker/options.js'
 import type { RedisSubscriber } from '../channels/redis-subscriber.js'
 import { ConnectionOwner } from '../connection/owner.js'
@@ -24,6 +24,7 @@ import { redactUrl } from '../observability/redact.js'
 import { checkHandshake } from './handshake.js'
 import { checkOrigin, isCookieAuthenticated } from './origin.js'
 import { parseRequest } from './parse-url.js'
+import { refusesByClose } from './refusal.js'
 
 /** What the upgrade pipeline needs from the broker. */
 export interface UpgradeHost {
@@ -47,7 +48,8 @@ export interface UpgradeHost {
 
 /**
  * The HTTP upgrade pipeline: handshake checks, admission, URL, identity, origin, flag policy and
- * subscriptions, ending in a refusal with an HTTP status or in an open connection. Each upgrade
+ * subscriptions, ending in a refusal (an HTTP status, or a close right after the handshake when
+ * the client can read one: refusal.ts) or in an open connection. Each upgrade
  * has one owner (connection/owner.ts) from its first step; whatever the pipeline takes is taken
  * through it, so every way out — a refusal, `ws` refusing the handshake, the socket closing,
  * the timeout, shutdown — gives it back.
@@ -70,22 +72,31 @@ export class Upgrader {
     })
   }
 
-  /** Runs one upgrade: every refusal happens here, before the handshake, with an HTTP status. */
+  /**
+   * Runs one upgrade: every refusal happens here, before the connection opens, with an HTTP
+   * status or (refusal.ts) a close code after the handshake.
+   */
   async handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const host = this.#host
     const owner = new ConnectionOwner(host.services, socket)
+    // ws gets the socket once, to open the connection or to tell a refusal by a close.
+    let handed = false
+    const complete = (): WebSocket | null => {
+      if (handed) return null
+      handed = true
+      let accepted: WebSocket | null = null
+      this.#wss.handleUpgrade(req, socket, head, (ws) => (accepted = ws))
+      return accepted
+    }
     try {
-      const { stored, recoveries } = await this.#prepare(req, owner)
+      const { stored, recoveries } = await this.#prepare(req, owner, complete)
       owner.check()
       if (host.closing()) throw new HttpError(503, 'server is shutting down')
-      let opened = false
-      this.#wss.handleUpgrade(req, socket, head, (ws) => {
-        opened = true
-        owner.open(ws, stored, req, recoveries)
-      })
+      const ws = complete()
       // ws answered the handshake itself (400 for a header it cannot parse) or found the socket
       // half-closed, and will not call back: the attempt is over.
-      if (!opened) throw new HttpError(400, 'handshake refused')
+      if (!ws) throw new HttpError(400, 'handshake refused')
+      owner.open(ws, stored, req, recoveries)
     } catch (err) {
       const refusal = err instanceof HttpError ? err : this.#unexpected(err)
       owner.abort(refusal)
@@ -116,11 +127,14 @@ export class Upgrader {
   async #prepare(
     req: IncomingMessage,
     owner: ConnectionOwner,
+    complete: () => WebSocket | null,
   ): Promise<{ stored: Map<string, Buffer>; recoveries: Recoveries | null }> {
     const host = this.#host
     const options = host.options
     if (host.closing()) throw new HttpError(503, 'server is shutting down')
     checkHandshake(req)
+    // Only a well-formed handshake can be completed to tell a refusal by a close.
+    if (refusesByClose(req, options.refusals, options.origins)) owner.refuseByClose(complete)
     owner.admit()
     const parsed = parseRequest(req.url ?? '', options.path, {
       maxFacilityLength: options.maxFacilityLength,
