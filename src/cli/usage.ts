@@ -68,6 +68,11 @@ Limits (0 = unlimited; see the README's "Limits and security"):
                          besides the server's own host; set, every connection is
                          checked, unset only cookie-authenticated ones (403)
                            env WSFACILITY_ORIGINS, default none
+  --refusals MODE        how refusals reach clients: http (a status before the upgrade),
+                         close (accept, then close with 4000 + status and the reason, which
+                         browsers can read) or auto (close for clients offering the
+                         wsfacility subprotocol, as wsfacility/client does; http for others)
+                           env WSFACILITY_REFUSALS, default auto
 
 Identity (without it every client is anonymous: broadcast channels only). Secrets given as
 flags show in the process list; prefer the environment variables.
