@@ -53,6 +53,11 @@ export interface ClientEvents {
  * token) and, offered it, tells refusals by close codes the client can read (4401…).
  */
 const PROTOCOL = 'wsfacility'
+/**
+ * Offered beside it: the broker answers a refusal's handshake with this one, so the socket is
+ * known to carry only the refusal's close — never reported open, nothing sent on it.
+ */
+const REFUSAL_PROTOCOL = 'wsfacility.refusal'
 /** Close code the client uses for a connection whose heartbeats went unanswered. */
 const HEARTBEAT_TIMEOUT = 4000
 /** Longest delay setTimeout holds (~24.8 days); longer waits re-arm. */
@@ -200,10 +205,9 @@ export class WsfClient {
     const target = buildUrl({ ...url, query })
     let socket: WebSocketLike
     try {
-      socket = new WebSocket(
-        target,
-        withToken && tokenIn === 'protocol' ? [PROTOCOL, `bearer.${jwt}`] : [PROTOCOL],
-      )
+      const protocols = [PROTOCOL, REFUSAL_PROTOCOL]
+      if (withToken && tokenIn === 'protocol') protocols.push(`bearer.${jwt}`)
+      socket = new WebSocket(target, protocols)
     } catch (err) {
       // A URL or subprotocol the runtime refuses will be refused again: stop.
       this.#stop()
@@ -216,6 +220,8 @@ export class WsfClient {
     this.#recoveredSeen = false
     this.#jwt = withToken ? jwt! : null
     socket.addEventListener('open', () => {
+      // A refusal: its close follows, and says what to do.
+      if (socket.protocol === REFUSAL_PROTOCOL) return
       if (this.#socket === socket) this.#onOpen(socket)
     })
     socket.addEventListener('message', (event) => {

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { closeReason, refusalCode } from '../close-codes.js'
 import { type HttpError, OptionError } from '../errors.js'
-import { BEARER_PROTOCOL } from '../identity/jwt.js'
+import { BEARER_PROTOCOL, selectProtocol } from '../identity/jwt.js'
 import { type OriginsOption, originAccepted } from './origin.js'
 
 /**
@@ -15,6 +15,27 @@ import { type OriginsOption, originAccepted } from './origin.js'
  *   load balancers, the `ws` package, plain browser code see what they always saw.
  */
 export type RefusalsOption = 'http' | 'close' | 'auto'
+
+/**
+ * The subprotocol a refusal told by a close is answered with when the client offers it (as
+ * wsfacility/client does, beside `wsfacility`): the client knows from the handshake itself that
+ * the socket only carries a refusal, so it never reports it open, sends nothing on it and counts
+ * it as a failed attempt. Never selected for a connection that opens.
+ */
+export const REFUSAL_PROTOCOL = 'wsfacility.refusal'
+
+/** The subprotocol of a connection that opens (selectProtocol), never the refusal marker. */
+export function openProtocol(protocols: Set<string>): string | false {
+  if (!protocols.has(REFUSAL_PROTOCOL)) return selectProtocol(protocols)
+  const rest = new Set(protocols)
+  rest.delete(REFUSAL_PROTOCOL)
+  return selectProtocol(rest)
+}
+
+/** The subprotocol of a refusal told by a close: the refusal marker when offered. */
+export function refusalProtocol(protocols: Set<string>): string | false {
+  return protocols.has(REFUSAL_PROTOCOL) ? REFUSAL_PROTOCOL : openProtocol(protocols)
+}
 
 /** Throws OptionError unless `value` can be the `refusals` option. */
 export function validateRefusals(value: unknown): void {

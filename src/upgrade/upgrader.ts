@@ -18,13 +18,12 @@ import type { FacilityContext } from '../facility/definition.js'
 import type { FacilityMatch } from '../facility/registry.js'
 import type { FacilitySettings } from '../facility/settings.js'
 import type { Authentication, Authenticator } from '../identity/authenticator.js'
-import { selectProtocol } from '../identity/jwt.js'
 import { decideFlags } from './flag-policy.js'
 import { redactUrl } from '../observability/redact.js'
 import { checkHandshake } from './handshake.js'
 import { checkOrigin, isCookieAuthenticated } from './origin.js'
 import { parseRequest } from './parse-url.js'
-import { refusesByClose } from './refusal.js'
+import { openProtocol, refusalProtocol, refusesByClose } from './refusal.js'
 
 /** What the upgrade pipeline needs from the broker. */
 export interface UpgradeHost {
@@ -57,6 +56,8 @@ export interface UpgradeHost {
 export class Upgrader {
   readonly #host: UpgradeHost
   readonly #wss: WebSocketServer
+  /** Completes the handshakes of refusals told by a close (refusal.ts). */
+  readonly #refusals: WebSocketServer
   #sequence = 0
 
   constructor(host: UpgradeHost) {
@@ -68,7 +69,15 @@ export class Upgrader {
       // a compressed connection would get them uncompressed and fail. Never turn this on.
       perMessageDeflate: false,
       maxPayload: host.options.maxPayload,
-      handleProtocols: selectProtocol,
+      handleProtocols: openProtocol,
+    })
+    this.#refusals = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      // Nothing but a close is read from a refused client: a larger frame cuts it.
+      maxPayload: 125,
+      handleProtocols: refusalProtocol,
     })
   }
 
@@ -81,18 +90,19 @@ export class Upgrader {
     const owner = new ConnectionOwner(host.services, socket)
     // ws gets the socket once, to open the connection or to tell a refusal by a close.
     let handed = false
-    const complete = (): WebSocket | null => {
+    const complete = (refusal: boolean): WebSocket | null => {
       if (handed) return null
       handed = true
       let accepted: WebSocket | null = null
-      this.#wss.handleUpgrade(req, socket, head, (ws) => (accepted = ws))
+      const wss = refusal ? this.#refusals : this.#wss
+      wss.handleUpgrade(req, socket, head, (ws) => (accepted = ws))
       return accepted
     }
     try {
       const { stored, recoveries } = await this.#prepare(req, owner, complete)
       owner.check()
       if (host.closing()) throw new HttpError(503, 'server is shutting down')
-      const ws = complete()
+      const ws = complete(false)
       // ws answered the handshake itself (400 for a header it cannot parse) or found the socket
       // half-closed, and will not call back: the attempt is over.
       if (!ws) throw new HttpError(400, 'handshake refused')
@@ -117,6 +127,7 @@ export class Upgrader {
   close(): void {
     this.#host.services.registry.abortUpgrades()
     this.#wss.close()
+    this.#refusals.close()
   }
 
   /**
@@ -127,14 +138,16 @@ export class Upgrader {
   async #prepare(
     req: IncomingMessage,
     owner: ConnectionOwner,
-    complete: () => WebSocket | null,
+    complete: (refusal: boolean) => WebSocket | null,
   ): Promise<{ stored: Map<string, Buffer>; recoveries: Recoveries | null }> {
     const host = this.#host
     const options = host.options
     if (host.closing()) throw new HttpError(503, 'server is shutting down')
     checkHandshake(req)
     // Only a well-formed handshake can be completed to tell a refusal by a close.
-    if (refusesByClose(req, options.refusals, options.origins)) owner.refuseByClose(complete)
+    if (refusesByClose(req, options.refusals, options.origins)) {
+      owner.refuseByClose(() => complete(true))
+    }
     owner.admit()
     const parsed = parseRequest(req.url ?? '', options.path, {
       maxFacilityLength: options.maxFacilityLength,

@@ -93,13 +93,13 @@ async function closeOf(
   url: string,
   protocols: string[] = ['wsfacility'],
   headers: Record<string, string> = {},
-): Promise<{ opened: boolean; code: number; reason: string }> {
+): Promise<{ protocol: string | null; code: number; reason: string }> {
   const ws = new WebSocket(url, protocols, { headers })
   ws.on('error', () => {})
-  let opened = false
-  ws.on('open', () => (opened = true))
+  let protocol: string | null = null
+  ws.on('open', () => (protocol = ws.protocol))
   const [code, reason] = (await once(ws, 'close')) as [number, Buffer]
-  return { opened, code, reason: reason.toString() }
+  return { protocol, code, reason: reason.toString() }
 }
 
 /**
@@ -181,6 +181,33 @@ describe('Refusals told by a close (option refusals)', () => {
     }
     assert.deepEqual(refused, [401, 403, 403, 400, 418])
     assert.equal(t.broker.stats.connections, 0)
+  })
+
+  it('answers a refusal with the wsfacility.refusal subprotocol when offered, never an open connection', async () => {
+    const t = await serve()
+    const both = ['wsfacility', 'wsfacility.refusal']
+    assert.equal((await closeOf(t.url('/ws/f?deny=401'), both)).protocol, 'wsfacility.refusal')
+    assert.equal((await closeOf(t.url('/ws/f?deny=401'))).protocol, 'wsfacility')
+    const ws = new WebSocket(t.url('/ws/f'), both)
+    await once(ws, 'open')
+    assert.equal(ws.protocol, 'wsfacility')
+    ws.close()
+    await once(ws, 'close')
+  })
+
+  it('reads nothing but a close from a refused client: a larger frame cuts it at once', async () => {
+    const t = await serve({ handshakeTimeout: 60_000 })
+    const raw = silentClient(t.port, '/ws/f?deny=401')
+    try {
+      await eventually(() => raw.frames().length > 0)
+      const payload = Buffer.alloc(1000, 'x')
+      const head = Buffer.from([0x81, 0x80 | 126, 0, 0, 0, 0, 0, 0])
+      head.writeUInt16BE(payload.length, 2)
+      raw.socket.write(Buffer.concat([head, payload]))
+      await eventually(() => raw.isClosed())
+    } finally {
+      raw.socket.destroy()
+    }
   })
 
   it("with refusals: 'close' tells every well-formed handshake by a close; a malformed one by HTTP", async () => {
