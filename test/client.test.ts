@@ -604,7 +604,7 @@ describe('WsfClient refused by the broker (close 4000 + status)', () => {
     const wss = new WebSocketServer({
       port: 0,
       host: '127.0.0.1',
-      handleProtocols: (offered) => (++attempts === 1 ? 'wsfacility.refusal' : 'wsfacility'),
+      handleProtocols: () => (++attempts === 1 ? 'wsfacility.refusal' : 'wsfacility'),
     })
     await once(wss, 'listening')
     cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())))
