@@ -39,7 +39,7 @@ export interface UpgradeHost {
   ready(): Promise<void>
   /** The settings and pattern parameters that apply to a concrete facility name. */
   facilityOf(facility: string): FacilityMatch
-  /** Reports an upgrade refused before the handshake. */
+  /** Reports a refused upgrade (by HTTP status, or by a close after the handshake). */
   refused(req: IncomingMessage, status: number, reason: string): void
   /** Reports a background failure. */
   error(err: unknown): void
