@@ -26,7 +26,6 @@ export const REFUSAL_PROTOCOL = 'wsfacility.refusal'
 
 /** The subprotocol of a connection that opens (selectProtocol), never the refusal marker. */
 export function openProtocol(protocols: Set<string>): string | false {
-  if (!protocols.has(REFUSAL_PROTOCOL)) return selectProtocol(protocols)
   const rest = new Set(protocols)
   rest.delete(REFUSAL_PROTOCOL)
   return selectProtocol(rest)
@@ -78,8 +77,8 @@ export function refusesByClose(
 export function refusalClose(refusal: HttpError): { code: number; reason: string } | null {
   const code = refusalCode(refusal.status)
   if (code === null) return null
-  const after = refusal.headers['Retry-After']
-  const suffix = after !== undefined && /^\d+$/.test(after) ? `; retry after ${after} s` : ''
+  const after = refusal.headers['Retry-After'] ?? ''
+  const suffix = /^\d+$/.test(after) ? `; retry after ${after} s` : ''
   // The suffix is what clients parse: the message is cut to make room for it.
   const message = refusal.message.replace(/[\r\n]+/g, ' ')
   return { code, reason: closeReason(message, 123 - Buffer.byteLength(suffix)) + suffix }

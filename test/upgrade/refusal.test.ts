@@ -4,8 +4,20 @@ import type { IncomingMessage } from 'node:http'
 import net from 'node:net'
 import { after, describe, it } from 'node:test'
 import WebSocket from 'ws'
-import { type BrokerOptions, CloseCode, HttpError, MemoryEngine } from '../../src/index.js'
-import { refusalClose, refusesByClose } from '../../src/upgrade/refusal.js'
+import {
+  type BrokerOptions,
+  CloseCode,
+  HttpError,
+  MemoryEngine,
+  OptionError,
+} from '../../src/index.js'
+import { resolveOptions } from '../../src/broker/options.js'
+import {
+  openProtocol,
+  refusalClose,
+  refusalProtocol,
+  refusesByClose,
+} from '../../src/upgrade/refusal.js'
 import { closeFrame, framesOf, rawStatus, SAMPLE_KEY, upgradeRequest } from '../helpers/raw.js'
 import { connect, eventually, startBroker, type TestServer, upgradeStatus } from '../helpers/ws.js'
 
@@ -41,6 +53,36 @@ describe('refusesByClose', () => {
   })
 })
 
+describe('the refusal subprotocol', () => {
+  const set = (...p: string[]) => new Set(p)
+  it('answers a refusal with wsfacility.refusal when offered, else as an open connection', () => {
+    assert.equal(refusalProtocol(set('wsfacility', 'wsfacility.refusal')), 'wsfacility.refusal')
+    assert.equal(refusalProtocol(set('wsfacility')), 'wsfacility')
+    assert.equal(refusalProtocol(set('chat')), 'chat')
+  })
+  it('never answers a connection that opens with it', () => {
+    assert.equal(openProtocol(set('wsfacility', 'wsfacility.refusal')), 'wsfacility')
+    assert.equal(openProtocol(set('wsfacility.refusal', 'chat')), 'chat')
+    assert.equal(openProtocol(set('wsfacility.refusal')), false)
+    assert.equal(openProtocol(set('chat')), 'chat')
+  })
+})
+
+describe('the refusals option', () => {
+  it("takes 'http', 'close' and 'auto' (the default), nothing else", () => {
+    assert.equal(resolveOptions({}).refusals, 'auto')
+    for (const mode of ['http', 'close', 'auto'] as const) {
+      assert.equal(resolveOptions({ refusals: mode }).refusals, mode)
+    }
+    for (const bad of ['sometimes', true, 'HTTP']) {
+      assert.throws(
+        () => resolveOptions({ refusals: bad as never }),
+        (err) => err instanceof OptionError && /refusals must be/.test(err.message),
+      )
+    }
+  })
+})
+
 describe('refusalClose', () => {
   it('is 4000 + the status with the reason; none for a status without a close code', () => {
     assert.deepEqual(refusalClose(new HttpError(401, 'authentication required')), {
@@ -57,6 +99,13 @@ describe('refusalClose', () => {
       code: 4503,
       reason: 'full; retry after 5 s',
     })
+    for (const value of ['12', 'Wed, 21 Oct 2015 07:28:00 GMT', '5 s', 'about 5', '']) {
+      const told = refusalClose(
+        new HttpError(503, 'full', 'WSF_HTTP_503', { 'Retry-After': value }),
+      )
+      assert.equal(told?.reason, value === '12' ? 'full; retry after 12 s' : 'full', value)
+    }
+    assert.equal(refusalClose(new HttpError(400, 'two\r\nlines'))?.reason, 'two lines')
     const long = refusalClose(new HttpError(429, 'é'.repeat(200), 'WSF_HTTP_429', retry))!
     assert.ok(Buffer.byteLength(long.reason) <= 123, 'fits a close frame')
     assert.match(long.reason, /^é+; retry after 5 s$/)
