@@ -9,7 +9,7 @@ const CORE = {
   'src/delivery/hub.ts': ['test/delivery/hub.test.ts'],
   'src/delivery/frame.ts': ['test/delivery/frame.test.ts'],
   'src/connection/outbound.ts': ['test/connection/outbound.test.ts'],
-  'src/connection/owner.ts': ['test/connection/owner.test.ts'],
+  'src/connection/owner.ts': ['test/connection/owner.test.ts', 'test/upgrade/refusal.test.ts'],
   'src/connection/publishing.ts': ['test/connection/publishing.test.ts'],
   'src/connection/inbound.ts': ['test/connection/inbound.test.ts'],
   'src/connection/flush-scheduler.ts': ['test/connection/flush-scheduler.test.ts'],
@@ -18,6 +18,7 @@ const CORE = {
   'src/history/channel-history.ts': ['test/history/channel-history.test.ts'],
   'src/history/wire.ts': ['test/history/wire.test.ts'],
   'src/history/recovery.ts': ['test/history/recovery.test.ts'],
+  'src/upgrade/refusal.ts': ['test/upgrade/refusal.test.ts'],
 }
 
 /** The module given with `--mutate` / `-m`, when it is exactly one core module. */

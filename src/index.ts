@@ -12,6 +12,7 @@ export type {
   ResolvedOptions as ResolvedBrokerOptions,
 } from './broker/options.js'
 export type { OriginsOption } from './upgrade/origin.js'
+export type { RefusalsOption } from './upgrade/refusal.js'
 export { RedisPublisher, SELF } from './publish/redis-publisher.js'
 export type {
   PublisherContext,

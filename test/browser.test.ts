@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
 import http from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import express from 'express'
@@ -24,6 +25,38 @@ window.open_ = (path, protocols) => {
   ws.onclose = (e) => events.push({ type: 'close', code: e.code })
 }
 </script>`
+
+/** The browser client as `npm run build` compiles it (test/run.sh builds first). */
+const CLIENT = new URL('../dist/src/client/', import.meta.url)
+
+// A page with wsfacility/client: start(options) creates a client and records what it emits.
+const CLIENT_PAGE = `<!doctype html><meta charset="utf-8"><title>client</title><script type="module">
+import { createClient } from '/client/index.js'
+window.records = []
+window.start = ({ facility, token, provider }) => {
+  const rec = { statuses: [], errors: [], closes: [], retries: 0, tokens: 0 }
+  records.push(rec)
+  const client = createClient({
+    url: '/',
+    facility,
+    subscribe: ['user'],
+    reconnect: { base: 20, cap: 50 },
+    token: provider ? () => (rec.tokens++, token) : token,
+  })
+  client.on('status', (s) => rec.statuses.push(s))
+  client.on('error', (e) => rec.errors.push({ code: e.code, status: e.status, closeCode: e.closeCode }))
+  client.on('close', (c) => rec.closes.push(c.code))
+  client.on('retry', () => rec.retries++)
+}
+</script>`
+
+interface ClientRecord {
+  statuses: string[]
+  errors: { code: string; status?: number; closeCode?: number }[]
+  closes: number[]
+  retries: number
+  tokens: number
+}
 
 interface PageEvent {
   type: string
@@ -53,6 +86,15 @@ describe('A real browser (headless Chromium)', () => {
     const server = http.createServer(app)
     broker = wsfacility(app, server, { session, jwt: { secret: SECRET } })
     app.get('/', (_req, res) => res.type('html').send(PAGE))
+    app.get('/client-page', (_req, res) => res.type('html').send(CLIENT_PAGE))
+    app.get('/client/:file', (req, res) => {
+      const file = /^[a-z-]+\.js$/.test(req.params.file) ? req.params.file : null
+      if (!file) return void res.status(404).end()
+      readFile(new URL(file, CLIENT)).then(
+        (js) => res.type('text/javascript').send(js),
+        () => res.status(404).end(),
+      )
+    })
     app.post('/login/:user', (req, res) => {
       ;(req.session as unknown as { user: string }).user = req.params.user
       req.session.save(() => res.json({ ok: true }))
@@ -159,7 +201,34 @@ describe('A real browser (headless Chromium)', () => {
         seen.some((e) => e.type === 'open'),
         false,
       )
-      assert.deepEqual(refused, [[evilBase.slice(0, -1), 403, 'origin not allowed']])
+      assert.deepEqual(refused, [
+        [
+          evilBase.slice(0, -1),
+          403,
+          `origin ${evilBase.slice(0, -1)} not allowed: add it to the origins option (--origins)`,
+        ],
+      ])
+      // Offering wsfacility changes nothing for it: a close code would tell the foreign page what
+      // the victim's cookie is worth, so the refusal stays an HTTP status (1006 for the page).
+      await page.evaluate(
+        (url) =>
+          (globalThis as unknown as { open_: (a: string, b: string[]) => void }).open_(url, [
+            'wsfacility',
+          ]),
+        `${base.replace(/^http/, 'ws')}ws/inbox?subscribe-user`,
+      )
+      await eventually(
+        async () => (await events(page)).filter((e) => e.type === 'close').length === 2,
+        10_000,
+      )
+      assert.deepEqual(
+        (await events(page)).filter((e) => e.type !== 'error'),
+        [
+          { type: 'close', code: 1006 },
+          { type: 'close', code: 1006 },
+        ],
+      )
+      assert.equal(refused.length, 2)
       // The same browser, on the app's own page, connects with that cookie.
       await page.goto(base)
       await page.evaluate(() =>
@@ -189,6 +258,58 @@ describe('A real browser (headless Chromium)', () => {
       )
       assert.equal(seen.find((e) => e.type === 'close')!.code, 1006)
     } finally {
+      await page.close()
+    }
+  })
+
+  it('wsfacility/client with a bad token gets a coded error (4401) and stops reconnecting', async () => {
+    const refused: [string, number][] = []
+    const onRefused = (req: http.IncomingMessage, status: number): void => {
+      refused.push([(req.url ?? '').split('?')[0]!, status])
+    }
+    broker.on('refused', onRefused)
+    const page = await browser.newPage()
+    type Start = (o: { facility: string; token: string; provider: boolean }) => void
+    const start = (o: Parameters<Start>[0]) =>
+      page.evaluate((options) => (globalThis as unknown as { start: Start }).start(options), o)
+    const records = () =>
+      page.evaluate(() => (globalThis as unknown as { records: ClientRecord[] }).records)
+    try {
+      await page.goto(`${base}client-page`)
+      await page.waitForFunction(() => 'start' in globalThis)
+      // A provider giving a bad token: one retry with a fresh one, then a coded error.
+      await start({ facility: 'denied', token: 'garbage', provider: true })
+      await page.waitForFunction(
+        () => (globalThis as unknown as { records: ClientRecord[] }).records[0]!.errors.length > 0,
+        undefined,
+        { timeout: 10_000 },
+      )
+      const [bad] = await records()
+      assert.deepEqual(bad!.errors, [{ code: 'WSF_CLIENT_REFUSED', status: 401, closeCode: 4401 }])
+      assert.deepEqual(bad!.closes, [4401, 4401])
+      assert.equal(bad!.tokens, 2)
+      assert.equal(bad!.retries, 1)
+      // ('connecting' left out: whether start() sees the first one is not this test's business.)
+      const statuses = (r: ClientRecord) => r.statuses.filter((x) => x !== 'connecting')
+      assert.deepEqual(statuses(bad!), ['reconnecting', 'closed'], 'never open')
+      // A client with a good token on the same page connects; the refused one has not come back.
+      const token = await signToken({ key: SECRET, sub: 'dora', exp: '5m' })
+      await start({ facility: 'allowed', token, provider: false })
+      await page.waitForFunction(
+        () =>
+          (globalThis as unknown as { records: ClientRecord[] }).records[1]!.statuses.includes(
+            'open',
+          ),
+        undefined,
+        { timeout: 10_000 },
+      )
+      assert.deepEqual(refused, [
+        ['/ws/denied', 401],
+        ['/ws/denied', 401],
+      ])
+      assert.deepEqual(statuses((await records())[0]!), ['reconnecting', 'closed'])
+    } finally {
+      broker.off('refused', onRefused)
       await page.close()
     }
   })

@@ -4,7 +4,7 @@ import { USAGE } from '../src/cli/usage.js'
 import { LISTENING } from './helpers/child.js'
 import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
 import { Spawned } from './helpers/spawned.js'
-import { eventually, upgradeStatus } from './helpers/ws.js'
+import { eventually, TestClient, upgradeStatus } from './helpers/ws.js'
 
 // The built CLI, as users run it (test/run.sh builds dist/ first).
 
@@ -170,6 +170,23 @@ describe('wsfacility CLI', () => {
     assert.equal(refused.status, 403)
   })
 
+  it('tells refusals by a close with --refusals close (WSFACILITY_REFUSALS too); HTTP by default', async () => {
+    const plain = await serve(['--port', '0', '--client-publish', 'user'])
+    const url = (port: number) => `ws://127.0.0.1:${port}/ws/cp?publish-broadcast`
+    assert.equal((await upgradeStatus(url(plain.port))).status, 403)
+    for (const [args, env] of [
+      [['--refusals', 'close'], {}],
+      [[], { WSFACILITY_REFUSALS: 'close' }],
+    ] as const) {
+      const { port } = await serve(['--port', '0', '--client-publish', 'user', ...args], env)
+      const refused = new TestClient(url(port))
+      assert.deepEqual(await refused.closedByServer(), {
+        code: 4403,
+        reason: 'clients may not publish to broadcast',
+      })
+    }
+  })
+
   it('reads every setting from the environment', async () => {
     const { ws } = await serve([], {
       PORT: '0',
@@ -260,6 +277,7 @@ describe('wsfacility CLI', () => {
       env: { WSFACILITY_HANDSHAKE_TIMEOUT: '0' },
     },
     { name: 'an origin without a scheme', args: ['--origins', 'app.example.com'] },
+    { name: 'an unknown --refusals', args: ['--refusals', 'sometimes'] },
     { name: '--workers without Redis', args: ['--workers', '2'] },
     { name: 'WSFACILITY_WORKERS without Redis', args: [], env: { WSFACILITY_WORKERS: '3' } },
     { name: 'zero workers', args: ['--workers', '0', '--redis', 'redis://127.0.0.1:1'] },

@@ -15,7 +15,8 @@ import {
   WsfClient,
   type WsfClientError,
 } from '../src/client/index.js'
-import { type Broker, type BrokerOptions, RedisPublisher } from '../src/index.js'
+import { refusalStatus, retryAfter } from '../src/client/retry.js'
+import { type Broker, type BrokerOptions, HttpError, RedisPublisher } from '../src/index.js'
 import { freePort, type RedisServer, startRedis } from './helpers/redis.js'
 import { nowSec, signToken } from './helpers/token.js'
 import { connect, eventually, sleep, startBroker, type TestServer } from './helpers/ws.js'
@@ -255,6 +256,23 @@ describe('backoffDelay and the reconnect rule', () => {
     assert.equal(shouldReconnect(4001, false), false)
     assert.equal(shouldReconnect(1008, true), false)
     assert.equal(shouldReconnect(1000, true), false)
+  })
+
+  it('retries refusals 4429 and 45xx, 4401 once with a token provider, never other 44xx', () => {
+    for (const code of [4429, 4500, 4503]) assert.equal(shouldReconnect(code, false), true)
+    for (const code of [4400, 4403, 4404, 4418]) assert.equal(shouldReconnect(code, true), false)
+    assert.equal(shouldReconnect(4401, false), false)
+    assert.equal(shouldReconnect(4401, true), true)
+    assert.equal(shouldReconnect(4401, true, true), false, 'not twice in a row')
+    assert.equal(refusalStatus(4403), 403)
+    assert.equal(refusalStatus(4001), null)
+  })
+
+  it("reads the wait of a refusal from its reason's '; retry after N s'", () => {
+    assert.equal(retryAfter('too many connections on this server; retry after 5 s'), 5000)
+    assert.equal(retryAfter('retry after 2 s'), 2000)
+    assert.equal(retryAfter('too many connections'), null)
+    assert.equal(retryAfter('see; retry after soon'), null)
   })
 })
 
@@ -570,6 +588,125 @@ describe('WsfClient tokens (JWT broker)', () => {
       ['WSF_CLIENT_TOKEN_EXPIRED'],
     )
     assert.deepEqual(t.retries, [])
+  })
+})
+
+describe('WsfClient refused by the broker (close 4000 + status)', () => {
+  /** Identity from the query: ?user=ann; ?deny=<status> refuses with that status. */
+  const identify = (req: http.IncomingMessage) => {
+    const q = new URL(req.url ?? '/', 'http://x').searchParams
+    const deny = q.get('deny')
+    if (deny) throw new HttpError(Number(deny), `denied with ${deny}`)
+    return { user: q.get('user'), groups: [], sessionKey: null }
+  }
+  /** A broker, and the statuses of the upgrades it refused (its attempts that failed). */
+  async function refusing(options: BrokerOptions = {}) {
+    const srv = await startBroker({ identify, ...options })
+    cleanups.push(() => srv.close())
+    const refused: number[] = []
+    srv.broker.on('refused', (_req, status) => refused.push(status))
+    return { srv, refused }
+  }
+
+  it('stops with WSF_CLIENT_REFUSED and the status after 4401, 4403 and 4400, without retrying', async () => {
+    const { srv, refused } = await refusing()
+    const cases: [facility: string, deny: string | undefined, status: number][] = [
+      ['f', '401', 401],
+      ['f', '403', 403],
+      ['a:b', undefined, 400],
+    ]
+    for (const [facility, deny, status] of cases) {
+      refused.length = 0
+      const t = track({ url: srv.url(''), facility, query: { deny } })
+      await eventually(() => t.client.status === 'closed')
+      assert.deepEqual(
+        t.errors.map((e) => [e.code, e.status, e.closeCode]),
+        [['WSF_CLIENT_REFUSED', status, 4000 + status]],
+      )
+      assert.deepEqual(t.retries, [])
+      assert.deepEqual(refused, [status], 'one attempt')
+      await assert.rejects(t.client.send('x'), { code: 'WSF_CLIENT_CLOSED' })
+    }
+  })
+
+  it('retries a 4401 once when the token is a provider, asking it again, then stops', async () => {
+    const { srv, refused } = await refusing({ identify: undefined, jwt: { secret: SECRET } })
+    let calls = 0
+    const t = track({ url: srv.url(''), facility: 'inbox', token: () => `bad-${++calls}` })
+    await eventually(() => t.client.status === 'closed')
+    assert.equal(calls, 2, 'a fresh token for the one retry')
+    assert.deepEqual(refused, [401, 401])
+    assert.equal(t.retries.length, 1)
+    assert.deepEqual(
+      t.errors.map((e) => [e.code, e.status]),
+      [['WSF_CLIENT_REFUSED', 401]],
+    )
+    // A provider whose second token is good: the client connects on that retry.
+    const tokens = ['bad', await mint('alice')]
+    const good = track({ url: srv.url(''), facility: 'inbox', token: () => tokens.shift() })
+    await opened(good)
+    assert.deepEqual(good.errors, [])
+    assert.deepEqual(
+      good.closes.map((c) => c.code),
+      [4401],
+    )
+  })
+
+  for (const [limit, code] of [
+    ['maxConnections', 4503],
+    ['maxConnectionsPerUser', 4429],
+  ] as const) {
+    it(`backs off at least the retry after of a ${code} (${limit}), whatever the backoff`, async () => {
+      const { srv, refused } = await refusing({ [limit]: 1 })
+      const holder = await connect(srv.url('/ws/f?user=ann'))
+      cleanups.push(() => holder.close())
+      const t = track({
+        url: srv.url(''),
+        facility: 'f',
+        query: { user: 'ann' },
+        random: () => 0,
+      })
+      await eventually(() => t.retries.length === 1)
+      assert.equal(t.closes[0]!.code, code)
+      assert.match(t.closes[0]!.reason, /; retry after 5 s$/)
+      assert.deepEqual(t.retries, [{ attempt: 1, delay: 5000 }], 'not the 0 ms of the backoff')
+      assert.equal(t.client.status, 'reconnecting')
+      assert.deepEqual(t.errors, [])
+      assert.equal(refused.length, 1)
+    })
+  }
+
+  it('makes its next attempt only after the retry after (attempts counted by the server)', async () => {
+    // A server refusing the first attempt as the broker does: the refusal subprotocol, a close.
+    let attempts = 0
+    const wss = new WebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      handleProtocols: () => (++attempts === 1 ? 'wsfacility.refusal' : 'wsfacility'),
+    })
+    await once(wss, 'listening')
+    cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())))
+    wss.on('connection', (ws) => {
+      if (ws.protocol === 'wsfacility.refusal') ws.close(4429, 'busy; retry after 1 s')
+      else cleanups.push(() => ws.terminate())
+    })
+    const t = track({
+      url: `ws://127.0.0.1:${(wss.address() as net.AddressInfo).port}`,
+      facility: 'f',
+      reconnect: { base: 1, cap: 1 },
+      random: () => 1,
+      queue: { max: 10, whenDisconnected: 'queue' },
+    })
+    const sent: string[] = []
+    wss.on('connection', (ws) => ws.on('message', (m) => sent.push(`${ws.protocol}:${m}`)))
+    await t.client.send('queued')
+    await opened(t)
+    assert.equal(attempts, 2)
+    assert.deepEqual(t.retries, [{ attempt: 1, delay: 1000 }])
+    // The refused socket was never open: nothing was flushed on it.
+    assert.deepEqual(t.statuses, ['connecting', 'reconnecting', 'open'])
+    await eventually(() => sent.length > 0)
+    assert.deepEqual(sent, ['wsfacility:queued'])
   })
 })
 

@@ -340,9 +340,18 @@ describe('Token sources', () => {
       ws.close()
       await closed
     }
+    const bad = `bearer.${await mint({ key: OTHER_SECRET })}`
     await assertRefused(t.url(`/ws/${fresh('proto')}?subscribe-user`), {
-      'Sec-WebSocket-Protocol': `wsfacility, bearer.${await mint({ key: OTHER_SECRET })}`,
+      'Sec-WebSocket-Protocol': bad,
     })
+    // Beside `wsfacility` the refusal is told by a close a browser can read (refusals: 'auto').
+    const refused = new WebSocket(t.url(`/ws/${fresh('proto')}?subscribe-user`), [
+      'wsfacility',
+      bad,
+    ])
+    refused.on('error', () => {})
+    const [code] = (await once(refused, 'close')) as [number, Buffer]
+    assert.equal(code, CloseCode.REFUSED_UNAUTHORIZED)
   })
 
   it('with anonymous: false refuses a request without a token with 401 and accepts one with a token', async () => {

@@ -45,6 +45,21 @@ describe('checkOrigin', () => {
   it('refuses a foreign origin for a cookie-authenticated request', () => {
     refuses(() => checkOrigin(foreign, undefined, true))
   })
+  it('names the refused origin (cut to 80 characters) and points to the origins option', () => {
+    const long = `https://${'a'.repeat(100)}.example`
+    const messages = [foreign, request({ host: 'app.example.com', origin: long })].map((r) => {
+      try {
+        checkOrigin(r, undefined, true)
+      } catch (err) {
+        return (err as HttpError).message
+      }
+      return null
+    })
+    assert.deepEqual(messages, [
+      'origin https://evil.example not allowed: add it to the origins option (--origins)',
+      `origin ${long.slice(0, 79)}… not allowed: add it to the origins option (--origins)`,
+    ])
+  })
   it('lets requests without Origin (not from a browser page) through', () => {
     checkOrigin(request({ host: 'app.example.com' }), ['https://app.example.com'], true)
   })
@@ -126,7 +141,10 @@ describe('Origin check on upgrades', () => {
       cookie,
       origin: 'https://evil.example',
     })
-    assert.deepEqual(refused, { status: 403, body: 'origin not allowed\n' })
+    assert.deepEqual(refused, {
+      status: 403,
+      body: 'origin https://evil.example not allowed: add it to the origins option (--origins)\n',
+    })
     assert.equal(t.broker.connections.size, 0)
   })
 

@@ -64,6 +64,7 @@ const brokerUnset: Unset<BrokerOptions> = {
   redis: undefined,
   redisCluster: undefined,
   clusterPlainPublish: undefined,
+  refusals: undefined,
   engine: undefined,
   prefix: undefined,
   path: undefined,

@@ -563,41 +563,48 @@ describe('Upgrades aborted at random points (property-based)', () => {
     // smallest failure found by then is reported and the file stays well under a minute.
     let shrinkUntil = Infinity
     await fc.assert(
-      fc.asyncProperty(fc.array(attemptArb, { minLength: 1, maxLength: MAX }), async (batch) => {
-        fc.pre(Date.now() < shrinkUntil)
-        const facility = `prop${++run}`
-        const channels = [`broadcast:${facility}`, `user:ann:${facility}`, `user:bob:${facility}`]
-        const w = await startWatched(
-          {
-            redis: redis.url,
-            identify: slowIdentify,
-            handshakeTimeout: HANDSHAKE_TIMEOUT,
-            maxConnections: MAX,
-          },
-          true,
-        )
-        const t = w.t
-        try {
-          const baseline = await held(t, channels)
-          const expected = released(baseline, channels)
-          const work = Promise.all(batch.map((a) => runAttempt(t.port, pathOf(facility, a), a)))
-          await publishUntil(t, channels, work)
-          await work
-          // The slowest identify (300 ms) finishes in the background after its timeout.
-          const now = await settle(w, channels, expected)
-          await clientsStillWork(t, `/ws/${facility}?subscribe-broadcast`, channels[0]!, MAX)
-          assert.deepEqual(
-            { ...now, unhandledSocketErrors: w.unhandled() },
-            { ...expected, unhandledSocketErrors: [] },
-            'everything returns to where it started, and no socket error went unhandled',
+      // With refusals: 'close' every refusal of a well-formed handshake completes it first and
+      // closes (a raw client never answers the close: cut after handshakeTimeout).
+      fc.asyncProperty(
+        fc.constantFrom('auto' as const, 'close' as const),
+        fc.array(attemptArb, { minLength: 1, maxLength: MAX }),
+        async (refusals, batch) => {
+          fc.pre(Date.now() < shrinkUntil)
+          const facility = `prop${++run}`
+          const channels = [`broadcast:${facility}`, `user:ann:${facility}`, `user:bob:${facility}`]
+          const w = await startWatched(
+            {
+              redis: redis.url,
+              identify: slowIdentify,
+              handshakeTimeout: HANDSHAKE_TIMEOUT,
+              maxConnections: MAX,
+              refusals,
+            },
+            true,
           )
-        } catch (err) {
-          shrinkUntil = Math.min(shrinkUntil, Date.now() + 10_000)
-          throw err
-        } finally {
-          await t.close()
-        }
-      }),
+          const t = w.t
+          try {
+            const baseline = await held(t, channels)
+            const expected = released(baseline, channels)
+            const work = Promise.all(batch.map((a) => runAttempt(t.port, pathOf(facility, a), a)))
+            await publishUntil(t, channels, work)
+            await work
+            // The slowest identify (300 ms) finishes in the background after its timeout.
+            const now = await settle(w, channels, expected)
+            await clientsStillWork(t, `/ws/${facility}?subscribe-broadcast`, channels[0]!, MAX)
+            assert.deepEqual(
+              { ...now, unhandledSocketErrors: w.unhandled() },
+              { ...expected, unhandledSocketErrors: [] },
+              'everything returns to where it started, and no socket error went unhandled',
+            )
+          } catch (err) {
+            shrinkUntil = Math.min(shrinkUntil, Date.now() + 10_000)
+            throw err
+          } finally {
+            await t.close()
+          }
+        },
+      ),
       { numRuns: 25 },
     )
   })

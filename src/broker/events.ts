@@ -10,7 +10,8 @@ export interface BrokerEvents {
   connection: [connection: Connection, request: IncomingMessage]
   /** A client went away. */
   disconnect: [connection: Connection, code: number]
-  /** An upgrade was refused before the handshake. */
+  /** An upgrade was refused: before the handshake with `status`, or right after it with close
+   * code 4000 + `status` (option `refusals`). */
   refused: [request: IncomingMessage, status: number, reason: string]
   /** A background failure (Redis connection, failed client publish). Never thrown. */
   error: [error: Error]

@@ -17,6 +17,7 @@ import { OptionError } from '../errors.js'
 import type { Flags } from '../channels/redis-subscriber.js'
 import { type OriginsOption, validateOrigins } from '../upgrade/origin.js'
 import { unknownKeyMessage } from '../client/unknown-keys.js'
+import { type RefusalsOption, validateRefusals } from '../upgrade/refusal.js'
 
 /** What `allowedChannels` sees and may narrow. */
 export interface AllowedChannelsContext extends Flags {
@@ -150,6 +151,13 @@ export interface BrokerOptions {
   /** Origins allowed besides the server's own host. Unset: only cookie-authenticated
    * connections are checked (cross-site → 403); set: every connection is. @default unset */
   origins?: OriginsOption | undefined
+  /**
+   * How refusals reach clients: `'http'` a status before the upgrade; `'close'` the handshake is
+   * accepted, then closed with 4000 + status (4401, 4403, 4429, 4503…) and the reason, which a
+   * browser can read; `'auto'` close for clients that offer the `wsfacility` subprotocol (as
+   * wsfacility/client does), HTTP for the rest. @default 'auto'
+   */
+  refusals?: RefusalsOption | undefined
   /** Structured logger. @default none */
   logger?: Logger | undefined
 }
@@ -189,6 +197,7 @@ export const OPTION_NAMES: readonly string[] = Object.keys({
   maxFlags: true,
   handshakeTimeout: true,
   origins: true,
+  refusals: true,
   logger: true,
 } satisfies Record<keyof BrokerOptions, true>)
 
@@ -217,6 +226,7 @@ const DEFAULTS = {
   maxFlags: 32,
   handshakeTimeout: 10_000,
   clusterPlainPublish: false,
+  refusals: 'auto',
 } satisfies Partial<BrokerOptions>
 
 type Defaulted = keyof typeof DEFAULTS
@@ -314,6 +324,7 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     }
   }
   if (options.origins !== undefined) validateOrigins(options.origins)
+  validateRefusals(opts.refusals)
   if (opts.heartbeat !== null && (typeof opts.heartbeat !== 'string' || opts.heartbeat === '')) {
     throw new OptionError('heartbeat must be a non-empty string or null')
   }

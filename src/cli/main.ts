@@ -97,6 +97,7 @@ export class StandaloneServer {
       session: sessions?.options,
       anonymous: !config.requireAuth,
       origins: config.origins,
+      refusals: config.refusals,
       ...config.limits,
     })
     this.broker.on('engine', (status) => this.#engineStatus(status))

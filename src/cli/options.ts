@@ -56,6 +56,8 @@ export interface CliConfig {
   limits: CliLimits
   /** Origins allowed besides the server's own host (broker option `origins`). */
   origins: string[] | undefined
+  /** How refusals reach clients (broker option `refusals`); undefined keeps its default. */
+  refusals: 'http' | 'close' | 'auto' | undefined
 }
 
 /** The broker limits the standalone server takes from flags. */
@@ -117,6 +119,7 @@ const FLAGS = {
   'max-payload': { type: 'string' },
   'handshake-timeout': { type: 'string' },
   origins: { type: 'string' },
+  refusals: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -183,6 +186,7 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     metrics: false,
     limits: {},
     origins: undefined,
+    refusals: undefined,
   }
   // --help answers whatever else the line says.
   if (values.help) return { ...config, help: true }
@@ -247,6 +251,14 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
   }
   const origins = pick('origins', 'WSFACILITY_ORIGINS')
   if (origins) config.origins = originList(origins)
+  const refusals = pick('refusals', 'WSFACILITY_REFUSALS')
+  if (refusals) {
+    const [mode, source] = refusals
+    if (mode !== 'http' && mode !== 'close' && mode !== 'auto') {
+      throw new UsageError(`${source} must be http, close or auto`)
+    }
+    config.refusals = mode
+  }
   config.jwt = jwtOptions(pick)
   config.session = sessionOptions(pick, config.redis)
   config.requireAuth = values['require-auth'] === true || flag(env, 'WSFACILITY_REQUIRE_AUTH')

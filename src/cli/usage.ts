@@ -172,6 +172,13 @@ export const USAGE = [
       'set, every connection is checked, unset only cookie-authenticated ones (403)',
     'env WSFACILITY_ORIGINS, default none',
   ),
+  flag(
+    '--refusals MODE',
+    'how refusals reach clients: http (a status before the upgrade), close (accept, then close ' +
+      'with 4000 + status and the reason, which browsers can read) or auto (close for clients ' +
+      'offering the wsfacility subprotocol, as wsfacility/client does; http for others)',
+    'env WSFACILITY_REFUSALS, default auto',
+  ),
   '',
   paragraph(
     'Identity (without it every client is anonymous: broadcast channels only). Secrets given as ' +

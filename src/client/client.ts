@@ -17,7 +17,7 @@ import {
   recoverParam,
   toObject,
 } from './positions.js'
-import { POLICY, shouldReconnect, TOKEN_EXPIRED } from './retry.js'
+import { POLICY, refusalStatus, retryAfter, shouldReconnect, TOKEN_EXPIRED } from './retry.js'
 import { type CloseEventLike, OPEN, type SendData, type WebSocketLike } from './socket.js'
 import { refreshDelay, type TokenTimes, tokenFrame, tokenTimes } from './token.js'
 import { buildUrl } from './url.js'
@@ -48,8 +48,16 @@ export interface ClientEvents {
   retry: { attempt: number; delay: number }
 }
 
-/** Subprotocol the broker selects when a token travels as `bearer.<jwt>`. */
+/**
+ * Subprotocol the client always offers: the broker selects it (also beside a `bearer.<jwt>`
+ * token) and, offered it, tells refusals by close codes the client can read (4401…).
+ */
 const PROTOCOL = 'wsfacility'
+/**
+ * Offered beside it: the broker answers a refusal's handshake with this one, so the socket is
+ * known to carry only the refusal's close — never reported open, nothing sent on it.
+ */
+const REFUSAL_PROTOCOL = 'wsfacility.refusal'
 /** Close code the client uses for a connection whose heartbeats went unanswered. */
 const HEARTBEAT_TIMEOUT = 4000
 /** Longest delay setTimeout holds (~24.8 days); longer waits re-arm. */
@@ -79,6 +87,8 @@ export class WsfClient {
   #generation = 0
   /** Failed attempts since the last open. */
   #attempt = 0
+  /** The last attempt was refused with 4401 (a token provider gets one retry, not more). */
+  #authRetried = false
   #retryTimer: ReturnType<typeof setTimeout> | null = null
   /** Position by channel label, in update order (the last ones are sent when there are many). */
   readonly #positions: Map<string, ChannelPosition>
@@ -141,6 +151,7 @@ export class WsfClient {
     this.#stopped = false
     this.#ended = false
     this.#attempt = 0
+    this.#authRetried = false
     this.#setStatus('connecting')
     void this.#open()
   }
@@ -206,10 +217,9 @@ export class WsfClient {
     const target = buildUrl({ ...url, query })
     let socket: WebSocketLike
     try {
-      socket =
-        withToken && tokenIn === 'protocol'
-          ? new WebSocket(target, [PROTOCOL, `bearer.${jwt}`])
-          : new WebSocket(target)
+      const protocols = [PROTOCOL, REFUSAL_PROTOCOL]
+      if (withToken && tokenIn === 'protocol') protocols.push(`bearer.${jwt}`)
+      socket = new WebSocket(target, protocols)
     } catch (err) {
       // A URL or subprotocol the runtime refuses will be refused again: stop.
       this.#stop()
@@ -222,6 +232,8 @@ export class WsfClient {
     this.#recoveredSeen = false
     this.#jwt = withToken ? jwt! : null
     socket.addEventListener('open', () => {
+      // A refusal: its close follows, and says what to do.
+      if (socket.protocol === REFUSAL_PROTOCOL) return
       if (this.#socket === socket) this.#onOpen(socket)
     })
     socket.addEventListener('message', (event) => {
@@ -234,6 +246,7 @@ export class WsfClient {
 
   #onOpen(socket: WebSocketLike): void {
     this.#attempt = 0
+    this.#authRetried = false
     if (this.#options.heartbeat) {
       this.#heartbeat = new Heartbeat(
         this.#options.heartbeat,
@@ -348,12 +361,19 @@ export class WsfClient {
     const { code, reason } = event
     this.#events.emit('close', { code, reason })
     if (this.#stopped) return
-    if (shouldReconnect(code, typeof this.#options.token === 'function')) {
-      this.#retry()
+    const status = refusalStatus(code)
+    if (shouldReconnect(code, typeof this.#options.token === 'function', this.#authRetried)) {
+      this.#authRetried = status === 401
+      this.#retry(status === null ? 0 : (retryAfter(reason) ?? 0))
       return
     }
     this.#stop()
-    if (code === POLICY) {
+    if (status !== null) {
+      this.#error('WSF_CLIENT_REFUSED', `refused by the server: ${status} (${reason})`, {
+        closeCode: code,
+        status,
+      })
+    } else if (code === POLICY) {
       this.#error('WSF_CLIENT_POLICY', `closed by the server: policy (${reason})`, {
         closeCode: code,
       })
@@ -385,7 +405,8 @@ export class WsfClient {
     this.#retry()
   }
 
-  #retry(): void {
+  /** Schedules the next attempt after the backoff delay, or `minimum` ms when that is longer. */
+  #retry(minimum = 0): void {
     if (this.#stopped) return
     const { reconnect, random } = this.#options
     if (this.#attempt >= reconnect.attempts) {
@@ -393,7 +414,10 @@ export class WsfClient {
       this.#error('WSF_CLIENT_GAVE_UP', `gave up after ${this.#attempt} reconnection attempts`)
       return
     }
-    const delay = backoffDelay(this.#attempt, reconnect, random)
+    const delay = Math.min(
+      MAX_TIMER,
+      Math.max(backoffDelay(this.#attempt, reconnect, random), minimum),
+    )
     this.#attempt++
     this.#setStatus('reconnecting')
     this.#events.emit('retry', { attempt: this.#attempt, delay })
@@ -438,7 +462,7 @@ export class WsfClient {
   #error(
     code: ClientErrorCode,
     message: string,
-    options?: { cause?: unknown; closeCode?: number },
+    options?: { cause?: unknown; closeCode?: number; status?: number },
   ): void {
     this.#events.emit('error', new WsfClientError(code, message, options))
   }

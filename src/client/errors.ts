@@ -12,6 +12,11 @@ export type ClientErrorCode =
   | 'WSF_CLIENT_TOKEN_EXPIRED'
   /** The server closed with a code that is not worth retrying as is. */
   | 'WSF_CLIENT_CLOSED_BY_SERVER'
+  /**
+   * The broker refused the connection for good (`status`: 400, 401, 403…; close 4000 + status):
+   * retrying as is would be refused again. A 401 with a token provider is retried once first.
+   */
+  | 'WSF_CLIENT_REFUSED'
   /** The token provider threw or rejected. */
   | 'WSF_CLIENT_TOKEN'
   /**
@@ -28,7 +33,8 @@ export type ClientErrorCode =
   | 'WSF_CLIENT_GAVE_UP'
 
 /**
- * An error of the browser client; `code` is stable, `closeCode` is set for server closes. The
+ * An error of the browser client; `code` is stable, `closeCode` is set for server closes and
+ * `status` for refusals (`WSF_CLIENT_REFUSED`: the HTTP status the broker refused with). The
  * client folder stays self-contained (served as is to browsers), so this does not extend the
  * server's error classes.
  */
@@ -36,15 +42,18 @@ export class WsfClientError extends Error {
   readonly code: ClientErrorCode
   /** The WebSocket close code that caused this error, when one did. */
   readonly closeCode: number | undefined
+  /** The HTTP status of a refusal (401 for close 4401), when the error is one. */
+  readonly status: number | undefined
 
   constructor(
     code: ClientErrorCode,
     message: string,
-    options?: { cause?: unknown; closeCode?: number | undefined },
+    options?: { cause?: unknown; closeCode?: number | undefined; status?: number | undefined },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'WsfClientError'
     this.code = code
     this.closeCode = options?.closeCode
+    this.status = options?.status
   }
 }

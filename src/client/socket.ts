@@ -25,6 +25,8 @@ export type SendData = string | ArrayBuffer | ArrayBufferView
 /** The subset of the standard `WebSocket` interface the client relies on. */
 export interface WebSocketLike {
   readonly readyState: number
+  /** The subprotocol the server selected ('' for none). */
+  readonly protocol?: string
   binaryType: string
   /**
    * The client only sends `SendData`; the parameter is `unknown` so that every implementation

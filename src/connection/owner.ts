@@ -4,6 +4,7 @@ import type { RawData, WebSocket } from 'ws'
 import { CloseCode, closeReason } from '../close-codes.js'
 import { HttpError } from '../errors.js'
 import { refuseUpgrade } from '../upgrade/handshake.js'
+import { refusalClose } from '../upgrade/refusal.js'
 import { Connection, type ConnectionHandle, type ConnectionState } from './connection.js'
 import { Publishing } from './publishing.js'
 import { bucketFor } from './rate-limit.js'
@@ -65,6 +66,10 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
   #expiresAt: number | null = null
   #expiryTimer: NodeJS.Timeout | null = null
   #waiters: (() => void)[] | null = null
+  /** Completes the handshake for a refusal told by a close (refusal.ts); null: refuse over HTTP. */
+  #completeForRefusal: (() => WebSocket | null) | null = null
+  /** The WebSocket of a refusal told by a close, until it is gone. */
+  #refusal: { ws: WebSocket; timer: NodeJS.Timeout } | null = null
 
   constructor(services: ConnectionServices, socket: Duplex) {
     super(services, socket)
@@ -157,6 +162,15 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
   }
 
   /**
+   * From now on a refusal is told by a close: `complete` completes the handshake (null when `ws`
+   * would not) and the owner closes the WebSocket with the refusal's code instead of answering
+   * with an HTTP status.
+   */
+  refuseByClose(complete: () => WebSocket | null): void {
+    this.#completeForRefusal = complete
+  }
+
+  /**
    * Cuts the upgrade: answers the client with the refusal when it can still read one, and gives
    * back everything taken so far. Idempotent; a no-op once the connection is open.
    */
@@ -165,11 +179,35 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
     if (!upgrade || this.phase !== 'upgrading') return
     this.#abortReason = err
     upgrade.abort(err)
+    const close = this.#completeForRefusal ? refusalClose(err) : null
+    const ws = close ? this.#completeForRefusal!() : null
+    if (ws && close) return this.#refuseOpen(ws, close.code, close.reason)
     refuseUpgrade(this.socket, err.status, err.message, err.headers)
     this.release(1006)
   }
 
+  /**
+   * Tells a refusal on the WebSocket of a handshake completed for it: a close frame, and nothing
+   * else. The connection is never registered; what the upgrade subscribed and held goes now, its
+   * admission counts go with its socket, which is cut if the client has not answered the close
+   * within `handshakeTimeout`.
+   */
+  #refuseOpen(ws: WebSocket, code: number, reason: string): void {
+    this.#endUpgrade()
+    this.phase = 'closing'
+    this.dropHeld()
+    this.#unsubscribe()
+    ;(ws as Owned)[OWNER] = this
+    ws.on('error', wsError)
+    ws.on('close', wsClose)
+    ws.close(code, reason)
+    const timer = setTimeout(() => ws.terminate(), this.services.options.handshakeTimeout)
+    this.#refusal = { ws, timer }
+    this.services.registry.refusalStarted(this)
+  }
+
   abortShutdown(): void {
+    if (this.#refusal) return this.terminate()
     this.abort(new HttpError(503, 'server is shutting down'))
   }
 
@@ -287,7 +325,7 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
   terminate(code = 1006): void {
     if (this.phase === 'upgrading') return this.abortShutdown()
     if (this.phase === 'closed') return
-    this.ws?.terminate()
+    ;(this.ws ?? this.#refusal?.ws)?.terminate()
     this.socket.destroy()
     this.release(code)
   }
@@ -307,14 +345,19 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
     this.dropQueue()
     this.dropHeld()
     this.stopReading()
-    const connection = this.connection
-    if (this.#subscribed && connection) services.hub.remove(this, connection.channels.subscribe)
-    this.#subscribed = false
+    const refused = this.#refusal !== null
+    if (this.#refusal) {
+      clearTimeout(this.#refusal.timer)
+      this.#refusal = null
+      services.registry.refusalEnded(this)
+    }
+    this.#unsubscribe()
     if (this.#counted) services.counter.release()
     this.#counted = false
     if (this.#countedUser !== null) services.counter.releaseUser(this.#countedUser)
     this.#countedUser = null
-    if (connection && (was === 'open' || was === 'closing')) {
+    const connection = this.connection
+    if (connection && !refused && (was === 'open' || was === 'closing')) {
       services.registry.closed(connection)
       services.options.logger?.debug?.(
         { id: connection.id, facility: connection.facility, code },
@@ -328,6 +371,14 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
     }
     for (const resolve of this.#waiters ?? []) resolve()
     this.#waiters = null
+  }
+
+  /** Takes the connection out of the hub: its channels' receiver counts, its subscriptions. */
+  #unsubscribe(): void {
+    const connection = this.connection
+    if (this.#subscribed && connection)
+      this.services.hub.remove(this, connection.channels.subscribe)
+    this.#subscribed = false
   }
 
   released(): Promise<void> {

@@ -1,8 +1,11 @@
 import { type Connection, ownerOf } from './connection.js'
 
-/** An upgrade in progress, as the registry sees it: something it can cut on shutdown. */
+/**
+ * An upgrade in progress, or a refusal told by a close still closing, as the registry sees it:
+ * something it can cut on shutdown.
+ */
 export interface Upgrading {
-  /** Ends the attempt with a refusal (the broker is shutting down). */
+  /** Ends the attempt with a refusal, or cuts the refused socket (the broker is shutting down). */
   abortShutdown(): void
 }
 
@@ -14,6 +17,8 @@ export interface Upgrading {
 export class ConnectionRegistry {
   readonly #open = new Map<string, Connection>()
   readonly #upgrading = new Set<Upgrading>()
+  /** Refused connections whose close is under way (refusals told by a close). */
+  readonly #refusing = new Set<Upgrading>()
   readonly #work = new Set<Promise<void>>()
   #pingTimer: NodeJS.Timeout | null = null
   /** Bytes of messages held for connections whose handshake has not completed. */
@@ -37,6 +42,14 @@ export class ConnectionRegistry {
     this.#upgrading.delete(attempt)
   }
 
+  refusalStarted(refused: Upgrading): void {
+    this.#refusing.add(refused)
+  }
+
+  refusalEnded(refused: Upgrading): void {
+    this.#refusing.delete(refused)
+  }
+
   opened(connection: Connection): void {
     this.#open.set(connection.id, connection)
   }
@@ -56,8 +69,12 @@ export class ConnectionRegistry {
     await Promise.allSettled([...this.#work])
   }
 
-  /** Cuts every upgrade in progress (shutdown). */
+  /**
+   * Cuts every upgrade in progress and every refused socket still closing (shutdown). An upgrade
+   * refused now by a close gets its close frame and the time to answer it.
+   */
   abortUpgrades(): void {
+    for (const refused of [...this.#refusing]) refused.abortShutdown()
     for (const attempt of [...this.#upgrading]) attempt.abortShutdown()
   }
 

@@ -111,7 +111,7 @@ export class BrokerMetrics {
       {
         name: 'wsfacility_upgrades_refused_total',
         type: 'counter',
-        help: 'Upgrades refused before the handshake, by HTTP status.',
+        help: 'Upgrades refused, by HTTP status (also those told by close 4000 + status).',
         samples: [...this.#refused]
           .sort(([a], [b]) => a - b)
           .map(([status, value]) => ({ labels: { status }, value })),

@@ -8,7 +8,7 @@ export interface ConnectionLimits {
   maxConnectionsPerUser: number
 }
 
-/** Seconds a client refused for the process limit is told to wait (`Retry-After`). */
+/** Seconds a client refused for a connection limit is told to wait (`Retry-After`). */
 export const RETRY_AFTER_SECONDS = 5
 
 /**
@@ -51,7 +51,10 @@ export class ConnectionCounter {
     this.#total--
   }
 
-  /** Counts one more connection of `user`; throws HttpError 429 past `maxConnectionsPerUser`. */
+  /**
+   * Counts one more connection of `user`; throws HttpError 429 (with Retry-After) past
+   * `maxConnectionsPerUser`.
+   */
   admitUser(user: string): void {
     const max = this.#limits.maxConnectionsPerUser
     if (max === 0) return
@@ -61,6 +64,7 @@ export class ConnectionCounter {
         429,
         'too many connections for this user',
         'WSF_TOO_MANY_USER_CONNECTIONS',
+        { 'Retry-After': String(RETRY_AFTER_SECONDS) },
       )
     }
     this.#byUser.set(user, count + 1)

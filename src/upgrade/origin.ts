@@ -88,11 +88,27 @@ export function checkOrigin(
   origins: OriginsOption | undefined,
   cookieAuthenticated: boolean,
 ): void {
-  const sent = originsOf(request)
-  if (sent.length === 0) return
   if (origins === undefined && !cookieAuthenticated) return
-  if (sent.every((origin) => allowed(origin, request, origins))) return
-  throw new HttpError(403, 'origin not allowed', 'WSF_ORIGIN_REFUSED')
+  const refused = originsOf(request).find((origin) => !allowed(origin, request, origins))
+  if (refused === undefined) return
+  // Named, with the way out, for whoever reads the refusal: the page's console, the logs.
+  const shown = refused.length > 80 ? `${refused.slice(0, 79)}…` : refused
+  throw new HttpError(
+    403,
+    `origin ${shown} not allowed: add it to the origins option (--origins)`,
+    'WSF_ORIGIN_REFUSED',
+  )
+}
+
+/**
+ * True when every origin the request names is its own host or one `origins` allows, or it names
+ * none (not a page): a page the broker would let connect, cookies or not.
+ */
+export function originAccepted(
+  request: IncomingMessage,
+  origins: OriginsOption | undefined,
+): boolean {
+  return originsOf(request).every((origin) => allowed(origin, request, origins))
 }
 
 /**

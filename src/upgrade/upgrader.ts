@@ -7,7 +7,7 @@ import {
 } from '../history/recovery.js'
 import { channelLabel } from '../history/wire.js'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer } from 'ws'
+import { type WebSocket, WebSocketServer } from 'ws'
 import type { ResolvedOptions } from '../broker/options.js'
 import type { RedisSubscriber } from '../channels/redis-subscriber.js'
 import { ConnectionOwner } from '../connection/owner.js'
@@ -18,12 +18,12 @@ import type { FacilityContext } from '../facility/definition.js'
 import type { FacilityMatch } from '../facility/registry.js'
 import type { FacilitySettings } from '../facility/settings.js'
 import type { Authentication, Authenticator } from '../identity/authenticator.js'
-import { selectProtocol } from '../identity/jwt.js'
 import { decideFlags } from './flag-policy.js'
 import { redactUrl } from '../observability/redact.js'
 import { checkHandshake } from './handshake.js'
 import { checkOrigin, isCookieAuthenticated } from './origin.js'
 import { parseRequest } from './parse-url.js'
+import { openProtocol, refusalProtocol, refusesByClose } from './refusal.js'
 
 /** What the upgrade pipeline needs from the broker. */
 export interface UpgradeHost {
@@ -39,7 +39,7 @@ export interface UpgradeHost {
   ready(): Promise<void>
   /** The settings and pattern parameters that apply to a concrete facility name. */
   facilityOf(facility: string): FacilityMatch
-  /** Reports an upgrade refused before the handshake. */
+  /** Reports a refused upgrade (by HTTP status, or by a close after the handshake). */
   refused(req: IncomingMessage, status: number, reason: string): void
   /** Reports a background failure. */
   error(err: unknown): void
@@ -47,7 +47,8 @@ export interface UpgradeHost {
 
 /**
  * The HTTP upgrade pipeline: handshake checks, admission, URL, identity, origin, flag policy and
- * subscriptions, ending in a refusal with an HTTP status or in an open connection. Each upgrade
+ * subscriptions, ending in a refusal (an HTTP status, or a close right after the handshake when
+ * the client can read one: refusal.ts) or in an open connection. Each upgrade
  * has one owner (connection/owner.ts) from its first step; whatever the pipeline takes is taken
  * through it, so every way out — a refusal, `ws` refusing the handshake, the socket closing,
  * the timeout, shutdown — gives it back.
@@ -55,6 +56,8 @@ export interface UpgradeHost {
 export class Upgrader {
   readonly #host: UpgradeHost
   readonly #wss: WebSocketServer
+  /** Completes the handshakes of refusals told by a close (refusal.ts). */
+  readonly #refusals: WebSocketServer
   #sequence = 0
 
   constructor(host: UpgradeHost) {
@@ -66,26 +69,44 @@ export class Upgrader {
       // a compressed connection would get them uncompressed and fail. Never turn this on.
       perMessageDeflate: false,
       maxPayload: host.options.maxPayload,
-      handleProtocols: selectProtocol,
+      handleProtocols: openProtocol,
+    })
+    this.#refusals = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      // Nothing but a close is read from a refused client: a larger frame cuts it.
+      maxPayload: 125,
+      handleProtocols: refusalProtocol,
     })
   }
 
-  /** Runs one upgrade: every refusal happens here, before the handshake, with an HTTP status. */
+  /**
+   * Runs one upgrade: every refusal happens here, before the connection opens, with an HTTP
+   * status or (refusal.ts) a close code after the handshake.
+   */
   async handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const host = this.#host
     const owner = new ConnectionOwner(host.services, socket)
+    // ws gets the socket once, to open the connection or to tell a refusal by a close.
+    let handed = false
+    const complete = (refusal: boolean): WebSocket | null => {
+      if (handed) return null
+      handed = true
+      let accepted: WebSocket | null = null
+      const wss = refusal ? this.#refusals : this.#wss
+      wss.handleUpgrade(req, socket, head, (ws) => (accepted = ws))
+      return accepted
+    }
     try {
-      const { stored, recoveries } = await this.#prepare(req, owner)
+      const { stored, recoveries } = await this.#prepare(req, owner, complete)
       owner.check()
       if (host.closing()) throw new HttpError(503, 'server is shutting down')
-      let opened = false
-      this.#wss.handleUpgrade(req, socket, head, (ws) => {
-        opened = true
-        owner.open(ws, stored, req, recoveries)
-      })
+      const ws = complete(false)
       // ws answered the handshake itself (400 for a header it cannot parse) or found the socket
       // half-closed, and will not call back: the attempt is over.
-      if (!opened) throw new HttpError(400, 'handshake refused')
+      if (!ws) throw new HttpError(400, 'handshake refused')
+      owner.open(ws, stored, req, recoveries)
     } catch (err) {
       const refusal = err instanceof HttpError ? err : this.#unexpected(err)
       owner.abort(refusal)
@@ -106,6 +127,7 @@ export class Upgrader {
   close(): void {
     this.#host.services.registry.abortUpgrades()
     this.#wss.close()
+    this.#refusals.close()
   }
 
   /**
@@ -116,11 +138,16 @@ export class Upgrader {
   async #prepare(
     req: IncomingMessage,
     owner: ConnectionOwner,
+    complete: (refusal: boolean) => WebSocket | null,
   ): Promise<{ stored: Map<string, Buffer>; recoveries: Recoveries | null }> {
     const host = this.#host
     const options = host.options
     if (host.closing()) throw new HttpError(503, 'server is shutting down')
     checkHandshake(req)
+    // Only a well-formed handshake can be completed to tell a refusal by a close.
+    if (refusesByClose(req, options.refusals, options.origins)) {
+      owner.refuseByClose(() => complete(true))
+    }
     owner.admit()
     const parsed = parseRequest(req.url ?? '', options.path, {
       maxFacilityLength: options.maxFacilityLength,
