@@ -26,7 +26,7 @@ export type SendData = string | ArrayBuffer | ArrayBufferView
 export interface WebSocketLike {
   readonly readyState: number
   /** The subprotocol the server selected ('' for none). */
-  readonly protocol?: string
+  readonly protocol?: string | undefined
   binaryType: string
   /**
    * The client only sends `SendData`; the parameter is `unknown` so that every implementation

@@ -15,16 +15,16 @@ import { checkTarget, needsSelf, type PublisherTarget, targetChannels } from './
 /** Options of `createPublisher`. */
 export interface PublisherOptions {
   /** The brokers' Redis: a `redis://` URL or node-redis client options. */
-  redis?: string | RedisClientOptions
+  redis?: string | RedisClientOptions | undefined
   /** Or their Redis Cluster: root node URLs or node-redis `createCluster` options (SPUBLISH). */
-  redisCluster?: string[] | RedisClusterOptions
+  redisCluster?: string[] | RedisClusterOptions | undefined
   /** The brokers' channel prefix (`'ws4redis'` → `ws4redis:broadcast:…`). @default '' */
-  prefix?: string
+  prefix?: string | undefined
   /** Seconds each message is stored for replay, unless a publish says otherwise. @default 0 */
-  expire?: number
+  expire?: number | undefined
   /** Channel history ({ size, ttl }) each message is appended to, unless a publish says
    * otherwise; give the brokers' facility settings. @default off */
-  history?: HistoryOptions | false | null
+  history?: HistoryOptions | false | null | undefined
 }
 
 /** Events of a Publisher. */

@@ -11,5 +11,5 @@ export type {
   TestIdentity,
   TestRefusal,
 } from './test-broker.js'
-export { TestingError, TestSocket } from './test-socket.js'
+export { TestingError, TestSocket, type TestWebSocket } from './test-socket.js'
 export type { CloseInfo, TestMessage } from './test-socket.js'

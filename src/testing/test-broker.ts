@@ -21,17 +21,17 @@ export type TestApp = http.Server | http.RequestListener
 /** Options of `createTestBroker`: the broker's own, plus how long the helpers wait. */
 export interface TestBrokerOptions extends BrokerOptions {
   /** Milliseconds `connect()`, `nextMessage()` and `closed()` wait before they reject. @default 2000 */
-  timeout?: number
+  timeout?: number | undefined
 }
 
 /** Options of one `connect()` or `refusal()`. */
 export interface TestConnectOptions {
   /** Extra request headers (a session cookie, `Authorization`, `Origin`). */
-  headers?: Record<string, string>
+  headers?: Record<string, string> | undefined
   /** Subprotocols to offer (`bearer.<jwt>` for a real token). */
-  protocols?: string | string[]
+  protocols?: string | string[] | undefined
   /** Milliseconds to wait for the handshake. @default the broker's `timeout` */
-  timeout?: number
+  timeout?: number | undefined
 }
 
 /** An upgrade the broker refused: the HTTP status, the one-line reason, the headers. */

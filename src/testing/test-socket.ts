@@ -39,9 +39,16 @@ function show(message: TestMessage): string {
  * message that arrives before the test asks for it is never lost. Plain promises, no test
  * framework: works under node:test, Vitest and Jest alike.
  */
+/** The part of the `ws` client underneath a TestSocket that a test may use directly. */
+export interface TestWebSocket {
+  readonly readyState: number
+  send(data: string | Uint8Array): void
+  close(code?: number, reason?: string): void
+  terminate(): void
+}
+
 export class TestSocket {
-  /** The `ws` client underneath (for what the helpers do not cover). */
-  readonly ws: WebSocket
+  readonly #ws: WebSocket
   /** What the test broker's socket stands for on the server side. */
   readonly connection: Connection
   readonly #received: TestMessage[]
@@ -52,15 +59,22 @@ export class TestSocket {
   #closeInfo: CloseInfo | null = null
   readonly #closed: Promise<CloseInfo>
 
-  /** @internal Made by `TestBroker.connect()` once the socket is open. */
+  /** The `ws` client underneath (for what the helpers do not cover). */
+  get ws(): TestWebSocket {
+    return this.#ws
+  }
+
+  /** @internal Made by `TestBroker.connect()` once the socket is open (`socket`: its `ws`
+   * WebSocket, typed loosely so that the declarations need no `ws` types). */
   constructor(
-    ws: WebSocket,
+    socket: unknown,
     connection: Connection,
     early: TestMessage[],
     timeout: number,
     label: string,
   ) {
-    this.ws = ws
+    const ws = socket as WebSocket
+    this.#ws = ws
     this.connection = connection
     this.#received = [...early]
     this.#unread = [...early]
@@ -176,7 +190,7 @@ export class TestSocket {
   /** Sends text or bytes; resolves once written to the socket. */
   send(data: string | Buffer | Uint8Array): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.ws.send(data, { binary: typeof data !== 'string' }, (err) =>
+      this.#ws.send(data, { binary: typeof data !== 'string' }, (err) =>
         err ? reject(err) : resolve(),
       )
     })
@@ -205,13 +219,13 @@ export class TestSocket {
 
   /** Closes from the client side and resolves with the close the server answered. */
   close(code = 1000, reason = ''): Promise<CloseInfo> {
-    if (!this.#closeInfo && this.ws.readyState !== WebSocket.CLOSING) this.ws.close(code, reason)
+    if (!this.#closeInfo && this.#ws.readyState !== WebSocket.CLOSING) this.#ws.close(code, reason)
     return this.#closed
   }
 
   /** Cuts the TCP connection without a close handshake (a client that vanished). */
   terminate(): Promise<CloseInfo> {
-    this.ws.terminate()
+    this.#ws.terminate()
     return this.#closed
   }
 }
