@@ -15,11 +15,9 @@ import type { FacilityDefinition, WireFormat } from '../facility/definition.js'
 import { FacilityRegistry } from '../facility/registry.js'
 import { ConnectionCounter } from '../upgrade/admission.js'
 import { Presence } from '../cluster/presence.js'
-import { MemoryEngine } from '../engine/memory.js'
-import { RedisEngine } from '../engine/redis.js'
 import type { Engine } from '../engine/types.js'
 import { ClosedError, OptionError } from '../errors.js'
-import { refuseUpgrade } from '../upgrade/handshake.js'
+import { answerUpgradeRequired, refuseUpgrade } from '../upgrade/handshake.js'
 import { Hub } from '../delivery/hub.js'
 import {
   type Identity,
@@ -29,7 +27,7 @@ import {
 } from '../identity/identity.js'
 import { encodeMessage, type Message, type StoredMessage, toStored } from '../delivery/payload.js'
 import { BrokerMetrics } from '../observability/metrics.js'
-import { type BrokerOptions, type ResolvedOptions, resolveOptions } from './options.js'
+import { type BrokerOptions, engineFor, type ResolvedOptions, resolveOptions } from './options.js'
 import { matchesPath } from '../upgrade/parse-url.js'
 import { RedisSubscriber } from '../channels/redis-subscriber.js'
 import { type CloseOptions, resolveCloseOptions, withTimeout } from './close.js'
@@ -69,16 +67,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     super()
     this.options = resolveOptions(options)
     this.#facilities = new FacilityRegistry(this.options)
-    this.engine =
-      this.options.engine ??
-      (this.options.redis !== undefined || this.options.redisCluster !== undefined
-        ? new RedisEngine({
-            redis: this.options.redis,
-            cluster: this.options.redisCluster,
-            clusterPlainPublish: this.options.clusterPlainPublish,
-            prefix: this.options.channelPrefix,
-          })
-        : new MemoryEngine())
+    this.engine = engineFor(this.options)
     this.engine.onError((err) => this.#error(err))
     this.engine.onStatus((status) => {
       // Messages published while the subscriber was away are lost; so are their own copies.
@@ -265,12 +254,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
    */
   handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
     if (!matchesPath(req.url ?? '', this.options.path)) return false
-    res.writeHead(426, {
-      'Content-Type': 'text/plain; charset=utf-8',
-      Upgrade: 'websocket',
-      Connection: 'Upgrade',
-    })
-    res.end('this URL accepts WebSocket connections only\n')
+    answerUpgradeRequired(res)
     return true
   }
 

@@ -9,6 +9,8 @@ import {
   normalizePrefix,
 } from '../channels/naming.js'
 import type { Engine } from '../engine/types.js'
+import { MemoryEngine } from '../engine/memory.js'
+import { RedisEngine } from '../engine/redis.js'
 import type { IdentifyHook, Identity } from '../identity/identity.js'
 import type { JwtOptions } from '../identity/jwt.js'
 import type { SessionOptions } from '../identity/session.js'
@@ -351,4 +353,17 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     channelPrefix: normalizePrefix(opts.prefix),
     history: resolveHistory('history', opts.history),
   }
+}
+
+/** The engine of a broker: the one given, a RedisEngine for `redis`/`redisCluster`, else the
+ * in-memory engine. */
+export function engineFor(options: ResolvedOptions): Engine {
+  if (options.engine) return options.engine
+  if (options.redis === undefined && options.redisCluster === undefined) return new MemoryEngine()
+  return new RedisEngine({
+    redis: options.redis,
+    cluster: options.redisCluster,
+    clusterPlainPublish: options.clusterPlainPublish,
+    prefix: options.channelPrefix,
+  })
 }

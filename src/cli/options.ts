@@ -1,8 +1,22 @@
 import { parseArgs } from 'node:util'
 import type { JwtOptions } from '../identity/jwt.js'
-import { type Audience, isAudience } from '../channels/naming.js'
+import type { Audience } from '../channels/naming.js'
 import { isWireFormat, type WireFormat } from '../facility/definition.js'
 import { closestKey } from '../client/unknown-keys.js'
+import {
+  audiences,
+  type Env,
+  flag,
+  type Given,
+  httpUrl,
+  nonEmpty,
+  originList,
+  redisUrl,
+  UsageError,
+  wholeNumber,
+} from './values.js'
+
+export { type Env, UsageError } from './values.js'
 
 /** How the standalone server reads express-session cookies. */
 export interface CliSession {
@@ -80,14 +94,6 @@ const LIMIT_FLAGS = [
   ['handshake-timeout', 'WSFACILITY_HANDSHAKE_TIMEOUT', 'handshakeTimeout', 1],
 ] as const
 
-/** A command line that cannot work; the CLI prints it and a pointer to --help, and exits 2. */
-export class UsageError extends Error {
-  readonly code = 'WSF_USAGE'
-}
-
-/** Environment variables, as `process.env`. */
-export type Env = Readonly<Record<string, string | undefined>>
-
 const FLAGS = {
   port: { type: 'string' },
   host: { type: 'string' },
@@ -127,8 +133,6 @@ type StringFlag = {
   [K in keyof typeof FLAGS]: (typeof FLAGS)[K]['type'] extends 'string' ? K : never
 }[keyof typeof FLAGS]
 
-/** A value and where it came from (`--flag` or the variable's name), for messages. */
-type Given = [value: string, source: string]
 type Pick = (flag: StringFlag, ...vars: string[]) => Given | null
 
 // An HTTP cookie name (RFC 6265 token).
@@ -327,79 +331,4 @@ function sessionOptions(pick: Pick, redis: string | null): CliSession | null {
   }
   // An empty --session-prefix is connect-redis's `prefix: ''`: session ids are the keys.
   return { secrets, cookie: cookie?.[0] ?? 'connect.sid', prefix: prefix?.[0] ?? 'sess:' }
-}
-
-/** A boolean environment variable: 1/true/yes/on or 0/false/no/off; unset or empty is false. */
-function flag(env: Env, name: string): boolean {
-  const value = env[name]?.trim().toLowerCase()
-  if (value === undefined || value === '') return false
-  if (['1', 'true', 'yes', 'on'].includes(value)) return true
-  if (['0', 'false', 'no', 'off'].includes(value)) return false
-  throw new UsageError(`${name} must be 1, true, yes, on, 0, false, no or off`)
-}
-
-function nonEmpty([value, source]: Given): string {
-  if (value === '') throw new UsageError(`${source} must not be empty`)
-  return value
-}
-
-function wholeNumber([value, source]: Given, max: number): number {
-  const n = /^\d+$/.test(value) ? Number(value) : NaN
-  if (!(n <= max)) throw new UsageError(`${source} must be a whole number from 0 to ${max}`)
-  return n
-}
-
-function urlWithProtocol([value, source]: Given, protocols: string[], what: string): string {
-  let url: URL | null = null
-  try {
-    url = new URL(value)
-  } catch {
-    // reported below
-  }
-  if (!url || !protocols.includes(url.protocol)) {
-    throw new UsageError(`${source} must be ${what} URL`)
-  }
-  return value
-}
-
-function redisUrl(given: Given): string {
-  return urlWithProtocol(given, ['redis:', 'rediss:'], 'a redis:// or rediss://')
-}
-
-function httpUrl(given: Given): string {
-  return urlWithProtocol(given, ['http:', 'https:'], 'an http:// or https://')
-}
-
-function audiences([value, source]: Given): Audience[] {
-  const out = new Set<Audience>()
-  for (const item of value.split(',')) {
-    const name = item.trim().toLowerCase()
-    if (name === '') continue
-    if (!isAudience(name)) {
-      throw new UsageError(
-        `${source}: unknown audience "${item.trim()}" (use broadcast, group, user, session)`,
-      )
-    }
-    out.add(name)
-  }
-  return [...out]
-}
-
-function originList([value, source]: Given): string[] {
-  const list = value
-    .split(',')
-    .map((o) => o.trim())
-    .filter((o) => o !== '')
-  for (const origin of list) {
-    let ok = false
-    try {
-      const url = new URL(origin)
-      ok = (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === origin
-    } catch {
-      // reported below
-    }
-    if (!ok)
-      throw new UsageError(`${source}: "${origin}" is not an origin like https://app.example.com`)
-  }
-  return list
 }

@@ -6,7 +6,6 @@ import {
   type ClientOptions,
   type ResolvedOptions,
   resolveOptions,
-  type TokenProvider,
 } from './options.js'
 import {
   type ChannelPosition,
@@ -17,9 +16,9 @@ import {
   recoverParam,
   toObject,
 } from './positions.js'
-import { POLICY, refusalStatus, retryAfter, shouldReconnect, TOKEN_EXPIRED } from './retry.js'
+import { finalCloseError, refusalStatus, retryAfter, shouldReconnect } from './retry.js'
 import { type CloseEventLike, OPEN, type SendData, type WebSocketLike } from './socket.js'
-import { refreshDelay, type TokenTimes, tokenFrame, tokenTimes } from './token.js'
+import { TokenRefresh } from './token-refresh.js'
 import { buildUrl } from './url.js'
 
 /** Where the client is: connecting the first time, open, lost and retrying, or stopped. */
@@ -60,8 +59,9 @@ const PROTOCOL = 'wsfacility'
 const REFUSAL_PROTOCOL = 'wsfacility.refusal'
 /** Close code the client uses for a connection whose heartbeats went unanswered. */
 const HEARTBEAT_TIMEOUT = 4000
-/** Longest delay setTimeout holds (~24.8 days); longer waits re-arm. */
+/** setTimeout holds at most ~24.8 days. */
 const MAX_TIMER = 2 ** 31 - 1
+/** Longest delay setTimeout holds (~24.8 days); longer waits re-arm. */
 
 /**
  * A WebSocket client for a wsfacility broker that stays connected: it reconnects with backoff,
@@ -98,7 +98,7 @@ export class WsfClient {
   #recoveredSeen = false
   /** The token the current socket is authenticated with. */
   #jwt: string | null = null
-  #refreshTimer: ReturnType<typeof setTimeout> | null = null
+  readonly #tokenRefresh: TokenRefresh
   /** A status set while no listener could be attached yet, emitted a microtask later. */
   #deferred: ClientStatus | null = null
   #deferring = false
@@ -106,6 +106,13 @@ export class WsfClient {
   constructor(options: ClientOptions) {
     this.#options = resolveOptions(options)
     this.#positions = new Map(this.#options.positions)
+    const { token, tokenRefresh } = this.#options
+    this.#tokenRefresh = new TokenRefresh(
+      typeof token === 'function' && tokenRefresh ? token : null,
+      (socket) => this.#socket === socket,
+      (message, cause) =>
+        this.#error('WSF_CLIENT_TOKEN_REFRESH', message, cause === undefined ? {} : { cause }),
+    )
     if (this.#options.autoConnect) {
       // `createClient(...).on('status', …)` must hear the first 'connecting': the status is
       // 'connecting' at once, its event comes after the caller attached its listeners.
@@ -255,7 +262,7 @@ export class WsfClient {
       )
       this.#heartbeat.start()
     }
-    if (this.#jwt !== null) this.#scheduleRefresh(socket, this.#jwt)
+    if (this.#jwt !== null) this.#tokenRefresh.schedule(socket, this.#jwt)
     this.#setStatus('open')
     // In order, before anything sent after this turn; a send failing here closes the socket.
     for (const data of this.#queue.splice(0)) socket.send(data)
@@ -295,67 +302,10 @@ export class WsfClient {
     if (report) this.#events.emit('recovered', event)
   }
 
-  /** Asks the provider for a new token shortly before `jwt` expires (see token.ts). */
-  #scheduleRefresh(socket: WebSocketLike, jwt: string): void {
-    this.#clearRefresh()
-    if (typeof this.#options.token !== 'function' || !this.#options.tokenRefresh) return
-    const times = tokenTimes(jwt)
-    if (!times) return
-    const delay = refreshDelay(times, Date.now())
-    if (delay === null) return
-    this.#refreshTimer = setTimeout(
-      () => {
-        this.#refreshTimer = null
-        if (delay > MAX_TIMER) this.#scheduleRefresh(socket, jwt)
-        else void this.#refresh(socket, jwt, times)
-      },
-      Math.min(delay, MAX_TIMER),
-    )
-  }
-
-  #clearRefresh(): void {
-    if (this.#refreshTimer !== null) clearTimeout(this.#refreshTimer)
-    this.#refreshTimer = null
-  }
-
-  /**
-   * Sends a new token on the open socket. When the provider fails or gives nothing newer, the
-   * error is reported and the connection goes on until the broker closes it at expiry (4001),
-   * after which the client reconnects with a token from the provider.
-   */
-  async #refresh(socket: WebSocketLike, current: string, times: TokenTimes): Promise<void> {
-    const provider = this.#options.token as TokenProvider
-    const live = (): boolean => this.#socket === socket && socket.readyState === OPEN
-    let next: string | null | undefined
-    try {
-      next = await provider()
-    } catch (err) {
-      if (!live()) return
-      this.#error('WSF_CLIENT_TOKEN_REFRESH', 'the token provider failed to refresh the token', {
-        cause: err,
-      })
-      return
-    }
-    if (!live()) return
-    const nextTimes = typeof next === 'string' && next !== '' ? tokenTimes(next) : null
-    if (
-      typeof next !== 'string' ||
-      next === '' ||
-      next === current ||
-      (nextTimes !== null && nextTimes.expiresAt <= times.expiresAt)
-    ) {
-      this.#error('WSF_CLIENT_TOKEN_REFRESH', 'the token provider gave no token expiring later')
-      return
-    }
-    socket.send(tokenFrame(next))
-    this.#jwt = next
-    if (nextTimes) this.#scheduleRefresh(socket, next)
-  }
-
   #onClose(socket: WebSocketLike, event: CloseEventLike): void {
     if (this.#socket !== socket) return
     this.#socket = null
-    this.#clearRefresh()
+    this.#tokenRefresh.clear()
     this.#heartbeat?.stop()
     this.#heartbeat = null
     const { code, reason } = event
@@ -368,35 +318,15 @@ export class WsfClient {
       return
     }
     this.#stop()
-    if (status !== null) {
-      this.#error('WSF_CLIENT_REFUSED', `refused by the server: ${status} (${reason})`, {
-        closeCode: code,
-        status,
-      })
-    } else if (code === POLICY) {
-      this.#error('WSF_CLIENT_POLICY', `closed by the server: policy (${reason})`, {
-        closeCode: code,
-      })
-    } else if (code === TOKEN_EXPIRED) {
-      this.#error(
-        'WSF_CLIENT_TOKEN_EXPIRED',
-        'token expired; give a token provider to refresh it',
-        {
-          closeCode: code,
-        },
-      )
-    } else if (code !== 1000) {
-      this.#error('WSF_CLIENT_CLOSED_BY_SERVER', `closed by the server with ${code} (${reason})`, {
-        closeCode: code,
-      })
-    }
+    const final = finalCloseError(code, reason)
+    if (final) this.#events.emit('error', final)
   }
 
   #onHeartbeatTimeout(socket: WebSocketLike): void {
     if (this.#socket !== socket) return
     // The peer is gone or stuck: a close handshake would wait for it, so drop the socket now.
     this.#socket = null
-    this.#clearRefresh()
+    this.#tokenRefresh.clear()
     this.#heartbeat = null
     socket.close(HEARTBEAT_TIMEOUT, 'heartbeat timeout')
     ;(socket as { terminate?: () => void }).terminate?.()
@@ -433,7 +363,7 @@ export class WsfClient {
     this.#generation++
     if (this.#retryTimer !== null) clearTimeout(this.#retryTimer)
     this.#retryTimer = null
-    this.#clearRefresh()
+    this.#tokenRefresh.clear()
     this.#heartbeat?.stop()
     this.#heartbeat = null
     this.#setStatus('closed')

@@ -1,3 +1,4 @@
+import { WsfClientError } from './errors.js'
 /**
  * Which server closes the client reconnects after.
  *
@@ -51,4 +52,40 @@ export function shouldReconnect(
 export function retryAfter(reason: string): number | null {
   const match = /(?:^|; )retry after (\d{1,9}) s$/.exec(reason)
   return match ? Number(match[1]) * 1000 : null
+}
+
+/**
+ * The error a client reports when a close ends it for good (no reconnect): a refusal, a policy
+ * close, an expired token without a provider, any other close but 1000; null for 1000.
+ */
+export function finalCloseError(code: number, reason: string): WsfClientError | null {
+  const status = refusalStatus(code)
+  if (status !== null) {
+    return new WsfClientError(
+      'WSF_CLIENT_REFUSED',
+      `refused by the server: ${status} (${reason})`,
+      {
+        closeCode: code,
+        status,
+      },
+    )
+  }
+  if (code === POLICY) {
+    return new WsfClientError('WSF_CLIENT_POLICY', `closed by the server: policy (${reason})`, {
+      closeCode: code,
+    })
+  }
+  if (code === TOKEN_EXPIRED) {
+    return new WsfClientError(
+      'WSF_CLIENT_TOKEN_EXPIRED',
+      'token expired; give a token provider to refresh it',
+      { closeCode: code },
+    )
+  }
+  if (code === 1000) return null
+  return new WsfClientError(
+    'WSF_CLIENT_CLOSED_BY_SERVER',
+    `closed by the server with ${code} (${reason})`,
+    { closeCode: code },
+  )
 }

@@ -1,4 +1,4 @@
-import { STATUS_CODES, type IncomingMessage } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { HttpError } from '../errors.js'
 
@@ -68,4 +68,14 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 export function validProtocolList(value: string): boolean {
   const names = value.split(',').map((part) => part.replace(/^[ \t]+|[ \t]+$/g, ''))
   return names.every((name) => TOKEN.test(name)) && new Set(names).size === names.length
+}
+
+/** Answers a plain HTTP request under the WebSocket path: 426 Upgrade Required. */
+export function answerUpgradeRequired(res: ServerResponse): void {
+  res.writeHead(426, {
+    'Content-Type': 'text/plain; charset=utf-8',
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+  })
+  res.end('this URL accepts WebSocket connections only\n')
 }
