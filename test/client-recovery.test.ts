@@ -133,6 +133,15 @@ const publisher = (broker: Broker, facility: string) => {
   return (value: unknown) => pub.publishMessage(JSON.stringify(value))
 }
 
+/** The one connection of `facility` that publishes (asserts there is one). */
+function onlyPublisherOf(broker: Broker, facility: string) {
+  const conns = [...broker.connections.values()].filter(
+    (c) => c.facility === facility && c.channels.publish.length > 0,
+  )
+  assert.equal(conns.length, 1)
+  return conns[0]!
+}
+
 /** The one connection of the broker (asserts there is one). */
 function onlyConnection(broker: Broker) {
   const conns = [...broker.connections.values()]
@@ -153,7 +162,13 @@ describe('Position frames and tokens, read without a broker', () => {
       readPositionFrame('{"type":"data","channel":"user","epoch":"1","offset":2,"data":not json'),
       { type: 'data', position: { channel: 'user', epoch: '1', offset: 2 } },
     )
+    assert.deepEqual(
+      readPositionFrame('{"type":"position","channel":"broadcast","epoch":"17","offset":6}'),
+      { type: 'position', position: { channel: 'broadcast', epoch: '17', offset: 6 } },
+    )
     for (const other of [
+      '{"type":"position","channel":"broadcast","epoch":"17","offset":6,"data":1}',
+      '{"type":"position","channel":"broadcast","epoch":17,"offset":6}',
       '{"type":"data","data":{"channel":"user","epoch":"1","offset":2}}',
       '{"type":"pong"}',
       '{"channel":"user","epoch":"1","offset":2}',
@@ -301,6 +316,39 @@ function recoveryTests(name: string, options: () => BrokerOptions) {
         assert.deepEqual(t.errors, [])
       })
     }
+
+    it('a publisher without echo: its own message moves its position and is not sent back after a reconnect', async () => {
+      const facility = fresh('talk')
+      srv.broker.facility(facility, { format: 'json', history: HISTORY, publish: ['broadcast'] })
+      const gate = gatedProvider()
+      const opts = { url: srv.url(''), facility, subscribe: ['broadcast' as const] }
+      const speaker = track({ ...opts, publish: ['broadcast'], token: gate.provider })
+      const listener = track(opts)
+      await opened(speaker)
+      await opened(listener)
+      await speaker.client.send(JSON.stringify({ type: 'data', data: { n: 1 } }))
+      await received(listener, 1)
+      const epoch = listener.client.positions.broadcast!.epoch
+      await eventually(() => speaker.client.positions.broadcast?.offset === 1, 10_000)
+      assert.deepEqual(speaker.messages, [], 'no echo, and the position frame is no message')
+      gate.hold()
+      onlyPublisherOf(srv.broker, facility).close(1012, 'restart')
+      await eventually(() => gate.calls === 2, 10_000)
+      gate.release()
+      await opened(speaker, 2)
+      await eventually(() => speaker.recovered.length === 1, 10_000)
+      assert.deepEqual(speaker.recovered[0]!.channels.broadcast, {
+        epoch,
+        offset: 1,
+        recovered: true,
+        missed: 0,
+      })
+      await publisher(srv.broker, facility)({ n: 2 })
+      await received(speaker, 1)
+      await received(listener, 2)
+      assert.deepEqual(data(speaker), [{ n: 2 }], 'its own message did not come back')
+      assert.deepEqual(data(listener), [{ n: 1 }, { n: 2 }])
+    })
 
     it('resumes from the positions of an earlier client (a page reload)', async () => {
       const { facility, t, publish } = await feed()

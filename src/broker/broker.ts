@@ -328,27 +328,47 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   /**
    * Publishes `message` on raw channel names; resolves to the number of connections, on every
-   * process, that received it. Most code uses RedisPublisher instead.
+   * process, that received it. Most code uses RedisPublisher instead. Without `expire` or
+   * `history` in `options`, each channel gets its facility's (the name's last segment), as
+   * RedisPublisher does.
    */
   async publish(
     channels: readonly string[],
     message: Message,
     options: PublishOptions = {},
   ): Promise<number> {
-    const expire = options.expire ?? this.options.expire
-    if (typeof expire !== 'number' || !Number.isFinite(expire) || expire < 0) {
+    const { expire } = options
+    if (
+      expire !== undefined &&
+      (typeof expire !== 'number' || !Number.isFinite(expire) || expire < 0)
+    ) {
       throw new OptionError('expire must be a number >= 0')
     }
     const history =
-      options.history === undefined
-        ? this.options.history
-        : resolveHistory('history', options.history)
+      options.history === undefined ? undefined : resolveHistory('history', options.history)
     const payload = encodeMessage(message)
     await this.ready()
     const counts = await Promise.all(
-      channels.map((ch) => this.#enginePublish(ch, payload, expire, history)),
+      channels.map((ch) => {
+        const settings = this.#channelSettings(ch)
+        return this.#enginePublish(
+          ch,
+          payload,
+          expire ?? settings.expire,
+          history === undefined ? settings.history : history,
+        )
+      }),
     )
     return counts.reduce((a, b) => a + b, 0)
+  }
+
+  /** The settings of the facility a channel name belongs to (the broker's for other names). */
+  #channelSettings(channel: string): { expire: number; history: HistoryOptions | null } {
+    const prefix = this.options.channelPrefix
+    const colon = channel.lastIndexOf(':')
+    if (channel.startsWith(prefix) && colon >= prefix.length)
+      return this.#facilities.match(channel.slice(colon + 1)).settings
+    return this.options
   }
 
   /**

@@ -272,6 +272,7 @@ export class WsfClient {
     if (this.#heartbeat?.receive(data)) return
     const frame = readPositionFrame(data)
     if (frame?.type === 'recovered') return this.#onRecovered(frame.event)
+    if (frame?.type === 'position') return this.#advance(frame.position)
     if (frame?.type === 'data') this.#advance(frame.position)
     const message =
       typeof data === 'string' || data instanceof ArrayBuffer

@@ -78,15 +78,21 @@ export interface DataPosition extends ChannelPosition {
 
 /** What a broker frame is, as far as positions go. */
 export type PositionFrame =
-  { type: 'data'; position: DataPosition } | { type: 'recovered'; event: RecoveredEvent }
+  | { type: 'data' | 'position'; position: DataPosition }
+  | { type: 'recovered'; event: RecoveredEvent }
 
 /** The head of a data frame with a position, as the broker writes it (delivery/envelope.ts). */
 const DATA_HEAD =
   /^\{"type":"data","channel":("(?:[^"\\]|\\.)*"),"epoch":("(?:[^"\\]|\\.)*"),"offset":(\d+),"data":/
 
+/** A `position` frame: the broker did not echo the client's own message at this position. */
+const POSITION =
+  /^\{"type":"position","channel":("(?:[^"\\]|\\.)*"),"epoch":("(?:[^"\\]|\\.)*"),"offset":(\d+)\}$/
+
 const ENVELOPE = '{"type":"'
 const DATA = '{"type":"data",'
 const RECOVERED = '{"type":"recovered",'
+const POSITION_START = '{"type":"position",'
 
 /**
  * Reads the position of a text frame from the broker, cheaply: only frames starting with
@@ -95,21 +101,24 @@ const RECOVERED = '{"type":"recovered",'
  */
 export function readPositionFrame(data: unknown): PositionFrame | null {
   if (typeof data !== 'string' || !data.startsWith(ENVELOPE)) return null
-  if (data.startsWith(DATA)) {
-    const m = DATA_HEAD.exec(data)
-    if (!m) return null
-    try {
-      const channel = JSON.parse(m[1]!) as string
-      const epoch = JSON.parse(m[2]!) as string
-      const offset = Number(m[3])
-      if (!Number.isSafeInteger(offset)) return null
-      return { type: 'data', position: { channel, epoch, offset } }
-    } catch {
-      return null
-    }
-  }
+  if (data.startsWith(DATA)) return readHead('data', DATA_HEAD.exec(data))
   if (data.startsWith(RECOVERED)) return readRecovered(data)
+  if (data.startsWith(POSITION_START)) return readHead('position', POSITION.exec(data))
   return null
+}
+
+/** The position matched by DATA_HEAD or POSITION (channel, epoch, offset). */
+function readHead(type: 'data' | 'position', m: RegExpExecArray | null): PositionFrame | null {
+  if (!m) return null
+  try {
+    const channel = JSON.parse(m[1]!) as string
+    const epoch = JSON.parse(m[2]!) as string
+    const offset = Number(m[3])
+    if (!Number.isSafeInteger(offset)) return null
+    return { type, position: { channel, epoch, offset } }
+  } catch {
+    return null
+  }
 }
 
 function readRecovered(data: string): PositionFrame | null {

@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream'
 import { CloseCode } from '../close-codes.js'
-import { type ServerFrame, serverFrame } from '../delivery/envelope.js'
+import { type HistoryPosition, type ServerFrame, serverFrame } from '../delivery/envelope.js'
 import { frame, frameFor, messageFrame } from '../delivery/frame.js'
 import type { Recipient } from '../delivery/hub.js'
 import type { Message } from '../delivery/payload.js'
@@ -67,12 +67,21 @@ export abstract class Outbound implements Recipient, Flushable {
     return this.#dropped
   }
 
-  deliver(channel: string, payload: Buffer, framed: Buffer, offset: number): void {
+  deliver(
+    channel: string,
+    payload: Buffer,
+    framed: Buffer,
+    offset: number,
+    position?: HistoryPosition,
+  ): void {
     const phase = this.phase
     if (phase === 'closed' || phase === 'closing') return
     const own = this.#own?.get(channel)
     if (own && own.length > 0 && own[0]!.equals(payload)) {
       own.shift()
+      // Not echoed, but the client's position moves past it: a recovery after a reconnect must
+      // not send the client its own message back.
+      if (position && phase === 'open') this.sendFrame({ type: 'position', ...position })
       return
     }
     if (phase === 'upgrading') this.#hold(channel, payload, framed, offset)

@@ -39,6 +39,8 @@ export type ServerFrame =
       offset?: number | undefined
     }
   | { type: 'recovered'; recovered: boolean; channels: Record<string, ChannelRecovery> }
+  /** To a publisher without echo, in place of its own message on a channel with history. */
+  | { type: 'position'; channel: string; epoch: string; offset: number }
   | { type: 'error'; code: EnvelopeErrorCode; detail: string }
   | { type: 'join' | 'leave'; user: string; facility?: string | undefined }
 

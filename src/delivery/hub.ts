@@ -1,4 +1,5 @@
 import type { WireFormat } from '../facility/definition.js'
+import type { HistoryPosition } from './envelope.js'
 import { frameFor } from './frame.js'
 import type { EngineHistory, EngineMembership, EngineTransport } from '../engine/types.js'
 import { ChannelHistory, type HistorySource, type Sequenced } from '../history/channel-history.js'
@@ -13,9 +14,16 @@ import {
 export interface Recipient {
   /**
    * Takes one message of `channel`: `payload` as published (without the history mark), `framed`
-   * ready to write, `offset` its place in the channel's history (0 without history).
+   * ready to write, `offset` its place in the channel's history (0 without history) and, on json
+   * facilities with history, `position` the one its frame carries.
    */
-  deliver(channel: string, payload: Buffer, framed: Buffer, offset: number): void
+  deliver(
+    channel: string,
+    payload: Buffer,
+    framed: Buffer,
+    offset: number,
+    position?: HistoryPosition,
+  ): void
   /** The channel's history was lost; delivery goes on from `position` (`label`: the client's name
    * of the channel). */
   historyLost?(channel: string, label: string, position: StreamPosition): void
@@ -189,10 +197,18 @@ export class Hub {
     return state.recipients.size
   }
 
-  #deliver(channel: string, state: ChannelState, payload: Buffer, framed: Buffer, offset: number) {
+  #deliver(
+    channel: string,
+    state: ChannelState,
+    payload: Buffer,
+    framed: Buffer,
+    offset: number,
+    position?: HistoryPosition,
+  ) {
     this.messages++
     this.deliveries += state.recipients.size
-    for (const recipient of state.recipients) recipient.deliver(channel, payload, framed, offset)
+    for (const recipient of state.recipients)
+      recipient.deliver(channel, payload, framed, offset, position)
   }
 
   /** The history side of a new channel state, delivering to its recipients. */
@@ -203,7 +219,7 @@ export class Hub {
       deliver: (m) => {
         const position = json ? { channel: label, epoch: m.epoch, offset: m.offset } : undefined
         const framed = frameFor(state.format, m.payload, position)
-        this.#deliver(channel, state, m.payload, framed, m.offset)
+        this.#deliver(channel, state, m.payload, framed, m.offset, position)
       },
       lost: (position) => {
         for (const r of state.recipients) r.historyLost?.(channel, label, position)

@@ -178,4 +178,30 @@ describe('history on the memory engine', () => {
     client.terminate()
     newcomer.terminate()
   })
+  it("broker.publish without history or expire options uses the channel's facility's", async () => {
+    t.broker.facility('own', { format: 'json', history: { size: 3, ttl: 60 }, expire: 60 })
+    const ownPath = '/ws/own?subscribe-broadcast'
+    const client = await new HistoryClient().open(t.url(ownPath))
+    await client.recoveredFrame(1)
+    for (const n of [0, 1, 2, 3]) await t.broker.publish(['broadcast:own'], JSON.stringify({ n }))
+    await client.untilN('broadcast', 3)
+    const offsets = client.dataOf('broadcast').map((f) => f.offset)
+    assert.deepEqual(offsets, [1, 2, 3, 4], 'appended to the facility history')
+    // Reconnecting from its position: recovered from the facility's history, nothing missed.
+    client.terminate()
+    await client.closed()
+    await client.reconnect(t.url(ownPath))
+    const frame = await client.recoveredFrame(2)
+    assert.equal(frame.recovered, true)
+    assert.equal(frame.channels.broadcast!.offset, 4)
+    // The facility's expire stored the last message: a newcomer is replayed it.
+    assert.equal(await t.broker.fetch(['broadcast:own']), JSON.stringify({ n: 3 }))
+    // An explicit history: false still publishes live without a position.
+    await t.broker.publish(['broadcast:own'], '{"plain":true}', { history: false })
+    await client.until(
+      () => client.frames.some((f) => (f as { data?: { plain?: boolean } }).data?.plain === true),
+      'plain',
+    )
+    client.terminate()
+  })
 })
