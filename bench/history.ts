@@ -241,7 +241,7 @@ async function publishRun(
 /** A frame as the broker builds it for a bench message, at a typical position. */
 function frameBytes(history: boolean): number {
   const payload = Buffer.from(`@${'0'.repeat(16)}|12345|`.padEnd(PAYLOAD_BYTES, 'x'))
-  const position = { channel: 'broadcast', epoch: '1764000000123456', offset: 12345 }
+  const position = { channel: 'broadcast', epoch: (1764000000123456).toString(36), offset: 12345 }
   return frameFor('json', payload, history ? position : undefined).length
 }
 

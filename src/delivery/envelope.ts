@@ -85,6 +85,18 @@ export function serverFrame(frame: ServerFrame): string {
   return JSON.stringify(frame)
 }
 
+/** The last head built by positionHead: messages of one channel and epoch come in runs. */
+let lastHead = { channel: '', epoch: '', head: '' }
+
+/** `{"type":"data","channel":…,"epoch":…,"offset":` for a channel label and epoch. */
+function positionHead(channel: string, epoch: string): string {
+  const last = lastHead
+  if (last.channel === channel && last.epoch === epoch && last.head !== '') return last.head
+  const head = `{"type":"data","channel":${JSON.stringify(channel)},"epoch":${JSON.stringify(epoch)},"offset":`
+  lastHead = { channel, epoch, head }
+  return head
+}
+
 /** What JSON text can start with: an object, array, string, number, true, false or null. */
 const JSON_START = /^\s*[{["\-0-9tfn]/
 
@@ -97,7 +109,7 @@ export function dataFrame(text: string, position?: HistoryPosition): string {
   const head =
     position === undefined
       ? '{"type":"data","data":'
-      : `{"type":"data","channel":${JSON.stringify(position.channel)},"epoch":${JSON.stringify(position.epoch)},"offset":${position.offset},"data":`
+      : `${positionHead(position.channel, position.epoch)}${position.offset},"data":`
   if (JSON_START.test(text)) {
     try {
       JSON.parse(text)

@@ -94,7 +94,7 @@ export class MemoryEngine implements Engine {
     if (stream && stream.until <= now) stream = undefined
     if (!stream) {
       stream = {
-        epoch: `${now}${String(++epochs).padStart(6, '0')}`,
+        epoch: (now * 1000 + (++epochs % 1000)).toString(36),
         top: 0,
         entries: [],
         entriesUntil: 0,

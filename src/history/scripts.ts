@@ -4,12 +4,24 @@ import { type HistoryEntry, historyKeys, type HistoryRead, META_TTL } from './wi
 /**
  * Lua shared by the history scripts and the `wsfacility` Redis function library. A channel's
  * history is a stream (entries with ids `<offset>-0`, field `d` = the payload) and a hash (`e` =
- * epoch, `s` = top offset), both in the channel's cluster slot (history/wire.ts historyKeys).
+ * epoch, `s` = top offset), both in the channel's cluster slot (history/wire.ts historyKeys). An
+ * epoch is the Redis server's time in microseconds when the history began, in base 36 (short:
+ * every data frame of a json facility carries it).
  */
 const NEW_EPOCH = `
+local function base36(n)
+  local digits = '0123456789abcdefghijklmnopqrstuvwxyz'
+  local out = ''
+  repeat
+    local d = n % 36
+    out = string.sub(digits, d + 1, d + 1) .. out
+    n = math.floor(n / 36)
+  until n == 0
+  return out
+end
 local function new_epoch(stream, meta)
   local t = redis.call('TIME')
-  local epoch = t[1] .. string.format('%06d', tonumber(t[2]))
+  local epoch = base36(tonumber(t[1]) * 1000000 + tonumber(t[2]))
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'e', epoch, 's', 0)
   return epoch
