@@ -2,6 +2,7 @@
  * Formats bench results: the table, the ratios and the targets of issue 6, and the channel-history
  * runs with the targets of issue 12, as text and Markdown.
  */
+import { type ConnectPlan, type ConnectResult, connectMarkdown } from './connect.js'
 import type { HistoryResults, PublishCostRun } from './history.js'
 import type { RunResult, ServerFacts } from './scenarios.js'
 
@@ -20,6 +21,8 @@ export interface BenchResults {
   facts: ServerFacts[]
   /** The channel-history runs (wsfacility only), or null when not run. */
   history: HistoryResults | null
+  /** The connection storms (bench/connect.ts), or null when not run. */
+  connect: { plan: ConnectPlan; runs: ConnectResult[] } | null
 }
 
 const NAMES = { wsfacility: 'wsfacility', socketio: 'socket.io' } as const
@@ -364,5 +367,8 @@ export function markdown(r: BenchResults): string {
           ...targets(r.runs, r.facts).map((t) => `- ${t}`),
           '',
         ]
-  return [...head, ...servers, ...(r.history ? historyMarkdown(r.history) : [])].join('\n')
+  const storms = r.connect ? connectMarkdown(r.connect.runs, r.connect.plan) : []
+  return [...head, ...servers, ...storms, ...(r.history ? historyMarkdown(r.history) : [])].join(
+    '\n',
+  )
 }

@@ -3,12 +3,14 @@
  * workload, one after the other, on this machine and its own redis-server, then wsfacility's
  * channel-history runs (bench/history.ts). `--quick` runs a small plan; `--only
  * wsfacility|socketio` measures one server (no ratios; history runs with wsfacility);
- * `--only history` the history runs alone.
+ * `--only history` the history runs alone; `--only connect` the connection storms alone
+ * (bench/connect.ts: wsfacility, Socket.IO and a plain ws server).
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { startRedis } from '../test/helpers/redis.js'
+import { benchConnect, type ConnectPlan } from './connect.js'
 import { benchHistory, type HistoryPlan } from './history.js'
 import { cpuModel } from './proc.js'
 import { type BenchResults, markdown } from './report.js'
@@ -33,6 +35,10 @@ const QUICK_HISTORY: HistoryPlan = {
   memoryChannels: 200,
   reconnect: { clients: 1000, missed: 100, concurrency: 200 },
 }
+
+/** Connection storms: 10,000 clients connecting 1,000 at a time. */
+const FULL_CONNECT: ConnectPlan = { clients: 10_000, concurrency: 1000, warm: 1000 }
+const QUICK_CONNECT: ConnectPlan = { clients: 1000, concurrency: 200, warm: 200 }
 
 const FULL: Plan = {
   idle: 10_000,
@@ -68,16 +74,23 @@ function commit(): string {
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const onlyAt = args.indexOf('--only')
-const only = onlyAt === -1 ? null : (args[onlyAt + 1] as ServerKind | 'history')
-const kinds: ServerKind[] = only === 'history' ? [] : only ? [only] : ['wsfacility', 'socketio']
+const only = onlyAt === -1 ? null : (args[onlyAt + 1] as ServerKind | 'history' | 'connect')
+const kinds: ServerKind[] =
+  only === 'history' || only === 'connect' ? [] : only ? [only] : ['wsfacility', 'socketio']
 const withHistory = only === null || only === 'wsfacility' || only === 'history'
+const withConnect = only === null || only === 'connect'
+const connectPlan = quick ? QUICK_CONNECT : FULL_CONNECT
 const plan = quick ? QUICK : FULL
 const historyPlan = quick ? QUICK_HISTORY : FULL_HISTORY
 const log = (line: string) => console.log(line)
 
 // The load generator and the server each hold one socket per client.
 const limit = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'latin1'))
-const most = Math.max(plan.idle, withHistory ? historyPlan.reconnect.clients : 0)
+const most = Math.max(
+  plan.idle,
+  withHistory ? historyPlan.reconnect.clients : 0,
+  withConnect ? connectPlan.clients + connectPlan.warm : 0,
+)
 if (limit && Number(limit[1]) < most + 1000) {
   console.error(
     `open-file limit ${limit[1]} is too low for ${most} clients: raise it ` +
@@ -110,6 +123,7 @@ const results: BenchResults = {
   runs: [],
   facts: [],
   history: null,
+  connect: null,
 }
 try {
   for (const kind of kinds) {
@@ -117,6 +131,10 @@ try {
     const { runs, facts } = await benchServer(kind, plan, redis.url, control, log)
     results.runs.push(...runs)
     results.facts.push(facts)
+  }
+  if (withConnect) {
+    log('connection storms:')
+    results.connect = { plan: connectPlan, runs: await benchConnect(connectPlan, redis.url, log) }
   }
   if (withHistory) {
     log('wsfacility history:')

@@ -20,6 +20,7 @@ serve({
       paths.length,
       (i) => paths[i]!,
       (i) => auths[i] ?? null,
+      (a.concurrency as number | undefined) ?? 100,
     )
   },
   reset: () => gen!.reset(),

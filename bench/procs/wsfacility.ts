@@ -8,6 +8,7 @@ const env = process.env
 const broker = createBroker({
   redis: { url: env.BENCH_REDIS_URL!, name: 'bench-wsfacility' },
   jwt: { secret: env.BENCH_JWT_SECRET! },
+  presence: env.BENCH_PRESENCE === '1',
 })
 // The history runs (bench/history.ts): two json facilities alike but for history. The other runs
 // use the undefined facility `bench` (raw, no history) and never set this.

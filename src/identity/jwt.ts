@@ -1,6 +1,7 @@
-import { createPublicKey, createSecretKey, type JsonWebKey, type KeyObject } from 'node:crypto'
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose'
+import { verifyHmacJwt } from './hmac-jwt.js'
 import { HttpError, OptionError } from '../errors.js'
 import { type Identity, normalizeIdentity } from './identity.js'
 
@@ -107,7 +108,7 @@ export function selectProtocol(protocols: Set<string>): string | false {
 
 /** Verifies JWTs with jose and maps claims to an identity: `sub` → user, `groups`, `sid`. */
 export class JwtVerifier {
-  readonly #key: KeyObject | ReturnType<typeof createRemoteJWKSet>
+  readonly #key: KeyObject | ReturnType<typeof createRemoteJWKSet> | Uint8Array
   readonly #options: {
     algorithms: string[]
     issuer?: string | string[]
@@ -126,18 +127,19 @@ export class JwtVerifier {
       const bytes =
         typeof options.secret === 'string' ? Buffer.from(options.secret, 'utf8') : options.secret
       if (bytes.length === 0) throw new OptionError('jwt.secret must not be empty')
-      this.#key = createSecretKey(bytes)
+      this.#key = Uint8Array.from(bytes)
       allowed = HMAC
     } else if (options.publicKey !== undefined) {
       const pk = options.publicKey
-      this.#key =
+      const key =
         typeof pk === 'string'
           ? createPublicKey(pk)
           : 'type' in pk && typeof (pk as KeyObject).export === 'function'
             ? (pk as KeyObject)
             : createPublicKey({ key: pk as JsonWebKey, format: 'jwk' })
-      if (this.#key.type !== 'public') throw new OptionError('jwt.publicKey must be a public key')
-      allowed = BY_KEY_TYPE[this.#key.asymmetricKeyType ?? ''] ?? []
+      if (key.type !== 'public') throw new OptionError('jwt.publicKey must be a public key')
+      this.#key = key
+      allowed = BY_KEY_TYPE[key.asymmetricKeyType ?? ''] ?? []
     } else {
       this.#key = createRemoteJWKSet(new URL(options.jwksUrl!))
       allowed = ASYMMETRIC
@@ -164,11 +166,11 @@ export class JwtVerifier {
     let payload: JWTPayload
     try {
       const key = this.#key
-      const result =
-        typeof key === 'function'
-          ? await jwtVerify(token, key, this.#options)
-          : await jwtVerify(token, key, this.#options)
-      payload = result.payload
+      if (key instanceof Uint8Array)
+        payload = verifyHmacJwt(token, key, this.#options.algorithms, this.#options)
+      else if (typeof key === 'function')
+        payload = (await jwtVerify(token, key, this.#options)).payload
+      else payload = (await jwtVerify(token, key, this.#options)).payload
     } catch (err) {
       throw reason(err)
     }

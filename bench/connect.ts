@@ -1,0 +1,197 @@
+/**
+ * Connection storms (issue 15): a fresh server process per variant, then `clients` clients
+ * connecting `concurrency` at a time from the raw-TCP load generator. Measured: accepted
+ * connections per second (first handshake started → last completed) and the server's CPU per
+ * accepted connection. Variants: wsfacility on the Redis engine (anonymous; JWT HS256; JWT with
+ * presence), Socket.IO 4.8 with the redis adapter (each socket joins a room), and a plain `ws`
+ * server that accepts and does nothing (the floor).
+ */
+import { SignJWT } from 'jose'
+import { freePort } from '../test/helpers/redis.js'
+import { Child } from './ipc.js'
+import { cpuReading, cpuSince } from './proc.js'
+import { sleep } from './scenarios.js'
+
+/** Sizes of the storm runs. */
+export interface ConnectPlan {
+  clients: number
+  concurrency: number
+  /** Clients connected and closed first, not measured (a fresh process runs unoptimised). */
+  warm: number
+}
+
+/** Figures of one storm. */
+export interface ConnectResult {
+  server: string
+  clients: number
+  accepted: number
+  seconds: number
+  acceptedPerSec: number
+  cpuMicrosPerConn: number
+}
+
+const JWT_SECRET = 'wsfacility-bench-secret-not-for-production'
+
+interface Variant {
+  name: string
+  proc: 'wsfacility' | 'socketio' | 'plain-ws'
+  env?: Record<string, string>
+  /** Request targets (and Socket.IO auth objects) of `count` clients, numbered from `from`. */
+  clients(from: number, count: number): Promise<{ paths: string[]; auths?: object[] }>
+}
+
+async function tokens(from: number, count: number): Promise<string[]> {
+  const key = new TextEncoder().encode(JWT_SECRET)
+  return Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject(`u${from + i}`)
+        .sign(key),
+    ),
+  )
+}
+
+const jwtPaths = async (from: number, count: number) => ({
+  paths: (await tokens(from, count)).map((t) => `/ws/bench?subscribe-broadcast&token=${t}`),
+})
+
+export const VARIANTS: Variant[] = [
+  {
+    name: 'wsfacility',
+    proc: 'wsfacility',
+    clients: async (_from, count) => ({
+      paths: Array.from({ length: count }, () => '/ws/bench?subscribe-broadcast'),
+    }),
+  },
+  { name: 'wsfacility JWT', proc: 'wsfacility', clients: jwtPaths },
+  {
+    name: 'wsfacility JWT + presence',
+    proc: 'wsfacility',
+    env: { BENCH_PRESENCE: '1' },
+    clients: jwtPaths,
+  },
+  {
+    name: 'socket.io',
+    proc: 'socketio',
+    clients: async (_from, count) => ({
+      paths: Array.from({ length: count }, () => '/socket.io/?EIO=4&transport=websocket'),
+      auths: Array.from({ length: count }, () => ({ room: 'bench' })),
+    }),
+  },
+  {
+    name: 'ws',
+    proc: 'plain-ws',
+    clients: async (_from, count) => ({ paths: Array.from({ length: count }, () => '/') }),
+  },
+]
+
+async function waitCount(server: Child, count: number): Promise<void> {
+  const deadline = Date.now() + 30_000
+  while ((await server.call<number>('count')) !== count && Date.now() < deadline) await sleep(50)
+}
+
+/** One storm against a fresh server process of `variant`. */
+async function storm(
+  variant: Variant,
+  plan: ConnectPlan,
+  redisUrl: string,
+): Promise<ConnectResult> {
+  const port = await freePort()
+  const env = {
+    BENCH_REDIS_URL: redisUrl,
+    BENCH_PORT: String(port),
+    BENCH_JWT_SECRET: JWT_SECRET,
+    ...variant.env,
+  }
+  const file = (name: string) => new URL(`procs/${name}.ts`, import.meta.url).pathname
+  const [server, loadgen] = await Promise.all([
+    Child.start(file(variant.proc), ['--expose-gc'], env),
+    Child.start(file('loadgen'), [], env),
+  ])
+  try {
+    const protocol = variant.proc === 'socketio' ? 'sio' : 'ws'
+    await loadgen.call('init', { port, protocol, sampleEvery: 1_000_000 })
+    const { concurrency } = plan
+    const warm = await variant.clients(0, plan.warm)
+    await loadgen.call('connect', { ...warm, concurrency })
+    await loadgen.call('close')
+    await waitCount(server, 0)
+    await server.call('gc')
+    const measured = await variant.clients(plan.warm, plan.clients)
+    const cpu0 = cpuReading(server.pid)
+    const t0 = performance.now()
+    const accepted = await loadgen.call<number>('connect', { ...measured, concurrency })
+    const seconds = (performance.now() - t0) / 1000
+    const cpu = cpuSince(cpu0, cpuReading(server.pid))
+    await loadgen.call('close')
+    await waitCount(server, 0)
+    return {
+      server: variant.name,
+      clients: plan.clients,
+      accepted,
+      seconds,
+      acceptedPerSec: accepted / seconds,
+      cpuMicrosPerConn: cpu / Math.max(1, accepted),
+    }
+  } finally {
+    await Promise.all([loadgen.stop(), server.stop()])
+  }
+}
+
+/** Every variant's storm, one after the other, logging each. */
+export async function benchConnect(
+  plan: ConnectPlan,
+  redisUrl: string,
+  log: (line: string) => void,
+): Promise<ConnectResult[]> {
+  const results: ConnectResult[] = []
+  for (const variant of VARIANTS) {
+    const r = await storm(variant, plan, redisUrl)
+    results.push(r)
+    log(
+      `  ${r.server}: ${Math.round(r.acceptedPerSec)} accepted/s, ` +
+        `${r.cpuMicrosPerConn.toFixed(0)} µs CPU/connection (${r.accepted}/${r.clients})`,
+    )
+  }
+  return results
+}
+
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+
+/** The storm table, and each wsfacility variant's ratios to Socket.IO and to plain ws. */
+export function connectMarkdown(results: readonly ConnectResult[], plan: ConnectPlan): string[] {
+  const by = (name: string) => results.find((r) => r.server === name)
+  const sio = by('socket.io')
+  const ws = by('ws')
+  const ratio = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(2)}×` : '—')
+  const lines = [
+    `Connection storms: ${fmt(plan.clients)} clients connecting ${fmt(plan.concurrency)} at a ` +
+      'time, Redis engine, one fresh server process each:',
+    '',
+    '| server | accepted | seconds | accepted/s | CPU µs/connection | ÷ Socket.IO (rate) | ÷ ws (rate) | CPU ÷ Socket.IO |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  ]
+  for (const r of results) {
+    lines.push(
+      `| ${r.server} | ${fmt(r.accepted)} | ${fmt(r.seconds, 2)} | ${fmt(r.acceptedPerSec)} | ` +
+        `${fmt(r.cpuMicrosPerConn)} | ${ratio(r.acceptedPerSec, sio?.acceptedPerSec)} | ` +
+        `${ratio(r.acceptedPerSec, ws?.acceptedPerSec)} | ` +
+        `${ratio(r.cpuMicrosPerConn, sio?.cpuMicrosPerConn)} |`,
+    )
+  }
+  lines.push('')
+  const targets = results.filter((r) => r.server.startsWith('wsfacility'))
+  for (const r of targets) {
+    const vsSio = sio ? r.acceptedPerSec / sio.acceptedPerSec : NaN
+    const vsWs = ws ? r.acceptedPerSec / ws.acceptedPerSec : NaN
+    const met = vsSio >= 1.5 && vsWs >= 0.8
+    lines.push(
+      `- ${r.server}: ${vsSio.toFixed(2)}× Socket.IO's rate (≥ 1.5), ${vsWs.toFixed(2)}× ws's ` +
+        `(≥ 0.8): ${met ? 'met' : 'NOT met'}`,
+    )
+  }
+  lines.push('')
+  return lines
+}

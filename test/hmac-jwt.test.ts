@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict'
+import { createHmac } from 'node:crypto'
+import { describe, it } from 'node:test'
+import { SignJWT } from 'jose'
+import { JwtVerifier } from '../src/identity/jwt.js'
+
+const SECRET = 'a-long-enough-hmac-secret-for-wsfacility-tests-0123456789'
+const KEY = new TextEncoder().encode(SECRET)
+const now = () => Math.floor(Date.now() / 1000)
+const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
+
+/** A token signed by hand, with any header (jose refuses to sign some of them). */
+function handMade(header: object, payload: object, secret = SECRET, bits = 256): string {
+  const input = `${b64(header)}.${b64(payload)}`
+  return `${input}.${createHmac(`sha${bits}`, secret).update(input).digest('base64url')}`
+}
+
+async function refusal(verifier: JwtVerifier, token: string): Promise<string> {
+  const err = await verifier.verify(token).then(
+    () => assert.fail('accepted'),
+    (e: unknown) => e as { code: string; message: string },
+  )
+  assert.equal(err.code === 'WSF_TOKEN_INVALID' || err.code === 'WSF_TOKEN_EXPIRED', true)
+  return err.message
+}
+
+describe('JwtVerifier with a secret (HMAC checked with node:crypto, claims with jose)', () => {
+  const verifier = new JwtVerifier({ secret: SECRET, issuer: 'app', audience: 'ws' })
+  const claims = { sub: 'ann', iss: 'app', aud: 'ws', groups: ['a'], sid: 's1' }
+
+  it('accepts HS256, HS384 and HS512 tokens jose signed, with their claims', async () => {
+    for (const alg of ['HS256', 'HS384', 'HS512']) {
+      const token = await new SignJWT(claims)
+        .setProtectedHeader({ alg, typ: 'JWT' })
+        .setExpirationTime(now() + 60)
+        .sign(KEY)
+      const v = await verifier.verify(token)
+      assert.deepEqual(v.identity, { user: 'ann', groups: ['a'], sessionKey: 's1' }, alg)
+      assert.equal(v.expiresAt, (v.claims.exp! + 5) * 1000)
+    }
+  })
+
+  it('refuses a tampered payload, another secret, a cut signature and non-base64url parts', async () => {
+    const good = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).sign(KEY)
+    const [h, , s] = good.split('.')
+    const forged = `${h}.${b64({ ...claims, sub: 'admin' })}.${s}`
+    assert.equal(await refusal(verifier, forged), 'token signature invalid')
+    assert.equal(
+      await refusal(verifier, handMade({ alg: 'HS256' }, claims, 'x'.repeat(40))),
+      'token signature invalid',
+    )
+    assert.equal(await refusal(verifier, good.slice(0, -4)), 'token signature invalid')
+    assert.equal(await refusal(verifier, `${good}=`), 'token malformed or unverifiable')
+    assert.equal(
+      await refusal(verifier, good.replace('.', '.+')),
+      'token malformed or unverifiable',
+    )
+    assert.equal(await refusal(verifier, `${good}.x`), 'token malformed or unverifiable')
+    assert.equal(await refusal(verifier, 'a.b'), 'token malformed or unverifiable')
+  })
+
+  it('refuses algorithms it was not given, none, extensions, and a header that is not an object', async () => {
+    const hs256Only = new JwtVerifier({ secret: SECRET, algorithms: ['HS256'] })
+    const hs512 = handMade({ alg: 'HS512' }, { sub: 'ann' }, SECRET, 512)
+    assert.equal(await refusal(hs256Only, hs512), 'token algorithm not allowed')
+    assert.equal((await new JwtVerifier({ secret: SECRET }).verify(hs512)).identity.user, 'ann')
+    const none = `${b64({ alg: 'none' })}.${b64({ sub: 'ann' })}.`
+    assert.equal(await refusal(verifier, none), 'token malformed or unverifiable')
+    const rs = handMade({ alg: 'RS256' }, { sub: 'ann' })
+    assert.equal(await refusal(verifier, rs), 'token algorithm not allowed')
+    const crit = handMade({ alg: 'HS256', crit: ['exp'], exp: 1 }, { sub: 'ann' })
+    assert.equal(await refusal(verifier, crit), 'token malformed or unverifiable')
+    const unencoded = handMade({ alg: 'HS256', b64: true }, { sub: 'ann' })
+    assert.equal(await refusal(verifier, unencoded), 'token malformed or unverifiable')
+    const input = `${Buffer.from('[1]').toString('base64url')}.${b64({ sub: 'ann' })}`
+    const arrayHeader = `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`
+    assert.equal(await refusal(verifier, arrayHeader), 'token malformed or unverifiable')
+  })
+
+  it('checks the claims as jose does: exp with tolerance, nbf, iss, aud, and a payload that is JSON', async () => {
+    const plain = new JwtVerifier({ secret: SECRET })
+    const expired = handMade({ alg: 'HS256' }, { sub: 'ann', exp: now() - 60 })
+    assert.equal(await refusal(plain, expired), 'token expired')
+    const withinTolerance = handMade({ alg: 'HS256' }, { sub: 'ann', exp: now() - 2 })
+    assert.equal((await plain.verify(withinTolerance)).identity.user, 'ann')
+    const early = handMade({ alg: 'HS256' }, { sub: 'ann', nbf: now() + 60 })
+    assert.equal(await refusal(plain, early), 'token not yet valid')
+    assert.equal(
+      await refusal(verifier, handMade({ alg: 'HS256' }, { ...claims, iss: 'other' })),
+      'token claim iss invalid',
+    )
+    assert.equal(
+      await refusal(verifier, handMade({ alg: 'HS256' }, { ...claims, aud: 'other' })),
+      'token claim aud invalid',
+    )
+    const input = `${b64({ alg: 'HS256' })}.${Buffer.from('not json').toString('base64url')}`
+    const notJson = `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`
+    assert.equal(await refusal(plain, notJson), 'token malformed or unverifiable')
+    assert.equal(
+      await refusal(plain, handMade({ alg: 'HS256' }, { user: 'ann' })),
+      'token has no sub claim',
+    )
+  })
+})
