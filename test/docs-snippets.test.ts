@@ -4,7 +4,8 @@
 // blocks are not code. A block may be left out only with a reason (`<!-- snippet: skip=… -->`).
 // The README's first app (`id=first-app`) is run as a newcomer would: its own directory with
 // wsfacility, express and express-session installed, `node app.mjs`, the page in Chromium, the
-// button, the message in the page; in memory, then on Redis.
+// button, the message in the page; in memory, then on Redis. .ci/pack-check.sh runs that part
+// again in a project that installed the packed tarball (WSF_FIRST_APP_PROJECT).
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
@@ -89,18 +90,24 @@ describe('documentation snippets', () => {
 })
 
 describe("the README's first app, run as a newcomer runs it", () => {
+  // .ci/pack-check.sh sets this to a project that installed the packed tarball with npm.
+  const packed = process.env.WSF_FIRST_APP_PROJECT
   let dir: string
   let browser: Browser
   let redis: RedisServer
   const children: Child[] = []
 
   before(async () => {
-    // A fresh project: app.mjs and node_modules with what its first line installs.
-    dir = mkdtempSync(path.join(tmpdir(), 'wsf-first-app-'))
-    mkdirSync(path.join(dir, 'node_modules'))
-    symlinkSync(ROOT, path.join(dir, 'node_modules', 'wsfacility'))
-    for (const pkg of ['express', 'express-session']) {
-      symlinkSync(path.join(ROOT, 'node_modules', pkg), path.join(dir, 'node_modules', pkg))
+    if (packed) {
+      dir = packed
+    } else {
+      // A fresh project: app.mjs and node_modules with what its first line installs.
+      dir = mkdtempSync(path.join(tmpdir(), 'wsf-first-app-'))
+      mkdirSync(path.join(dir, 'node_modules'))
+      symlinkSync(ROOT, path.join(dir, 'node_modules', 'wsfacility'))
+      for (const pkg of ['express', 'express-session']) {
+        symlinkSync(path.join(ROOT, 'node_modules', pkg), path.join(dir, 'node_modules', pkg))
+      }
     }
     writeFileSync(path.join(dir, 'app.mjs'), snippetById(ROOT, 'README.md', 'first-app').code)
     browser = await launchBrowser()
@@ -110,7 +117,7 @@ describe("the README's first app, run as a newcomer runs it", () => {
     await Promise.all(children.map((c) => c.kill()))
     await browser?.close()
     await redis?.stop()
-    if (dir) rmSync(dir, { recursive: true, force: true })
+    if (dir && !packed) rmSync(dir, { recursive: true, force: true })
   })
 
   // Starts app.mjs, opens its page, presses the button and returns what the page shows.
