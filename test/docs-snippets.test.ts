@@ -8,7 +8,15 @@
 // again in a project that installed the packed tarball (WSF_FIRST_APP_PROJECT).
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { setTimeout } from 'node:timers/promises'
 import path from 'node:path'
@@ -89,6 +97,42 @@ describe('documentation snippets', () => {
   })
 })
 
+/** GitHub's anchor of a heading: lower case, punctuation dropped, spaces → '-'. */
+function anchorOf(heading: string): string {
+  return heading
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .replace(/\s/g, '-')
+}
+
+describe('documentation links', () => {
+  it('every relative link of README.md and docs/*.md names a file and a heading that exist', () => {
+    const anchors = new Map<string, Set<string>>()
+    for (const file of documentationFiles(ROOT)) {
+      const text = readFileSync(path.join(ROOT, file), 'utf8').replace(
+        /^\s*```[\s\S]*?^\s*```/gm,
+        '',
+      )
+      const headings = [...text.matchAll(/^#{1,6} (.+)$/gm)].map((m) => anchorOf(m[1]!))
+      anchors.set(file, new Set(headings))
+    }
+    const broken: string[] = []
+    for (const file of documentationFiles(ROOT)) {
+      const text = readFileSync(path.join(ROOT, file), 'utf8')
+      for (const [, target = ''] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/.test(target)) continue // https:, mailto:
+        const [to = '', anchor] = target.split('#')
+        const dest = to === '' ? file : path.normalize(path.join(path.dirname(file), to))
+        if (!existsSync(path.join(ROOT, dest))) broken.push(`${file}: ${target} (no such file)`)
+        else if (anchor !== undefined && anchors.has(dest) && !anchors.get(dest)!.has(anchor)) {
+          broken.push(`${file}: ${target} (no such heading)`)
+        }
+      }
+    }
+    assert.deepEqual(broken, [])
+  })
+})
+
 describe("the README's first app, run as a newcomer runs it", () => {
   // .ci/pack-check.sh sets this to a project that installed the packed tarball with npm.
   const packed = process.env.WSF_FIRST_APP_PROJECT
@@ -141,7 +185,7 @@ describe("the README's first app, run as a newcomer runs it", () => {
         ;({ receivers } = (await response.json()) as { receivers: number })
       }
       assert.equal(receivers, 1, "the route's publish reached no connection")
-      await page.waitForFunction(() => document.getElementById('log')?.textContent !== '', null, {
+      await page.waitForFunction("document.getElementById('log').textContent !== ''", null, {
         timeout: 10_000,
       })
       return (await page.textContent('#log')) ?? ''
