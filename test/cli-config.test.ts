@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, afterEach, before, describe, it } from 'node:test'
@@ -206,6 +206,15 @@ describe('wsfacility --check-config', () => {
       'room/{id}': { subscribe: ['broadcast'], slowConsumer: 'drop' },
     })
     assert.equal('help' in settings, false)
+  })
+
+  it('accepts the full example of docs/config.md', async () => {
+    const doc = readFileSync(new URL('../docs/config.md', import.meta.url), 'utf8')
+    const example = /```json\n([\s\S]*?)```/.exec(doc)![1]!
+    const settings = await effective(['--config', configFile(example)])
+    const facilities = (JSON.parse(example) as { facilities: object }).facilities
+    assert.deepEqual(settings.facilities, facilities)
+    assert.equal(Object.keys(facilities).length, 4)
   })
 
   it('exits 2 for settings that cannot work, a cross-check between file and flags included', async () => {
