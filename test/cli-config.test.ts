@@ -7,7 +7,7 @@ import { LISTENING } from './helpers/child.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import { Spawned } from './helpers/spawned.js'
 import { signToken } from './helpers/token.js'
-import { eventually, upgradeStatus } from './helpers/ws.js'
+import { upgradeStatus } from './helpers/ws.js'
 
 // The built CLI with a config file, as operators run it (test/run.sh builds dist/ first).
 
