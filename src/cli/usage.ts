@@ -164,7 +164,7 @@ export const USAGE = [
     'env WSFACILITY_ADMIN=1, default off',
   ),
   flag(
-    '--admin-password PASSWORD',
+    '--admin-password SECRET',
     "the dashboard's password; without it, an API key logs in",
     'env WSFACILITY_ADMIN_PASSWORD',
   ),
