@@ -59,7 +59,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     Server,
     (req: IncomingMessage, socket: Duplex, head: Buffer) => void
   >()
-  readonly #metrics = new BrokerMetrics(this)
+  readonly #metrics: BrokerMetrics
   #started: Promise<void> | null = null
   #closing: Promise<void> | null = null
 
@@ -67,6 +67,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     super()
     this.options = resolveOptions(options)
     this.#facilities = new FacilityRegistry(this.options)
+    this.#metrics = new BrokerMetrics(this, this.options.metrics)
     this.engine = engineFor(this.options)
     this.engine.onError((err) => this.#error(err))
     this.engine.onStatus((status) => {
@@ -96,10 +97,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
       publish: (channel, payload, expire, history) =>
         this.#enginePublish(channel, payload, expire, history),
       refreshToken: (token, identity) => this.#auth.refresh(token, identity),
-      received: () => this.#metrics.messagesIn++,
+      received: () => this.#metrics.messageIn(),
       opened: (conn, req) => this.emit('connection', conn, req),
       closed: (conn, code) => this.emit('disconnect', conn, code),
-      slowConsumerClosed: () => this.#metrics.slowConsumerCloses++,
+      slowConsumerClosed: () => this.#metrics.slowConsumerClosed(),
       error: (err) => this.#error(err),
     }
     this.#controlPlane = new ControlPlane(
@@ -151,8 +152,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   /** Metrics in the Prometheus text exposition format (connections, messages, drops, refusals,
-   * Redis state, publish latency, process memory and CPU). */
-  metrics(): string {
+   * Redis state, publish latency; process memory and CPU unless `metrics.registry` is given). */
+  metrics(): Promise<string> {
     return this.#metrics.text()
   }
 
@@ -412,6 +413,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       await this.#registry.settled()
       await this.#started?.catch(() => {})
       await this.engine.close()
+      this.#metrics.unregister()
     })()
     return this.#closing
   }

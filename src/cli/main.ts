@@ -11,6 +11,13 @@ import { type CliConfig, type CliSession, type Env, parseCli, UsageError } from 
 import { USAGE } from './usage.js'
 import { runPrimary, SHUTDOWN } from './workers.js'
 import { connectOnce } from '../engine/redis.js'
+import { redactPassword } from '../observability/redact.js'
+import {
+  brokerOptionsOf,
+  checkSettings,
+  effectiveSettings,
+  facilityDefinitions,
+} from './settings.js'
 import type { EngineStatus } from '../engine/types.js'
 
 export { type CliConfig, type CliSession, parseCli, UsageError } from './options.js'
@@ -39,13 +46,6 @@ function redisSessions(
   const client = createClient(options)
   const store = new RedisStore({ client, prefix: session.prefix })
   return { client, options: { store, secret: session.secrets, name: session.cookie } }
-}
-
-/** A URL for messages: the password replaced by `***`. */
-function redact(url: string): string {
-  const u = new URL(url)
-  if (u.password) u.password = '***'
-  return u.toString()
 }
 
 /** Where the CLI writes; console by default. */
@@ -82,24 +82,10 @@ export class StandaloneServer {
     const sessions =
       config.session && config.redis ? redisSessions(config.redis, config.session) : null
     this.#sessions = sessions?.client ?? null
-    this.broker = createBroker({
-      redis: config.redis ?? undefined,
-      redisCluster: config.redisCluster ?? undefined,
-      clusterPlainPublish: config.clusterPlainPublish,
-      prefix: config.prefix,
-      path: config.path,
-      expire: config.expire,
-      history: config.history,
-      format: config.format,
-      heartbeat: config.heartbeat,
-      clientPublish: config.clientPublish,
-      jwt: config.jwt ?? undefined,
-      session: sessions?.options,
-      anonymous: !config.requireAuth,
-      origins: config.origins,
-      refusals: config.refusals,
-      ...config.limits,
-    })
+    this.broker = createBroker(brokerOptionsOf(config, sessions?.options))
+    for (const [name, definition] of facilityDefinitions(config)) {
+      this.broker.facility(name, definition)
+    }
     this.broker.on('engine', (status) => this.#engineStatus(status))
     this.broker.on('error', (err) => this.#reportError(err.message))
     this.#sessions?.on('error', (err: unknown) =>
@@ -192,7 +178,7 @@ export class StandaloneServer {
       if (this.#sessions) await connectOnce(this.#sessions)
     } catch (err) {
       const urls = config.redisCluster ?? (config.redis ? [config.redis] : [])
-      const where = urls.length > 0 ? ` at ${urls.map(redact).join(', ')}` : ''
+      const where = urls.length > 0 ? ` at ${urls.map(redactPassword).join(', ')}` : ''
       const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err
       throw new Error(`cannot connect to Redis${where}: ${String(cause)}`, { cause: err })
     }
@@ -230,7 +216,8 @@ export class StandaloneServer {
 
 /**
  * Runs the CLI until SIGTERM or SIGINT; resolves to the exit code: 0 after a clean shutdown or
- * `--help`, 1 when Redis cannot be reached or the port is taken, 2 for a bad command line (one line saying why, one pointing at --help).
+ * `--help` or `--check-config`, 1 when Redis cannot be reached or the port is taken, 2 for a bad
+ * command line or config file (a line for each problem, one pointing at --help).
  */
 export async function main(
   argv: readonly string[] = process.argv.slice(2),
@@ -240,14 +227,21 @@ export async function main(
   let config: CliConfig
   try {
     config = parseCli(argv, env)
+    if (!config.help) checkSettings(config)
   } catch (err) {
     if (!(err instanceof UsageError)) throw err
-    // The error alone stays on screen; 90 lines of usage after it would push it off.
-    output.err(`wsfacility: ${err.message}\n${HELP_HINT}`)
+    // The error alone stays on screen; 90 lines of usage after it would push it off. A config
+    // file's problems are one line each.
+    const lines = err.message.split('\n').map((line) => `wsfacility: ${line}`)
+    output.err(`${lines.join('\n')}\n${HELP_HINT}`)
     return 2
   }
   if (config.help) {
     output.out(USAGE)
+    return 0
+  }
+  if (config.checkConfig) {
+    output.out(JSON.stringify(effectiveSettings(config), null, 2))
     return 0
   }
 
