@@ -66,11 +66,15 @@ export class ServerApi {
       )
       return true
     }
-    void this.#answer(req, res, url)
+    void this.serve(req, res, url)
     return true
   }
 
-  async #answer(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  /**
+   * Answers `url` (a path under /api/) without checking a key: for callers that authenticated the
+   * request otherwise (the dashboard's session cookie).
+   */
+  async serve(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     try {
       const answer = await this.#route(req, url)
       sendJson(res, answer.status, answer.body)
