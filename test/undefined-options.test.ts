@@ -169,7 +169,11 @@ const targetUnset: Unset<PublisherTarget> = {
   groups: undefined,
   sessions: undefined,
 }
-const publishUnset: Unset<PublishOptions> = { expire: undefined, history: undefined }
+const publishUnset: Unset<PublishOptions> = {
+  expire: undefined,
+  history: undefined,
+  positions: undefined,
+}
 const closeUnset: Unset<CloseOptions> = { code: undefined, timeout: undefined }
 const loggerUnset: Unset<Logger> = {
   debug: undefined,

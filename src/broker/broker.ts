@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { type HistoryOptions, resolveHistory } from '../history/wire.js'
+import { type HistoryOptions, type PositionSink, resolveHistory } from '../history/wire.js'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { Authenticator } from '../identity/authenticator.js'
@@ -280,10 +280,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     payload: Buffer,
     expire: number,
     history: HistoryOptions | null,
+    position?: PositionSink,
   ): Promise<number> {
     const start = performance.now()
     try {
-      const n = await this.engine.publish(channel, payload, expire, history)
+      const n = await this.engine.publish(channel, payload, expire, history, position)
       this.#metrics.observePublish((performance.now() - start) / 1000, true)
       return n
     } catch (err) {
@@ -348,6 +349,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const history =
       options.history === undefined ? undefined : resolveHistory('history', options.history)
     const payload = encodeMessage(message)
+    const { positions } = options
     await this.ready()
     const counts = await Promise.all(
       channels.map((ch) => {
@@ -357,6 +359,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
           payload,
           expire ?? settings.expire,
           history === undefined ? settings.history : history,
+          positions && ((p) => positions.set(ch, p)),
         )
       }),
     )
