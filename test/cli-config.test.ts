@@ -159,11 +159,17 @@ describe('wsfacility --config: flags, environment and file', () => {
   })
 
   it('takes API keys (a list, or comma-separated from the environment) and the admin switch', async () => {
-    const file = configFile({ apiKey: ['old', 'new'], admin: true, adminPassword: 'pw' })
+    const file = configFile({
+      apiKey: ['old-key-0123456789ab', 'new-key-0123456789ab'],
+      admin: true,
+      adminPassword: 'admin-password',
+    })
     const settings = await effective(['--config', file])
     assert.deepEqual(settings.apiKeys, ['REDACTED', 'REDACTED'])
     assert.equal(settings.admin, true)
-    const env = await effective(['--config', file], { WSFACILITY_API_KEY: 'a,b,c' })
+    const env = await effective(['--config', file], {
+      WSFACILITY_API_KEY: 'key-a-0123456789abcd,key-b-0123456789abcd,key-c-0123456789abcd',
+    })
     assert.deepEqual(env.apiKeys, ['REDACTED', 'REDACTED', 'REDACTED'])
     const stderr = await refused(['--admin'])
     assert.match(stderr, /^wsfacility: --admin needs --admin-password or --api-key\n/)
@@ -175,7 +181,7 @@ describe('wsfacility --check-config', () => {
     const file = configFile({
       redis: 'redis://:hunter2@127.0.0.1:6399/0',
       jwtSecret: 'jwt-secret-value',
-      apiKey: 'api-key-value',
+      apiKey: 'api-key-value-0123456789',
       admin: true,
       adminPassword: 'admin-password-value',
       historySize: 50,

@@ -9,6 +9,8 @@ import type { SessionOptions } from '../identity/session.js'
 import { type Broker, createBroker } from '../broker/broker.js'
 import { type CliConfig, type CliSession, type Env, parseCli, UsageError } from './options.js'
 import { USAGE } from './usage.js'
+import { AdminDashboard } from './admin/index.js'
+import { type NodeBoard, ServerApi } from './api/index.js'
 import { runPrimary, SHUTDOWN } from './workers.js'
 import { connectOnce } from '../engine/redis.js'
 import { redactPassword } from '../observability/redact.js'
@@ -74,6 +76,9 @@ export class StandaloneServer {
   readonly #reported = new Set<string>()
   #closing: Promise<void> | null = null
   readonly #metrics: (req: http.IncomingMessage, res: http.ServerResponse) => void
+  /** The HTTP server API (`--api-key`) and the dashboard (`--admin`), when configured. */
+  readonly #api: ServerApi | null
+  readonly #admin: AdminDashboard | null
 
   constructor(config: CliConfig, output: CliOutput = consoleOutput) {
     this.config = config
@@ -92,8 +97,22 @@ export class StandaloneServer {
       this.#reportError(`redis sessions connection: ${String(err)}`),
     )
     this.#metrics = this.broker.metricsHandler()
+    // The dashboard reads through the API's routes: with --admin and no key, they exist only
+    // behind its login.
+    const needsApi = config.apiKeys.length > 0 || config.admin
+    const api = needsApi ? new ServerApi(this.broker, { keys: config.apiKeys }) : null
+    this.#api = config.apiKeys.length > 0 ? api : null
+    const secrets = [
+      ...(config.adminPassword === null ? [] : [config.adminPassword]),
+      ...config.apiKeys,
+    ]
+    this.#admin = config.admin && api ? new AdminDashboard({ secrets, api }) : null
+    this.#board = api?.board ?? null
     this.http = http.createServer((req, res) => this.#request(req, res))
   }
+
+  /** Every process's figures for /api/info and the dashboard (null without either). */
+  readonly #board: NodeBoard | null
 
   #reportError(message: string): void {
     // A startup failure is reported once, by listen(). During an outage every Redis connection
@@ -117,6 +136,7 @@ export class StandaloneServer {
 
   #request(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (this.broker.handleRequest(req, res)) return
+    if (this.#api?.handle(req, res) || this.#admin?.handle(req, res)) return
     const path = (req.url ?? '/').split('?', 1)[0]
     const readOnly = req.method === 'GET' || req.method === 'HEAD'
     if (path === '/metrics' && readOnly && this.config.metrics) {
@@ -184,6 +204,7 @@ export class StandaloneServer {
     }
     this.#connected = true
     if (this.#closing) throw new Error('closed while starting')
+    this.#board?.start()
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err)
       this.http.once('error', onError)
@@ -200,6 +221,7 @@ export class StandaloneServer {
   /** Closes every client with 1001, then the Redis connections and the HTTP server. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#board?.stop()
       const stopped = new Promise<void>((resolve) => {
         if (!this.http.listening) return resolve()
         this.http.close(() => resolve())

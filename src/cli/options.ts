@@ -292,8 +292,15 @@ export function parseCli(
   config.metrics = on('metrics', 'WSFACILITY_METRICS').on
   const apiKey = pick('api-key', 'WSFACILITY_API_KEY')
   if (apiKey) config.apiKeys = secretList(apiKey, 'key')
+  // Short keys and passwords can be guessed over HTTP: the API and the login refuse them.
+  if (config.apiKeys.some((k) => k.length < API_KEY_MIN)) {
+    throw new UsageError(`${apiKey![1]}: every API key needs at least ${API_KEY_MIN} characters`)
+  }
   const password = pick('admin-password', 'WSFACILITY_ADMIN_PASSWORD')
   if (password) config.adminPassword = nonEmpty(password)
+  if (config.adminPassword !== null && config.adminPassword.length < ADMIN_PASSWORD_MIN) {
+    throw new UsageError(`${password![1]} needs at least ${ADMIN_PASSWORD_MIN} characters`)
+  }
   const admin = on('admin', 'WSFACILITY_ADMIN')
   config.admin = admin.on
   if (admin.on && config.adminPassword === null && config.apiKeys.length === 0) {
@@ -303,6 +310,10 @@ export function parseCli(
 }
 
 /** A secret or a comma-separated list of them (rotation: every one is accepted), none empty. */
+/** Shortest API key and admin password taken (the API and dashboard check the same). */
+const API_KEY_MIN = 16
+const ADMIN_PASSWORD_MIN = 8
+
 function secretList([value, source]: Given, what: string): string[] {
   // Taken byte for byte: no trimming, so they match the other side's exactly.
   const list = value.split(',')

@@ -11,7 +11,8 @@ export { localInfo, NodeBoard, type NodeInfo } from './node-info.js'
 
 /** Options of the HTTP server API. */
 export interface ServerApiOptions {
-  /** Keys accepted in `Authorization: apikey KEY` (several while rotating). */
+  /** Keys accepted in `Authorization: apikey KEY` (several while rotating); none: `handle()`
+   * answers nothing, and only `serve()` (the dashboard, behind its own login) reaches the routes. */
   keys: readonly string[]
   /** Largest request body in bytes; larger ones get 413. @default 65536 */
   bodyLimit?: number | undefined
@@ -34,11 +35,11 @@ const ROUTES: Record<string, Partial<Record<'GET' | 'POST', Route>>> = {
  * for backends that cannot or should not reach Redis. Every request needs one of the keys.
  */
 export class ServerApi {
-  readonly #keys: ApiKeys
+  readonly #keys: ApiKeys | null
   readonly #ctx: routes.RouteContext
 
   constructor(broker: Broker, options: ServerApiOptions) {
-    this.#keys = new ApiKeys(options.keys)
+    this.#keys = options.keys.length > 0 ? new ApiKeys(options.keys) : null
     const bodyLimit = options.bodyLimit ?? 65_536
     if (!Number.isInteger(bodyLimit) || bodyLimit < 1) throw new TypeError('bodyLimit must be >= 1')
     this.#ctx = { broker, board: new NodeBoard(broker), bodyLimit }
@@ -52,7 +53,7 @@ export class ServerApi {
   /** Answers a request under /api/ and returns true; false for every other path. */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
     const url = new URL(req.url ?? '/', 'http://api')
-    if (!url.pathname.startsWith(PREFIX) && url.pathname !== '/api') return false
+    if (!this.#keys || (!url.pathname.startsWith(PREFIX) && url.pathname !== '/api')) return false
     if (!this.#keys.matches(ApiKeys.fromHeader(req))) {
       // The body is not read: drain it so the connection can be reused or closed cleanly.
       req.resume()
