@@ -370,7 +370,10 @@ describe('HTTP server API without Redis or presence', () => {
 
   it('refuses keys that are too short to be secret, and without keys answers nothing', () => {
     const broker = createBroker()
-    assert.equal(new ServerApi(broker, { keys: [] }).handle({ url: '/api/info' } as never, null as never), false)
+    assert.equal(
+      new ServerApi(broker, { keys: [] }).handle({ url: '/api/info' } as never, null as never),
+      false,
+    )
     assert.throws(() => new ServerApi(broker, { keys: ['short'] }), TypeError)
     void broker.close()
   })
