@@ -3,7 +3,8 @@
 # source maps, publint, attw --profile esm-only), installs it into fresh projects with only what a
 # user would add, type-checks README-style code there with strict settings (strict,
 # exactOptionalPropertyTypes, module nodenext, no skipLibCheck) under TypeScript 6 and 7, builds it
-# and runs it. Every check runs; the script exits 1 when any failed, naming them.
+# and runs it; then the README's first app, taken from README.md, type-checked the same way and run
+# from the tarball install in headless Chromium. Every check runs; the script exits 1 when any failed, naming them.
 # KEEP=1 keeps the temporary directory (printed) for a look afterwards.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -143,6 +144,23 @@ if build "$work/app" tsconfig.json && build "$work/app" tsconfig.dom.json; then
 else
   echo "FAILED: app: build" >&2
   failed+=('app: build')
+fi
+
+# The README's first app, exactly as README.md has it (extracted from it, never copied): type-checked
+# as TypeScript with the app project's strict settings under TypeScript 6 and 7, then run with node
+# from the tarball install and used in headless Chromium (test/docs-snippets.test.ts: the page,
+# the button, the route's message in the page; in memory, then on Redis).
+if (cd "$repo" && node_modules/.bin/tsx test/helpers/snippets.ts README.md first-app) \
+  >"$work/app/app.mjs"; then
+  cp "$work/app/app.mjs" "$work/app/first-app.ts"
+  check "README app: tsc 6 (as app.ts)" typecheck "$work/app" "$tsc6" tsconfig.first-app.json
+  check 'README app: tsc 7' typecheck "$work/app" "$tsc7" tsconfig.first-app.json
+  check 'README app: node app.mjs from the tarball install, in headless Chromium' \
+    env WSF_FIRST_APP_PROJECT="$work/app" node --import tsx --test --test-reporter=spec \
+    --test-name-pattern="first app" "$repo/test/docs-snippets.test.ts"
+else
+  echo "FAILED: README app: extract it from README.md" >&2
+  failed+=('README app: extract')
 fi
 
 echo

@@ -11,6 +11,7 @@ export type {
   NarrowedFlags,
   ResolvedOptions as ResolvedBrokerOptions,
 } from './broker/options.js'
+export type { MetricsOptions } from './observability/metrics.js'
 export type { OriginsOption } from './upgrade/origin.js'
 export type { RefusalsOption } from './upgrade/refusal.js'
 export { RedisPublisher, SELF } from './publish/redis-publisher.js'

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import http from 'node:http'
 import { after, before, describe, it } from 'node:test'
-import { type BrokerOptions, type Logger, RedisPublisher } from '../src/index.js'
-import { formatPrometheus, Histogram } from '../src/observability/prometheus-text.js'
+import { type BrokerOptions, createBroker, type Logger, RedisPublisher } from '../src/index.js'
+import { Counter, Registry } from 'prom-client'
 import { identify } from './helpers/identity.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
 import { connect, eventually, startBroker, type TestServer, upgradeStatus } from './helpers/ws.js'
@@ -184,7 +184,7 @@ describe('Metrics', () => {
   it('serves the same text from broker.metrics() and answers HEAD without a body', async () => {
     const t = await startWithMetrics({})
     open.push(t)
-    assert.match(t.broker.metrics(), /^# HELP wsfacility_connections /m)
+    assert.match(await t.broker.metrics(), /^# HELP wsfacility_connections /m)
     const res = await new Promise<http.IncomingMessage>((resolve) => {
       http
         .request({ port: t.port, host: '127.0.0.1', path: '/metrics', method: 'HEAD' }, resolve)
@@ -194,36 +194,67 @@ describe('Metrics', () => {
     res.resume()
     await once(res, 'end')
   })
-})
 
-describe('Prometheus text format', () => {
-  it('escapes label values and help texts, and renders cumulative histogram buckets', () => {
-    const h = new Histogram([0.1, 1])
-    for (const v of [0.05, 0.5, 0.5, 5]) h.observe(v)
-    const text = formatPrometheus([
-      {
-        name: 'x_total',
-        type: 'counter',
-        help: 'a \\ b\nc',
-        samples: [{ labels: { l: 'q"\\\n' }, value: 2 }],
-      },
-      { name: 'h', type: 'histogram', help: 'h', samples: h.samples() },
+  it("registers in the app's registry with metrics.registry, beside the app's own metrics", async () => {
+    const registry = new Registry()
+    const appCounter = new Counter({
+      name: 'app_orders_total',
+      help: 'Orders.',
+      registers: [registry],
+    })
+    appCounter.inc(2)
+    const t = await startBroker({ metrics: { registry } })
+    open.push(t)
+    const c = await connect(t.url('/ws/chat?subscribe-broadcast'))
+    const m = parse(await registry.metrics())
+    assert.equal(m.get('app_orders_total'), 2)
+    assert.equal(m.get('wsfacility_connections{facility="chat"}'), 1)
+    assert.equal(m.get('wsfacility_connections_accepted_total'), 1)
+    // The process metrics are the app's to register (collectDefaultMetrics): not added.
+    assert.equal(m.has('process_cpu_seconds_total'), false)
+    // broker.metrics() serves the registry it was given.
+    assert.equal(parse(await t.broker.metrics()).get('app_orders_total'), 2)
+    await c.close()
+  })
+
+  it('keeps two brokers of one process apart; one registry for two brokers is refused until the first closes', async () => {
+    const a = await startWithMetrics({})
+    const b = await startWithMetrics({})
+    open.push(a, b)
+    const clients = await Promise.all([
+      connect(a.url('/ws/one?subscribe-broadcast')),
+      connect(a.url('/ws/one?subscribe-broadcast')),
+      connect(b.url('/ws/two?subscribe-broadcast')),
     ])
-    assert.equal(
-      text,
-      [
-        '# HELP x_total a \\\\ b\\nc',
-        '# TYPE x_total counter',
-        'x_total{l="q\\"\\\\\\n"} 2',
-        '# HELP h h',
-        '# TYPE h histogram',
-        'h_bucket{le="0.1"} 1',
-        'h_bucket{le="1"} 3',
-        'h_bucket{le="+Inf"} 4',
-        'h_sum 6.05',
-        'h_count 4',
-        '',
-      ].join('\n'),
-    )
+    const [ma, mb] = [await a.scrape(), await b.scrape()]
+    assert.equal(ma.get('wsfacility_connections_accepted_total'), 2)
+    assert.equal(mb.get('wsfacility_connections_accepted_total'), 1)
+    assert.equal(ma.has('wsfacility_connections{facility="two"}'), false)
+    assert.ok((mb.get('process_resident_memory_bytes') ?? 0) > 0)
+    await Promise.all(clients.map((c) => c.close()))
+
+    const registry = new Registry()
+    const first = createBroker({ metrics: { registry } })
+    assert.throws(() => createBroker({ metrics: { registry } }), {
+      code: 'WSF_INVALID_OPTION',
+      message: /metrics\.registry already holds wsfacility_/,
+    })
+    await first.close()
+    const second = createBroker({ metrics: { registry } })
+    assert.match(await registry.metrics(), /^wsfacility_redis_up 1$/m)
+    await second.close()
+  })
+
+  it('refuses a metrics option that cannot work', () => {
+    for (const metrics of [{ regsitry: new Registry() }, { registry: {} }, 'yes', null]) {
+      assert.throws(
+        () => createBroker({ metrics } as unknown as BrokerOptions),
+        { code: 'WSF_INVALID_OPTION' },
+        JSON.stringify(metrics),
+      )
+    }
+    assert.throws(() => createBroker({ metrics: { regsitry: 1 } } as unknown as BrokerOptions), {
+      message: /registry/,
+    })
   })
 })

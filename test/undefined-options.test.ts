@@ -37,6 +37,7 @@ import {
 } from '../src/client/index.js'
 import { resolveOptions as resolveClientOptions } from '../src/client/options.js'
 import { resolveOptions } from '../src/broker/options.js'
+import type { MetricsOptions } from '../src/observability/metrics.js'
 import { resolveCloseOptions } from '../src/broker/close.js'
 import { resolveSettings } from '../src/facility/settings.js'
 import { validateDefinition } from '../src/facility/definition.js'
@@ -96,6 +97,7 @@ const brokerUnset: Unset<BrokerOptions> = {
   handshakeTimeout: undefined,
   origins: undefined,
   logger: undefined,
+  metrics: undefined,
 }
 
 const facilityUnset: Unset<FacilityDefinition> = {
@@ -167,7 +169,11 @@ const targetUnset: Unset<PublisherTarget> = {
   groups: undefined,
   sessions: undefined,
 }
-const publishUnset: Unset<PublishOptions> = { expire: undefined, history: undefined }
+const publishUnset: Unset<PublishOptions> = {
+  expire: undefined,
+  history: undefined,
+  positions: undefined,
+}
 const closeUnset: Unset<CloseOptions> = { code: undefined, timeout: undefined }
 const loggerUnset: Unset<Logger> = {
   debug: undefined,
@@ -184,6 +190,14 @@ describe('Options set to undefined keep their defaults', () => {
     assert.deepEqual(resolveOptions(brokerUnset), resolveOptions({}))
     const broker = createBroker(brokerUnset) // and no "give only one of redis, engine"
     assert.equal(broker.options.path, '/ws/')
+  })
+
+  it('createBroker: metrics with registry undefined keeps a registry of its own', async () => {
+    const unset: Unset<MetricsOptions> = { registry: undefined }
+    const broker = createBroker({ metrics: unset })
+    // The broker's own registry serves the process metrics too.
+    assert.match(await broker.metrics(), /^process_cpu_seconds_total /m)
+    await broker.close()
   })
 
   it('broker.facility: every field of a definition', () => {

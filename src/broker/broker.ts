@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { type HistoryOptions, resolveHistory } from '../history/wire.js'
+import { type HistoryOptions, type PositionSink, resolveHistory } from '../history/wire.js'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { Authenticator } from '../identity/authenticator.js'
@@ -59,7 +59,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     Server,
     (req: IncomingMessage, socket: Duplex, head: Buffer) => void
   >()
-  readonly #metrics = new BrokerMetrics(this)
+  readonly #metrics: BrokerMetrics
   #started: Promise<void> | null = null
   #closing: Promise<void> | null = null
 
@@ -67,6 +67,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     super()
     this.options = resolveOptions(options)
     this.#facilities = new FacilityRegistry(this.options)
+    this.#metrics = new BrokerMetrics(this, this.options.metrics)
     this.engine = engineFor(this.options)
     this.engine.onError((err) => this.#error(err))
     this.engine.onStatus((status) => {
@@ -96,10 +97,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
       publish: (channel, payload, expire, history) =>
         this.#enginePublish(channel, payload, expire, history),
       refreshToken: (token, identity) => this.#auth.refresh(token, identity),
-      received: () => this.#metrics.messagesIn++,
+      received: () => this.#metrics.messageIn(),
       opened: (conn, req) => this.emit('connection', conn, req),
       closed: (conn, code) => this.emit('disconnect', conn, code),
-      slowConsumerClosed: () => this.#metrics.slowConsumerCloses++,
+      slowConsumerClosed: () => this.#metrics.slowConsumerClosed(),
       error: (err) => this.#error(err),
     }
     this.#controlPlane = new ControlPlane(
@@ -151,8 +152,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   /** Metrics in the Prometheus text exposition format (connections, messages, drops, refusals,
-   * Redis state, publish latency, process memory and CPU). */
-  metrics(): string {
+   * Redis state, publish latency; process memory and CPU unless `metrics.registry` is given). */
+  metrics(): Promise<string> {
     return this.#metrics.text()
   }
 
@@ -279,10 +280,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     payload: Buffer,
     expire: number,
     history: HistoryOptions | null,
+    position?: PositionSink,
   ): Promise<number> {
     const start = performance.now()
     try {
-      const n = await this.engine.publish(channel, payload, expire, history)
+      const n = await this.engine.publish(channel, payload, expire, history, position)
       this.#metrics.observePublish((performance.now() - start) / 1000, true)
       return n
     } catch (err) {
@@ -347,6 +349,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const history =
       options.history === undefined ? undefined : resolveHistory('history', options.history)
     const payload = encodeMessage(message)
+    const { positions } = options
     await this.ready()
     const counts = await Promise.all(
       channels.map((ch) => {
@@ -356,6 +359,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
           payload,
           expire ?? settings.expire,
           history === undefined ? settings.history : history,
+          positions && ((p) => positions.set(ch, p)),
         )
       }),
     )
@@ -412,6 +416,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       await this.#registry.settled()
       await this.#started?.catch(() => {})
       await this.engine.close()
+      this.#metrics.unregister()
     })()
     return this.#closing
   }

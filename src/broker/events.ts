@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import type { HistoryOptions } from '../history/wire.js'
+import type { HistoryOptions, StreamPosition } from '../history/wire.js'
 import type { PresenceEvent } from '../cluster/presence.js'
 import type { Connection } from '../connection/connection.js'
 import type { EngineStatus } from '../engine/types.js'
@@ -47,4 +47,6 @@ export interface PublishOptions {
   /** Append it to the channels' history ({ size, ttl }), or false for none; overrides the
    * broker's `history` (RedisPublisher: the facility's). */
   history?: HistoryOptions | false | null | undefined
+  /** Filled with the position (epoch, offset) each channel with history gave the message. */
+  positions?: Map<string, StreamPosition> | undefined
 }

@@ -20,6 +20,7 @@ import type { Flags } from '../channels/redis-subscriber.js'
 import { type OriginsOption, validateOrigins } from '../upgrade/origin.js'
 import { unknownKeyMessage } from '../client/unknown-keys.js'
 import { type RefusalsOption, validateRefusals } from '../upgrade/refusal.js'
+import { type MetricsOptions, validateMetricsOptions } from '../observability/metrics.js'
 
 /** What `allowedChannels` sees and may narrow. */
 export interface AllowedChannelsContext extends Flags {
@@ -162,6 +163,12 @@ export interface BrokerOptions {
   refusals?: RefusalsOption | undefined
   /** Structured logger. @default none */
   logger?: Logger | undefined
+  /**
+   * Where the broker's Prometheus metrics live: `{ registry }`, a prom-client registry of the
+   * app's, so they join its `/metrics`. @default a registry of the broker's own
+   * @example createBroker({ metrics: { registry: promClient.register } })
+   */
+  metrics?: MetricsOptions | undefined
 }
 
 /** Every option name; the type makes sure none is missing and none is extra. */
@@ -201,6 +208,7 @@ export const OPTION_NAMES: readonly string[] = Object.keys({
   origins: true,
   refusals: true,
   logger: true,
+  metrics: true,
 } satisfies Record<keyof BrokerOptions, true>)
 
 const DEFAULTS = {
@@ -327,6 +335,7 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   }
   if (options.origins !== undefined) validateOrigins(options.origins)
   validateRefusals(opts.refusals)
+  validateMetricsOptions(options.metrics)
   if (opts.heartbeat !== null && (typeof opts.heartbeat !== 'string' || opts.heartbeat === '')) {
     throw new OptionError('heartbeat must be a non-empty string or null')
   }

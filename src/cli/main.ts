@@ -9,8 +9,17 @@ import type { SessionOptions } from '../identity/session.js'
 import { type Broker, createBroker } from '../broker/broker.js'
 import { type CliConfig, type CliSession, type Env, parseCli, UsageError } from './options.js'
 import { USAGE } from './usage.js'
+import { AdminDashboard } from './admin/index.js'
+import { type NodeBoard, ServerApi } from './api/index.js'
 import { runPrimary, SHUTDOWN } from './workers.js'
 import { connectOnce } from '../engine/redis.js'
+import { redactPassword } from '../observability/redact.js'
+import {
+  brokerOptionsOf,
+  checkSettings,
+  effectiveSettings,
+  facilityDefinitions,
+} from './settings.js'
 import type { EngineStatus } from '../engine/types.js'
 
 export { type CliConfig, type CliSession, parseCli, UsageError } from './options.js'
@@ -41,13 +50,6 @@ function redisSessions(
   return { client, options: { store, secret: session.secrets, name: session.cookie } }
 }
 
-/** A URL for messages: the password replaced by `***`. */
-function redact(url: string): string {
-  const u = new URL(url)
-  if (u.password) u.password = '***'
-  return u.toString()
-}
-
 /** Where the CLI writes; console by default. */
 export interface CliOutput {
   /** Normal output: the address, the engine in use, the help. */
@@ -74,6 +76,9 @@ export class StandaloneServer {
   readonly #reported = new Set<string>()
   #closing: Promise<void> | null = null
   readonly #metrics: (req: http.IncomingMessage, res: http.ServerResponse) => void
+  /** The HTTP server API (`--api-key`) and the dashboard (`--admin`), when configured. */
+  readonly #api: ServerApi | null
+  readonly #admin: AdminDashboard | null
 
   constructor(config: CliConfig, output: CliOutput = consoleOutput) {
     this.config = config
@@ -82,32 +87,32 @@ export class StandaloneServer {
     const sessions =
       config.session && config.redis ? redisSessions(config.redis, config.session) : null
     this.#sessions = sessions?.client ?? null
-    this.broker = createBroker({
-      redis: config.redis ?? undefined,
-      redisCluster: config.redisCluster ?? undefined,
-      clusterPlainPublish: config.clusterPlainPublish,
-      prefix: config.prefix,
-      path: config.path,
-      expire: config.expire,
-      history: config.history,
-      format: config.format,
-      heartbeat: config.heartbeat,
-      clientPublish: config.clientPublish,
-      jwt: config.jwt ?? undefined,
-      session: sessions?.options,
-      anonymous: !config.requireAuth,
-      origins: config.origins,
-      refusals: config.refusals,
-      ...config.limits,
-    })
+    this.broker = createBroker(brokerOptionsOf(config, sessions?.options))
+    for (const [name, definition] of facilityDefinitions(config)) {
+      this.broker.facility(name, definition)
+    }
     this.broker.on('engine', (status) => this.#engineStatus(status))
     this.broker.on('error', (err) => this.#reportError(err.message))
     this.#sessions?.on('error', (err: unknown) =>
       this.#reportError(`redis sessions connection: ${String(err)}`),
     )
     this.#metrics = this.broker.metricsHandler()
+    // The dashboard reads through the API's routes: with --admin and no key, they exist only
+    // behind its login.
+    const needsApi = config.apiKeys.length > 0 || config.admin
+    const api = needsApi ? new ServerApi(this.broker, { keys: config.apiKeys }) : null
+    this.#api = config.apiKeys.length > 0 ? api : null
+    const secrets = [
+      ...(config.adminPassword === null ? [] : [config.adminPassword]),
+      ...config.apiKeys,
+    ]
+    this.#admin = config.admin && api ? new AdminDashboard({ secrets, api }) : null
+    this.#board = api?.board ?? null
     this.http = http.createServer((req, res) => this.#request(req, res))
   }
+
+  /** Every process's figures for /api/info and the dashboard (null without either). */
+  readonly #board: NodeBoard | null
 
   #reportError(message: string): void {
     // A startup failure is reported once, by listen(). During an outage every Redis connection
@@ -131,6 +136,7 @@ export class StandaloneServer {
 
   #request(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (this.broker.handleRequest(req, res)) return
+    if (this.#api?.handle(req, res) || this.#admin?.handle(req, res)) return
     const path = (req.url ?? '/').split('?', 1)[0]
     const readOnly = req.method === 'GET' || req.method === 'HEAD'
     if (path === '/metrics' && readOnly && this.config.metrics) {
@@ -192,12 +198,13 @@ export class StandaloneServer {
       if (this.#sessions) await connectOnce(this.#sessions)
     } catch (err) {
       const urls = config.redisCluster ?? (config.redis ? [config.redis] : [])
-      const where = urls.length > 0 ? ` at ${urls.map(redact).join(', ')}` : ''
+      const where = urls.length > 0 ? ` at ${urls.map(redactPassword).join(', ')}` : ''
       const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err
       throw new Error(`cannot connect to Redis${where}: ${String(cause)}`, { cause: err })
     }
     this.#connected = true
     if (this.#closing) throw new Error('closed while starting')
+    this.#board?.start()
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err)
       this.http.once('error', onError)
@@ -214,6 +221,7 @@ export class StandaloneServer {
   /** Closes every client with 1001, then the Redis connections and the HTTP server. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#board?.stop()
       const stopped = new Promise<void>((resolve) => {
         if (!this.http.listening) return resolve()
         this.http.close(() => resolve())
@@ -230,7 +238,8 @@ export class StandaloneServer {
 
 /**
  * Runs the CLI until SIGTERM or SIGINT; resolves to the exit code: 0 after a clean shutdown or
- * `--help`, 1 when Redis cannot be reached or the port is taken, 2 for a bad command line (one line saying why, one pointing at --help).
+ * `--help` or `--check-config`, 1 when Redis cannot be reached or the port is taken, 2 for a bad
+ * command line or config file (a line for each problem, one pointing at --help).
  */
 export async function main(
   argv: readonly string[] = process.argv.slice(2),
@@ -240,14 +249,21 @@ export async function main(
   let config: CliConfig
   try {
     config = parseCli(argv, env)
+    if (!config.help) checkSettings(config)
   } catch (err) {
     if (!(err instanceof UsageError)) throw err
-    // The error alone stays on screen; 90 lines of usage after it would push it off.
-    output.err(`wsfacility: ${err.message}\n${HELP_HINT}`)
+    // The error alone stays on screen; 90 lines of usage after it would push it off. A config
+    // file's problems are one line each.
+    const lines = err.message.split('\n').map((line) => `wsfacility: ${line}`)
+    output.err(`${lines.join('\n')}\n${HELP_HINT}`)
     return 2
   }
   if (config.help) {
     output.out(USAGE)
+    return 0
+  }
+  if (config.checkConfig) {
+    output.out(JSON.stringify(effectiveSettings(config), null, 2))
     return 0
   }
 

@@ -3,6 +3,9 @@ import type { JwtOptions } from '../identity/jwt.js'
 import type { Audience } from '../channels/naming.js'
 import { isWireFormat, type WireFormat } from '../facility/definition.js'
 import { closestKey } from '../client/unknown-keys.js'
+import { type ConfigLayer, loadConfig, type ReadFile } from './config-file.js'
+import type { FacilityConfig } from './config-schema.js'
+import { type BooleanFlag, FLAGS, type StringFlag } from './flags.js'
 import {
   audiences,
   type Env,
@@ -32,6 +35,20 @@ export interface CliSession {
 export interface CliConfig {
   /** Print the help and exit (the other fields then keep their defaults). */
   help: boolean
+  /** Validate, print the effective settings and exit (`--check-config`). */
+  checkConfig: boolean
+  /** The config file read (`--config`, `WSFACILITY_CONFIG`); null: none. */
+  configFile: string | null
+  /** Facility definitions by name or pattern (`room/{id}`), from the config file. */
+  facilities: Record<string, FacilityConfig>
+  /** Track who is online (broker option `presence`). */
+  presence: boolean
+  /** Keys of the HTTP server API (several while rotating); empty: no API. */
+  apiKeys: string[]
+  /** Serve the admin dashboard at /admin/. */
+  admin: boolean
+  /** The dashboard's own password; null: it takes an API key. */
+  adminPassword: string | null
   /** Port to listen on; 0 picks a free one. */
   port: number
   /** Address to bind. */
@@ -94,83 +111,21 @@ const LIMIT_FLAGS = [
   ['handshake-timeout', 'WSFACILITY_HANDSHAKE_TIMEOUT', 'handshakeTimeout', 1],
 ] as const
 
-const FLAGS = {
-  port: { type: 'string' },
-  host: { type: 'string' },
-  redis: { type: 'string' },
-  'redis-cluster': { type: 'string' },
-  'cluster-plain-publish': { type: 'boolean' },
-  workers: { type: 'string' },
-  prefix: { type: 'string' },
-  expire: { type: 'string' },
-  'history-size': { type: 'string' },
-  'history-ttl': { type: 'string' },
-  format: { type: 'string' },
-  heartbeat: { type: 'string' },
-  'client-publish': { type: 'string' },
-  path: { type: 'string' },
-  'jwt-secret': { type: 'string' },
-  'jwks-url': { type: 'string' },
-  'jwt-issuer': { type: 'string' },
-  'jwt-audience': { type: 'string' },
-  'session-secret': { type: 'string' },
-  'session-cookie': { type: 'string' },
-  'session-prefix': { type: 'string' },
-  'require-auth': { type: 'boolean' },
-  metrics: { type: 'boolean' },
-  'publish-rate': { type: 'string' },
-  'publish-burst': { type: 'string' },
-  'max-connections': { type: 'string' },
-  'max-user-connections': { type: 'string' },
-  'max-payload': { type: 'string' },
-  'handshake-timeout': { type: 'string' },
-  origins: { type: 'string' },
-  refusals: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const
-
-type StringFlag = {
-  [K in keyof typeof FLAGS]: (typeof FLAGS)[K]['type'] extends 'string' ? K : never
-}[keyof typeof FLAGS]
-
 type Pick = (flag: StringFlag, ...vars: string[]) => Given | null
 
-// An HTTP cookie name (RFC 6265 token).
-const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-
-/** One line saying what parseArgs refused: an unknown flag with the one it probably is. */
-function argsProblem(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err)
-  const given = /^Unknown option '(-[^']*)'/.exec(message)?.[1]
-  if ((err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && given) {
-    const close = closestKey(given.replace(/^-+/, ''), Object.keys(FLAGS))
-    return `unknown option ${given}${close === null ? '' : ` (did you mean --${close}?)`}`
-  }
-  // node's messages may span lines; the CLI prints one.
-  return message.replace(/\s*\n\s*/g, ' ')
+/** A switch and where its value came from, for messages. */
+interface Switch {
+  on: boolean
+  source: string
 }
 
-/** Turns argv and the environment into a config; throws UsageError for values that cannot work. */
-export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
-  let values: ReturnType<typeof parseArgs<{ options: typeof FLAGS }>>['values']
-  try {
-    ;({ values } = parseArgs({ args: [...argv], options: FLAGS, strict: true }))
-  } catch (err) {
-    throw new UsageError(argsProblem(err))
-  }
-  // A flag wins over its environment variable; an empty variable counts as unset.
-  const pick: Pick = (flag, ...vars) => {
-    const value = values[flag]
-    if (typeof value === 'string') return [value, `--${flag}`]
-    for (const name of vars) {
-      const v = env[name]
-      if (v !== undefined && v !== '') return [v, name]
-    }
-    return null
-  }
-
-  const config: CliConfig = {
+/** The config before any flag, variable or file. */
+function defaults(): CliConfig {
+  return {
     help: false,
+    checkConfig: false,
+    configFile: null,
+    facilities: {},
     port: 8000,
     host: '127.0.0.1',
     redis: null,
@@ -187,13 +142,75 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     jwt: null,
     session: null,
     requireAuth: false,
+    presence: false,
     metrics: false,
+    apiKeys: [],
+    admin: false,
+    adminPassword: null,
     limits: {},
     origins: undefined,
     refusals: undefined,
   }
-  // --help answers whatever else the line says.
-  if (values.help) return { ...config, help: true }
+}
+
+// An HTTP cookie name (RFC 6265 token).
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+/** One line saying what parseArgs refused: an unknown flag with the one it probably is. */
+function argsProblem(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err)
+  const given = /^Unknown option '(-[^']*)'/.exec(message)?.[1]
+  if ((err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && given) {
+    const close = closestKey(given.replace(/^-+/, ''), Object.keys(FLAGS))
+    return `unknown option ${given}${close === null ? '' : ` (did you mean --${close}?)`}`
+  }
+  // node's messages may span lines; the CLI prints one.
+  return message.replace(/\s*\n\s*/g, ' ')
+}
+
+/**
+ * Turns argv, the environment and the config file they name into a config: a flag wins over its
+ * environment variable, which wins over the file. Throws UsageError for values that cannot work.
+ */
+export function parseCli(
+  argv: readonly string[],
+  env: Env = {},
+  read: ReadFile | undefined = undefined,
+): CliConfig {
+  let values: ReturnType<typeof parseArgs<{ options: typeof FLAGS }>>['values']
+  try {
+    ;({ values } = parseArgs({ args: [...argv], options: FLAGS, strict: true }))
+  } catch (err) {
+    throw new UsageError(argsProblem(err))
+  }
+  // --help answers whatever else the line says, a broken config file included.
+  if (values.help) return { ...defaults(), help: true }
+  const configFile = typeof values.config === 'string' ? values.config : env.WSFACILITY_CONFIG
+  const file: ConfigLayer | null =
+    configFile === undefined || configFile === '' ? null : loadConfig(configFile, read)
+  // A flag wins over its environment variable, which wins over the file; an empty variable
+  // counts as unset.
+  const pick: Pick = (flag, ...vars) => {
+    const value = values[flag]
+    if (typeof value === 'string') return [value, `--${flag}`]
+    for (const name of vars) {
+      const v = env[name]
+      if (v !== undefined && v !== '') return [v, name]
+    }
+    return file?.value(flag) ?? null
+  }
+  // The same for switches: a flag turns one on; a set variable says on or off; then the file.
+  const on = (name: BooleanFlag, variable: string): Switch => {
+    if (values[name] === true) return { on: true, source: `--${name}` }
+    const v = env[variable]
+    if (v !== undefined && v !== '') return { on: flag(env, variable), source: variable }
+    return file?.switch(name) ?? { on: false, source: `--${name}` }
+  }
+
+  const config = defaults()
+  config.checkConfig = values['check-config'] === true
+  config.configFile = file?.file ?? null
+  config.facilities = file?.facilities ?? {}
   const port = pick('port', 'PORT')
   if (port) config.port = wholeNumber(port, 65535)
   const host = pick('host', 'HOST')
@@ -205,13 +222,12 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
     if (redis) throw new UsageError(`give ${redis[1]} or ${cluster[1]}, not both`)
     config.redisCluster = cluster[0].split(',').map((url) => redisUrl([url.trim(), cluster[1]]))
   }
-  config.clusterPlainPublish =
-    values['cluster-plain-publish'] === true || flag(env, 'WSFACILITY_CLUSTER_PLAIN_PUBLISH')
-  if (config.clusterPlainPublish && !cluster) {
-    const source = values['cluster-plain-publish']
-      ? '--cluster-plain-publish'
-      : 'WSFACILITY_CLUSTER_PLAIN_PUBLISH'
-    throw new UsageError(`${source} needs --redis-cluster (plain PUBLISH works on one server)`)
+  const plain = on('cluster-plain-publish', 'WSFACILITY_CLUSTER_PLAIN_PUBLISH')
+  config.clusterPlainPublish = plain.on
+  if (plain.on && !cluster) {
+    throw new UsageError(
+      `${plain.source} needs --redis-cluster (plain PUBLISH works on one server)`,
+    )
   }
   const workers = pick('workers', 'WSFACILITY_WORKERS')
   if (workers) {
@@ -265,15 +281,46 @@ export function parseCli(argv: readonly string[], env: Env = {}): CliConfig {
   }
   config.jwt = jwtOptions(pick)
   config.session = sessionOptions(pick, config.redis)
-  config.requireAuth = values['require-auth'] === true || flag(env, 'WSFACILITY_REQUIRE_AUTH')
+  const requireAuth = on('require-auth', 'WSFACILITY_REQUIRE_AUTH')
+  config.requireAuth = requireAuth.on
   if (config.requireAuth && !config.jwt && !config.session) {
-    const source = values['require-auth'] ? '--require-auth' : 'WSFACILITY_REQUIRE_AUTH'
     throw new UsageError(
-      `${source} needs --jwt-secret, --jwks-url or --session-secret (or no client has a user)`,
+      `${requireAuth.source} needs --jwt-secret, --jwks-url or --session-secret (or no client has a user)`,
     )
   }
-  config.metrics = values.metrics === true || flag(env, 'WSFACILITY_METRICS')
+  config.presence = on('presence', 'WSFACILITY_PRESENCE').on
+  config.metrics = on('metrics', 'WSFACILITY_METRICS').on
+  const apiKey = pick('api-key', 'WSFACILITY_API_KEY')
+  if (apiKey) config.apiKeys = secretList(apiKey, 'key')
+  // Short keys and passwords can be guessed over HTTP: the API and the login refuse them.
+  if (config.apiKeys.some((k) => k.length < API_KEY_MIN)) {
+    throw new UsageError(`${apiKey![1]}: every API key needs at least ${API_KEY_MIN} characters`)
+  }
+  const password = pick('admin-password', 'WSFACILITY_ADMIN_PASSWORD')
+  if (password) config.adminPassword = nonEmpty(password)
+  if (config.adminPassword !== null && config.adminPassword.length < ADMIN_PASSWORD_MIN) {
+    throw new UsageError(`${password![1]} needs at least ${ADMIN_PASSWORD_MIN} characters`)
+  }
+  const admin = on('admin', 'WSFACILITY_ADMIN')
+  config.admin = admin.on
+  if (admin.on && config.adminPassword === null && config.apiKeys.length === 0) {
+    throw new UsageError(`${admin.source} needs --admin-password or --api-key`)
+  }
   return config
+}
+
+/** A secret or a comma-separated list of them (rotation: every one is accepted), none empty. */
+/** Shortest API key and admin password taken (the API and dashboard check the same). */
+const API_KEY_MIN = 16
+const ADMIN_PASSWORD_MIN = 8
+
+function secretList([value, source]: Given, what: string): string[] {
+  // Taken byte for byte: no trimming, so they match the other side's exactly.
+  const list = value.split(',')
+  if (list.includes('')) {
+    throw new UsageError(`${source} must be one ${what} or a comma-separated list, none empty`)
+  }
+  return list
 }
 
 /** --history-size and --history-ttl: both or neither. */
@@ -321,11 +368,7 @@ function sessionOptions(pick: Pick, redis: string | null): CliSession | null {
   if (redis === null) {
     throw new UsageError(`${secret[1]} needs --redis: sessions are read from connect-redis`)
   }
-  // Secrets are taken byte for byte: no trimming, so they match the app's exactly.
-  const secrets = secret[0].split(',')
-  if (secrets.includes('')) {
-    throw new UsageError(`${secret[1]} must be one secret or a comma-separated list, none empty`)
-  }
+  const secrets = secretList(secret, 'secret')
   if (cookie && !COOKIE_NAME.test(cookie[0])) {
     throw new UsageError(`${cookie[1]} must be a cookie name (letters, digits, !#$%&'*+-.^_\`|~)`)
   }

@@ -55,7 +55,22 @@ export const USAGE = [
       'anyone publishes on the channels broadcast:<facility>, user:<name>:<facility>, ...',
   ),
   '',
-  paragraph('Options (each may also come from the environment variable shown; the flag wins):'),
+  paragraph(
+    'Options (each may also come from the environment variable shown, or from the config ' +
+      'file under its name in camelCase: --max-user-connections is maxUserConnections; a flag ' +
+      'wins over its variable, a variable over the file):',
+  ),
+  flag(
+    '--config FILE',
+    'read settings from this JSON file, and the facilities: {"facilities": {"chat": ' +
+      '{"history": {"size": 100, "ttl": 300}}, "room/{id}": {...}}} (see docs/config.md)',
+    'env WSFACILITY_CONFIG',
+  ),
+  flag(
+    '--check-config',
+    'check the settings (flags, variables and file), print them as JSON with secrets ' +
+      'redacted, and exit: 0 when they are good, 2 when not',
+  ),
   flag('--port N', 'port to listen on; 0 picks a free one', 'env PORT, default 8000'),
   flag('--host HOST', 'address to bind', 'env HOST, default 127.0.0.1'),
   flag(
@@ -131,6 +146,27 @@ export const USAGE = [
     'serve Prometheus metrics at GET /metrics (they name facilities and show load: keep that ' +
       'route internal)',
     'env WSFACILITY_METRICS=1, default off',
+  ),
+  flag(
+    '--presence',
+    'track who is online, across every process of the cluster',
+    'env WSFACILITY_PRESENCE=1, default off',
+  ),
+  flag(
+    '--api-key LIST',
+    'turn on the HTTP server API, taking these keys (comma-separated while rotating) as ' +
+      'Authorization: apikey KEY',
+    'env WSFACILITY_API_KEY, default off',
+  ),
+  flag(
+    '--admin',
+    'serve the dashboard at /admin/ (needs --admin-password or --api-key)',
+    'env WSFACILITY_ADMIN=1, default off',
+  ),
+  flag(
+    '--admin-password SECRET',
+    "the dashboard's password; without it, an API key logs in",
+    'env WSFACILITY_ADMIN_PASSWORD',
   ),
   flag('-h, --help', 'print this help and exit'),
   '',

@@ -5,6 +5,7 @@ import {
   type HistoryOptions,
   type HistoryRead,
   META_TTL,
+  type PositionSink,
 } from '../history/wire.js'
 import type { Engine, EngineStatus, MessageHandler } from './types.js'
 
@@ -68,6 +69,7 @@ export class MemoryEngine implements Engine {
     payload: Buffer,
     expire: number,
     history?: HistoryOptions | null,
+    position?: PositionSink,
   ): Promise<number> {
     this.#check()
     const now = Date.now()
@@ -82,6 +84,7 @@ export class MemoryEngine implements Engine {
       stream.entriesUntil = now + history.ttl * 1000
       stream.until = now + Math.max(history.ttl, META_TTL) * 1000
       message = encodeChannelMessage(payload, stream.epoch, stream.top)
+      position?.({ epoch: stream.epoch, offset: stream.top })
     }
     return this.#subscribed.has(channel) ? this.#handler(channel, message) : 0
   }

@@ -2,8 +2,14 @@ import { createCluster, RESP_TYPES, type RedisClusterOptions } from 'redis'
 import { type Commands, type Listener, RedisLink } from './redis-link.js'
 import { COUNT, type EngineKeys, runScript, SPUBLISH } from './redis-scripts.js'
 import { loadLibrary } from './redis-standalone.js'
-import { HISTORY_SPUBLISH, readHistoryWith } from '../history/scripts.js'
-import { historyKeys, type HistoryOptions, type HistoryRead, META_TTL } from '../history/wire.js'
+import { HISTORY_SPUBLISH, parsePublished, readHistoryWith } from '../history/scripts.js'
+import {
+  historyKeys,
+  type HistoryOptions,
+  type HistoryRead,
+  META_TTL,
+  type PositionSink,
+} from '../history/wire.js'
 
 /** Root node URLs, or node-redis `createCluster` options. */
 export type RedisClusterConfig = string[] | RedisClusterOptions
@@ -128,6 +134,7 @@ export class ClusterLink extends RedisLink {
     payload: Buffer,
     expire: number,
     history: HistoryOptions | null,
+    position?: PositionSink,
   ): Promise<number> {
     // Two steps, as the channel and wsfacility's bookkeeping live on different slots: the count
     // is read just after the publish instead of atomically with it. The history keys share the
@@ -137,9 +144,11 @@ export class ClusterLink extends RedisLink {
     if (history) {
       const { stream, meta } = historyKeys(channel)
       const args = [payload, ex, String(history.size), String(history.ttl), String(META_TTL)]
-      processes = Number(
+      const published = parsePublished(
         await runScript(this.#cluster, HISTORY_SPUBLISH, [channel, stream, meta], args),
       )
+      position?.(published.position)
+      processes = published.count
     } else processes = Number(await runScript(this.#cluster, SPUBLISH, [channel], [payload, ex]))
     if (processes === 0) return 0
     const keys = [this.#keys.nodes]

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { createClient } from 'redis'
-import type { HistoryOptions, HistoryRead } from '../history/wire.js'
+import type { HistoryOptions, HistoryRead, PositionSink } from '../history/wire.js'
 
 type Client = ReturnType<typeof createClient>
 
@@ -61,7 +61,7 @@ export abstract class RedisLink extends EventEmitter<LinkEvents> {
   abstract barrier(): Promise<void>
   /**
    * Publishes `payload` on `channel` (+ SET EX when `expire` > 0; appended to its history first
-   * with `history`) and resolves to the sum of the local connection counts live processes
+   * with `history`, whose position goes to `position`) and resolves to the sum of the local connection counts live processes
    * recorded for it.
    */
   abstract publish(
@@ -69,6 +69,7 @@ export abstract class RedisLink extends EventEmitter<LinkEvents> {
     payload: Buffer,
     expire: number,
     history: HistoryOptions | null,
+    position?: PositionSink,
   ): Promise<number>
   /** A channel's history position and entries after `since` (engine/types.ts EngineHistory). */
   abstract readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead>

@@ -2,8 +2,19 @@ import { createClient, RESP_TYPES, type RedisClientOptions } from 'redis'
 import { ReconnectBackoff } from './reconnect-backoff.js'
 import { type Commands, type Listener, RedisLink } from './redis-link.js'
 import { type EngineKeys, PUBLISH, runScript, type ScriptRunner } from './redis-scripts.js'
-import { FUNCTION_LIBRARY, HISTORY_PUBLISH, readHistoryWith } from '../history/scripts.js'
-import { historyKeys, type HistoryOptions, type HistoryRead, META_TTL } from '../history/wire.js'
+import {
+  FUNCTION_LIBRARY,
+  HISTORY_PUBLISH,
+  parsePublished,
+  readHistoryWith,
+} from '../history/scripts.js'
+import {
+  historyKeys,
+  type HistoryOptions,
+  type HistoryRead,
+  META_TTL,
+  type PositionSink,
+} from '../history/wire.js'
 
 type Client = ReturnType<typeof createClient>
 
@@ -47,6 +58,7 @@ export async function publishOn(
   payload: Buffer,
   expire: number,
   history: HistoryOptions | null,
+  position?: PositionSink,
 ): Promise<number> {
   const ex = String(Math.floor(expire))
   if (history) {
@@ -54,7 +66,9 @@ export async function publishOn(
     const scriptKeys = [channel, stream, meta, keys.nodes]
     const args = [payload, ex, keys.node, String(history.size), String(history.ttl)]
     args.push(String(META_TTL))
-    return Number(await runScript(client, HISTORY_PUBLISH, scriptKeys, args))
+    const published = parsePublished(await runScript(client, HISTORY_PUBLISH, scriptKeys, args))
+    position?.(published.position)
+    return published.count
   }
   const args = [payload, ex, keys.node]
   return Number(await runScript(client, PUBLISH, [channel, keys.nodes], args))
@@ -132,8 +146,9 @@ export class StandaloneLink extends RedisLink {
     payload: Buffer,
     expire: number,
     history: HistoryOptions | null,
+    position?: PositionSink,
   ): Promise<number> {
-    return publishOn(this.#cmd, this.#keys, channel, payload, expire, history)
+    return publishOn(this.#cmd, this.#keys, channel, payload, expire, history, position)
   }
 
   readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {

@@ -8,7 +8,7 @@ import type { RedisLink } from './redis-link.js'
 import { presenceField, RedisPresence } from './redis-presence.js'
 import { engineKeys, type EngineKeys } from './redis-scripts.js'
 import { StandaloneLink } from './redis-standalone.js'
-import type { HistoryOptions, HistoryRead } from '../history/wire.js'
+import type { HistoryOptions, HistoryRead, PositionSink } from '../history/wire.js'
 import type { Engine, EngineStatus, MessageHandler } from './types.js'
 
 export { connectOnce } from './redis-standalone.js'
@@ -228,9 +228,12 @@ export class RedisEngine extends EventEmitter implements Engine {
     payload: Buffer,
     expire: number,
     history?: HistoryOptions | null,
+    position?: PositionSink,
   ): Promise<number> {
     if (history) this.#functions ??= this.#loadFunctions()
-    return this.#run('PUBLISH', () => this.#link.publish(channel, payload, expire, history ?? null))
+    return this.#run('PUBLISH', () =>
+      this.#link.publish(channel, payload, expire, history ?? null, position),
+    )
   }
 
   readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {

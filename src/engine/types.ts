@@ -1,4 +1,4 @@
-import type { HistoryOptions, HistoryRead } from '../history/wire.js'
+import type { HistoryOptions, HistoryRead, PositionSink } from '../history/wire.js'
 
 /** Called for every message the engine receives on a subscribed channel; returns how many local
  * connections it reached. */
@@ -23,7 +23,8 @@ export interface EngineTransport {
   /**
    * Publishes `payload` on `channel` and, when `expire` > 0, stores it under the channel's name
    * for `expire` seconds. With `history`, it is also appended to the channel's history in the same
-   * atomic step and published marked with its epoch and offset (history/wire.ts). Resolves to the
+   * atomic step and published marked with its epoch and offset (history/wire.ts), which go to
+   * `position` when given. Resolves to the
    * number of connections, on every process, that received it.
    */
   publish(
@@ -31,6 +32,7 @@ export interface EngineTransport {
     payload: Buffer,
     expire: number,
     history?: HistoryOptions | null,
+    position?: PositionSink,
   ): Promise<number>
   /** Resolves once every message published before the call has reached the message handler. */
   barrier(): Promise<void>

@@ -1,5 +1,11 @@
 import { runScript, type ScriptRunner, script, sumCounts } from '../engine/redis-scripts.js'
-import { type HistoryEntry, historyKeys, type HistoryRead, META_TTL } from './wire.js'
+import {
+  type HistoryEntry,
+  historyKeys,
+  type HistoryRead,
+  META_TTL,
+  type StreamPosition,
+} from './wire.js'
 
 /**
  * Lua shared by the history scripts and the `wsfacility` Redis function library. A channel's
@@ -46,21 +52,24 @@ end
 `
 
 /**
- * Standalone: append + PUBLISH, and the receiver count as PUBLISH's script gives it.
- * KEYS: channel, stream, meta, nodes. ARGV: payload, expire, node hash prefix, size, ttl, meta ttl.
+ * Standalone: append + PUBLISH; returns { receivers (as PUBLISH's script counts them), epoch,
+ * offset }. KEYS: channel, stream, meta, nodes. ARGV: payload, expire, node hash prefix, size,
+ * ttl, meta ttl.
  */
 export const HISTORY_PUBLISH = script(`${APPEND}
-local n = append('PUBLISH', KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[2]))
-if n == 0 then return 0 end
-${sumCounts('KEYS[4]', 'ARGV[3]', 'KEYS[1]')}`)
+local function receivers()
+${sumCounts('KEYS[4]', 'ARGV[3]', 'KEYS[1]')}end
+local n, epoch, offset = append('PUBLISH', KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[2]))
+if n > 0 then n = receivers() end
+return { n, epoch, offset }`)
 
 /**
- * Redis Cluster, on the channel's shard: append + SPUBLISH; returns the number of processes
- * subscribed. KEYS: channel, stream, meta. ARGV: payload, expire, size, ttl, meta ttl.
+ * Redis Cluster, on the channel's shard: append + SPUBLISH; returns { processes subscribed, epoch,
+ * offset }. KEYS: channel, stream, meta. ARGV: payload, expire, size, ttl, meta ttl.
  */
 export const HISTORY_SPUBLISH = script(`${APPEND}
-local n = append('SPUBLISH', KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[2]))
-return n
+local n, epoch, offset = append('SPUBLISH', KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[2]))
+return { n, epoch, offset }
 `)
 
 /**
@@ -115,6 +124,12 @@ end
 redis.register_function('wsfacility_publish', publish_with('PUBLISH'))
 redis.register_function('wsfacility_spublish', publish_with('SPUBLISH'))
 `
+
+/** A history publish script's reply: its count and the position the message was given. */
+export function parsePublished(reply: unknown): { count: number; position: StreamPosition } {
+  const [count, epoch, offset] = reply as [unknown, unknown, unknown]
+  return { count: Number(count), position: { epoch: text(epoch), offset: Number(offset) } }
+}
 
 const text = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString('latin1') : String(v))
 

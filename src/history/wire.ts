@@ -16,6 +16,9 @@ export interface StreamPosition {
   offset: number
 }
 
+/** Told the position a history publish gave its message (the HTTP API's publish reports it). */
+export type PositionSink = (position: StreamPosition) => void
+
 /** A message as read back from history. */
 export interface HistoryEntry {
   offset: number

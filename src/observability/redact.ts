@@ -55,3 +55,19 @@ export function redactUrl(url: string | undefined): string | undefined {
     .join('&')
   return `${url.slice(0, q + 1)}${query}`
 }
+
+/**
+ * A URL fit for messages: its password, if any, replaced by `REDACTED`; a value that is not a
+ * URL is returned whole only when it holds no `@` (where a password would sit), else REDACTED.
+ * @example redactPassword('redis://:hunter2@cache:6379') === 'redis://:REDACTED@cache:6379'
+ */
+export function redactPassword(url: string): string {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    return url.includes('@') ? REDACTED : url
+  }
+  if (u.password) u.password = REDACTED
+  return u.toString()
+}

@@ -9,7 +9,7 @@ import { ClusterLink } from '../engine/redis-cluster.js'
 import { engineKeys, type EngineKeys } from '../engine/redis-scripts.js'
 import { connectOnce, publishOn } from '../engine/redis-standalone.js'
 import { ClosedError, EngineError, InvalidArgumentError, OptionError } from '../errors.js'
-import { type HistoryOptions, resolveHistory } from '../history/wire.js'
+import { type HistoryOptions, type PositionSink, resolveHistory } from '../history/wire.js'
 import { checkTarget, needsSelf, type PublisherTarget, targetChannels } from './redis-publisher.js'
 
 /** Options of `createPublisher`. */
@@ -49,6 +49,7 @@ interface PublishLink {
     payload: Buffer,
     expire: number,
     history: HistoryOptions | null,
+    position?: PositionSink,
   ): Promise<number>
   close(): Promise<void>
 }
@@ -73,8 +74,8 @@ function standaloneLink(
   client.on('error', error)
   return {
     connect: () => connectOnce(client),
-    publish: (channel, payload, expire, history) =>
-      publishOn(client, keys, channel, payload, expire, history),
+    publish: (channel, payload, expire, history, position) =>
+      publishOn(client, keys, channel, payload, expire, history, position),
     close: async () => {
       await (client.isReady ? client.close() : client.destroy())
     },
@@ -91,7 +92,8 @@ function clusterLink(
   link.on('error', (_name, err) => error(err))
   return {
     connect: () => link.connect(),
-    publish: (channel, payload, expire, history) => link.publish(channel, payload, expire, history),
+    publish: (channel, payload, expire, history, position) =>
+      link.publish(channel, payload, expire, history, position),
     close: () => link.close(),
   }
 }
@@ -184,10 +186,19 @@ export class Publisher extends EventEmitter<PublisherEvents> {
     const history =
       options.history === undefined ? this.#history : resolveHistory('history', options.history)
     const payload = encodeMessage(message)
+    const { positions } = options
     await this.ready()
     try {
       const counts = await Promise.all(
-        channels.map((ch) => this.#link.publish(ch, payload, expire, history)),
+        channels.map((ch) =>
+          this.#link.publish(
+            ch,
+            payload,
+            expire,
+            history,
+            positions && ((p) => positions.set(ch, p)),
+          ),
+        ),
       )
       return counts.reduce((a, b) => a + b, 0)
     } catch (err) {
