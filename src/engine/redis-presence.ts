@@ -1,24 +1,42 @@
 import type { Commands } from './redis-link.js'
+import { Coalescer } from './coalesce.js'
 import { type EngineKeys, runScript, script } from './redis-scripts.js'
 
 // Field of a process's presence hash: set and member, joined by NUL (facility names never hold it).
 const SEP = '\u0000'
 
-// +1 for this process and cluster-wide; returns the cluster-wide count (1 means "just joined").
-const JOIN = script(`
-redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+// Joins and leaves in order, each as one step: ARGV[1] is the presence key prefix, then triples
+// (op, set, member), op `j` (+1 for this process and cluster-wide) or `l` (-1). Returns each
+// op's cluster-wide count (1 after a join means "just joined", 0 after a leave "just left"), or -1
+// for a leave whose process entry was already swept (it expired while the process was paused).
+// Every key is in wsfacility's slot, so on a cluster a batch is one script on one node.
+const CHANGES = script(`
+local out = {}
+for i = 2, #ARGV, 3 do
+  local set, member = ARGV[i + 1], ARGV[i + 2]
+  local key = ARGV[1] .. set
+  local field = set .. '\\0' .. member
+  if ARGV[i] == 'j' then
+    redis.call('HINCRBY', KEYS[1], field, 1)
+    out[#out + 1] = redis.call('HINCRBY', key, member, 1)
+  else
+    local n = redis.call('HINCRBY', KEYS[1], field, -1)
+    if n <= 0 then redis.call('HDEL', KEYS[1], field) end
+    if n < 0 then
+      out[#out + 1] = -1
+    else
+      local c = redis.call('HINCRBY', key, member, -1)
+      if c <= 0 then
+        redis.call('HDEL', key, member)
+        c = 0
+      end
+      out[#out + 1] = c
+    end
+  end
+end
+return out
 `)
-// -1 for this process and cluster-wide; returns the cluster-wide count (0 means "just left"), or
-// -1 when this process's entry was already swept (its Redis entry expired while it was paused).
-const LEAVE = script(`
-local n = redis.call('HINCRBY', KEYS[2], ARGV[2], -1)
-if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
-if n < 0 then return -1 end
-local c = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if c <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) return 0 end
-return c
-`)
+
 // Takes a dead process's connections out of every presence set, atomically, so that exactly one
 // sweeping process reports each resulting leave. Returns the fields that went offline.
 const SWEEP = script(`
@@ -79,17 +97,34 @@ export class RedisPresence {
     this.#nodeId = nodeId
   }
 
+  /** +1 connection of `member` in `set`; resolves true when that made it online cluster-wide. */
   async join(set: string, member: string): Promise<boolean> {
-    const keys = [this.#setPrefix + set, this.#nodePrefix + this.#nodeId]
-    const count = await runScript(this.#cmd, JOIN, keys, [member, set + SEP + member])
-    return Number(count) === 1
+    return (await this.#change('j', set, member)) === 1
   }
 
+  /** -1 connection; resolves true when `member` is now offline everywhere. */
   async leave(set: string, member: string): Promise<boolean> {
-    const keys = [this.#setPrefix + set, this.#nodePrefix + this.#nodeId]
-    const count = await runScript(this.#cmd, LEAVE, keys, [member, set + SEP + member])
-    return Number(count) === 0
+    return (await this.#change('l', set, member)) === 0
   }
+
+  /**
+   * Queues a change for the next batch: one script for every change asked for while the last one
+   * was in flight (a connection storm costs a round trip per batch, not two per connection).
+   */
+  #change(op: 'j' | 'l', set: string, member: string): Promise<number> {
+    const at = this.#queued.length
+    this.#queued.push(op, set, member)
+    return this.#batches.run().then((counts) => counts[at / 3]!)
+  }
+
+  #queued: string[] = []
+  readonly #batches = new Coalescer(async () => {
+    const changes = this.#queued
+    this.#queued = []
+    const keys = [this.#nodePrefix + this.#nodeId]
+    const counts = await runScript(this.#cmd, CHANGES, keys, [this.#setPrefix, ...changes])
+    return (counts as unknown[]).map(Number)
+  })
 
   async list(set: string): Promise<Map<string, number>> {
     const all = await this.#cmd.hGetAll(this.#setPrefix + set)

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { RedisClientOptions } from 'redis'
 import { ClosedError, EngineError, OptionError } from '../errors.js'
+import { BatchedReads, Coalescer } from './coalesce.js'
 import { ConnectionHealth } from './connection-health.js'
 import { ClusterLink, type RedisClusterConfig } from './redis-cluster.js'
 import type { RedisLink } from './redis-link.js'
@@ -67,7 +68,12 @@ export class RedisEngine extends EventEmitter implements Engine {
   /** This process's presence counts by field: the truth its share in Redis is reconciled with. */
   readonly #present = new Map<string, number>()
   #dirty = new Map<string, number>()
-  #flushing: Promise<void> | null = null
+  // One round trip of each kind in flight at a time; what callers ask for meanwhile shares the
+  // next one (engine/coalesce.ts): in a connection storm, one count flush, one MGET of persisted
+  // messages and one barrier PING serve every upgrade that arrived while the last ones were out.
+  readonly #flushes = new Coalescer(() => this.#flushCounts())
+  readonly #reads = new BatchedReads((keys) => this.#link.mget(keys))
+  readonly #barriers = new Coalescer(() => this.#link.barrier())
   #handler: MessageHandler = () => 0
   #started: Promise<void> | null = null
   #timer: NodeJS.Timeout | null = null
@@ -254,25 +260,23 @@ export class RedisEngine extends EventEmitter implements Engine {
 
   get(channels: string[]): Promise<(Buffer | null)[]> {
     if (channels.length === 0) return Promise.resolve([])
-    return this.#run('MGET', () => this.#link.mget(channels))
+    return this.#run('MGET', () => this.#reads.get(channels))
   }
 
   barrier(): Promise<void> {
-    return this.#run('PING', () => this.#link.barrier())
+    return this.#run('PING', () => this.#barriers.run())
   }
 
   setLocalCount(channel: string, count: number): Promise<void> {
     if (count > 0) this.#counts.set(channel, count)
     else this.#counts.delete(channel)
     this.#dirty.set(channel, count)
-    this.#flushing ??= Promise.resolve().then(() => this.#flushCounts())
-    return this.#flushing
+    return this.#flushes.run()
   }
 
   async #flushCounts(): Promise<void> {
     const dirty = this.#dirty
     this.#dirty = new Map()
-    this.#flushing = null
     if (this.#closed || !this.#link.isReady || dirty.size === 0) return
     const multi = this.#cmd.multi()
     for (const [channel, count] of dirty) {
