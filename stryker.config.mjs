@@ -19,6 +19,8 @@ const CORE = {
   'src/history/wire.ts': ['test/history/wire.test.ts'],
   'src/history/recovery.ts': ['test/history/recovery.test.ts'],
   'src/upgrade/refusal.ts': ['test/upgrade/refusal.test.ts'],
+  'src/engine/coalesce.ts': ['test/coalesce.test.ts'],
+  'src/identity/hmac-jwt.ts': ['test/hmac-jwt.test.ts'],
 }
 
 /** The module given with `--mutate` / `-m`, when it is exactly one core module. */
