@@ -61,6 +61,18 @@ describe('createPublisher', () => {
       })
       const streams = await inspector.keys('*hist*')
       assert.ok(streams.length > 0, 'history keys were written')
+      // `positions` tells where each history channel put the message.
+      const positions = new Map<string, { epoch: string; offset: number }>()
+      const history = { size: 5, ttl: 60 }
+      await p.publish({ facility: 'hist', broadcast: true, users: ['ann'] }, 'h2', {
+        history,
+        positions,
+      })
+      assert.deepEqual([...positions.keys()], ['broadcast:hist', 'user:ann:hist'])
+      assert.equal(positions.get('broadcast:hist')!.offset, 2)
+      assert.equal(positions.get('user:ann:hist')!.offset, 1)
+      const meta = await inspector.keys('*epoch*broadcast:hist')
+      assert.equal(await inspector.hGet(meta[0]!, 'e'), positions.get('broadcast:hist')!.epoch)
       const t = await startBroker({ redis: redis.url, expire: 30 })
       try {
         const late = await connect(t.url('/ws/kept?subscribe-broadcast'))
@@ -187,6 +199,10 @@ describe('createPublisher', () => {
         assert.equal(await p.publish({ facility: 'jobs', users: ['ann'] }, 'sharded'), 1)
         await ann.waitFor(1)
         assert.deepEqual(ann.texts, ['sharded'])
+        const positions = new Map<string, { epoch: string; offset: number }>()
+        const history = { size: 5, ttl: 60 }
+        await p.publish({ facility: 'logs', users: ['ann'] }, 'kept', { history, positions })
+        assert.equal(positions.get('user:ann:logs')?.offset, 1)
         const during = await census()
         assert.equal(during.subscribers, before.subscribers, 'the publisher subscribes nothing')
         assert.ok(during.connections > before.connections, 'the publisher has connections')
