@@ -3,6 +3,8 @@
 export { Broker, createBroker } from './broker/broker.js'
 export type { BrokerEvents, BrokerStats, PublishOptions } from './broker/broker.js'
 export type { CloseOptions } from './broker/close.js'
+export type { JoinOptions, JoinTarget, RefreshOptions } from './broker/membership.js'
+export type { JoinSpec } from './channels/join-spec.js'
 export type {
   AllowedChannelsContext,
   AllowedChannelsHook,
@@ -66,6 +68,7 @@ export {
   type ErrorCode,
   HttpError,
   InvalidArgumentError,
+  JoinRefusedError,
   OptionError,
   TimeoutError,
   WsFacilityError,
@@ -75,6 +78,7 @@ export type {
   AuthorizeHook,
   FacilityContext,
   FacilityDefinition,
+  JoinContext,
   SlowConsumerPolicy,
   WireFormat,
 } from './facility/definition.js'

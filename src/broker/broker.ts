@@ -33,6 +33,15 @@ import { RedisSubscriber } from '../channels/redis-subscriber.js'
 import { type CloseOptions, resolveCloseOptions, withTimeout } from './close.js'
 import { Upgrader } from '../upgrade/upgrader.js'
 import type { BrokerEvents, BrokerStats, PublishOptions } from './events.js'
+import { EngineReturn } from './engine-return.js'
+import {
+  changeMembership,
+  type JoinOptions,
+  type JoinTarget,
+  Membership,
+  type RefreshOptions,
+  refreshMembership,
+} from './membership.js'
 
 export type { BrokerEvents, BrokerStats, PublishOptions } from './events.js'
 
@@ -60,6 +69,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     (req: IncomingMessage, socket: Duplex, head: Buffer) => void
   >()
   readonly #metrics = new BrokerMetrics(this)
+  readonly #engineReturn: EngineReturn
   #started: Promise<void> | null = null
   #closing: Promise<void> | null = null
 
@@ -85,6 +95,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       (err) => this.#error(err),
     )
     this.#hub = new Hub(this.engine, (err) => this.#error(err), this.options.channelPrefix)
+    this.#engineReturn = new EngineReturn(this.engine)
     const services: ConnectionServices = {
       options: this.options,
       hub: this.#hub,
@@ -93,6 +104,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       counter: new ConnectionCounter(this.options),
       scheduler: new FlushScheduler(),
       budget: new PublishBudget(this.options.maxInFlightBytes, this.options.maxInFlightBytesTotal),
+      subscriber: this.subscriber,
+      engineReturned: () => this.#engineReturn.wait(),
       publish: (channel, payload, expire, history) =>
         this.#enginePublish(channel, payload, expire, history),
       refreshToken: (token, identity) => this.#auth.refresh(token, identity),
@@ -102,10 +115,16 @@ export class Broker extends EventEmitter<BrokerEvents> {
       slowConsumerClosed: () => this.#metrics.slowConsumerCloses++,
       error: (err) => this.#error(err),
     }
+    const membership = new Membership(this.#registry.open, async (conn) => {
+      const key = conn.identity.sessionKey
+      return key === null ? undefined : this.#auth.sessionIdentity(key)
+    })
     this.#controlPlane = new ControlPlane(
       this.engine,
       this.options.channelPrefix,
       this.#registry.open,
+      (op) => membership.apply(op),
+      (err) => this.#error(err),
     )
     this.#upgrader = new Upgrader({
       options: this.options,
@@ -314,6 +333,37 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   /**
+   * Joins the connections of `target` — one connection, a user's or a session's, on every
+   * process — to a group or channel of their facility, without reconnecting. Resolves, once the
+   * subscriptions are live, to the number of connections listening to it (already or now).
+   * Rejects with a JoinRefusedError when a facility refuses (its `subscribe` list, `authorize`
+   * with `context.join`, `allowedChannels`); the connections it allowed stay joined.
+   * @example await broker.join({ user: 'alice' }, { group: 'room-42' })
+   */
+  async join(target: JoinTarget, options: JoinOptions): Promise<number> {
+    await this.ready()
+    return changeMembership(this.#controlPlane, 'join', target, options)
+  }
+
+  /** Leaves a group or channel (as `join`); resolves to the number of connections that left. */
+  async leave(target: JoinTarget, options: JoinOptions): Promise<number> {
+    await this.ready()
+    return changeMembership(this.#controlPlane, 'leave', target, options)
+  }
+
+  /**
+   * Re-reads the identity of `user`'s connections on every process — their groups from
+   * `options.groups`, or their session from the store — and moves each to the group channels it
+   * now has (joined and left channels stay so); a connection whose session is gone or now names
+   * another user is closed with 4401. Resolves to the number of connections refreshed.
+   * @example await broker.refreshIdentity('alice', { groups: ['staff'] })
+   */
+  async refreshIdentity(user: string, options: RefreshOptions = {}): Promise<number> {
+    await this.ready()
+    return refreshMembership(this.#controlPlane, user, options)
+  }
+
+  /**
    * The identity of a request — an upgrade or an Express `req` (session, passport user, bearer
    * JWT) — resolved as for connections, or of an identity-like object.
    */
@@ -397,6 +447,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const { code, timeout } = resolveCloseOptions(options)
     this.#closing ??= (async () => {
       this.#registry.stopPings()
+      this.#engineReturn.close()
       const deadline = Date.now() + timeout
       // What Redis accepted before close() is on its way to this process: let it arrive first.
       if (this.#started) await withTimeout(this.engine.barrier(), timeout).catch(() => {})
