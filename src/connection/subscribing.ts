@@ -1,9 +1,9 @@
-import { audienceOf, channelOfLabel, groupOf } from '../channels/join-spec.js'
+import { audienceOf, channelOfLabel, groupOf, labelOf } from '../channels/join-spec.js'
 import type { Flags } from '../channels/redis-subscriber.js'
-import type { ServerFrame } from '../delivery/envelope.js'
+import type { MembershipFrame, ServerFrame } from '../delivery/envelope.js'
 import type { OpenRecovery } from '../delivery/hub.js'
 import type { JoinOutcome, JoinRequest } from './join-types.js'
-import { ClosedError, EngineError, JoinRefusedError } from '../errors.js'
+import { ClosedError, EngineError, JoinRefusedError, type WsFacilityError } from '../errors.js'
 import { checkJoin } from '../facility/join-policy.js'
 import type { Identity } from '../identity/identity.js'
 import { ChannelSet } from './channel-set.js'
@@ -168,5 +168,51 @@ export abstract class Subscribing extends Publishing {
       if (added.length > 0) await this.#whileLive(() => hub.add(this, added, format, history))
       return true
     })
+  }
+
+  /**
+   * A client's join or leave frame (json facilities): applied as `join`/`leave` with the
+   * facility's `clientJoin` policy, answered with `joined`, `left` or `join-refused` (its `id`
+   * echoed).
+   */
+  membershipFrame(frame: MembershipFrame): void {
+    const id = frame.id === undefined ? {} : { id: frame.id }
+    const refused = (err: unknown, channel?: string): void => {
+      if (this.phase !== 'open') return
+      const e = err as Partial<WsFacilityError>
+      const code = e.code ?? 'WSF_JOIN_REFUSED'
+      this.sendFrame({ type: 'join-refused', channel, code, reason: e.message ?? 'refused', ...id })
+    }
+    let label: string
+    try {
+      label = labelOf({ group: frame.group, channel: frame.channel })
+    } catch (err) {
+      return refused(err)
+    }
+    if (frame.type === 'leave') {
+      if (!this.settings!.clientJoin)
+        return refused(new JoinRefusedError('this facility takes no leaves from clients'), label)
+      this.leave(label).then(
+        () => this.phase === 'open' && this.sendFrame({ type: 'left', channel: label, ...id }),
+        (err: unknown) => refused(err, label),
+      )
+      return
+    }
+    const since = frame.since ?? null
+    this.join(label, { fromClient: true, since }).then(
+      (outcome) => {
+        const r = outcome.recovery
+        const position = r
+          ? {
+              epoch: r.epoch,
+              offset: r.offset,
+              recovered: since !== null && r.recovered,
+              missed: r.frames.length,
+            }
+          : {}
+        this.answerJoin(outcome, { type: 'joined', channel: label, ...id, ...position })
+      },
+      (err: unknown) => refused(err, label),
+    )
   }
 }
