@@ -119,7 +119,10 @@ export class JoinRefusedError extends WsFacilityError {
   readonly joined: number
   readonly refused: number
 
-  constructor(message: string, counts: { joined?: number; refused?: number } = {}) {
+  constructor(
+    message: string,
+    counts: { joined?: number | undefined; refused?: number | undefined } = {},
+  ) {
     super('WSF_JOIN_REFUSED', message)
     this.joined = counts.joined ?? 0
     this.refused = counts.refused ?? 1

@@ -8,12 +8,12 @@ export type JoinTarget = { group: string } | { channel: string }
 /** The broker's answer to a join: the channel's label and, with history, where it stands. */
 export interface JoinResult {
   channel: string
-  epoch?: string
-  offset?: number
+  epoch?: string | undefined
+  offset?: number | undefined
   /** True when the join gave a position (after a reconnect) and got everything missed since. */
-  recovered?: boolean
+  recovered?: boolean | undefined
   /** Messages sent from the channel's history before the answer. */
-  missed?: number
+  missed?: number | undefined
 }
 
 interface Waiting {
@@ -30,8 +30,8 @@ interface Answer {
   id?: number
   code?: string
   reason?: string
-  epoch?: string
-  offset?: number
+  epoch?: string | undefined
+  offset?: number | undefined
   recovered?: boolean
   missed?: number
 }

@@ -10,7 +10,7 @@ import { type MembershipOp, type OpResult, parseOp } from './membership-op.js'
  * once at the boundary; a malformed one is dropped.
  */
 export type ControlMessage =
-  | { type: 'send'; id: string; text?: string; binary?: string }
+  | { type: 'send'; id: string; text?: string | undefined; binary?: string | undefined }
   | { type: 'close'; id: string; code: number; reason: string }
   | { type: 'disconnect-user'; user: string; code: number; reason: string }
   /** A live join, leave or refresh for this process's connections; answered by an ack. */

@@ -4,9 +4,9 @@ import type { StreamPosition } from '../history/wire.js'
 /** How a live join came. */
 export interface JoinRequest {
   /** True for a client's join frame (the facility's `clientJoin` must allow it). */
-  fromClient?: boolean
+  fromClient?: boolean | undefined
   /** The client's position in the channel's history: what it missed since is sent first. */
-  since?: StreamPosition | null
+  since?: StreamPosition | null | undefined
 }
 
 /** What a live join did. */

@@ -26,7 +26,7 @@ export interface Recipient {
   ): void
   /** The channel's history was lost; delivery goes on from `position` (`label`: the client's name
    * of the channel). */
-  historyLost?(channel: string, label: string, position: StreamPosition): void
+  historyLost?: ((channel: string, label: string, position: StreamPosition) => void) | undefined
 }
 
 /** What a connection gets from a channel's history as it opens (hub.recover). */
