@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import WebSocket from 'ws'
 import { createClient, type WsfClient } from '../src/client/index.js'
-import type { FacilityContext } from '../src/index.js'
+import { type FacilityContext, type HistoryRead, MemoryEngine } from '../src/index.js'
 import { identify } from './helpers/identity.js'
 import {
   connect,
@@ -102,6 +102,60 @@ describe('join and leave frames of json facilities', () => {
       [2, 3, 'joined', 4],
     )
     await second.close()
+  })
+})
+
+/** The memory engine, with history reads that wait for `open()` while a gate is set. */
+class GatedEngine extends MemoryEngine {
+  gate: Promise<void> | null = null
+  reading: (() => void) | null = null
+
+  override async readHistory(
+    channel: string,
+    since: number | null,
+    limit: number,
+  ): Promise<HistoryRead> {
+    if (this.gate) {
+      this.reading?.()
+      await this.gate
+    }
+    return super.readHistory(channel, since, limit)
+  }
+}
+
+describe('a join with history while messages keep coming', () => {
+  it('sends what the history read gave, then the answer, then live messages, each once', async () => {
+    const engine = new GatedEngine()
+    const t = await startBroker({ identify, engine })
+    t.broker.facility('ticker', {
+      format: 'json',
+      clientJoin: true,
+      history: { size: 10, ttl: 60 },
+    })
+    const c = await connect(t.url('/ws/ticker?user=lu'))
+    await t.broker.publish(['group:t:ticker'], { n: 1 })
+    let open!: () => void
+    engine.gate = new Promise((resolve) => (open = resolve))
+    const reading = new Promise<void>((resolve) => (engine.reading = resolve))
+    await sendJson(c, { type: 'join', group: 't', id: 1, since: { epoch: 'old', offset: 0 } })
+    await reading
+    // Published while the join reads the channel's history: delivered live to the connection,
+    // and also in what the read returns.
+    await t.broker.publish(['group:t:ticker'], { n: 2 })
+    engine.gate = null
+    open()
+    await answer(c, 'joined', 1)
+    await t.broker.publish(['group:t:ticker'], { n: 3 })
+    await eventually(() => frames(c).length >= 2)
+    const got = frames(c) as { type: string; data?: { n: number } }[]
+    // The epoch the client gave is not the channel's: nothing old; the answer's position covers
+    // the message published during the read, so it is not sent again; live from there.
+    assert.deepEqual(
+      got.map((f) => (f.type === 'data' ? f.data!.n : f.type)),
+      ['joined', 3],
+    )
+    await c.close()
+    await t.close()
   })
 })
 
