@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { FacilityContext } from '../src/index.js'
+import type { Connection, FacilityContext } from '../src/index.js'
 import { identify } from './helpers/identity.js'
 import { type RedisServer, startRedis, type TestRedisClient } from './helpers/redis.js'
 import {
@@ -23,6 +23,7 @@ describe('broker.join and broker.leave (memory engine)', () => {
   before(async () => {
     t = await startBroker({ identify })
     t.broker.facility('locked', { subscribe: ['broadcast'] })
+    t.broker.facility('talk', { publish: ['group'] })
     t.broker.facility('rooms', {
       authorize: ({ join }: FacilityContext) => join?.group !== 'secret',
     })
@@ -63,6 +64,26 @@ describe('broker.join and broker.leave (memory engine)', () => {
     await c.waitFor(1)
     assert.deepEqual(c.texts, ['mine'])
     await c.close()
+  })
+
+  it('with publish-group, a client publishes on the groups it joined, and not on those it left', async () => {
+    const f = 'talk'
+    const listener = await connect(t.url(`/ws/${f}?user=li&groups=r`))
+    const speaker = await connect(t.url(`/ws/${f}?publish-group&user=sp&groups=r`))
+    const [lConn, sConn] = ['li', 'sp'].map((u) =>
+      [...t.broker.connections.values()].find((c) => c.identity.user === u)!,
+    ) as [Connection, Connection]
+    assert.equal(await t.broker.join({ connection: lConn.id }, { group: 'new' }), 1)
+    assert.equal(await t.broker.join({ connection: sConn.id }, { group: 'new' }), 1)
+    assert.equal(await t.broker.leave({ connection: sConn.id }, { group: 'r' }), 0)
+    assert.deepEqual(sConn.channels.publish, [`group:r:${f}`, `group:new:${f}`])
+    await speaker.send('to both')
+    await listener.waitFor(1)
+    // Leaving a group the identity gives stops publishing on it too.
+    assert.equal(await t.broker.join({ connection: sConn.id }, { group: 'r' }), 1)
+    assert.equal(await t.broker.leave({ connection: sConn.id }, { group: 'r' }), 1)
+    assert.deepEqual(sConn.channels.publish, [`group:new:${f}`])
+    await closeAll(listener, speaker)
   })
 
   it('refuses a join the facility does not allow, with a coded error', async () => {

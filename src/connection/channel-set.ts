@@ -18,6 +18,16 @@ export class ChannelSet {
     return this.#current
   }
 
+  /** Joined by hand (not given by the identity). */
+  get joined(): ReadonlySet<string> {
+    return this.#joined
+  }
+
+  /** Given by the identity, but left by hand. */
+  get left(): ReadonlySet<string> {
+    return this.#left
+  }
+
   has(channel: string): boolean {
     return this.#current.includes(channel)
   }

@@ -1,5 +1,6 @@
 import type { OpenRecovery } from '../delivery/hub.js'
 import type { StreamPosition } from '../history/wire.js'
+import type { ServerFrame } from '../delivery/envelope.js'
 
 /** How a live join came. */
 export interface JoinRequest {
@@ -7,6 +8,9 @@ export interface JoinRequest {
   fromClient?: boolean | undefined
   /** The client's position in the channel's history: what it missed since is sent first. */
   since?: StreamPosition | null | undefined
+  /** The frame answering a client's join, sent after what the history read gave and before the
+   * live messages of meanwhile. */
+  answer?: ((recovery: OpenRecovery | null) => ServerFrame) | undefined
 }
 
 /** What a live join did. */

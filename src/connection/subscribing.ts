@@ -1,4 +1,5 @@
 import { audienceOf, channelOfLabel, groupOf, labelOf } from '../channels/join-spec.js'
+import type { Audience } from '../channels/naming.js'
 import type { Flags } from '../channels/redis-subscriber.js'
 import type { MembershipFrame, ServerFrame } from '../delivery/envelope.js'
 import type { OpenRecovery } from '../delivery/hub.js'
@@ -22,6 +23,10 @@ export abstract class Subscribing extends Publishing {
   #flags: Flags | null = null
   #identity: Identity | null = null
   #changes: Promise<unknown> = Promise.resolve()
+  /** The publish channels the flags give the identity. */
+  #derivedPublish: readonly string[] = []
+  /** Channels left by hand: not published on either, whatever the flags give. */
+  readonly #leftByHand = new Set<string>()
 
   /** Starts the bookkeeping of a connection just accepted with `flags` (owner.accept). */
   protected trackChannels(flags: Flags): void {
@@ -29,6 +34,7 @@ export abstract class Subscribing extends Publishing {
     this.#flags = flags
     this.#identity = connection.identity
     this.#set = new ChannelSet(connection.channels.subscribe)
+    this.#derivedPublish = connection.channels.publish
   }
 
   /** Runs `change` after the ones asked before it. */
@@ -42,12 +48,22 @@ export abstract class Subscribing extends Publishing {
     if (this.phase !== 'open') throw new ClosedError('connection is not open')
   }
 
-  /** Tells the connection its channels and identity now. */
-  #publishState(publish = this.connection!.channels.publish): void {
-    updateConnection(this.connection!, this.#identity!, {
-      subscribe: [...this.#set!.current],
-      publish,
-    })
+  /**
+   * Tells the connection its channels and identity now. It publishes (`publish-*` flags) on what
+   * its identity gives but what it left, and on what it joined of the audiences it publishes to:
+   * with `publish-group`, on every group it is in.
+   */
+  #publishState(derivedPublish?: readonly string[]): void {
+    if (derivedPublish) this.#derivedPublish = derivedPublish
+    const set = this.#set!
+    const prefix = this.services.options.channelPrefix
+    const audiences = this.#flags!.publish
+    const publish = this.#derivedPublish.filter((ch) => !this.#leftByHand.has(ch))
+    for (const ch of set.joined) {
+      const audience = ch.slice(prefix.length, ch.indexOf(':', prefix.length))
+      if (audiences.includes(audience as Audience) && !publish.includes(ch)) publish.push(ch)
+    }
+    updateConnection(this.connection!, this.#identity!, { subscribe: [...set.current], publish })
   }
 
   /**
@@ -97,6 +113,7 @@ export abstract class Subscribing extends Publishing {
       this.#checkOpen()
       const set = this.#set!
       if (set.has(channel)) return { channel, added: false, recovery: null }
+      this.#leftByHand.delete(channel)
       set.join(channel)
       this.#publishState()
       const { format, history } = settings
@@ -118,18 +135,12 @@ export abstract class Subscribing extends Publishing {
         if (positioned) this.endHold(channel, [], null, 0)
         throw err
       }
+      const answer = request.answer?.(recovery) ?? null
+      if (recovery) this.endHold(channel, recovery.frames, answer, recovery.offset)
+      else if (positioned) this.endHold(channel, [], answer, 0)
+      else if (answer) this.sendFrame(answer)
       return { channel, added: true, recovery }
     })
-  }
-
-  /**
-   * Sends what a join's history read gave and the client's answer, then what arrived meanwhile
-   * (json facilities; a no-op for a join without a history read).
-   */
-  protected answerJoin(outcome: JoinOutcome, answer: ServerFrame | null): void {
-    const r = outcome.recovery
-    if (r) return this.endHold(outcome.channel, r.frames, answer, r.offset)
-    if (answer) this.sendFrame(answer)
   }
 
   /** Leaves the channel `label` names; resolves to whether the connection was listening to it. */
@@ -143,6 +154,7 @@ export abstract class Subscribing extends Publishing {
         this.#identity!,
       )
       if (channel === null || !this.#set!.leave(channel)) return false
+      this.#leftByHand.add(channel)
       this.#publishState()
       await this.services.hub.remove(this, [channel])
       return true
@@ -199,19 +211,20 @@ export abstract class Subscribing extends Publishing {
       return
     }
     const since = frame.since ?? null
-    this.join(label, { fromClient: true, since }).then(
-      (outcome) => {
-        const r = outcome.recovery
-        const position = r
-          ? {
-              epoch: r.epoch,
-              offset: r.offset,
-              recovered: since !== null && r.recovered,
-              missed: r.frames.length,
-            }
-          : {}
-        this.answerJoin(outcome, { type: 'joined', channel: label, ...id, ...position })
-      },
+    const answer = (r: OpenRecovery | null): ServerFrame => {
+      const position = r
+        ? {
+            epoch: r.epoch,
+            offset: r.offset,
+            recovered: since !== null && r.recovered,
+            missed: r.frames.length,
+          }
+        : {}
+      return { type: 'joined', channel: label, ...id, ...position }
+    }
+    this.join(label, { fromClient: true, since, answer }).then(
+      // Already joined: nothing was held, the answer goes now.
+      (outcome) => !outcome.added && this.sendFrame(answer(null)),
       (err: unknown) => refused(err, label),
     )
   }
