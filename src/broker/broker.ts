@@ -34,6 +34,7 @@ import { type CloseOptions, resolveCloseOptions, withTimeout } from './close.js'
 import { Upgrader } from '../upgrade/upgrader.js'
 import type { BrokerEvents, BrokerStats, PublishOptions } from './events.js'
 import { EngineReturn } from './engine-return.js'
+import { type PublishFn, timedPublish } from './timed-publish.js'
 import {
   changeMembership,
   type JoinOptions,
@@ -70,6 +71,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   >()
   readonly #metrics = new BrokerMetrics(this)
   readonly #engineReturn: EngineReturn
+  readonly #publish: PublishFn
   #started: Promise<void> | null = null
   #closing: Promise<void> | null = null
 
@@ -79,6 +81,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.#facilities = new FacilityRegistry(this.options)
     this.engine = engineFor(this.options)
     this.engine.onError((err) => this.#error(err))
+    this.#publish = timedPublish(this.engine, this.#metrics)
     this.engine.onStatus((status) => {
       // Messages published while the subscriber was away are lost; so are their own copies.
       if (status === 'reconnecting') {
@@ -107,7 +110,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       subscriber: this.subscriber,
       engineReturned: () => this.#engineReturn.wait(),
       publish: (channel, payload, expire, history) =>
-        this.#enginePublish(channel, payload, expire, history),
+        this.#publish(channel, payload, expire, history),
       refreshToken: (token, identity) => this.#auth.refresh(token, identity),
       received: () => this.#metrics.messagesIn++,
       opened: (conn, req) => this.emit('connection', conn, req),
@@ -292,24 +295,6 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return ownerOf(conn).refreshToken(token)
   }
 
-  /** engine.publish, timed for the publish latency histogram. */
-  async #enginePublish(
-    channel: string,
-    payload: Buffer,
-    expire: number,
-    history: HistoryOptions | null,
-  ): Promise<number> {
-    const start = performance.now()
-    try {
-      const n = await this.engine.publish(channel, payload, expire, history)
-      this.#metrics.observePublish((performance.now() - start) / 1000, true)
-      return n
-    } catch (err) {
-      this.#metrics.observePublish(0, false)
-      throw err
-    }
-  }
-
   /**
    * Sends a message to one connection, on whatever process holds it (Panther's addressable
    * connections). Resolves to false when no process knows the id's node; a connection that has
@@ -400,8 +385,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     await this.ready()
     const counts = await Promise.all(
       channels.map((ch) => {
-        const settings = this.#channelSettings(ch)
-        return this.#enginePublish(
+        const settings = this.#facilities.ofChannel(this.options.channelPrefix, ch) ?? this.options
+        return this.#publish(
           ch,
           payload,
           expire ?? settings.expire,
@@ -410,15 +395,6 @@ export class Broker extends EventEmitter<BrokerEvents> {
       }),
     )
     return counts.reduce((a, b) => a + b, 0)
-  }
-
-  /** The settings of the facility a channel name belongs to (the broker's for other names). */
-  #channelSettings(channel: string): { expire: number; history: HistoryOptions | null } {
-    const prefix = this.options.channelPrefix
-    const colon = channel.lastIndexOf(':')
-    if (channel.startsWith(prefix) && colon >= prefix.length)
-      return this.#facilities.match(channel.slice(colon + 1)).settings
-    return this.options
   }
 
   /**
