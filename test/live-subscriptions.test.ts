@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Connection, FacilityContext } from '../src/index.js'
+import session from 'express-session'
+import { signSessionId } from './helpers/app.js'
 import { identify } from './helpers/identity.js'
 import { type RedisServer, startRedis, type TestRedisClient } from './helpers/redis.js'
 import {
@@ -213,5 +215,40 @@ describe('live subscriptions across two broker processes on Redis', () => {
     await onB.waitFor(3)
     assert.deepEqual(onA.texts, ['one', 'two', 'three'])
     await closeAll(onA, onB)
+  })
+})
+
+describe('refreshIdentity from the session store', () => {
+  it('re-reads the session: new groups are joined, a session gone closes with 4401', async () => {
+    const store = new session.MemoryStore()
+    const secret = 'live subscriptions'
+    const t = await startBroker({ session: { store, secret } })
+    const put = (sid: string, value: Record<string, unknown>) =>
+      new Promise<void>((resolve, reject) =>
+        store.set(sid, { cookie: { originalMaxAge: null }, ...value } as never, (err) =>
+          err ? reject(err as Error) : resolve(),
+        ),
+      )
+    const cookie = (sid: string) => `connect.sid=${encodeURIComponent(signSessionId(sid, secret))}`
+    await put('sid-1', { user: { username: 'hal', groups: ['a'] } })
+    await put('sid-2', { user: { username: 'hal', groups: ['a'] } })
+    const one = await connect(t.url('/ws/sess?subscribe-group'), {
+      headers: { cookie: cookie('sid-1') },
+    })
+    const two = await connect(t.url('/ws/sess?subscribe-group'), {
+      headers: { cookie: cookie('sid-2') },
+    })
+    await put('sid-1', { user: { username: 'hal', groups: ['b'] } })
+    await new Promise<void>((resolve) => store.destroy('sid-2', () => resolve()))
+    const closed = two.closedByServer()
+    assert.equal(await t.broker.refreshIdentity('hal'), 2)
+    assert.equal((await closed).code, 4401)
+    assert.equal(await t.broker.publish(['group:b:sess'], 'b'), 1)
+    await eventually(() => t.broker.connections.size === 1)
+    assert.equal(await t.broker.publish(['group:a:sess'], 'a'), 0)
+    await one.waitFor(1)
+    assert.deepEqual(one.texts, ['b'])
+    await one.close()
+    await t.close()
   })
 })
