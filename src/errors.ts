@@ -32,6 +32,9 @@ export const ERROR_CODES = {
   WSF_CLIENT_GONE: 'client went away',
   /** The `recover` query parameter is not the positions JSON (400). */
   WSF_RECOVER_INVALID: 'invalid recover parameter',
+  /** A join the connection's facility does not allow (its `subscribe` list, `clientJoin`, its
+   * `authorize` or `allowedChannels` hooks), or a channel the connection's identity cannot fill. */
+  WSF_JOIN_REFUSED: 'join refused',
   /** A `wsfacility/testing` expectation failed: a message arrived where none was expected, or
    * the socket closed before what a test waited for. */
   WSF_TEST_EXPECTATION: 'testing expectation not met',
@@ -105,5 +108,23 @@ export class OptionError extends WsFacilityError {
 export class TimeoutError extends WsFacilityError {
   constructor(ms: number) {
     super('WSF_TIMEOUT', `did not finish within ${ms} ms`)
+  }
+}
+
+/**
+ * A join refused by the facility's policy. For a join of several connections (a user, a session),
+ * `joined` counts those that did join (they stay joined) and `refused` those that were refused.
+ */
+export class JoinRefusedError extends WsFacilityError {
+  readonly joined: number
+  readonly refused: number
+
+  constructor(
+    message: string,
+    counts: { joined?: number | undefined; refused?: number | undefined } = {},
+  ) {
+    super('WSF_JOIN_REFUSED', message)
+    this.joined = counts.joined ?? 0
+    this.refused = counts.refused ?? 1
   }
 }

@@ -3,6 +3,8 @@
 export { Broker, createBroker } from './broker/broker.js'
 export type { BrokerEvents, BrokerStats, PublishOptions } from './broker/broker.js'
 export type { CloseOptions } from './broker/close.js'
+export type { JoinOptions, JoinTarget, RefreshOptions } from './broker/membership.js'
+export type { JoinSpec } from './channels/join-spec.js'
 export type {
   AllowedChannelsContext,
   AllowedChannelsHook,
@@ -67,6 +69,7 @@ export {
   type ErrorCode,
   HttpError,
   InvalidArgumentError,
+  JoinRefusedError,
   OptionError,
   TimeoutError,
   WsFacilityError,
@@ -76,6 +79,7 @@ export type {
   AuthorizeHook,
   FacilityContext,
   FacilityDefinition,
+  JoinContext,
   SlowConsumerPolicy,
   WireFormat,
 } from './facility/definition.js'

@@ -37,7 +37,7 @@ const at = (s: Snippet) => `${s.file}:${s.line}`
 describe('documentation snippets', () => {
   it('each code block has a language the test checks, or a reason to be left out', () => {
     assert.ok(snippets.length > 40, `only ${snippets.length} code blocks found`)
-    const known = new Set(['ts', 'js', 'sh', 'python', 'json', 'text'])
+    const known = new Set(['ts', 'js', 'sh', 'python', 'json', 'jsonl', 'text'])
     const unknown = checked.filter((s) => !known.has(s.lang)).map((s) => `${at(s)} (${s.lang})`)
     assert.deepEqual(unknown, [], 'mark the block with a language, or skip=<reason>')
     const noReason = snippets.filter((s) => s.marks.skip === '').map(at)
@@ -83,12 +83,13 @@ describe('documentation snippets', () => {
     assert.deepEqual(bad, [])
   })
 
-  it('parses every json block', () => {
+  it('parses every json block, and every line of a jsonl block (frames on the wire)', () => {
     const bad = checked
-      .filter((s) => s.lang === 'json')
+      .filter((s) => s.lang === 'json' || s.lang === 'jsonl')
       .flatMap((s) => {
         try {
-          JSON.parse(s.code)
+          if (s.lang === 'json') JSON.parse(s.code)
+          else for (const line of s.code.split('\n')) if (line.trim()) JSON.parse(line)
           return []
         } catch (err) {
           return [`${at(s)}: ${(err as Error).message}`]

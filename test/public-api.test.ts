@@ -14,6 +14,7 @@ const DOCUMENTED = [
   'EngineError',
   'HttpError',
   'InvalidArgumentError',
+  'JoinRefusedError',
   'MemoryEngine',
   'OptionError',
   'Publisher',

@@ -102,6 +102,7 @@ const brokerUnset: Unset<BrokerOptions> = {
 
 const facilityUnset: Unset<FacilityDefinition> = {
   subscribe: undefined,
+  clientJoin: undefined,
   publish: undefined,
   autoSubscribe: undefined,
   anonymous: undefined,

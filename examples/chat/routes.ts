@@ -1,4 +1,5 @@
-// Chat rooms as groups: POST /chat/join adds a room to the session user's groups, and
+// Chat rooms as groups: POST /chat/join adds a room to the session user's groups and joins the
+// session's open sockets to it without reconnecting (broker.join), and
 // POST /chat/rooms/:room/messages publishes to that room from the server. The facility speaks the
 // JSON envelope and keeps each room's recent history, so a page that reconnects gets what it
 // missed — and not the room's last message again.
@@ -50,8 +51,17 @@ export function chatRoutes(app: Application, broker: Broker): void {
     }
     const user = currentUser(req)!
     if (!user.groups.includes(room)) user.groups = [...user.groups, room]
-    // Saved before answering: the page reconnects next, and the broker reads the store.
-    req.session.save((err) => (err ? next(err) : res.json({ rooms: user.groups })))
+    // Saved first, so a socket that connects from now on (a reconnect, another tab) reads the room
+    // from the session; then the sockets already open join it live, on whatever process holds them.
+    req.session.save(async (err) => {
+      if (err) return next(err)
+      try {
+        const sockets = await broker.join({ session: req.sessionID }, { group: room })
+        res.json({ rooms: user.groups, sockets })
+      } catch (joinErr) {
+        next(joinErr)
+      }
+    })
   })
 
   app.post('/chat/rooms/:room/messages', requireLogin, async (req, res, next) => {

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { type HistoryOptions, type PositionSink, resolveHistory } from '../history/wire.js'
+import { type HistoryOptions, resolveHistory } from '../history/wire.js'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { Authenticator } from '../identity/authenticator.js'
@@ -33,6 +33,16 @@ import { RedisSubscriber } from '../channels/redis-subscriber.js'
 import { type CloseOptions, resolveCloseOptions, withTimeout } from './close.js'
 import { Upgrader } from '../upgrade/upgrader.js'
 import type { BrokerEvents, BrokerStats, PublishOptions } from './events.js'
+import { EngineReturn } from './engine-return.js'
+import { type PublishFn, timedPublish } from './timed-publish.js'
+import {
+  changeMembership,
+  type JoinOptions,
+  type JoinTarget,
+  Membership,
+  type RefreshOptions,
+  refreshMembership,
+} from './membership.js'
 
 export type { BrokerEvents, BrokerStats, PublishOptions } from './events.js'
 
@@ -60,6 +70,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     (req: IncomingMessage, socket: Duplex, head: Buffer) => void
   >()
   readonly #metrics: BrokerMetrics
+  readonly #engineReturn: EngineReturn
+  readonly #publish: PublishFn
   #started: Promise<void> | null = null
   #closing: Promise<void> | null = null
 
@@ -70,6 +82,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.#metrics = new BrokerMetrics(this, this.options.metrics)
     this.engine = engineFor(this.options)
     this.engine.onError((err) => this.#error(err))
+    this.#publish = timedPublish(this.engine, this.#metrics)
     this.engine.onStatus((status) => {
       // Messages published while the subscriber was away are lost; so are their own copies.
       if (status === 'reconnecting') {
@@ -86,6 +99,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       (err) => this.#error(err),
     )
     this.#hub = new Hub(this.engine, (err) => this.#error(err), this.options.channelPrefix)
+    this.#engineReturn = new EngineReturn(this.engine)
     const services: ConnectionServices = {
       options: this.options,
       hub: this.#hub,
@@ -94,8 +108,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
       counter: new ConnectionCounter(this.options),
       scheduler: new FlushScheduler(),
       budget: new PublishBudget(this.options.maxInFlightBytes, this.options.maxInFlightBytesTotal),
+      subscriber: this.subscriber,
+      engineReturned: () => this.#engineReturn.wait(),
       publish: (channel, payload, expire, history) =>
-        this.#enginePublish(channel, payload, expire, history),
+        this.#publish(channel, payload, expire, history),
       refreshToken: (token, identity) => this.#auth.refresh(token, identity),
       received: () => this.#metrics.messageIn(),
       opened: (conn, req) => this.emit('connection', conn, req),
@@ -103,10 +119,16 @@ export class Broker extends EventEmitter<BrokerEvents> {
       slowConsumerClosed: () => this.#metrics.slowConsumerClosed(),
       error: (err) => this.#error(err),
     }
+    const membership = new Membership(this.#registry.open, async (conn) => {
+      const key = conn.identity.sessionKey
+      return key === null ? undefined : this.#auth.sessionIdentity(key)
+    })
     this.#controlPlane = new ControlPlane(
       this.engine,
       this.options.channelPrefix,
       this.#registry.open,
+      (op) => membership.apply(op),
+      (err) => this.#error(err),
     )
     this.#upgrader = new Upgrader({
       options: this.options,
@@ -274,25 +296,6 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return ownerOf(conn).refreshToken(token)
   }
 
-  /** engine.publish, timed for the publish latency histogram. */
-  async #enginePublish(
-    channel: string,
-    payload: Buffer,
-    expire: number,
-    history: HistoryOptions | null,
-    position?: PositionSink,
-  ): Promise<number> {
-    const start = performance.now()
-    try {
-      const n = await this.engine.publish(channel, payload, expire, history, position)
-      this.#metrics.observePublish((performance.now() - start) / 1000, true)
-      return n
-    } catch (err) {
-      this.#metrics.observePublish(0, false)
-      throw err
-    }
-  }
-
   /**
    * Sends a message to one connection, on whatever process holds it (Panther's addressable
    * connections). Resolves to false when no process knows the id's node; a connection that has
@@ -313,6 +316,37 @@ export class Broker extends EventEmitter<BrokerEvents> {
   async disconnectUser(user: string, code = 1000, reason = ''): Promise<void> {
     await this.ready()
     return this.#controlPlane.disconnectUser(user, code, reason)
+  }
+
+  /**
+   * Joins the connections of `target` — one connection, a user's or a session's, on every
+   * process — to a group or channel of their facility, without reconnecting. Resolves, once the
+   * subscriptions are live, to the number of connections listening to it (already or now).
+   * Rejects with a JoinRefusedError when a facility refuses (its `subscribe` list, `authorize`
+   * with `context.join`, `allowedChannels`); the connections it allowed stay joined.
+   * @example await broker.join({ user: 'alice' }, { group: 'room-42' })
+   */
+  async join(target: JoinTarget, options: JoinOptions): Promise<number> {
+    await this.ready()
+    return changeMembership(this.#controlPlane, 'join', target, options)
+  }
+
+  /** Leaves a group or channel (as `join`); resolves to the number of connections that left. */
+  async leave(target: JoinTarget, options: JoinOptions): Promise<number> {
+    await this.ready()
+    return changeMembership(this.#controlPlane, 'leave', target, options)
+  }
+
+  /**
+   * Re-reads the identity of `user`'s connections on every process — their groups from
+   * `options.groups`, or their session from the store — and moves each to the group channels it
+   * now has (joined and left channels stay so); a connection whose session is gone or now names
+   * another user is closed with 4401. Resolves to the number of connections refreshed.
+   * @example await broker.refreshIdentity('alice', { groups: ['staff'] })
+   */
+  async refreshIdentity(user: string, options: RefreshOptions = {}): Promise<number> {
+    await this.ready()
+    return refreshMembership(this.#controlPlane, user, options)
   }
 
   /**
@@ -353,8 +387,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     await this.ready()
     const counts = await Promise.all(
       channels.map((ch) => {
-        const settings = this.#channelSettings(ch)
-        return this.#enginePublish(
+        const settings = this.#facilities.ofChannel(this.options.channelPrefix, ch) ?? this.options
+        return this.#publish(
           ch,
           payload,
           expire ?? settings.expire,
@@ -364,15 +398,6 @@ export class Broker extends EventEmitter<BrokerEvents> {
       }),
     )
     return counts.reduce((a, b) => a + b, 0)
-  }
-
-  /** The settings of the facility a channel name belongs to (the broker's for other names). */
-  #channelSettings(channel: string): { expire: number; history: HistoryOptions | null } {
-    const prefix = this.options.channelPrefix
-    const colon = channel.lastIndexOf(':')
-    if (channel.startsWith(prefix) && colon >= prefix.length)
-      return this.#facilities.match(channel.slice(colon + 1)).settings
-    return this.options
   }
 
   /**
@@ -401,6 +426,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const { code, timeout } = resolveCloseOptions(options)
     this.#closing ??= (async () => {
       this.#registry.stopPings()
+      this.#engineReturn.close()
       const deadline = Date.now() + timeout
       // What Redis accepted before close() is on its way to this process: let it arrive first.
       if (this.#started) await withTimeout(this.engine.barrier(), timeout).catch(() => {})

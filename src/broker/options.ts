@@ -14,7 +14,7 @@ import { RedisEngine } from '../engine/redis.js'
 import type { IdentifyHook, Identity } from '../identity/identity.js'
 import type { JwtOptions } from '../identity/jwt.js'
 import type { SessionOptions } from '../identity/session.js'
-import type { SlowConsumerPolicy } from '../facility/definition.js'
+import type { JoinContext, SlowConsumerPolicy } from '../facility/definition.js'
 import { OptionError } from '../errors.js'
 import type { Flags } from '../channels/redis-subscriber.js'
 import { type OriginsOption, validateOrigins } from '../upgrade/origin.js'
@@ -28,6 +28,8 @@ export interface AllowedChannelsContext extends Flags {
   facility: string
   /** The identity of the request. */
   identity: Identity
+  /** Set when the hook decides a live join rather than a connection. */
+  join?: JoinContext | undefined
 }
 
 /**

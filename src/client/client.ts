@@ -1,4 +1,5 @@
 import { Emitter } from './emitter.js'
+import type { ClientEvents, ClientMessage, ClientStatus } from './events.js'
 import { type ClientErrorCode, WsfClientError } from './errors.js'
 import { Heartbeat } from './heartbeat.js'
 import {
@@ -18,34 +19,11 @@ import {
 } from './positions.js'
 import { finalCloseError, refusalStatus, retryAfter, shouldReconnect } from './retry.js'
 import { type CloseEventLike, OPEN, type SendData, type WebSocketLike } from './socket.js'
+import { Joins, type JoinResult, type JoinTarget } from './joins.js'
 import { TokenRefresh } from './token-refresh.js'
 import { buildUrl } from './url.js'
 
-/** Where the client is: connecting the first time, open, lost and retrying, or stopped. */
-export type ClientStatus = 'connecting' | 'open' | 'reconnecting' | 'closed'
-
-/** A received message: text as a string, binary as an ArrayBuffer (a Uint8Array with some sockets). */
-export type ClientMessage = string | ArrayBuffer | Uint8Array
-
-/** Events of `WsfClient`. */
-export interface ClientEvents {
-  /** The status changed. */
-  status: ClientStatus
-  /** A message for the application (heartbeat answers, pongs and `recovered` frames are not). */
-  message: ClientMessage
-  /**
-   * After a reconnect that gave the broker positions (and after a first connect with the
-   * `positions` option): whether every channel was recovered, and where each stands. Also when
-   * the broker finds a channel's history lost mid-connection. json facilities with `history` only.
-   */
-  recovered: RecoveredEvent
-  /** Something the application should know about; `code` is stable. */
-  error: WsfClientError
-  /** One underlying socket closed. */
-  close: { code: number; reason: string }
-  /** A reconnection attempt is scheduled in `delay` ms (`attempt` counts from 1). */
-  retry: { attempt: number; delay: number }
-}
+export type { ClientEvents, ClientMessage, ClientStatus } from './events.js'
 
 /**
  * Subprotocol the client always offers: the broker selects it (also beside a `bearer.<jwt>`
@@ -61,7 +39,6 @@ const REFUSAL_PROTOCOL = 'wsfacility.refusal'
 const HEARTBEAT_TIMEOUT = 4000
 /** setTimeout holds at most ~24.8 days. */
 const MAX_TIMER = 2 ** 31 - 1
-/** Longest delay setTimeout holds (~24.8 days); longer waits re-arm. */
 
 /**
  * A WebSocket client for a wsfacility broker that stays connected: it reconnects with backoff,
@@ -102,6 +79,17 @@ export class WsfClient {
   /** A status set while no listener could be attached yet, emitted a microtask later. */
   #deferred: ClientStatus | null = null
   #deferring = false
+  readonly #joins = new Joins({
+    send: (text) => {
+      const socket = this.#socket
+      if (this.#status !== 'open' || !socket || socket.readyState !== OPEN) return false
+      socket.send(text)
+      return true
+    },
+    position: (label) => this.#positions.get(label),
+    positioned: (label, position) => this.#advance({ channel: label, ...position }),
+    refused: (error) => this.#events.emit('error', error),
+  })
 
   constructor(options: ClientOptions) {
     this.#options = resolveOptions(options)
@@ -190,6 +178,24 @@ export class WsfClient {
   }
 
   /**
+   * Joins a group or channel of the facility without reconnecting (json facilities defined with
+   * `clientJoin`); joined again by itself after every reconnect, from its position when the
+   * channel has history. Resolves with the broker's answer; rejects with
+   * `WSF_CLIENT_JOIN_REFUSED` (or `WSF_CLIENT_CLOSED`).
+   * @example await client.join({ group: 'room-42' })
+   */
+  join(target: JoinTarget): Promise<JoinResult> {
+    if (this.#ended) return this.#reject('WSF_CLIENT_CLOSED', 'client is closed')
+    return this.#joins.join(target)
+  }
+
+  /** Leaves a group or channel (as `join`); resolves once the broker answered. */
+  leave(target: JoinTarget): Promise<void> {
+    if (this.#ended) return this.#reject('WSF_CLIENT_CLOSED', 'client is closed')
+    return this.#joins.leave(target)
+  }
+
+  /**
    * Stops for good: no more reconnects, queued messages are dropped, status 'closed'. Resolves
    * when the socket has closed. `connect()` starts again.
    */
@@ -266,10 +272,11 @@ export class WsfClient {
     this.#setStatus('open')
     // In order, before anything sent after this turn; a send failing here closes the socket.
     for (const data of this.#queue.splice(0)) socket.send(data)
+    this.#joins.opened()
   }
 
   #onMessage(data: unknown): void {
-    if (this.#heartbeat?.receive(data)) return
+    if (this.#heartbeat?.receive(data) || this.#joins.receive(data)) return
     const frame = readPositionFrame(data)
     if (frame?.type === 'recovered') return this.#onRecovered(frame.event)
     if (frame?.type === 'position') return this.#advance(frame.position)
@@ -367,6 +374,7 @@ export class WsfClient {
     this.#tokenRefresh.clear()
     this.#heartbeat?.stop()
     this.#heartbeat = null
+    this.#joins.stopped()
     this.#setStatus('closed')
   }
 

@@ -31,6 +31,9 @@ export type ClientErrorCode =
   | 'WSF_CLIENT_HEARTBEAT_TIMEOUT'
   /** `reconnect.attempts` reconnection attempts in a row failed. */
   | 'WSF_CLIENT_GAVE_UP'
+  /** The broker refused a `client.join()` (the facility's policy, or a bad group or channel);
+   * the message ends with the broker's code, e.g. `(WSF_JOIN_REFUSED)`. */
+  | 'WSF_CLIENT_JOIN_REFUSED'
 
 /**
  * An error of the browser client; `code` is stable, `closeCode` is set for server closes and

@@ -4,6 +4,7 @@
  */
 export { WsfClient, createClient } from './client.js'
 export type { ClientEvents, ClientMessage, ClientStatus } from './client.js'
+export type { JoinResult, JoinTarget } from './joins.js'
 export { buildUrl } from './url.js'
 export type { Audience, QueryParams, UrlOptions } from './url.js'
 export { backoffDelay } from './options.js'

@@ -2,15 +2,24 @@ import type { Connection } from '../connection/connection.js'
 import type { EngineMembership, EngineTransport } from '../engine/types.js'
 import { InvalidArgumentError } from '../errors.js'
 import type { Recipient } from '../delivery/hub.js'
+import { ControlRequests } from './control-requests.js'
+import { type MembershipOp, type OpResult, parseOp } from './membership-op.js'
 
 /**
  * Messages between processes on each process's control channel, one discriminated union parsed
  * once at the boundary; a malformed one is dropped.
  */
 export type ControlMessage =
-  | { type: 'send'; id: string; text?: string; binary?: string }
+  | { type: 'send'; id: string; text?: string | undefined; binary?: string | undefined }
   | { type: 'close'; id: string; code: number; reason: string }
   | { type: 'disconnect-user'; user: string; code: number; reason: string }
+  /** A live join, leave or refresh for this process's connections; answered by an ack. */
+  | { type: 'op'; rid: string; from: string; op: MembershipOp }
+  | { type: 'ack'; rid: string; count: number; refused: number }
+
+const NOTHING: OpResult = { count: 0, refused: 0 }
+
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0
 
 /** The control channel of process `nodeId`. */
 export function controlChannel(prefix: string, nodeId: string): string {
@@ -56,6 +65,16 @@ export function parseControl(payload: Buffer): ControlMessage | null {
       return typeof v.user === 'string' && isCode(v.code)
         ? { type: 'disconnect-user', user: v.user, code: v.code, reason }
         : null
+    case 'op': {
+      const op = parseOp(v.op)
+      return typeof v.rid === 'string' && typeof v.from === 'string' && op
+        ? { type: 'op', rid: v.rid, from: v.from, op }
+        : null
+    }
+    case 'ack':
+      return typeof v.rid === 'string' && isCount(v.count) && isCount(v.refused)
+        ? { type: 'ack', rid: v.rid, count: v.count, refused: v.refused }
+        : null
     default:
       return null
   }
@@ -83,15 +102,23 @@ export class ControlPlane implements Recipient {
   readonly #engine: EngineTransport & EngineMembership
   readonly #prefix: string
   readonly #connections: ReadonlyMap<string, Connection>
+  readonly #applyOp: (op: MembershipOp) => Promise<OpResult>
+  readonly #requests: ControlRequests
+  readonly #onError: (err: unknown) => void
 
   constructor(
     engine: EngineTransport & EngineMembership,
     prefix: string,
     connections: ReadonlyMap<string, Connection>,
+    applyOp: (op: MembershipOp) => Promise<OpResult> = () => Promise.resolve(NOTHING),
+    onError: (err: unknown) => void = () => {},
   ) {
     this.#engine = engine
     this.#prefix = prefix
     this.#connections = connections
+    this.#applyOp = applyOp
+    this.#requests = new ControlRequests(engine.nodeId)
+    this.#onError = onError
   }
 
   /** This process's control channel. */
@@ -105,6 +132,19 @@ export class ControlPlane implements Recipient {
   }
 
   #apply(message: ControlMessage): void {
+    if (message.type === 'ack') return this.#requests.ack(message.rid, message)
+    if (message.type === 'op') {
+      const { rid, from } = message
+      void this.#applyOp(message.op)
+        .catch(() => NOTHING)
+        .then(({ count, refused }) => {
+          const ack: ControlMessage = { type: 'ack', rid, count, refused }
+          const payload = Buffer.from(JSON.stringify(ack))
+          return this.#engine.publish(controlChannel(this.#prefix, from), payload, 0)
+        })
+        .catch(this.#onError)
+      return
+    }
     if (message.type === 'disconnect-user') {
       for (const conn of this.#connections.values()) {
         if (conn.identity.user === message.user) conn.close(message.code, message.reason)
@@ -149,5 +189,46 @@ export class ControlPlane implements Recipient {
     checkClose(code, reason)
     const message: ControlMessage = { type: 'disconnect-user', user, code, reason }
     await Promise.all((await this.#engine.nodes()).map((node) => this.#toNode(node, message)))
+  }
+
+  /**
+   * Applies a live join, leave or refresh on every process holding connections it targets, and
+   * sums what each did: this one at once, the others through their control channels and acks.
+   * Rejects with a TimeoutError when a process that took the request has not answered in
+   * `timeout` ms.
+   */
+  async request(op: MembershipOp, timeout: number): Promise<OpResult> {
+    const self = this.#engine.nodeId
+    const target = op.type === 'refresh' ? null : op.target
+    const nodes =
+      target && 'connection' in target
+        ? [nodeOrThrow(target.connection)]
+        : await this.#engine.nodes()
+    const remote = nodes.filter((n) => n !== self)
+    const local = nodes.includes(self) ? this.#applyOp(op) : Promise.resolve(NOTHING)
+    const rid = this.#requests.nextId()
+    // Waiting before sending: an ack may come back before the publish's own answer.
+    const acks = this.#requests.wait(rid, remote.length, { ...NOTHING }, timeout)
+    acks.catch(() => {})
+    const payload = Buffer.from(JSON.stringify({ type: 'op', rid, from: self, op }))
+    try {
+      await Promise.all(
+        remote.map(async (node) => {
+          const listeners = await this.#engine.publish(
+            controlChannel(this.#prefix, node),
+            payload,
+            0,
+          )
+          // Nobody listens there (the process just went): no ack will come.
+          if (listeners === 0) this.#requests.ack(rid, NOTHING)
+        }),
+      )
+    } catch (err) {
+      this.#requests.forget(rid)
+      await local.catch(() => {})
+      throw err
+    }
+    const [mine, theirs] = await Promise.all([local, acks])
+    return { count: mine.count + theirs.count, refused: mine.refused + theirs.refused }
   }
 }

@@ -3,6 +3,7 @@ import type { ServerFrame } from '../delivery/envelope.js'
 import type { Message } from '../delivery/payload.js'
 import type { WireFormat } from '../facility/definition.js'
 import type { Identity } from '../identity/identity.js'
+import type { JoinOutcome, JoinRequest } from './join-types.js'
 
 /** Fixed facts of a connection, decided before the upgrade. */
 export interface ConnectionFacts {
@@ -41,10 +42,24 @@ export interface ConnectionHandle {
   heartbeat(): void
   /** Resolves once the connection is closed and everything it held is released. */
   released(): Promise<void>
+  /** Joins a channel of its facility by label (subscribing.ts); rejects when refused or closed. */
+  join(label: string, request?: JoinRequest): Promise<JoinOutcome>
+  /** Leaves a channel by label; resolves to whether it was listening to it. */
+  leave(label: string): Promise<boolean>
+  /** Takes a re-read identity of the same user and moves to its channels. */
+  refreshIdentity(identity: Identity): Promise<boolean>
 }
 
 /** The owner behind a Connection, for the broker's own modules (not exported from the package). */
 export let ownerOf: (connection: Connection) => ConnectionHandle
+
+/** Sets a connection's identity and channels after a live join, leave or identity refresh (the
+ * owner's, never the package's). */
+export let updateConnection: (
+  connection: Connection,
+  identity: Identity,
+  channels: ConnectionChannels,
+) => void
 
 /**
  * One client, as hooks, events and `broker.connections` see it: what it is (id, facility, identity,
@@ -58,8 +73,8 @@ export class Connection {
   readonly params: Record<string, string>
   /** `raw` or `json`, from the facility definition. */
   readonly format: WireFormat
-  readonly identity: Identity
-  readonly channels: ConnectionChannels
+  #identity: Identity
+  #channels: ConnectionChannels
   /** Whether the client receives its own messages back (the `echo` flag). */
   readonly echo: boolean
   /** When the connection was accepted (ms since the epoch). */
@@ -68,6 +83,10 @@ export class Connection {
 
   static {
     ownerOf = (connection) => connection.#owner
+    updateConnection = (connection, identity, channels) => {
+      connection.#identity = identity
+      connection.#channels = channels
+    }
   }
 
   /** @internal Made by the broker for each upgrade that got this far. */
@@ -77,9 +96,19 @@ export class Connection {
     this.facility = facts.facility
     this.params = facts.params
     this.format = facts.format
-    this.identity = facts.identity
-    this.channels = facts.channels
+    this.#identity = facts.identity
+    this.#channels = facts.channels
     this.echo = facts.echo
+  }
+
+  /** Who the client is: as resolved at the upgrade, or as `broker.refreshIdentity` re-read it. */
+  get identity(): Identity {
+    return this.#identity
+  }
+
+  /** The channels it listens to and publishes to now (live joins and leaves included). */
+  get channels(): ConnectionChannels {
+    return this.#channels
   }
 
   /** True from the completed handshake until a close starts. */

@@ -1,5 +1,5 @@
 import { CloseCode } from '../close-codes.js'
-import { parseClientFrame, type ServerFrame } from '../delivery/envelope.js'
+import { type MembershipFrame, parseClientFrame, type ServerFrame } from '../delivery/envelope.js'
 import { HttpError } from '../errors.js'
 import type { WireFormat } from '../facility/definition.js'
 import { encodeText } from '../delivery/payload.js'
@@ -22,6 +22,8 @@ export interface InboundTarget {
    * UTF-8 text first when `text` is set (only then: most facilities have no hook).
    */
   offer(message: unknown, payload: Buffer, text?: boolean): void
+  /** A client's join or leave frame, answered on the socket (connection/subscribing.ts). */
+  membershipFrame(frame: MembershipFrame): void
 }
 
 /**
@@ -105,6 +107,7 @@ function handleEnvelope(target: InboundTarget, data: Buffer, isBinary: boolean):
     return refresh(target, frame.token)
   }
   if (rateLimited(target)) return
+  if (frame.type !== 'data') return target.membershipFrame(frame as MembershipFrame)
   target.offer(frame.data, encodeText(JSON.stringify(frame.data)))
 }
 

@@ -46,6 +46,8 @@ export abstract class Outbound implements Recipient, Flushable {
   /** Payloads this connection published and will see again on channels it subscribes (no echo). */
   #own: Map<string, Buffer[]> | null = null
   #dropped = 0
+  /** Messages of channels joined live, held while their history is read (holdChannel). */
+  #joining: Map<string, Held[]> | null = null
 
   constructor(services: ConnectionServices, socket: Duplex) {
     this.services = services
@@ -85,7 +87,35 @@ export abstract class Outbound implements Recipient, Flushable {
       return
     }
     if (phase === 'upgrading') this.#hold(channel, payload, framed, offset)
+    else if (this.#joining?.has(channel))
+      this.#joining.get(channel)!.push({ channel, payload, framed, offset })
     else this.#enqueue(framed)
+  }
+
+  /**
+   * Holds live messages of `channel`, just joined, until `endHold`: its history is read meanwhile,
+   * and what it gives must come first.
+   */
+  protected holdChannel(channel: string): void {
+    ;(this.#joining ??= new Map()).set(channel, [])
+  }
+
+  /**
+   * Sends what a join's history read gave (`frames`), then `answer`, then the live messages held
+   * meanwhile that come after `offset` (or carry none).
+   */
+  protected endHold(
+    channel: string,
+    frames: readonly Buffer[],
+    answer: ServerFrame | null,
+    offset: number,
+  ): void {
+    const held = this.#joining?.get(channel) ?? []
+    this.#joining?.delete(channel)
+    if (this.phase !== 'open') return
+    for (const f of frames) this.#enqueue(f)
+    if (answer) this.sendFrame(answer)
+    for (const h of held) if (h.offset === 0 || h.offset > offset) this.#enqueue(h.framed)
   }
 
   /** A json client is told when a channel's history was lost while it was connected. */
@@ -176,6 +206,7 @@ export abstract class Outbound implements Recipient, Flushable {
     this.#queue = null
     this.#queued = 0
     this.#own = null
+    this.#joining = null
   }
 
   /** Queues one text frame as is (a heartbeat answer, an envelope frame). */

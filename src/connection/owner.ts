@@ -6,11 +6,11 @@ import { HttpError } from '../errors.js'
 import { refuseUpgrade } from '../upgrade/handshake.js'
 import { refusalClose } from '../upgrade/refusal.js'
 import { Connection, type ConnectionHandle, type ConnectionState } from './connection.js'
-import { Publishing } from './publishing.js'
 import { bucketFor } from './rate-limit.js'
 import type { Upgrading } from './registry.js'
 import type { Acceptance, ConnectionServices } from './services.js'
 import type { Recoveries } from '../history/recovery.js'
+import { Subscribing } from './subscribing.js'
 
 /** What only an upgrade in progress holds. */
 interface UpgradeState {
@@ -52,9 +52,10 @@ function wsClose(this: WebSocket, code: number): void {
  * place that takes and gives back what it holds: the admission counts, the hub registration
  * (subscriptions and receiver counts), messages held before the handshake, the outbound queue,
  * presence, timers. Every way out ends in `release`, which runs once. Its outbound queue
- * (outbound.ts) and inbound handling (publishing.ts) are the classes it extends.
+ * (outbound.ts), inbound handling (publishing.ts) and live joins (subscribing.ts) are the classes
+ * it extends.
  */
-export class ConnectionOwner extends Publishing implements ConnectionHandle, Upgrading {
+export class ConnectionOwner extends Subscribing implements ConnectionHandle, Upgrading {
   #upgrade: UpgradeState | null
   /** Why the upgrade was cut, once it was. */
   #abortReason: HttpError | null = null
@@ -142,10 +143,13 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
     const { settings } = acceptance
     this.settings = settings
     this.connection = new Connection(this, acceptance.facts)
-    if (settings.hasHooks) this.context = acceptance.context
+    // Kept for the hooks that read it: onConnect/onMessage/onDisconnect, and the checks of joins.
+    if (settings.hasHooks || settings.authorize.length > 0 || this.services.options.allowedChannels)
+      this.context = acceptance.context
     this.bucket = bucketFor(settings.publishRate, settings.publishBurst)
     this.tokenAuthenticated = acceptance.tokenAuthenticated
     this.#expiresAt = acceptance.expiresAt
+    this.trackChannels(acceptance.flags)
     return this.connection
   }
 
@@ -377,7 +381,7 @@ export class ConnectionOwner extends Publishing implements ConnectionHandle, Upg
   #unsubscribe(): void {
     const connection = this.connection
     if (this.#subscribed && connection)
-      this.services.hub.remove(this, connection.channels.subscribe)
+      void this.services.hub.remove(this, connection.channels.subscribe)
     this.#subscribed = false
   }
 

@@ -1,5 +1,6 @@
 import type { WebSocket } from 'ws'
 import { CloseCode } from '../close-codes.js'
+import type { MembershipFrame } from '../delivery/envelope.js'
 import type { FacilityContext } from '../facility/definition.js'
 import { handleClientMessage, type InboundTarget } from './inbound.js'
 import { Outbound } from './outbound.js'
@@ -26,6 +27,9 @@ export abstract class Publishing extends Outbound implements InboundTarget, Paus
 
   /** Accepts a fresh JWT (rejects with a TokenError). */
   abstract refreshToken(token: string): Promise<void>
+
+  /** A client's join or leave frame (subscribing.ts). */
+  abstract membershipFrame(frame: MembershipFrame): void
 
   get tokenAuthenticated(): boolean {
     return this.#tokenAuthenticated

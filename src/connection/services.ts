@@ -6,6 +6,7 @@ import type { Hub } from '../delivery/hub.js'
 import type { FacilityContext } from '../facility/definition.js'
 import type { FacilitySettings } from '../facility/settings.js'
 import type { Identity } from '../identity/identity.js'
+import type { Flags, RedisSubscriber } from '../channels/redis-subscriber.js'
 import type { ConnectionCounter } from '../upgrade/admission.js'
 import type { Connection, ConnectionFacts } from './connection.js'
 import type { FlushScheduler } from './flush-scheduler.js'
@@ -21,6 +22,10 @@ export interface ConnectionServices {
   readonly counter: ConnectionCounter
   readonly scheduler: FlushScheduler
   readonly budget: PublishBudget
+  /** Flags + identity → channel names (a refreshed identity's channels). */
+  readonly subscriber: RedisSubscriber
+  /** Resolves true once Redis is back after an outage, false when the broker closes first. */
+  engineReturned(): Promise<boolean>
   /** Publishes a client's payload on one channel; resolves to the receivers. */
   publish(
     channel: string,
@@ -50,4 +55,6 @@ export interface Acceptance {
   context: FacilityContext
   tokenAuthenticated: boolean
   expiresAt: number | null
+  /** The flags after policy (a refreshed identity's channels are worked out from them). */
+  flags: Flags
 }

@@ -13,9 +13,27 @@ export type EnvelopeErrorCode =
   | 'rate_limited'
   | 'message_too_large'
 
+/** What a client may send to join or leave a channel of its facility (docs/live-subscriptions.md). */
+export interface MembershipFrame {
+  type: 'join' | 'leave'
+  /** A group of the facility, or `channel`: `broadcast`, `user`, `session`, `group:<name>`. */
+  group?: unknown
+  channel?: unknown
+  /** Echoed in the answer, so the client can match it. */
+  id?: string | number | undefined
+  /** Join only: the client's position in the channel's history; what it missed is sent first. */
+  since?: { epoch: string; offset: number } | undefined
+}
+
+/** An id of a join frame, as echoed in the answer. */
+export type FrameId = string | number
+
 /** What a client may send. */
 export type ClientFrame =
-  { type: 'ping' } | { type: 'token'; token: string } | { type: 'data'; data: unknown }
+  | { type: 'ping' }
+  | { type: 'token'; token: string }
+  | { type: 'data'; data: unknown }
+  | MembershipFrame
 
 /** Where a channel's history stands for a client, in a `recovered` frame. */
 export interface ChannelRecovery {
@@ -43,6 +61,24 @@ export type ServerFrame =
   | { type: 'position'; channel: string; epoch: string; offset: number }
   | { type: 'error'; code: EnvelopeErrorCode; detail: string }
   | { type: 'join' | 'leave'; user: string; facility?: string | undefined }
+  /** The answer to a join frame; with history, where the channel stands for the client. */
+  | {
+      type: 'joined'
+      channel: string
+      id?: FrameId | undefined
+      epoch?: string | undefined
+      offset?: number | undefined
+      recovered?: boolean | undefined
+      missed?: number | undefined
+    }
+  | { type: 'left'; channel: string; id?: FrameId | undefined }
+  | {
+      type: 'join-refused'
+      channel?: string | undefined
+      code: string
+      reason: string
+      id?: FrameId | undefined
+    }
 
 /** A client frame, or why it is not one. */
 export type ParsedFrame = { ok: true; frame: ClientFrame } | { ok: false; detail: string }
@@ -75,9 +111,38 @@ export function parseClientFrame(text: string): ParsedFrame {
       return 'data' in v
         ? { ok: true, frame: { type: 'data', data: v.data } }
         : { ok: false, detail: 'data frame without data' }
+    case 'join':
+    case 'leave':
+      return parseMembership(v.type, v)
     default:
       return { ok: false, detail: 'unknown message type' }
   }
+}
+
+function isFrameId(id: unknown): id is FrameId {
+  return (typeof id === 'string' && id.length <= 64) || Number.isSafeInteger(id)
+}
+
+/** A join or leave frame; its group or channel is checked when it is applied. */
+function parseMembership(type: 'join' | 'leave', v: Record<string, unknown>): ParsedFrame {
+  if (v.id !== undefined && !isFrameId(v.id))
+    return { ok: false, detail: 'id must be a string (at most 64 characters) or an integer' }
+  const frame: MembershipFrame = { type, group: v.group, channel: v.channel }
+  if (v.id !== undefined) frame.id = v.id as FrameId
+  if (type === 'join' && v.since !== undefined) {
+    const p = v.since as { epoch?: unknown; offset?: unknown } | null
+    if (
+      typeof p !== 'object' ||
+      p === null ||
+      typeof p.epoch !== 'string' ||
+      p.epoch.length > 64 ||
+      !Number.isSafeInteger(p.offset) ||
+      (p.offset as number) < 0
+    )
+      return { ok: false, detail: 'since is {"epoch": string, "offset": integer >= 0}' }
+    frame.since = { epoch: p.epoch, offset: p.offset as number }
+  }
+  return { ok: true, frame }
 }
 
 /** Serialises a server frame. */

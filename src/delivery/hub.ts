@@ -26,7 +26,7 @@ export interface Recipient {
   ): void
   /** The channel's history was lost; delivery goes on from `position` (`label`: the client's name
    * of the channel). */
-  historyLost?(channel: string, label: string, position: StreamPosition): void
+  historyLost?: ((channel: string, label: string, position: StreamPosition) => void) | undefined
 }
 
 /** What a connection gets from a channel's history as it opens (hub.recover). */
@@ -131,14 +131,20 @@ export class Hub {
     await Promise.all(work)
   }
 
-  /** Unregisters `recipient`; channels nobody else needs are unsubscribed in the background. */
-  remove(recipient: Recipient, channels: readonly string[]): void {
+  /**
+   * Unregisters `recipient` at once; channels nobody else needs are unsubscribed in the
+   * background. Resolves once the new receiver counts are visible to publishers everywhere
+   * (failures are reported, never thrown: Redis gets the counts again when it comes back).
+   */
+  remove(recipient: Recipient, channels: readonly string[]): Promise<void> {
+    const counted: Promise<void>[] = []
     for (const channel of channels) {
       const state = this.#channels.get(channel)
       if (!state || !state.recipients.delete(recipient)) continue
-      this.#engine.setLocalCount(channel, state.recipients.size).catch(this.#onError)
+      counted.push(this.#engine.setLocalCount(channel, state.recipients.size).catch(this.#onError))
       if (state.recipients.size === 0) this.#reconcile(channel).catch(this.#onError)
     }
+    return Promise.all(counted).then(() => {})
   }
 
   /**

@@ -16,6 +16,22 @@ export interface FacilityContext {
   params: Record<string, string>
   identity: Identity
   request: IncomingMessage
+  /** Set when the hooks decide a live join (`broker.join` or a client's join frame), not the
+   * connection itself. */
+  join?: JoinContext | undefined
+}
+
+/** The live join `authorize` and `allowedChannels` hooks are asked about. */
+export interface JoinContext {
+  /** The channel's label: `group:<name>`, `broadcast`, `user` or `session`. */
+  label: string
+  audience: Audience
+  /** The group, for a group join; null otherwise. */
+  group: string | null
+  /** The channel's name in Redis. */
+  channel: string
+  /** True when the client asked (a join frame), false for `broker.join`. */
+  fromClient: boolean
 }
 
 /** One permission check; any false (or throw) refuses the connection with 403. */
@@ -63,7 +79,14 @@ export interface FacilityDefinition<C = unknown> {
   maxBufferedBytes?: number | undefined
   /** `'close'` (1013) or `'drop'` for a client that does not read. @default the broker's slowConsumer */
   slowConsumer?: SlowConsumerPolicy | undefined
-  /** Permission checks, as Panther's `permissions`: any false → 403. */
+  /**
+   * Whether clients may join and leave groups and channels over the open socket (`json`
+   * facilities' join frames, `client.join()`); each join is checked like `broker.join` (the
+   * `subscribe` list, `authorize` with `context.join`, `allowedChannels`). @default false
+   */
+  clientJoin?: boolean | undefined
+  /** Permission checks, as Panther's `permissions`: any false → 403. Asked again, with
+   * `context.join` set, for every live join. */
   authorize?: AuthorizeHook | AuthorizeHook[] | undefined
   /** After the handshake; the connection is live. */
   onConnect?: ((connection: C, context: FacilityContext) => void | Promise<void>) | undefined
@@ -97,6 +120,7 @@ const DEFINITION_FIELDS = Object.keys({
   maxStoredMessage: true,
   maxBufferedBytes: true,
   slowConsumer: true,
+  clientJoin: true,
   authorize: true,
   onConnect: true,
   onMessage: true,
@@ -145,6 +169,9 @@ export function validateDefinition(pattern: string, definition: FacilityDefiniti
   }
   if (anonymous !== undefined && typeof anonymous !== 'boolean') {
     throw new OptionError('anonymous must be a boolean')
+  }
+  if (definition.clientJoin !== undefined && typeof definition.clientJoin !== 'boolean') {
+    throw new OptionError('clientJoin must be a boolean')
   }
   const hooks = [definition.authorize].flat().filter((h) => h !== undefined)
   for (const hook of [

@@ -73,4 +73,12 @@ export class FacilityRegistry {
     }
     return { settings: this.adHoc, params: NO_PARAMS }
   }
+
+  /** The settings of the facility a channel name belongs to (its last segment); null for a name
+   * that is not `{prefix}<audience>:…:<facility>`. */
+  ofChannel(prefix: string, channel: string): FacilitySettings | null {
+    const colon = channel.lastIndexOf(':')
+    if (!channel.startsWith(prefix) || colon < prefix.length) return null
+    return this.match(channel.slice(colon + 1)).settings
+  }
 }

@@ -28,6 +28,8 @@ export interface FacilitySettings {
   readonly mayPublish: readonly Audience[]
   readonly autoSubscribe: readonly Audience[]
   readonly authorize: readonly AuthorizeHook[]
+  /** Clients may join and leave channels over the open socket. */
+  readonly clientJoin: boolean
   /** Client messages per second (0: unlimited) and the burst on top. */
   readonly publishRate: number
   readonly publishBurst: number
@@ -55,6 +57,7 @@ export function resolveSettings(
     mayPublish: d.publish ?? options.clientPublish,
     autoSubscribe: d.autoSubscribe ?? [],
     authorize: [d.authorize ?? []].flat(),
+    clientJoin: d.clientJoin ?? false,
     publishRate: d.publishRate ?? options.publishRate,
     publishBurst: d.publishBurst ?? options.publishBurst,
     maxStoredMessage: d.maxStoredMessage ?? options.maxStoredMessage,

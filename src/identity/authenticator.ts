@@ -95,6 +95,19 @@ export class Authenticator {
   }
 
   /**
+   * The identity session `sessionKey` gives now, read again from the store: null when the session
+   * is gone, undefined when identities do not come from a session store.
+   */
+  async sessionIdentity(sessionKey: string): Promise<Identity | null | undefined> {
+    if (!this.#session || this.#identify) return undefined
+    const session = await this.#session.load(sessionKey)
+    if (!session) return null
+    const identity = await this.#session.toIdentity(session, sessionKey)
+    checkIdentity(identity)
+    return identity
+  }
+
+  /**
    * Verifies a fresh token for a connection authenticated as `current`; resolves to its expiry.
    * A token for another user is refused: a connection's channels were chosen for its identity.
    */

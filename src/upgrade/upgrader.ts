@@ -186,6 +186,7 @@ export class Upgrader {
       context,
       tokenAuthenticated: auth.via === 'jwt',
       expiresAt: auth.expiresAt,
+      flags,
     })
     try {
       await owner.subscribe()

@@ -5,7 +5,7 @@ import {
   type InboundTarget,
   rawTokenOf,
 } from '../../src/connection/inbound.js'
-import type { ServerFrame } from '../../src/delivery/envelope.js'
+import type { MembershipFrame, ServerFrame } from '../../src/delivery/envelope.js'
 import { HttpError } from '../../src/errors.js'
 import type { WireFormat } from '../../src/facility/definition.js'
 import { TokenError } from '../../src/identity/jwt.js'
@@ -45,6 +45,10 @@ class Target implements InboundTarget {
   }
   offer(message: unknown, payload: Buffer, text?: boolean): void {
     this.offers.push({ message, payload, text })
+  }
+  readonly memberships: MembershipFrame[] = []
+  membershipFrame(frame: MembershipFrame): void {
+    this.memberships.push(frame)
   }
 }
 

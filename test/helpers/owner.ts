@@ -8,6 +8,7 @@ import {
   resolveOptions,
   type ResolvedOptions,
 } from '../../src/broker/options.js'
+import { RedisSubscriber } from '../../src/channels/redis-subscriber.js'
 import { Presence } from '../../src/cluster/presence.js'
 import type { Connection } from '../../src/connection/connection.js'
 import { FlushScheduler } from '../../src/connection/flush-scheduler.js'
@@ -104,6 +105,8 @@ export class OwnerHarness {
       counter: this.counter,
       scheduler: this.scheduler,
       budget: this.budget,
+      subscriber: new RedisSubscriber({ prefix: this.options.channelPrefix }),
+      engineReturned: () => Promise.resolve(false),
       publish: (channel, payload, expire) => {
         this.published.push({ channel, payload, expire })
         return this.publishImpl(channel, payload, expire)
@@ -149,6 +152,7 @@ export class OwnerHarness {
       context: { facility: 'f', params: {}, identity, request: {} as IncomingMessage },
       tokenAuthenticated: o.tokenAuthenticated ?? false,
       expiresAt: o.expiresAt ?? null,
+      flags: { subscribe: [], publish: [] },
     }
   }
 
