@@ -1,10 +1,9 @@
 import { EventEmitter } from 'node:events'
-import { type HistoryOptions, resolveHistory } from '../history/wire.js'
+import type { HistoryOptions } from '../history/wire.js'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { Authenticator } from '../identity/authenticator.js'
 import { testIdentitiesOf } from '../identity/test-identities.js'
-import { CloseCode } from '../close-codes.js'
 import { type Connection, ownerOf } from '../connection/connection.js'
 import type { ConnectionServices } from '../connection/services.js'
 import { FlushScheduler } from '../connection/flush-scheduler.js'
@@ -16,8 +15,9 @@ import { FacilityRegistry } from '../facility/registry.js'
 import { ConnectionCounter } from '../upgrade/admission.js'
 import { Presence } from '../cluster/presence.js'
 import type { Engine } from '../engine/types.js'
-import { ClosedError, OptionError } from '../errors.js'
-import { answerUpgradeRequired, refuseUpgrade } from '../upgrade/handshake.js'
+import { ClosedError } from '../errors.js'
+import { answerUpgradeRequired } from '../upgrade/handshake.js'
+import { Attachments } from './attachments.js'
 import { Hub } from '../delivery/hub.js'
 import {
   type Identity,
@@ -25,16 +25,21 @@ import {
   normalizeIdentity,
   type PartialIdentity,
 } from '../identity/identity.js'
-import { encodeMessage, type Message, type StoredMessage, toStored } from '../delivery/payload.js'
+import { type Message, type StoredMessage, toStored } from '../delivery/payload.js'
 import { BrokerMetrics } from '../observability/metrics.js'
 import { type BrokerOptions, engineFor, type ResolvedOptions, resolveOptions } from './options.js'
 import { matchesPath } from '../upgrade/parse-url.js'
 import { RedisSubscriber } from '../channels/redis-subscriber.js'
-import { type CloseOptions, resolveCloseOptions, withTimeout } from './close.js'
+import { type CloseOptions, resolveCloseOptions, shutDown } from './close.js'
 import { Upgrader } from '../upgrade/upgrader.js'
 import type { BrokerEvents, BrokerStats, PublishOptions } from './events.js'
 import { EngineReturn } from './engine-return.js'
-import { type PublishFn, timedPublish } from './timed-publish.js'
+import {
+  type ChannelSettings,
+  type PublishFn,
+  publishToChannels,
+  timedPublish,
+} from './timed-publish.js'
 import {
   changeMembership,
   type JoinOptions,
@@ -65,10 +70,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly #registry = new ConnectionRegistry()
   /** The upgrades that lead to them (refused with a status, or opened). */
   readonly #upgrader: Upgrader
-  readonly #servers = new Map<
-    Server,
-    (req: IncomingMessage, socket: Duplex, head: Buffer) => void
-  >()
+  readonly #attachments: Attachments
   readonly #metrics: BrokerMetrics
   readonly #engineReturn: EngineReturn
   readonly #publish: PublishFn
@@ -79,6 +81,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
     super()
     this.options = resolveOptions(options)
     this.#facilities = new FacilityRegistry(this.options)
+    this.#attachments = new Attachments(this.options.path, (req, socket, head) => {
+      void this.handleUpgrade(req, socket, head)
+    })
     this.#metrics = new BrokerMetrics(this, this.options.metrics)
     this.engine = engineFor(this.options)
     this.engine.onError((err) => this.#error(err))
@@ -223,25 +228,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
    */
   attach(server: Server): this {
     if (this.#closing) throw new ClosedError()
-    if (this.#servers.has(server)) return this
-    const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-      if (!matchesPath(req.url ?? '', this.options.path)) {
-        if (server.listenerCount('upgrade') === 1) refuseUpgrade(socket, 404, 'not found')
-        return
-      }
-      void this.handleUpgrade(req, socket, head)
-    }
-    server.on('upgrade', listener)
-    this.#servers.set(server, listener)
-    this.ready().catch((err: unknown) => this.#error(err))
+    if (this.#attachments.add(server)) this.ready().catch((err: unknown) => this.#error(err))
     return this
   }
 
   /** Stops handling upgrades on `server` (open connections stay). */
   detach(server: Server): void {
-    const listener = this.#servers.get(server)
-    if (listener) server.off('upgrade', listener)
-    this.#servers.delete(server)
+    this.#attachments.remove(server)
   }
 
   /**
@@ -373,32 +366,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
     message: Message,
     options: PublishOptions = {},
   ): Promise<number> {
-    const { expire } = options
-    if (
-      expire !== undefined &&
-      (typeof expire !== 'number' || !Number.isFinite(expire) || expire < 0)
-    ) {
-      throw new OptionError('expire must be a number >= 0')
-    }
-    const history =
-      options.history === undefined ? undefined : resolveHistory('history', options.history)
-    const payload = encodeMessage(message)
-    const { positions } = options
-    await this.ready()
-    const counts = await Promise.all(
-      channels.map((ch) => {
-        const settings = this.#facilities.ofChannel(this.options.channelPrefix, ch) ?? this.options
-        return this.#publish(
-          ch,
-          payload,
-          expire ?? settings.expire,
-          history === undefined ? settings.history : history,
-          positions && ((p) => positions.set(ch, p)),
-        )
-      }),
-    )
-    return counts.reduce((a, b) => a + b, 0)
+    const ready = () => this.ready()
+    return publishToChannels(this.#publish, this.#settingsOf, ready, channels, message, options)
   }
+
+  readonly #settingsOf: ChannelSettings = (ch) =>
+    this.#facilities.ofChannel(this.options.channelPrefix, ch) ?? this.options
 
   /**
    * The first stored message among `channels`, in order, or null: a Buffer on `binary`
@@ -424,26 +397,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
    */
   close(options: number | CloseOptions = {}): Promise<void> {
     const { code, timeout } = resolveCloseOptions(options)
-    this.#closing ??= (async () => {
-      this.#registry.stopPings()
-      this.#engineReturn.close()
-      const deadline = Date.now() + timeout
-      // What Redis accepted before close() is on its way to this process: let it arrive first.
-      if (this.#started) await withTimeout(this.engine.barrier(), timeout).catch(() => {})
-      const owners = [...this.#registry.open.values()].map(ownerOf)
-      const gone = owners.map((o) => o.released())
-      const reason =
-        code === CloseCode.SERVICE_RESTART ? 'server restarting' : 'server shutting down'
-      for (const o of owners) o.close(code, reason)
-      await withTimeout(Promise.all(gone), Math.max(0, deadline - Date.now())).catch(() => {})
-      for (const o of owners) o.terminate(code)
-      for (const server of [...this.#servers.keys()]) this.detach(server)
-      this.#upgrader.close()
-      await this.#registry.settled()
-      await this.#started?.catch(() => {})
-      await this.engine.close()
-      this.#metrics.unregister()
-    })()
+    this.#closing ??= shutDown({
+      code,
+      timeout,
+      registry: this.#registry,
+      engineReturn: this.#engineReturn,
+      started: this.#started,
+      engine: this.engine,
+      detachAll: () => {
+        this.#attachments.clear()
+        this.#upgrader.close()
+      },
+      metrics: this.#metrics,
+    })
     return this.#closing
   }
 }

@@ -1,4 +1,10 @@
+import { CloseCode } from '../close-codes.js'
+import { ownerOf } from '../connection/connection.js'
+import type { ConnectionRegistry } from '../connection/registry.js'
+import type { Engine } from '../engine/types.js'
 import { OptionError, TimeoutError } from '../errors.js'
+import type { BrokerMetrics } from '../observability/metrics.js'
+import type { EngineReturn } from './engine-return.js'
 
 /** Options of `broker.close()`. */
 export interface CloseOptions {
@@ -47,4 +53,41 @@ export async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** What a broker's shutdown works on (broker.close() hands them over). */
+export interface ShutdownParts extends ResolvedCloseOptions {
+  registry: ConnectionRegistry
+  engineReturn: EngineReturn
+  /** The engine's start, when it was started. */
+  started: Promise<void> | null
+  engine: Engine
+  /** Takes the broker off its servers and stops the upgrader (new upgrades get 503). */
+  detachAll(): void
+  metrics: BrokerMetrics
+}
+
+/**
+ * The shutdown sequence: messages Redis already accepted arrive first, every client is closed
+ * with `code` after its queued frames, those still there at the deadline are cut, then the
+ * upgrades still running settle and the engine is released.
+ */
+export async function shutDown(parts: ShutdownParts): Promise<void> {
+  const { code, timeout, registry, engine, started } = parts
+  registry.stopPings()
+  parts.engineReturn.close()
+  const deadline = Date.now() + timeout
+  // What Redis accepted before close() is on its way to this process: let it arrive first.
+  if (started) await withTimeout(engine.barrier(), timeout).catch(() => {})
+  const owners = [...registry.open.values()].map(ownerOf)
+  const gone = owners.map((o) => o.released())
+  const reason = code === CloseCode.SERVICE_RESTART ? 'server restarting' : 'server shutting down'
+  for (const o of owners) o.close(code, reason)
+  await withTimeout(Promise.all(gone), Math.max(0, deadline - Date.now())).catch(() => {})
+  for (const o of owners) o.terminate(code)
+  parts.detachAll()
+  await registry.settled()
+  await started?.catch(() => {})
+  await engine.close()
+  parts.metrics.unregister()
 }
