@@ -121,7 +121,7 @@ async function tokens(count: number): Promise<string[]> {
 }
 
 /** Connects `count` clients, on one broadcast channel or each on its own; returns the targets. */
-async function connect(g: Group, count: number, perUser: boolean): Promise<string[]> {
+export async function connect(g: Group, count: number, perUser: boolean): Promise<string[]> {
   let paths: string[]
   let auths: (object | null)[] = []
   let targets: string[]
@@ -164,7 +164,7 @@ export async function waitFrames(g: Group, frames: number, stallMs: number): Pro
 }
 
 /** Publishes and waits until every delivery arrived or deliveries stopped for a while. */
-async function measure(
+export async function measure(
   g: Group,
   scenario: string,
   clients: number,
