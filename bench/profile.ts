@@ -24,7 +24,7 @@ function threads(pid: number): Map<string, [number, number]> {
   const out = new Map<string, [number, number]>()
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1')
-    const name = `${stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"))}#${tid}`
+    const name = `${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}#${tid}`
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     const [u, s] = out.get(name) ?? [0, 0]
     out.set(name, [u + Number(f[11]), s + Number(f[12])])
@@ -69,7 +69,11 @@ try {
     // perf's view of one more round, kernel included (run the harness with NODE_OPTIONS=--perf-basic-prof).
     const { spawn } = await import('node:child_process')
     const out = new URL('perf.data', dir).pathname
-    const pf = spawn('perf', ['record', '-F', '2000', '-g', '-o', out, '-p', String(g.server.pid)], { stdio: 'ignore' })
+    const pf = spawn(
+      'perf',
+      ['record', '-F', '2000', '-g', '-o', out, '-p', String(g.server.pid)],
+      { stdio: 'ignore' },
+    )
     await new Promise((r) => setTimeout(r, 500))
     await measure(g, name, clients, targets, messages, 0, per)
     pf.kill('SIGINT')

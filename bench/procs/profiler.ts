@@ -4,6 +4,7 @@
  * DevTools) to the path given and returns its top functions by self time.
  */
 import { writeFileSync } from 'node:fs'
+import { writeHeapSnapshot } from 'node:v8'
 import { Session } from 'node:inspector/promises'
 
 interface Node {
@@ -36,6 +37,12 @@ export function profiler(): Record<string, (args: Record<string, unknown>) => un
       session = null
       if (typeof a.path === 'string') writeFileSync(a.path, JSON.stringify(profile))
       return topSelf(profile, (a.top as number | undefined) ?? 30)
+    },
+    /** Writes a heap snapshot (after a full GC when the process runs with --expose-gc). */
+    heapSnapshot: (a) => {
+      const gc = (globalThis as { gc?: () => void }).gc
+      gc?.()
+      return writeHeapSnapshot(a.path as string)
     },
   }
 }
