@@ -45,15 +45,38 @@ try {
       `${name}: ${r.cpuMicrosPerDelivery.toFixed(3)} µs CPU/delivery, ` +
         `${Math.round(r.deliveriesPerSec)}/s, lost ${r.lost}, other load ${r.otherCores.toFixed(2)} cores`,
     )
+    // Per thread, µs per delivery in user and kernel mode (from 10 ms ticks: use long rounds).
+    const us = (ticks: number) => ((ticks * 10_000) / Math.max(1, r.delivered)).toFixed(2)
     const ticks = [...threads(g.server.pid)].map(([name, [u, s]]) => {
       const [u0, s0] = t0.get(name) ?? [0, 0]
-      return `${name} user ${u - u0} sys ${s - s0}`
+      return u === u0 && s === s0 ? '' : `${name} user ${us(u - u0)} sys ${us(s - s0)}`
     })
-    console.log(`  ticks: ${ticks.filter((t) => !t.endsWith('user 0 sys 0')).join(', ')}`)
+    console.log(`  per thread: ${ticks.filter((t) => t !== '').join(', ')}`)
   }
   const dir = new URL('.work/', import.meta.url)
   mkdirSync(dir, { recursive: true })
   const path = new URL(`profile-${which}.cpuprofile`, dir).pathname
+  if (process.env.PERFSTAT) {
+    // Instructions per delivery of one more round, user and kernel apart: much steadier than CPU
+    // time on a loaded machine, so small changes show in an A/B run.
+    const { spawn } = await import('node:child_process')
+    const out = new URL('perf-stat.txt', dir).pathname
+    const args = ['stat', '-x', ',', '-e', 'instructions:u,instructions:k', '-o', out]
+    const ps = spawn('perf', [...args, '-p', String(g.server.pid)], { stdio: 'ignore' })
+    await new Promise((r) => setTimeout(r, 300))
+    const r = await measure(g, name, clients, targets, messages, 0, per)
+    ps.kill('SIGINT')
+    await new Promise((res) => ps.once('exit', res))
+    const counts = readFileSync(out, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('instructions'))
+      .map(
+        (l) => `${l.split(',')[2]} ${(Number(l.split(',')[0]) / r.delivered).toFixed(0)}/delivery`,
+      )
+    console.log(
+      `${name}: instructions ${counts.join(', ')} (${r.cpuMicrosPerDelivery.toFixed(3)} µs)`,
+    )
+  }
   if (process.env.STRACE) {
     // Syscall counts of one more round (strace slows the server: only the counts mean anything).
     const { spawn } = await import('node:child_process')
