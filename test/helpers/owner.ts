@@ -198,6 +198,7 @@ export class OwnerHarness {
         new Promise<void>((resolve, reject) => {
           owner.check()
           let opened = false
+          owner.handingOver()
           this.#wss.handleUpgrade(req, socket, head, (w) => {
             opened = true
             owner.open(w, stored, req)
