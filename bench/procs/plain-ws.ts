@@ -2,6 +2,7 @@
 import http from 'node:http'
 import { WebSocketServer } from 'ws'
 import { serve } from '../ipc.js'
+import { profiler } from './profiler.js'
 import { collect, listenLocal } from './server-common.js'
 
 const env = process.env
@@ -14,4 +15,5 @@ serve({
   count: () => wss.clients.size,
   gc: () => collect(),
   stats: () => ({ connections: wss.clients.size }),
+  ...profiler(),
 })

@@ -1,5 +1,6 @@
 /** Child process: a standalone wsfacility broker on the Redis engine, as the bench measures it. */
 import http from 'node:http'
+import { profiler } from './profiler.js'
 import { createBroker } from '../../src/index.js'
 import { serve } from '../ipc.js'
 import { collect, listenLocal } from './server-common.js'
@@ -26,4 +27,5 @@ serve({
   count: () => broker.connections.size,
   gc: () => collect(),
   stats: () => broker.stats,
+  ...profiler(),
 })

@@ -1,6 +1,8 @@
 /** Something with frames waiting to be written. */
 export interface Flushable {
   flush(): void
+  /** Set by the scheduler while the item waits for its flush (an item is flushed once a turn). */
+  flushPending?: boolean
 }
 
 /**
@@ -8,7 +10,14 @@ export interface Flushable {
  * after the turn: every frame queued for a socket in that turn goes out in a single write.
  */
 export class FlushScheduler {
-  #dirty = new Set<Flushable>()
+  /**
+   * What to flush after this turn, in order, each item once (its `flushPending` says it is here).
+   * An array, not a Set: a burst to 10,000 sockets would otherwise grow and rehash a 10,000-entry
+   * hash table every turn, then drop it.
+   */
+  #dirty: Flushable[] = []
+  /** The array of the previous run, emptied, reused for the next turn. */
+  #spare: Flushable[] = []
   #scheduled = false
   /** The frames last joined in this flush, and the result (see `joined`). */
   #lastParts: readonly Buffer[] | null = null
@@ -16,18 +25,30 @@ export class FlushScheduler {
   readonly #run = (): void => {
     this.#scheduled = false
     const dirty = this.#dirty
-    this.#dirty = new Set()
+    // Items scheduled while this run flushes (a write that closed a socket, say) wait for the next.
+    this.#dirty = this.#spare
+    let i = 0
     try {
-      for (const item of dirty) item.flush()
+      for (; i < dirty.length; i++) {
+        const item = dirty[i]!
+        item.flushPending = false
+        item.flush()
+      }
     } finally {
+      // After a flush threw, the items it left unflushed can be scheduled again.
+      for (; i < dirty.length; i++) dirty[i]!.flushPending = false
+      dirty.length = 0
+      this.#spare = dirty
       this.#lastParts = null
       this.#lastJoined = null
     }
   }
 
-  /** Flushes `item` at the end of the current turn. */
+  /** Flushes `item` at the end of the current turn (once, however often it is scheduled). */
   schedule(item: Flushable): void {
-    this.#dirty.add(item)
+    if (item.flushPending === true) return
+    item.flushPending = true
+    this.#dirty.push(item)
     if (!this.#scheduled) {
       this.#scheduled = true
       queueMicrotask(this.#run)

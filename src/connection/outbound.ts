@@ -40,9 +40,14 @@ export abstract class Outbound implements Recipient, Flushable {
   /** Messages that arrived before the handshake completed; created when the first one does. */
   #held: Held[] | null = null
   #heldBytes = 0
-  /** Frames waiting for this turn's flush; created by the first one. */
-  #queue: Buffer[] | null = null
+  /**
+   * Frames waiting for this turn's flush: the first one as it is (most turns queue one frame for a
+   * socket when each client has a channel of its own), an array from the second on.
+   */
+  #queue: Buffer | Buffer[] | null = null
   #queued = 0
+  /** The flush scheduler's mark (flush-scheduler.ts). */
+  flushPending = false
   /** Payloads this connection published and will see again on channels it subscribes (no echo). */
   #own: Map<string, Buffer[]> | null = null
   #dropped = 0
@@ -234,11 +239,12 @@ export abstract class Outbound implements Recipient, Flushable {
       return
     }
     this.#queued += framed.length
-    if (this.#queue) this.#queue.push(framed)
-    else {
-      this.#queue = [framed]
+    const queue = this.#queue
+    if (queue === null) {
+      this.#queue = framed
       this.services.scheduler.schedule(this)
-    }
+    } else if (Array.isArray(queue)) queue.push(framed)
+    else this.#queue = [queue, framed]
   }
 
   /** Writes every queued frame in one go. */
@@ -251,7 +257,7 @@ export abstract class Outbound implements Recipient, Flushable {
     if (socket.destroyed || !socket.writable) return
     // One write per turn: each write to a socket costs a syscall and stream bookkeeping, whatever
     // its size. The frames are written under `ws`, which is why permessage-deflate stays off.
-    socket.write(queue.length === 1 ? queue[0]! : this.services.scheduler.joined(queue))
+    socket.write(Array.isArray(queue) ? this.services.scheduler.joined(queue) : queue)
   }
 
   /**

@@ -6,7 +6,6 @@ import { HttpError } from '../errors.js'
 import { refuseUpgrade } from '../upgrade/handshake.js'
 import { refusalClose } from '../upgrade/refusal.js'
 import { Connection, type ConnectionHandle, type ConnectionState } from './connection.js'
-import { bucketFor } from './rate-limit.js'
 import type { Upgrading } from './registry.js'
 import type { Acceptance, ConnectionServices } from './services.js'
 import type { Recoveries } from '../history/recovery.js'
@@ -146,7 +145,6 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
     // Kept for the hooks that read it: onConnect/onMessage/onDisconnect, and the checks of joins.
     if (settings.hasHooks || settings.authorize.length > 0 || this.services.options.allowedChannels)
       this.context = acceptance.context
-    this.bucket = bucketFor(settings.publishRate, settings.publishBurst)
     this.tokenAuthenticated = acceptance.tokenAuthenticated
     this.#expiresAt = acceptance.expiresAt
     this.trackChannels(acceptance.flags)
@@ -219,6 +217,15 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
     this.abort(new HttpError(503, 'too many messages before the handshake completed'))
   }
 
+  /**
+   * ws is about to take the socket (it listens for its end from then on). Ours goes first: the
+   * socket's 'end' listeners stay two, as on a plain ws server, instead of growing to three and
+   * keeping the grown list (~150 bytes) for the connection's whole life.
+   */
+  handingOver(): void {
+    this.socket.off('end', socketGone)
+  }
+
   /** Ends the upgrade-only state (timer, socket listeners, the registry's count). */
   #endUpgrade(): void {
     const upgrade = this.#upgrade
@@ -250,6 +257,8 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
     const services = this.services
     const connection = this.connection!
     this.#endUpgrade()
+    // ws has an 'error' listener on the socket for as long as it lives: the no-op goes.
+    this.socket.off('error', ignoreError)
     this.ws = ws
     ;(ws as Owned)[OWNER] = this
     ws.on('message', wsMessage)

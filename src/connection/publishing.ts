@@ -5,7 +5,7 @@ import type { FacilityContext } from '../facility/definition.js'
 import { handleClientMessage, type InboundTarget } from './inbound.js'
 import { Outbound } from './outbound.js'
 import type { PausedReader } from './publish-budget.js'
-import type { TokenBucket } from './rate-limit.js'
+import { bucketFor, type TokenBucket } from './rate-limit.js'
 
 /**
  * The inbound side of a connection (between its outbound base and its owner): what the client
@@ -17,7 +17,12 @@ import type { TokenBucket } from './rate-limit.js'
 export abstract class Publishing extends Outbound implements InboundTarget, PausedReader {
   protected ws: WebSocket | null = null
   protected context: FacilityContext | null = null
-  protected bucket: TokenBucket | null = null
+  /**
+   * The publish rate's bucket, made by the first client message (a bucket starts full and fills
+   * up to full, so one made then holds what one made at the upgrade would): most connections
+   * never send, and cost nothing for it. Null: no rate limit.
+   */
+  #bucket: TokenBucket | null | undefined = undefined
   protected alive = true
   #tokenAuthenticated = false
   /** The client messages going through an async onMessage, one at a time, in order. */
@@ -52,7 +57,12 @@ export abstract class Publishing extends Outbound implements InboundTarget, Paus
   }
 
   takeToken(): boolean {
-    return this.bucket === null || this.bucket.take()
+    let bucket = this.#bucket
+    if (bucket === undefined) {
+      const settings = this.settings!
+      bucket = this.#bucket = bucketFor(settings.publishRate, settings.publishBurst)
+    }
+    return bucket === null || bucket.take()
   }
 
   offer(message: unknown, payload: Buffer, text = false): void {

@@ -5,7 +5,7 @@ import { ClosedError, EngineError, OptionError } from '../errors.js'
 import { BatchedReads, Coalescer } from './coalesce.js'
 import { ConnectionHealth } from './connection-health.js'
 import { ClusterLink, type RedisClusterConfig } from './redis-cluster.js'
-import type { RedisLink } from './redis-link.js'
+import type { Listener, RedisLink } from './redis-link.js'
 import { presenceField, RedisPresence } from './redis-presence.js'
 import { engineKeys, type EngineKeys } from './redis-scripts.js'
 import { StandaloneLink } from './redis-standalone.js'
@@ -81,9 +81,13 @@ export class RedisEngine extends EventEmitter implements Engine {
   /** Whether history is in use: then the `wsfacility` function library is (re)loaded on connect. */
   #functions: Promise<void> | null = null
   readonly #health: ConnectionHealth
-  readonly #listener = (message: Buffer, channel: Buffer): void => {
-    this.#handler(channel.toString(), message)
-  }
+  /**
+   * One listener per subscribed channel, which knows its channel's name: node-redis has already
+   * decoded it to find the listener, and a shared listener would decode it again (a string and its
+   * hash per message). Kept until the channel is unsubscribed, so a SUBSCRIBE sent again (after a
+   * failure) gives node-redis the listener it may already hold, never a second one.
+   */
+  readonly #listeners = new Map<string, Listener>()
 
   constructor(options: RedisEngineOptions) {
     super()
@@ -222,11 +226,20 @@ export class RedisEngine extends EventEmitter implements Engine {
   }
 
   subscribe(channel: string): Promise<void> {
-    return this.#run('SUBSCRIBE', () => this.#link.subscribe(channel, this.#listener))
+    let listener = this.#listeners.get(channel)
+    if (!listener) {
+      listener = (message: Buffer): void => void this.#handler(channel, message)
+      this.#listeners.set(channel, listener)
+    }
+    const given = listener
+    return this.#run('SUBSCRIBE', () => this.#link.subscribe(channel, given))
   }
 
-  unsubscribe(channel: string): Promise<void> {
-    return this.#run('UNSUBSCRIBE', () => this.#link.unsubscribe(channel, this.#listener))
+  async unsubscribe(channel: string): Promise<void> {
+    const listener = this.#listeners.get(channel)
+    if (!listener) return
+    await this.#run('UNSUBSCRIBE', () => this.#link.unsubscribe(channel, listener))
+    this.#listeners.delete(channel)
   }
 
   publish(

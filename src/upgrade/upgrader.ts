@@ -95,6 +95,7 @@ export class Upgrader {
       handed = true
       let accepted: WebSocket | null = null
       const wss = refusal ? this.#refusals : this.#wss
+      owner.handingOver()
       wss.handleUpgrade(req, socket, head, (ws) => (accepted = ws))
       return accepted
     }

@@ -106,6 +106,25 @@ describe('FlushScheduler', () => {
     assert.equal(next.flushes, 1)
   })
 
+  it('lets the items a throwing flush left unflushed be scheduled again', () => {
+    const scheduler = new FlushScheduler()
+    const left = new Item()
+    const runs = captureMicrotasks(() => {
+      scheduler.schedule(
+        new Item(() => {
+          throw new Error('boom')
+        }),
+      )
+      scheduler.schedule(left)
+    })
+    assert.throws(() => runs[0]!(), /boom/)
+    assert.equal(left.flushes, 0)
+    const again = captureMicrotasks(() => scheduler.schedule(left))
+    assert.equal(again.length, 1)
+    again[0]!()
+    assert.equal(left.flushes, 1)
+  })
+
   describe('joined', () => {
     it('concatenates the frames in order', () => {
       const scheduler = new FlushScheduler()

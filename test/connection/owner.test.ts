@@ -282,6 +282,18 @@ describe('ConnectionOwner', () => {
       assert.equal(a.owner.state, 'closed')
       assert.deepEqual(h.opened, [])
     })
+    it('handing the socket to ws takes its end listener off, and still aborts on a close', async () => {
+      const a = await h.upgrading({ subscribe: ['a'] })
+      const names = (event: string) => a.socket.listeners(event).map((f) => f.name)
+      const before = names('end').includes('socketGone')
+      a.owner.handingOver()
+      const after = names('end').includes('socketGone')
+      a.client!.destroy()
+      await a.owner.released()
+      assert.equal(a.owner.state, 'closed')
+      assert.deepEqual(held(h), NOTHING)
+      assert.deepEqual([before, after], [true, false], 'ws listens for the end from then on')
+    })
   })
 
   describe('open', () => {
@@ -297,6 +309,21 @@ describe('ConnectionOwner', () => {
       assert.equal(h.registry.upgrading, 0)
       assert.deepEqual(h.opened, [connection])
       a.owner.terminate()
+    })
+
+    it('leaves the socket to ws once open: none of the upgrade listeners stay on it', async () => {
+      const a = await h.open({ subscribe: ['a'] })
+      // ws listens for the socket's end, close and errors itself; each listener the owner kept
+      // would also keep the socket's listener list grown for the connection's life.
+      const names = (event: string) => a.socket.listeners(event).map((f) => f.name)
+      const kept = ['end', 'close', 'error'].flatMap((event) =>
+        names(event)
+          .filter((n) => n === 'socketGone' || n === 'ignoreError')
+          .map((n) => `${event}: ${n}`),
+      )
+      a.owner.terminate()
+      await a.owner.released()
+      assert.deepEqual(kept, [])
     })
 
     it('close: flushes what is queued, then sends the close frame, and is closing', async () => {

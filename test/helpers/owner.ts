@@ -202,6 +202,7 @@ export class OwnerHarness {
         new Promise<void>((resolve, reject) => {
           owner.check()
           let opened = false
+          owner.handingOver()
           this.#wss.handleUpgrade(req, socket, head, (w) => {
             opened = true
             owner.open(w, stored, req)

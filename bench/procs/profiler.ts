@@ -1,0 +1,67 @@
+/**
+ * CPU profiling of a bench server over IPC (bench/profile.ts): `profileStart` starts V8's
+ * sampling profiler, `profileStop` writes the profile (a .cpuprofile, readable in Chrome's
+ * DevTools) to the path given and returns its top functions by self time.
+ */
+import { writeFileSync } from 'node:fs'
+import { writeHeapSnapshot } from 'node:v8'
+import { Session } from 'node:inspector/promises'
+
+interface Node {
+  id: number
+  callFrame: { functionName: string; url: string; lineNumber: number }
+  hitCount?: number
+  children?: number[]
+}
+
+interface Profile {
+  nodes: Node[]
+  samples: number[]
+  timeDeltas: number[]
+}
+
+/** The commands to merge into a server's `serve` handlers. */
+export function profiler(): Record<string, (args: Record<string, unknown>) => unknown> {
+  let session: Session | null = null
+  return {
+    profileStart: async () => {
+      session = new Session()
+      session.connect()
+      await session.post('Profiler.enable')
+      await session.post('Profiler.setSamplingInterval', { interval: 100 })
+      await session.post('Profiler.start')
+    },
+    profileStop: async (a) => {
+      const { profile } = (await session!.post('Profiler.stop')) as { profile: Profile }
+      session!.disconnect()
+      session = null
+      if (typeof a.path === 'string') writeFileSync(a.path, JSON.stringify(profile))
+      return topSelf(profile, (a.top as number | undefined) ?? 30)
+    },
+    /** Writes a heap snapshot (after a full GC when the process runs with --expose-gc). */
+    heapSnapshot: (a) => {
+      const gc = (globalThis as { gc?: () => void }).gc
+      gc?.()
+      return writeHeapSnapshot(a.path as string)
+    },
+  }
+}
+
+/** Self time per function (name, file:line) in ms, largest first, with its share of the total. */
+function topSelf(profile: Profile, top: number): string[] {
+  const self = new Map<string, number>()
+  let total = 0
+  for (const n of profile.nodes) {
+    const f = n.callFrame
+    const file = f.url.replace(/^.*\/(node_modules\/)?/, '')
+    const key = `${f.functionName || '(anonymous)'} ${file}:${f.lineNumber + 1}`
+    const hits = n.hitCount ?? 0
+    self.set(key, (self.get(key) ?? 0) + hits)
+    total += hits
+  }
+  const ms = (hits: number) => (hits * 0.1).toFixed(1)
+  return [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([k, v]) => `${ms(v).padStart(8)} ms ${((100 * v) / total).toFixed(1).padStart(5)}% ${k}`)
+}
