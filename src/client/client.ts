@@ -2,6 +2,7 @@ import { Emitter } from './emitter.js'
 import type { ClientEvents, ClientMessage, ClientStatus } from './events.js'
 import { type ClientErrorCode, WsfClientError } from './errors.js'
 import { Heartbeat } from './heartbeat.js'
+import { StatusCell } from './status.js'
 import {
   backoffDelay,
   type ClientOptions,
@@ -53,7 +54,7 @@ export class WsfClient {
   readonly #options: ResolvedOptions
   readonly #events = new Emitter<ClientEvents>()
   readonly #queue: SendData[] = []
-  #status: ClientStatus = 'closed'
+  readonly #status = new StatusCell((status) => this.#events.emit('status', status))
   /** Not connecting, connected or waiting to retry. */
   #stopped = true
   /** Stopped by close() or by a final error: sends are rejected until connect(). */
@@ -76,13 +77,10 @@ export class WsfClient {
   /** The token the current socket is authenticated with. */
   #jwt: string | null = null
   readonly #tokenRefresh: TokenRefresh
-  /** A status set while no listener could be attached yet, emitted a microtask later. */
-  #deferred: ClientStatus | null = null
-  #deferring = false
   readonly #joins = new Joins({
     send: (text) => {
       const socket = this.#socket
-      if (this.#status !== 'open' || !socket || socket.readyState !== OPEN) return false
+      if (this.#status.value !== 'open' || !socket || socket.readyState !== OPEN) return false
       socket.send(text)
       return true
     },
@@ -104,18 +102,13 @@ export class WsfClient {
     if (this.#options.autoConnect) {
       // `createClient(...).on('status', …)` must hear the first 'connecting': the status is
       // 'connecting' at once, its event comes after the caller attached its listeners.
-      this.#deferring = true
-      try {
-        this.connect()
-      } finally {
-        this.#deferring = false
-      }
+      this.#status.deferring(() => this.connect())
     }
   }
 
   /** The current status. */
   get status(): ClientStatus {
-    return this.#status
+    return this.#status.value
   }
 
   /**
@@ -147,7 +140,7 @@ export class WsfClient {
     this.#ended = false
     this.#attempt = 0
     this.#authRetried = false
-    this.#setStatus('connecting')
+    this.#status.set('connecting')
     void this.#open()
   }
 
@@ -158,7 +151,7 @@ export class WsfClient {
   send(data: SendData): Promise<void> {
     if (this.#ended) return this.#reject('WSF_CLIENT_CLOSED', 'client is closed')
     const socket = this.#socket
-    if (this.#status === 'open' && socket && socket.readyState === OPEN) {
+    if (this.#status.value === 'open' && socket && socket.readyState === OPEN) {
       try {
         socket.send(data)
       } catch (err) {
@@ -269,7 +262,7 @@ export class WsfClient {
       this.#heartbeat.start()
     }
     if (this.#jwt !== null) this.#tokenRefresh.schedule(socket, this.#jwt)
-    this.#setStatus('open')
+    this.#status.set('open')
     // In order, before anything sent after this turn; a send failing here closes the socket.
     for (const data of this.#queue.splice(0)) socket.send(data)
     this.#joins.opened()
@@ -357,7 +350,7 @@ export class WsfClient {
       Math.max(backoffDelay(this.#attempt, reconnect, random), minimum),
     )
     this.#attempt++
-    this.#setStatus('reconnecting')
+    this.#status.set('reconnecting')
     this.#events.emit('retry', { attempt: this.#attempt, delay })
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null
@@ -375,27 +368,7 @@ export class WsfClient {
     this.#heartbeat?.stop()
     this.#heartbeat = null
     this.#joins.stopped()
-    this.#setStatus('closed')
-  }
-
-  #setStatus(status: ClientStatus): void {
-    if (this.#status === status) return
-    this.#status = status
-    if (this.#deferring) {
-      this.#deferred = status
-      queueMicrotask(() => this.#flushDeferred())
-      return
-    }
-    // A change before the microtask (close() right after createClient) comes after the deferred
-    // one: listeners hear every status, in order, once.
-    this.#flushDeferred()
-    this.#events.emit('status', status)
-  }
-
-  #flushDeferred(): void {
-    const deferred = this.#deferred
-    this.#deferred = null
-    if (deferred !== null) this.#events.emit('status', deferred)
+    this.#status.set('closed')
   }
 
   #error(
