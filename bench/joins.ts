@@ -16,11 +16,11 @@ import WebSocket from 'ws'
 import { createBroker } from '../src/index.js'
 import { startRedis } from '../test/helpers/redis.js'
 
-const quick = process.argv.includes('--quick')
-const CLIENTS = quick ? 50 : 200
-const ROUNDS = quick ? 4 : 20
+let CLIENTS = 200
+let ROUNDS = 20
 
-interface Figures {
+/** Figures of one server's joins and leaves. */
+export interface Figures {
   server: string
   operations: number
   perSec: number
@@ -105,16 +105,34 @@ async function socketio(url: string): Promise<Figures> {
   return figures
 }
 
-const redis = await startRedis()
-try {
-  const rows = [await wsfacility(redis.url), await socketio(redis.url)]
-  console.log(`| server | operations | joins+leaves/s | server CPU µs/op |`)
-  console.log(`| --- | ---: | ---: | ---: |`)
-  for (const f of rows)
-    console.log(`| ${f.server} | ${f.operations} | ${f.perSec} | ${f.cpuMicrosPerOp} |`)
-  console.log(
-    `\n${CLIENTS} connections, ${ROUNDS} rounds; CPU is this one process (server and idle clients).`,
-  )
-} finally {
-  await redis.stop()
+/** Both servers' joins and leaves on the Redis at `redisUrl` (`quick`: a small plan). */
+export async function benchJoins(redisUrl: string, quick: boolean): Promise<Figures[]> {
+  CLIENTS = quick ? 50 : 200
+  ROUNDS = quick ? 4 : 20
+  return [await wsfacility(redisUrl), await socketio(redisUrl)]
+}
+
+/** The joins table, for the results file. */
+export function joinsMarkdown(rows: readonly Figures[]): string[] {
+  return [
+    'Live joins and leaves on one process (broker.join/leave of one connection vs socket.join/leave):',
+    '',
+    '| server | operations | joins+leaves/s | server CPU µs/op |',
+    '| --- | ---: | ---: | ---: |',
+    ...rows.map((f) => `| ${f.server} | ${f.operations} | ${f.perSec} | ${f.cpuMicrosPerOp} |`),
+    '',
+    `${CLIENTS} connections, ${ROUNDS} rounds; CPU is the bench's own process (server and idle clients).`,
+    '',
+  ]
+}
+
+// Run by itself (npm run bench:joins): its own redis-server, the table on stdout.
+if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  const redis = await startRedis()
+  try {
+    const rows = await benchJoins(redis.url, process.argv.includes('--quick'))
+    console.log(joinsMarkdown(rows).join('\n'))
+  } finally {
+    await redis.stop()
+  }
 }

@@ -4,6 +4,7 @@
  */
 import { type ConnectPlan, type ConnectResult, connectMarkdown } from './connect.js'
 import type { HistoryResults, PublishCostRun } from './history.js'
+import { type Figures as JoinFigures, joinsMarkdown } from './joins.js'
 import type { RunResult, ServerFacts } from './scenarios.js'
 
 /** Everything one `npm run bench` measured, with where and when. */
@@ -23,6 +24,8 @@ export interface BenchResults {
   history: HistoryResults | null
   /** The connection storms (bench/connect.ts), or null when not run. */
   connect: { plan: ConnectPlan; runs: ConnectResult[] } | null
+  /** Live joins and leaves (bench/joins.ts), or null when not run. */
+  joins: JoinFigures[] | null
 }
 
 const NAMES = { wsfacility: 'wsfacility', socketio: 'socket.io' } as const
@@ -368,6 +371,7 @@ export function markdown(r: BenchResults): string {
           '',
         ]
   const storms = r.connect ? connectMarkdown(r.connect.runs, r.connect.plan) : []
+  storms.push(...(r.joins ? joinsMarkdown(r.joins) : []))
   return [...head, ...servers, ...storms, ...(r.history ? historyMarkdown(r.history) : [])].join(
     '\n',
   )

@@ -4,7 +4,8 @@
  * channel-history runs (bench/history.ts). `--quick` runs a small plan; `--only
  * wsfacility|socketio` measures one server (no ratios; history runs with wsfacility);
  * `--only history` the history runs alone; `--only connect` the connection storms alone
- * (bench/connect.ts: wsfacility, Socket.IO and a plain ws server).
+ * (bench/connect.ts: wsfacility, Socket.IO and a plain ws server); `--only joins` the live joins
+ * (bench/joins.ts, also `npm run bench:joins`).
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -12,6 +13,7 @@ import os from 'node:os'
 import { startRedis } from '../test/helpers/redis.js'
 import { benchConnect, type ConnectPlan } from './connect.js'
 import { benchHistory, type HistoryPlan } from './history.js'
+import { benchJoins } from './joins.js'
 import { cpuModel } from './proc.js'
 import { type BenchResults, markdown } from './report.js'
 import { benchServer, type Plan, type ServerKind } from './scenarios.js'
@@ -74,11 +76,17 @@ function commit(): string {
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const onlyAt = args.indexOf('--only')
-const only = onlyAt === -1 ? null : (args[onlyAt + 1] as ServerKind | 'history' | 'connect')
+const only =
+  onlyAt === -1 ? null : (args[onlyAt + 1] as ServerKind | 'history' | 'connect' | 'joins')
 const kinds: ServerKind[] =
-  only === 'history' || only === 'connect' ? [] : only ? [only] : ['wsfacility', 'socketio']
+  only === 'history' || only === 'connect' || only === 'joins'
+    ? []
+    : only
+      ? [only]
+      : ['wsfacility', 'socketio']
 const withHistory = only === null || only === 'wsfacility' || only === 'history'
 const withConnect = only === null || only === 'connect'
+const withJoins = only === null || only === 'joins'
 const connectPlan = quick ? QUICK_CONNECT : FULL_CONNECT
 const plan = quick ? QUICK : FULL
 const historyPlan = quick ? QUICK_HISTORY : FULL_HISTORY
@@ -124,6 +132,7 @@ const results: BenchResults = {
   facts: [],
   history: null,
   connect: null,
+  joins: null,
 }
 try {
   for (const kind of kinds) {
@@ -135,6 +144,10 @@ try {
   if (withConnect) {
     log('connection storms:')
     results.connect = { plan: connectPlan, runs: await benchConnect(connectPlan, redis.url, log) }
+  }
+  if (withJoins) {
+    log('live joins:')
+    results.joins = await benchJoins(redis.url, quick)
   }
   if (withHistory) {
     log('wsfacility history:')
