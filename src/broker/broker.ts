@@ -19,12 +19,7 @@ import { ClosedError } from '../errors.js'
 import { answerUpgradeRequired } from '../upgrade/handshake.js'
 import { Attachments } from './attachments.js'
 import { Hub } from '../delivery/hub.js'
-import {
-  type Identity,
-  isIdentity,
-  normalizeIdentity,
-  type PartialIdentity,
-} from '../identity/identity.js'
+import type { Identity, PartialIdentity } from '../identity/identity.js'
 import { type Message, type StoredMessage, toStored } from '../delivery/payload.js'
 import { BrokerMetrics } from '../observability/metrics.js'
 import { type BrokerOptions, engineFor, type ResolvedOptions, resolveOptions } from './options.js'
@@ -33,7 +28,7 @@ import { RedisSubscriber } from '../channels/redis-subscriber.js'
 import { type CloseOptions, resolveCloseOptions, shutDown } from './close.js'
 import { Upgrader } from '../upgrade/upgrader.js'
 import type { BrokerEvents, BrokerStats, PublishOptions } from './events.js'
-import { EngineReturn } from './engine-return.js'
+import { EngineReturn, logEngineStatus } from './engine-return.js'
 import {
   type ChannelSettings,
   type PublishFn,
@@ -89,11 +84,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.engine.onError((err) => this.#error(err))
     this.#publish = timedPublish(this.engine, this.#metrics)
     this.engine.onStatus((status) => {
-      // Messages published while the subscriber was away are lost; so are their own copies.
-      if (status === 'reconnecting') {
+      if (status === 'reconnecting')
         for (const c of this.#registry.open.values()) ownerOf(c).forgetOwn()
-        this.options.logger?.warn?.({ redis: status }, 'redis connection lost, reconnecting')
-      } else if (status === 'ready') this.options.logger?.info?.({ redis: status }, 'redis ready')
+      logEngineStatus(this.options.logger, status)
       this.emit('engine', status)
     })
     this.subscriber = new RedisSubscriber({ prefix: this.options.channelPrefix })
@@ -349,10 +342,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   async identify(
     requestOrIdentity: IncomingMessage | PartialIdentity | null | undefined,
   ): Promise<Identity> {
-    if (requestOrIdentity === null || requestOrIdentity === undefined)
-      return normalizeIdentity(null)
-    if (isIdentity(requestOrIdentity)) return normalizeIdentity(requestOrIdentity)
-    return (await this.#auth.authenticate(requestOrIdentity as IncomingMessage)).identity
+    return this.#auth.identify(requestOrIdentity)
   }
 
   /**

@@ -1,4 +1,5 @@
-import type { EngineTransport } from '../engine/types.js'
+import type { EngineStatus, EngineTransport } from '../engine/types.js'
+import type { Logger } from './options.js'
 
 /**
  * Waits for Redis to come back: what a live join made during an outage waits on before it tries
@@ -37,4 +38,14 @@ export class EngineReturn {
     this.#waiters = []
     for (const resolve of waiters) resolve(back)
   }
+}
+
+/**
+ * Logs a change of Redis's state. Messages published while the subscriber was away are lost (and
+ * so are their own copies, which the broker forgets at 'reconnecting').
+ */
+export function logEngineStatus(logger: Logger | undefined, status: EngineStatus): void {
+  if (status === 'reconnecting')
+    logger?.warn?.({ redis: status }, 'redis connection lost, reconnecting')
+  else if (status === 'ready') logger?.info?.({ redis: status }, 'redis ready')
 }

@@ -1,5 +1,12 @@
 import type { IncomingMessage } from 'node:http'
-import { type IdentifyHook, type Identity, anonymous, normalizeIdentity } from './identity.js'
+import {
+  type IdentifyHook,
+  type Identity,
+  anonymous,
+  isIdentity,
+  normalizeIdentity,
+  type PartialIdentity,
+} from './identity.js'
 import { checkIdentity } from './identity-check.js'
 import { JwtVerifier, type JwtOptions, TokenError, tokenOf } from './jwt.js'
 import { identityFromSession, SessionReader, type SessionOptions } from './session.js'
@@ -55,6 +62,16 @@ export class Authenticator {
   }
 
   /** Who `request` is; HttpError 401 when its identity has a string no channel can name. */
+  /** The identity of a request (as for connections), or of an identity-like object. */
+  async identify(
+    requestOrIdentity: IncomingMessage | PartialIdentity | null | undefined,
+  ): Promise<Identity> {
+    if (requestOrIdentity === null || requestOrIdentity === undefined)
+      return normalizeIdentity(null)
+    if (isIdentity(requestOrIdentity)) return normalizeIdentity(requestOrIdentity)
+    return (await this.authenticate(requestOrIdentity as IncomingMessage)).identity
+  }
+
   async authenticate(request: IncomingMessage): Promise<Authentication> {
     const auth = await this.#resolve(request)
     checkIdentity(auth.identity)
