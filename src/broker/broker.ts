@@ -27,7 +27,7 @@ import { matchesPath } from '../upgrade/parse-url.js'
 import { RedisSubscriber } from '../channels/redis-subscriber.js'
 import { type CloseOptions, resolveCloseOptions, shutDown } from './close.js'
 import { Upgrader } from '../upgrade/upgrader.js'
-import type { BrokerEvents, BrokerStats, PublishOptions } from './events.js'
+import { type BrokerEvents, type BrokerStats, type PublishOptions, readStats } from './events.js'
 import { EngineReturn, logEngineStatus } from './engine-return.js'
 import {
   type ChannelSettings,
@@ -149,26 +149,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   /** Channels this process is subscribed to for its clients. */
   get channelCount(): number {
-    return this.#clientChannels
+    return this.stats.channels
   }
 
   /** Counters since start: messages taken from the engine (framed once each), deliveries and
    * history reads. */
   get stats(): BrokerStats {
-    return {
-      connections: this.#registry.open.size,
-      upgrading: this.#registry.upgrading,
-      heldBytes: this.#registry.heldBytes,
-      channels: this.#clientChannels,
-      messages: this.#hub.messages,
-      deliveries: this.#hub.deliveries,
-      historyReads: this.#hub.historyReads,
-    }
-  }
-
-  /** Channels held for clients (the process's own control channel left out). */
-  get #clientChannels(): number {
-    return this.#hub.channelCount - (this.#controlLive ? 1 : 0)
+    // The process's own control channel is not a client's.
+    return readStats(this.#registry, this.#hub, this.#controlLive ? 1 : 0)
   }
 
   /** Metrics in the Prometheus text exposition format (connections, messages, drops, refusals,

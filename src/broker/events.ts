@@ -3,6 +3,8 @@ import type { HistoryOptions, StreamPosition } from '../history/wire.js'
 import type { PresenceEvent } from '../cluster/presence.js'
 import type { Connection } from '../connection/connection.js'
 import type { EngineStatus } from '../engine/types.js'
+import type { ConnectionRegistry } from '../connection/registry.js'
+import type { Hub } from '../delivery/hub.js'
 
 /** Events a broker emits. */
 export interface BrokerEvents {
@@ -49,4 +51,21 @@ export interface PublishOptions {
   history?: HistoryOptions | false | null | undefined
   /** Filled with the position (epoch, offset) each channel with history gave the message. */
   positions?: Map<string, StreamPosition> | undefined
+}
+
+/** `broker.stats` read now; `ownChannels` are the hub's channels that are not clients' (control). */
+export function readStats(
+  registry: ConnectionRegistry,
+  hub: Hub,
+  ownChannels: number,
+): BrokerStats {
+  return {
+    connections: registry.open.size,
+    upgrading: registry.upgrading,
+    heldBytes: registry.heldBytes,
+    channels: hub.channelCount - ownChannels,
+    messages: hub.messages,
+    deliveries: hub.deliveries,
+    historyReads: hub.historyReads,
+  }
 }

@@ -6,6 +6,7 @@ import { HttpError } from '../errors.js'
 import { refuseUpgrade } from '../upgrade/handshake.js'
 import { refusalClose } from '../upgrade/refusal.js'
 import { Connection, type ConnectionHandle, type ConnectionState } from './connection.js'
+import { TokenExpiry } from './expiry.js'
 import type { Upgrading } from './registry.js'
 import type { Acceptance, ConnectionServices } from './services.js'
 import type { Recoveries } from '../history/recovery.js'
@@ -63,8 +64,12 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
   #countedUser: string | null = null
   #subscribed = false
   #tracked = false
-  #expiresAt: number | null = null
-  #expiryTimer: NodeJS.Timeout | null = null
+  readonly #expiry = new TokenExpiry(() => {
+    if (this.format === 'json') {
+      this.sendFrame({ type: 'error', code: 'expired_token', detail: 'token expired' })
+    }
+    this.close(CloseCode.TOKEN_EXPIRED, 'token expired')
+  })
   #waiters: (() => void)[] | null = null
   /** Completes the handshake for a refusal told by a close (refusal.ts); null: refuse over HTTP. */
   #completeForRefusal: (() => WebSocket | null) | null = null
@@ -93,7 +98,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
   }
 
   get expiresAt(): number | null {
-    return this.#expiresAt
+    return this.#expiry.at
   }
 
   // ---- upgrading -------------------------------------------------------------------------------
@@ -146,7 +151,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
     if (settings.hasHooks || settings.authorize.length > 0 || this.services.options.allowedChannels)
       this.context = acceptance.context
     this.tokenAuthenticated = acceptance.tokenAuthenticated
-    this.#expiresAt = acceptance.expiresAt
+    this.#expiry.set(acceptance.expiresAt)
     this.trackChannels(acceptance.flags)
     return this.connection
   }
@@ -268,7 +273,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
     this.phase = 'open'
     services.registry.opened(connection)
     this.startDelivery(stored, recoveries)
-    if (this.#expiresAt !== null) this.#setExpiry(this.#expiresAt)
+    this.#expiry.arm()
     services.options.logger?.debug?.(
       { id: connection.id, facility: connection.facility },
       'connection accepted',
@@ -294,29 +299,9 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
 
   async refreshToken(token: string): Promise<void> {
     const expiresAt = await this.services.refreshToken(token, this.connection!.identity)
-    this.#setExpiry(expiresAt)
-  }
-
-  /** Closes the connection at `expiresAt` (replacing an earlier expiry); null cancels. */
-  #setExpiry(expiresAt: number | null): void {
-    this.#clearExpiry()
-    this.#expiresAt = expiresAt
-    if (expiresAt === null || this.phase !== 'open') return
-    // setTimeout holds at most ~24.8 days; longer expiries re-arm when that fires.
-    const delay = Math.min(Math.max(0, expiresAt - Date.now()), 2 ** 31 - 1)
-    this.#expiryTimer = setTimeout(() => {
-      if (Date.now() < expiresAt) return this.#setExpiry(expiresAt)
-      if (this.format === 'json') {
-        this.sendFrame({ type: 'error', code: 'expired_token', detail: 'token expired' })
-      }
-      this.close(CloseCode.TOKEN_EXPIRED, 'token expired')
-    }, delay)
-    this.#expiryTimer.unref()
-  }
-
-  #clearExpiry(): void {
-    if (this.#expiryTimer) clearTimeout(this.#expiryTimer)
-    this.#expiryTimer = null
+    // The new expiry closes the connection only while it is open.
+    if (this.phase === 'open') this.#expiry.arm(expiresAt)
+    else this.#expiry.set(expiresAt)
   }
 
   // ---- the end -----------------------------------------------------------------------------------
@@ -326,7 +311,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
     if (this.phase !== 'open') return
     this.flush()
     this.phase = 'closing'
-    this.#clearExpiry()
+    this.#expiry.clear()
     this.dropQueue()
     this.ws!.close(code, closeReason(reason))
     // A socket paused by the publish budget is read again (what the client sent meanwhile is
@@ -354,7 +339,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
     this.phase = 'closed'
     const services = this.services
     this.#endUpgrade()
-    this.#clearExpiry()
+    this.#expiry.clear()
     this.dropQueue()
     this.dropHeld()
     this.stopReading()
