@@ -6,6 +6,7 @@ import { closestKey } from '../client/unknown-keys.js'
 import { type ConfigLayer, loadConfig, type ReadFile } from './config-file.js'
 import type { FacilityConfig } from './config-schema.js'
 import { type BooleanFlag, FLAGS, type StringFlag } from './flags.js'
+import { ADMIN_PASSWORD_MIN, API_KEY_MIN } from './secrets.js'
 import {
   audiences,
   type Env,
@@ -310,10 +311,6 @@ export function parseCli(
 }
 
 /** A secret or a comma-separated list of them (rotation: every one is accepted), none empty. */
-/** Shortest API key and admin password taken (the API and dashboard check the same). */
-const API_KEY_MIN = 16
-const ADMIN_PASSWORD_MIN = 8
-
 function secretList([value, source]: Given, what: string): string[] {
   // Taken byte for byte: no trimming, so they match the other side's exactly.
   const list = value.split(',')

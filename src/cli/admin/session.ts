@@ -1,4 +1,5 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { ADMIN_PASSWORD_MIN, Secrets } from '../secrets.js'
 import type { IncomingMessage } from 'node:http'
 import { parse as parseCookie } from 'cookie'
 
@@ -17,27 +18,20 @@ const digest = (value: string): Buffer => createHash('sha256').update(value).dig
  * secrets ends every session.
  */
 export class AdminSessions {
-  readonly #secrets: Buffer[]
+  readonly #secrets: Secrets
   readonly #key: Buffer
   #failures = 0
   #windowStart = 0
 
   constructor(secrets: readonly string[]) {
-    if (secrets.length === 0) throw new TypeError('the dashboard needs a password or an API key')
-    for (const s of secrets) {
-      if (typeof s !== 'string' || s.length < 8)
-        throw new TypeError('the admin password must have at least 8 characters')
-    }
-    this.#secrets = secrets.map(digest)
+    // API keys are longer than passwords: the shorter minimum serves both.
+    this.#secrets = new Secrets(secrets, ADMIN_PASSWORD_MIN, 'admin password or API key')
     this.#key = digest(`wsfacility-admin\0${[...secrets].sort().join('\0')}`)
   }
 
   /** Whether `password` is one of the secrets (compared in constant time, every one). */
   checkPassword(password: string): boolean {
-    const given = digest(password)
-    let ok = false
-    for (const s of this.#secrets) ok = timingSafeEqual(s, given) || ok
-    return ok
+    return this.#secrets.matches(password)
   }
 
   /** False once too many logins failed lately (then the login answers 429). */

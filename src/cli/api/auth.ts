@@ -1,26 +1,17 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
+import { API_KEY_MIN, Secrets } from '../secrets.js'
 
 const SCHEME = 'apikey'
 
-/** Digests compare in constant time whatever the lengths of the key and the guess. */
-const digest = (value: string): Buffer => createHash('sha256').update(value).digest()
-
 /**
- * Checks `Authorization: apikey KEY` against the configured keys (several, for rotation). Every
- * key is compared, in constant time, so the time taken says nothing about which one matched.
+ * Checks `Authorization: apikey KEY` against the configured keys (several, for rotation), each
+ * compared in constant time (Secrets).
  */
 export class ApiKeys {
-  readonly #digests: Buffer[]
+  readonly #keys: Secrets
 
   constructor(keys: readonly string[]) {
-    if (keys.length === 0) throw new TypeError('the API needs at least one key')
-    for (const key of keys) {
-      if (typeof key !== 'string' || key.length < 16) {
-        throw new TypeError('an API key must be a string of at least 16 characters')
-      }
-    }
-    this.#digests = keys.map(digest)
+    this.#keys = new Secrets(keys, API_KEY_MIN, 'API key')
   }
 
   /** The key of `Authorization: apikey KEY`, or null without one. */
@@ -35,10 +26,6 @@ export class ApiKeys {
 
   /** Whether `key` is one of the configured keys. */
   matches(key: string | null): boolean {
-    if (key === null) return false
-    const given = digest(key)
-    let ok = false
-    for (const d of this.#digests) ok = timingSafeEqual(d, given) || ok
-    return ok
+    return this.#keys.matches(key)
   }
 }

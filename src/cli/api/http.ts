@@ -45,14 +45,12 @@ export function sendError(res: ServerResponse, err: ApiError): void {
 }
 
 /**
- * Reads a JSON request body of at most `limit` bytes: 415 for another content type, 413 past the
- * limit (as soon as it is passed, or at once from Content-Length), 400 for bad JSON.
+ * Reads a request body of `type` and at most `limit` bytes: 415 for another content type, 413 past
+ * the limit (as soon as it is passed, or at once from Content-Length).
  */
-export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  const type = (req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase()
-  if (type !== 'application/json') {
-    throw new ApiError(415, 'the body must be JSON (Content-Type: application/json)')
-  }
+export async function readBody(req: IncomingMessage, type: string, limit: number): Promise<Buffer> {
+  const given = (req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase()
+  if (given !== type) throw new ApiError(415, `the body must be sent as Content-Type: ${type}`)
   const declared = Number(req.headers['content-length'])
   if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit)
   const chunks: Buffer[] = []
@@ -62,8 +60,14 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
     if (size > limit) throw tooLarge(limit)
     chunks.push(chunk)
   }
+  return Buffer.concat(chunks)
+}
+
+/** Reads a JSON request body (readBody), 400 for bad JSON. */
+export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const body = await readBody(req, 'application/json', limit)
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown
+    return JSON.parse(body.toString('utf8')) as unknown
   } catch {
     throw new ApiError(400, 'the body is not valid JSON')
   }
