@@ -458,6 +458,28 @@ describe('RedisEngine on a real redis-server', () => {
     assert.deepEqual(two.texts(ch), ['from one', 'from two'])
   })
 
+  it('rejects a receiver count cut by a lost connection with WSF_REDIS_UNAVAILABLE', async () => {
+    const { engine } = await create()
+    engine.onError(() => {})
+    const admin = await server.client()
+    try {
+      // The count's MULTI … EXEC is held by Redis, then its connection is cut under it.
+      await admin.sendCommand(['CLIENT', 'PAUSE', '5000', 'WRITE'])
+      const counting = engine.setLocalCount(channel(), 1)
+      counting.catch(() => {})
+      await sleep(50)
+      await admin.sendCommand(['CLIENT', 'KILL', 'TYPE', 'normal'])
+      await assert.rejects(counting, (err: unknown) => {
+        assert.ok(err instanceof EngineError, String(err))
+        assert.equal(err.code, 'WSF_REDIS_UNAVAILABLE')
+        return true
+      })
+    } finally {
+      await admin.sendCommand(['CLIENT', 'UNPAUSE'])
+      admin.destroy()
+    }
+  })
+
   it('stops counting a process once it closed', async () => {
     const one = await create()
     const two = await create()

@@ -65,6 +65,37 @@ describe('live subscriptions stay exact (two broker processes, one Redis)', () =
     await closeAll(...clients)
   })
 
+  it("one process's requests by user and by connection id apply in the order it made them", async () => {
+    const [a, b] = brokers as [TestServer, TestServer]
+    const f = fresh('order')
+    // One connection here (a) and one on the other process (b), as the same user.
+    const here = await connect(a.url(`/ws/${f}?user=o1`))
+    const there = await connect(b.url(`/ws/${f}?user=o1`))
+    const ids = [connectionOf(a.broker, f).id, connectionOf(b.broker, f).id]
+    const channel = `group:ord:${f}`
+    for (let round = 0; round < 5; round++) {
+      // The join by user has to list the processes first; the leaves by id do not.
+      const work = [
+        a.broker.join({ user: 'o1' }, { group: 'ord' }),
+        ...ids.map((id) => a.broker.leave({ connection: id }, { group: 'ord' })),
+      ]
+      assert.deepEqual(await Promise.all(work), [2, 1, 1])
+      assert.equal(await a.broker.publish([channel], 'none'), 0)
+      assert.equal(await numSub(inspect, channel), 0)
+      const back = [
+        ...ids.map((id) => a.broker.leave({ connection: id }, { group: 'ord' })),
+        a.broker.join({ user: 'o1' }, { group: 'ord' }),
+      ]
+      assert.deepEqual(await Promise.all(back), [0, 0, 2])
+      assert.equal(await a.broker.publish([channel], 'both'), 2)
+      assert.equal(await a.broker.leave({ user: 'o1' }, { group: 'ord' }), 2)
+    }
+    await here.waitFor(5)
+    await there.waitFor(5)
+    assert.deepEqual(here.texts, Array(5).fill('both'))
+    await closeAll(here, there)
+  })
+
   it('a join made while Redis is down is applied when it comes back', async () => {
     const [a] = brokers as [TestServer]
     const f = fresh('outage')
@@ -132,67 +163,73 @@ describe('live subscriptions stay exact (two broker processes, one Redis)', () =
             )
             return c!.id
           })
-          const open = home.map(() => true)
-          const member = home.map(() => new Set<string>())
-          for (const batch of batches) {
-            // One process asks for all of a connection's changes in a batch: they apply in order.
-            const origin = new Map<number, number>()
-            const work: Promise<unknown>[] = []
-            for (const o of batch) {
-              if (o.kind === 'close') {
-                clients[o.conn]!.ws.terminate()
-                open[o.conn] = false
-                continue
+          // A failed run closes its clients too: the next runs start from no channels.
+          try {
+            const open = home.map(() => true)
+            const member = home.map(() => new Set<string>())
+            for (const batch of batches) {
+              // One process asks for all of a connection's changes in a batch: they apply in order.
+              const origin = new Map<number, number>()
+              const work: Promise<unknown>[] = []
+              for (const o of batch) {
+                if (o.kind === 'close') {
+                  clients[o.conn]!.ws.terminate()
+                  open[o.conn] = false
+                  continue
+                }
+                const from = origin.get(o.conn) ?? o.from
+                origin.set(o.conn, from)
+                const target = o.by === 'id' ? { connection: ids[o.conn]! } : { user: `p${o.conn}` }
+                const broker = brokers[from]!.broker
+                work.push(
+                  (o.kind === 'join'
+                    ? broker.join(target, { group: o.group })
+                    : broker.leave(target, { group: o.group })
+                  ).catch(() => 0),
+                )
+                if (open[o.conn]) {
+                  if (o.kind === 'join') member[o.conn]!.add(o.group)
+                  else member[o.conn]!.delete(o.group)
+                }
               }
-              const from = origin.get(o.conn) ?? o.from
-              origin.set(o.conn, from)
-              const target = o.by === 'id' ? { connection: ids[o.conn]! } : { user: `p${o.conn}` }
-              const broker = brokers[from]!.broker
-              work.push(
-                (o.kind === 'join'
-                  ? broker.join(target, { group: o.group })
-                  : broker.leave(target, { group: o.group })
-                ).catch(() => 0),
-              )
-              if (open[o.conn]) {
-                if (o.kind === 'join') member[o.conn]!.add(o.group)
-                else member[o.conn]!.delete(o.group)
-              }
+              await Promise.all(work)
             }
-            await Promise.all(work)
-          }
-          const expected = GROUPS.map((g) => member.filter((m, i) => open[i] && m.has(g)).length)
-          const processes = GROUPS.map(
-            (g) => new Set(home.filter((_, i) => open[i] && member[i]!.has(g))).size,
-          )
-          const counts = async () => {
-            const receivers = await Promise.all(
-              GROUPS.map((g) => brokers[0]!.broker.publish([`group:${g}:${f}`], 'probe')),
+            const expected = GROUPS.map((g) => member.filter((m, i) => open[i] && m.has(g)).length)
+            const processes = GROUPS.map(
+              (g) => new Set(home.filter((_, i) => open[i] && member[i]!.has(g))).size,
             )
-            const numsub = await Promise.all(GROUPS.map((g) => numSub(inspect, `group:${g}:${f}`)))
-            const presence = await Promise.all(
-              home.map((_, i) => brokers[0]!.broker.presence.count(`p${i}`, f)),
-            )
-            const channels = home.map((p, i) => {
-              const c = brokers[p]!.broker.connections.get(ids[i]!)
-              return c ? [...c.channels.subscribe].sort() : null
-            })
-            return { receivers, numsub, presence, channels }
+            const counts = async () => {
+              const receivers = await Promise.all(
+                GROUPS.map((g) => brokers[0]!.broker.publish([`group:${g}:${f}`], 'probe')),
+              )
+              const numsub = await Promise.all(
+                GROUPS.map((g) => numSub(inspect, `group:${g}:${f}`)),
+              )
+              const presence = await Promise.all(
+                home.map((_, i) => brokers[0]!.broker.presence.count(`p${i}`, f)),
+              )
+              const channels = home.map((p, i) => {
+                const c = brokers[p]!.broker.connections.get(ids[i]!)
+                return c ? [...c.channels.subscribe].sort() : null
+              })
+              return { receivers, numsub, presence, channels }
+            }
+            const want = {
+              receivers: expected,
+              numsub: processes,
+              presence: open.map((o) => (o ? 1 : 0)),
+              channels: home.map((_, i) =>
+                open[i] ? [...member[i]!].map((g) => `group:${g}:${f}`).sort() : null,
+              ),
+            }
+            let got = await counts()
+            await eventually(async () => {
+              got = await counts()
+              return JSON.stringify(got) === JSON.stringify(want)
+            }).catch(() => assert.deepEqual(got, want))
+          } finally {
+            await closeAll(...clients)
           }
-          const want = {
-            receivers: expected,
-            numsub: processes,
-            presence: open.map((o) => (o ? 1 : 0)),
-            channels: home.map((_, i) =>
-              open[i] ? [...member[i]!].map((g) => `group:${g}:${f}`).sort() : null,
-            ),
-          }
-          let got = await counts()
-          await eventually(async () => {
-            got = await counts()
-            return JSON.stringify(got) === JSON.stringify(want)
-          }).catch(() => assert.deepEqual(got, want))
-          await closeAll(...clients)
           await eventually(() => brokers.every((t) => t.broker.channelCount === 0))
         },
       ),

@@ -105,6 +105,8 @@ export class ControlPlane implements Recipient {
   readonly #applyOp: (op: MembershipOp) => Promise<OpResult>
   readonly #requests: ControlRequests
   readonly #onError: (err: unknown) => void
+  /** Settles once the last request made has been applied here and sent to the others. */
+  #turn: Promise<void> = Promise.resolve()
 
   constructor(
     engine: EngineTransport & EngineMembership,
@@ -193,36 +195,45 @@ export class ControlPlane implements Recipient {
 
   /**
    * Applies a live join, leave or refresh on every process holding connections it targets, and
-   * sums what each did: this one at once, the others through their control channels and acks.
-   * Rejects with a TimeoutError when a process that took the request has not answered in
-   * `timeout` ms.
+   * sums what each did: this one directly, the others through their control channels and acks.
+   * Requests made here take effect in the order they were made, on this process's connections
+   * and (one Redis connection carrying them) on the others'. Rejects with a TimeoutError when a
+   * process that took the request has not answered in `timeout` ms.
    */
   async request(op: MembershipOp, timeout: number): Promise<OpResult> {
     const self = this.#engine.nodeId
     const target = op.type === 'refresh' ? null : op.target
-    const nodes =
+    const listed =
       target && 'connection' in target
-        ? [nodeOrThrow(target.connection)]
-        : await this.#engine.nodes()
-    const remote = nodes.filter((n) => n !== self)
+        ? Promise.resolve([nodeOrThrow(target.connection)])
+        : this.#engine.nodes()
+    // This request's turn comes once the one made before it has been applied here and sent.
+    const before = this.#turn
+    let sent!: () => void
+    this.#turn = new Promise((resolve) => (sent = resolve))
+    let nodes: string[]
+    try {
+      ;[nodes] = await Promise.all([listed, before])
+    } catch (err) {
+      sent()
+      throw err
+    }
     const local = nodes.includes(self) ? this.#applyOp(op) : Promise.resolve(NOTHING)
+    const remote = nodes.filter((n) => n !== self)
     const rid = this.#requests.nextId()
     // Waiting before sending: an ack may come back before the publish's own answer.
     const acks = this.#requests.wait(rid, remote.length, { ...NOTHING }, timeout)
     acks.catch(() => {})
     const payload = Buffer.from(JSON.stringify({ type: 'op', rid, from: self, op }))
+    // Each PUBLISH is issued before the next request's turn (map runs every send at once).
+    const sends = remote.map(async (node) => {
+      const listeners = await this.#engine.publish(controlChannel(this.#prefix, node), payload, 0)
+      // Nobody listens there (the process just went): no ack will come.
+      if (listeners === 0) this.#requests.ack(rid, NOTHING)
+    })
+    sent()
     try {
-      await Promise.all(
-        remote.map(async (node) => {
-          const listeners = await this.#engine.publish(
-            controlChannel(this.#prefix, node),
-            payload,
-            0,
-          )
-          // Nobody listens there (the process just went): no ack will come.
-          if (listeners === 0) this.#requests.ack(rid, NOTHING)
-        }),
-      )
+      await Promise.all(sends)
     } catch (err) {
       this.#requests.forget(rid)
       await local.catch(() => {})

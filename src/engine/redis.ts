@@ -220,8 +220,7 @@ export class RedisEngine extends EventEmitter implements Engine {
     try {
       return await fn()
     } catch (err) {
-      if (err instanceof EngineError || err instanceof ClosedError) throw err
-      throw new EngineError(`${what} failed: ${String(err)}`, { cause: err })
+      throw engineError(what, err)
     }
   }
 
@@ -284,7 +283,10 @@ export class RedisEngine extends EventEmitter implements Engine {
     if (count > 0) this.#counts.set(channel, count)
     else this.#counts.delete(channel)
     this.#dirty.set(channel, count)
-    return this.#flushes.run()
+    // A flush cut by Redis going away fails as an outage (a live join waits for Redis then).
+    return this.#flushes.run().catch((err: unknown) => {
+      throw engineError('receiver count update', err)
+    })
   }
 
   async #flushCounts(): Promise<void> {
@@ -352,4 +354,10 @@ export class RedisEngine extends EventEmitter implements Engine {
     }
     await this.#link.close()
   }
+}
+
+/** `err` of the Redis command `what` as the engine's errors: an EngineError, or a ClosedError. */
+function engineError(what: string, err: unknown): Error {
+  if (err instanceof EngineError || err instanceof ClosedError) return err
+  return new EngineError(`${what} failed: ${String(err)}`, { cause: err })
 }
