@@ -9,7 +9,7 @@ import type { ConnectionServices } from '../connection/services.js'
 import { FlushScheduler } from '../connection/flush-scheduler.js'
 import { PublishBudget } from '../connection/publish-budget.js'
 import { ConnectionRegistry } from '../connection/registry.js'
-import { ControlPlane } from '../cluster/control-channel.js'
+import type { ControlPlane } from '../cluster/control-channel.js'
 import type { FacilityDefinition, WireFormat } from '../facility/definition.js'
 import { FacilityRegistry } from '../facility/registry.js'
 import { ConnectionCounter } from '../upgrade/admission.js'
@@ -37,9 +37,9 @@ import {
 } from './timed-publish.js'
 import {
   changeMembership,
+  controlPlaneFor,
   type JoinOptions,
   type JoinTarget,
-  Membership,
   type RefreshOptions,
   refreshMembership,
 } from './membership.js'
@@ -117,15 +117,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
       slowConsumerClosed: () => this.#metrics.slowConsumerClosed(),
       error: (err) => this.#error(err),
     }
-    const membership = new Membership(this.#registry.open, async (conn) => {
-      const key = conn.identity.sessionKey
-      return key === null ? undefined : this.#auth.sessionIdentity(key)
-    })
-    this.#controlPlane = new ControlPlane(
+    this.#controlPlane = controlPlaneFor(
       this.engine,
       this.options.channelPrefix,
       this.#registry.open,
-      (op) => membership.apply(op),
+      this.#auth,
       (err) => this.#error(err),
     )
     this.#upgrader = new Upgrader({

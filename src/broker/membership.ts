@@ -1,6 +1,6 @@
 import { type JoinSpec, labelOf } from '../channels/join-spec.js'
 import { unknownKeyMessage } from '../client/unknown-keys.js'
-import type { ControlPlane } from '../cluster/control-channel.js'
+import { ControlPlane } from '../cluster/control-channel.js'
 import {
   checkGroups,
   checkTarget,
@@ -11,6 +11,8 @@ import {
 import { CloseCode } from '../close-codes.js'
 import { type Connection, ownerOf } from '../connection/connection.js'
 import { InvalidArgumentError, JoinRefusedError, OptionError } from '../errors.js'
+import type { EngineMembership, EngineTransport } from '../engine/types.js'
+import type { Authenticator } from '../identity/authenticator.js'
 import { type Identity, normalizeIdentity } from '../identity/identity.js'
 
 export type { JoinTarget } from '../cluster/membership-op.js'
@@ -156,4 +158,22 @@ export class Membership {
     )
     return { count: done.filter(Boolean).length, refused: 0 }
   }
+}
+
+/**
+ * The control plane of a broker's live subscriptions: ops addressed to this process apply to its
+ * `connections` (a refresh re-reads a connection's session through `auth`).
+ */
+export function controlPlaneFor(
+  engine: EngineTransport & EngineMembership,
+  prefix: string,
+  connections: ReadonlyMap<string, Connection>,
+  auth: Authenticator,
+  onError: (err: unknown) => void,
+): ControlPlane {
+  const membership = new Membership(connections, async (conn) => {
+    const key = conn.identity.sessionKey
+    return key === null ? undefined : auth.sessionIdentity(key)
+  })
+  return new ControlPlane(engine, prefix, connections, (op) => membership.apply(op), onError)
 }

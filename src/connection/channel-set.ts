@@ -23,11 +23,6 @@ export class ChannelSet {
     return this.#joined
   }
 
-  /** Given by the identity, but left by hand. */
-  get left(): ReadonlySet<string> {
-    return this.#left
-  }
-
   has(channel: string): boolean {
     return this.#current.includes(channel)
   }
