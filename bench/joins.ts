@@ -13,7 +13,7 @@ import { createAdapter } from '@socket.io/redis-adapter'
 import { createClient } from 'redis'
 import { Server } from 'socket.io'
 import WebSocket from 'ws'
-import { createBroker } from '../src/index.js'
+import { buildPackage, loadPackage } from './package.js'
 import { startRedis } from '../test/helpers/redis.js'
 
 let CLIENTS = 200
@@ -45,6 +45,7 @@ async function measure(server: string, round: (r: number) => Promise<void>): Pro
 }
 
 async function wsfacility(url: string): Promise<Figures> {
+  const { createBroker } = await loadPackage()
   const broker = createBroker({ redis: url })
   const server = http.createServer()
   broker.attach(server)
@@ -128,6 +129,7 @@ export function joinsMarkdown(rows: readonly Figures[]): string[] {
 
 // Run by itself (npm run bench:joins): its own redis-server, the table on stdout.
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  buildPackage()
   const redis = await startRedis()
   try {
     const rows = await benchJoins(redis.url, process.argv.includes('--quick'))

@@ -8,6 +8,7 @@
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { startRedis } from '../test/helpers/redis.js'
 import { connect, disconnect, measure, startGroup, stopGroup } from './scenarios.js'
+import { buildPackage } from './package.js'
 
 const [which = 'channels', clientsArg, messagesArg, roundsArg] = process.argv.slice(2)
 if (which !== 'channels' && which !== 'fanout') {
@@ -32,6 +33,8 @@ function threads(pid: number): Map<string, [number, number]> {
   return out
 }
 
+// wsfacility as users run it: the compiled package (bench/package.ts).
+buildPackage()
 const redis = await startRedis()
 try {
   const g = await startGroup('wsfacility', redis.url)

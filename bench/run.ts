@@ -17,6 +17,7 @@ import { benchJoins } from './joins.js'
 import { cpuModel } from './proc.js'
 import { type BenchResults, markdown } from './report.js'
 import { benchServer, type Plan, type ServerKind } from './scenarios.js'
+import { buildPackage } from './package.js'
 
 /** The history runs: facility `hist` keeps 100 messages for 300 s. */
 const FULL_HISTORY: HistoryPlan = {
@@ -109,6 +110,8 @@ if (limit && Number(limit[1]) < most + 1000) {
 const began = Date.now()
 const loadBefore = readFileSync('/proc/loadavg', 'latin1').split(' ').slice(0, 3).join(' ')
 
+// wsfacility as users run it: the compiled package (bench/package.ts).
+buildPackage()
 const redis = await startRedis()
 // Ctrl-C or a kill still stops the redis-server this run started (children follow their parent).
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

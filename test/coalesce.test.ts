@@ -97,6 +97,8 @@ describe('a connection storm on Redis', () => {
     const clients: TestClient[] = []
     try {
       const n = 300
+      // A stored message to replay: each upgrade then needs the barrier after its read too.
+      await server.broker.publish(['broadcast:storm'], 'kept', { expire: 60 })
       await inspect.configResetStat()
       // Redis holds every command for a moment, as a loaded one would: all upgrades arrive while
       // the first ones' round trips are out, so what they ask for must be shared.
@@ -109,7 +111,8 @@ describe('a connection storm on Redis', () => {
         )),
       )
       // One at a time, each upgrade would send a count flush (MULTI … EXEC), an MGET of the
-      // persisted messages, a barrier PING and two presence scripts; shared, far fewer go out.
+      // persisted messages, a barrier PING (something stored is replayed) and two presence
+      // scripts; shared, far fewer go out.
       const sent = {
         multi: await calls('multi'),
         mget: await calls('mget'),
@@ -123,7 +126,8 @@ describe('a connection storm on Redis', () => {
       assert.equal((await server.broker.presence.list('storm')).length, n)
       const receivers = await server.broker.publish(['broadcast:storm'], 'hello')
       assert.equal(receivers, n)
-      for (const c of clients) await c.waitFor(1)
+      for (const c of clients) await c.waitFor(2)
+      for (const c of clients) assert.deepEqual(c.texts, ['kept', 'hello'])
     } finally {
       await closeAll(...clients)
       await inspect.close()

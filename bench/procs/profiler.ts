@@ -38,6 +38,26 @@ export function profiler(): Record<string, (args: Record<string, unknown>) => un
       if (typeof a.path === 'string') writeFileSync(a.path, JSON.stringify(profile))
       return topSelf(profile, (a.top as number | undefined) ?? 30)
     },
+    /** Starts V8's allocation sampling, collected objects included (what GC has to clear). */
+    allocStart: async () => {
+      session = new Session()
+      session.connect()
+      await session.post('HeapProfiler.enable')
+      await session.post('HeapProfiler.startSampling', {
+        samplingInterval: 1024,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      })
+    },
+    /** Stops it; returns the top allocating functions by self bytes. */
+    allocStop: async (a) => {
+      const { profile } = (await session!.post('HeapProfiler.stopSampling')) as {
+        profile: { head: AllocNode }
+      }
+      session!.disconnect()
+      session = null
+      return topAlloc(profile.head, (a.top as number | undefined) ?? 30)
+    },
     /** Writes a heap snapshot (after a full GC when the process runs with --expose-gc). */
     heapSnapshot: (a) => {
       const gc = (globalThis as { gc?: () => void }).gc
@@ -64,4 +84,31 @@ function topSelf(profile: Profile, top: number): string[] {
     .sort((a, b) => b[1] - a[1])
     .slice(0, top)
     .map(([k, v]) => `${ms(v).padStart(8)} ms ${((100 * v) / total).toFixed(1).padStart(5)}% ${k}`)
+}
+
+interface AllocNode {
+  callFrame: { functionName: string; url: string; lineNumber: number }
+  selfSize: number
+  children: AllocNode[]
+}
+
+/** Bytes allocated per function (name, file:line), largest first. */
+function topAlloc(head: AllocNode, top: number): string[] {
+  const self = new Map<string, number>()
+  let total = 0
+  const walk = (n: AllocNode): void => {
+    const f = n.callFrame
+    const file = f.url.replace(/^.*\/(node_modules\/)?/, '')
+    const key = `${f.functionName || '(anonymous)'} ${file}:${f.lineNumber + 1}`
+    self.set(key, (self.get(key) ?? 0) + n.selfSize)
+    total += n.selfSize
+    for (const c of n.children) walk(c)
+  }
+  walk(head)
+  return [`total ${(total / 1e6).toFixed(1)} MB`].concat(
+    [...self]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([k, v]) => `${(v / 1e3).toFixed(0).padStart(8)} KB ${k}`),
+  )
 }

@@ -6,7 +6,8 @@
  */
 import { Emitter } from '@socket.io/redis-emitter'
 import { createClient } from 'redis'
-import { type Broker, createBroker, RedisPublisher } from '../../src/index.js'
+import type { Broker, RedisPublisher } from '../../src/index.js'
+import { loadPackage } from '../package.js'
 import { serve } from '../ipc.js'
 import { nowMicros } from '../loadgen.js'
 
@@ -17,6 +18,7 @@ const BATCH = 200
 /** How a publish goes out: see the file comment. */
 type Via = 'publish' | 'publisher' | 'broker' | 'fcall'
 
+const { createBroker, RedisPublisher: Publisher } = await loadPackage()
 const env = process.env
 const client = createClient({ url: env.BENCH_REDIS_URL!, name: 'bench-publisher' })
 client.on('error', () => {})
@@ -52,7 +54,7 @@ function publishOne(target: string, seq: number, how: How): Promise<unknown> | n
       if (!p)
         publishers.set(
           target,
-          (p = new RedisPublisher({ facility: target, broadcast: true }, { broker: broker! })),
+          (p = new Publisher({ facility: target, broadcast: true }, { broker: broker! })),
         )
       return p.publishMessage(message(seq))
     }

@@ -1,10 +1,11 @@
 /** Child process: a standalone wsfacility broker on the Redis engine, as the bench measures it. */
 import http from 'node:http'
 import { profiler } from './profiler.js'
-import { createBroker } from '../../src/index.js'
+import { loadPackage } from '../package.js'
 import { serve } from '../ipc.js'
 import { collect, listenLocal } from './server-common.js'
 
+const { createBroker } = await loadPackage()
 const env = process.env
 const broker = createBroker({
   redis: { url: env.BENCH_REDIS_URL!, name: 'bench-wsfacility' },

@@ -132,6 +132,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       services,
       closing: () => this.#closing !== null,
       ready: () => this.ready(),
+      started: () => this.#controlLive,
       facilityOf: (facility) => this.#facilities.match(facility),
       refused: (req, status, reason) => this.emit('refused', req, status, reason),
       error: (err) => this.#error(err),

@@ -26,15 +26,20 @@ export abstract class Subscribing extends Publishing {
   /** The publish channels the flags give the identity. */
   #derivedPublish: readonly string[] = []
   /** Channels left by hand: not published on either, whatever the flags give. */
-  readonly #leftByHand = new Set<string>()
+  #leftByHand: Set<string> | null = null
 
   /** Starts the bookkeeping of a connection just accepted with `flags` (owner.accept). */
   protected trackChannels(flags: Flags): void {
     const connection = this.connection!
     this.#flags = flags
     this.#identity = connection.identity
-    this.#set = new ChannelSet(connection.channels.subscribe)
     this.#derivedPublish = connection.channels.publish
+  }
+
+  /** The connection's channel bookkeeping, made at its first change (most connections never
+   * change: the set would only take memory). Until then its channels are those it opened with. */
+  #channels(): ChannelSet {
+    return (this.#set ??= new ChannelSet(this.connection!.channels.subscribe))
   }
 
   /** Runs `change` after the ones asked before it. */
@@ -55,10 +60,13 @@ export abstract class Subscribing extends Publishing {
    */
   #publishState(derivedPublish?: readonly string[]): void {
     if (derivedPublish) this.#derivedPublish = derivedPublish
-    const set = this.#set!
+    const set = this.#channels()
     const prefix = this.services.options.channelPrefix
     const audiences = this.#flags!.publish
-    const publish = this.#derivedPublish.filter((ch) => !this.#leftByHand.has(ch))
+    const left = this.#leftByHand
+    const publish = left
+      ? this.#derivedPublish.filter((ch) => !left.has(ch))
+      : [...this.#derivedPublish]
     for (const ch of set.joined) {
       const audience = ch.slice(prefix.length, ch.indexOf(':', prefix.length))
       if (audiences.includes(audience as Audience) && !publish.includes(ch)) publish.push(ch)
@@ -111,9 +119,9 @@ export abstract class Subscribing extends Publishing {
         },
       })
       this.#checkOpen()
-      const set = this.#set!
+      const set = this.#channels()
       if (set.has(channel)) return { channel, added: false, recovery: null }
-      this.#leftByHand.delete(channel)
+      this.#leftByHand?.delete(channel)
       set.join(channel)
       this.#publishState()
       const { format, history } = settings
@@ -153,8 +161,8 @@ export abstract class Subscribing extends Publishing {
         this.connection!.facility,
         this.#identity!,
       )
-      if (channel === null || !this.#set!.leave(channel)) return false
-      this.#leftByHand.add(channel)
+      if (channel === null || !this.#channels().leave(channel)) return false
+      ;(this.#leftByHand ??= new Set()).add(channel)
       this.#publishState()
       await this.services.hub.remove(this, [channel])
       return true
@@ -172,7 +180,7 @@ export abstract class Subscribing extends Publishing {
       const connection = this.connection!
       const derived = this.services.subscriber.channels(connection.facility, this.#flags!, identity)
       this.#identity = identity
-      const { added, removed } = this.#set!.rederive(derived.subscribe)
+      const { added, removed } = this.#channels().rederive(derived.subscribe)
       this.#publishState(derived.publish)
       const hub = this.services.hub
       const { format, history } = this.settings!

@@ -117,7 +117,23 @@ export class Hub {
     format: WireFormat = 'raw',
     history: HistoryOptions | null = null,
   ): Promise<void> {
-    const work: Promise<void>[] = []
+    const { subscribed, counted } = this.register(recipient, channels, format, history)
+    await Promise.all([subscribed, counted])
+  }
+
+  /**
+   * `add` in two parts: `subscribed` resolves once every channel is subscribed in Redis (what a
+   * read of stored messages must wait for), `counted` once the receiver counts are written (an
+   * upgrade reads while they are). Both must be awaited; a rejection of either is the caller's.
+   */
+  register(
+    recipient: Recipient,
+    channels: readonly string[],
+    format: WireFormat = 'raw',
+    history: HistoryOptions | null = null,
+  ): { subscribed: Promise<void>; counted: Promise<void> } {
+    const subscribing: Promise<void>[] = []
+    const counting: Promise<void>[] = []
     for (const channel of channels) {
       let state = this.#channels.get(channel)
       if (!state) {
@@ -125,10 +141,13 @@ export class Hub {
         if (history) state.history = this.#history(channel, state, history)
       }
       state.recipients.add(recipient)
-      work.push(this.#reconcile(channel))
-      work.push(this.#engine.setLocalCount(channel, state.recipients.size))
+      // Already subscribed with nothing in flight: nothing to wait for.
+      if (!state.subscribed || state.pending) subscribing.push(this.#reconcile(channel))
+      counting.push(this.#engine.setLocalCount(channel, state.recipients.size))
     }
-    await Promise.all(work)
+    const all = (work: Promise<void>[]): Promise<void> =>
+      work.length <= 1 ? (work[0] ?? Promise.resolve()) : Promise.all(work).then(() => {})
+    return { subscribed: all(subscribing), counted: all(counting) }
   }
 
   /**

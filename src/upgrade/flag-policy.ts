@@ -15,12 +15,12 @@ const ORDER: readonly Audience[] = ['broadcast', 'group', 'user', 'session']
  * them), its auto-subscriptions, its `authorize` checks (any false → 403), then the broker's
  * `allowedChannels` hook, which may only narrow.
  */
-export async function decideFlags(
+export function decideFlags(
   parsed: ParsedRequest,
   settings: FacilitySettings,
   allowedChannels: AllowedChannelsHook | undefined,
   context: FacilityContext,
-): Promise<Flags> {
+): Flags | Promise<Flags> {
   const { mayPublish, maySubscribe, autoSubscribe: auto } = settings
   const refusedPublish = parsed.publish.filter((a) => !mayPublish.includes(a))
   if (refusedPublish.length > 0) {
@@ -30,10 +30,23 @@ export async function decideFlags(
   if (refusedSubscribe.length > 0) {
     throw new HttpError(403, `clients may not subscribe to ${refusedSubscribe.join(', ')}`)
   }
-  let flags: Flags = {
+  const flags: Flags = {
     subscribe: ORDER.filter((a) => parsed.subscribe.includes(a) || auto.includes(a)),
     publish: parsed.publish,
   }
+  // No hook to ask: decided now, without a turn of the event loop (most upgrades).
+  if (settings.authorize.length === 0 && !allowedChannels) return flags
+  return askHooks(flags, settings, allowedChannels, context)
+}
+
+/** The facility's authorize checks, then the allowedChannels hook, on the flags the URL asked. */
+async function askHooks(
+  asked: Flags,
+  settings: FacilitySettings,
+  allowedChannels: AllowedChannelsHook | undefined,
+  context: FacilityContext,
+): Promise<Flags> {
+  let flags = asked
   for (const check of settings.authorize) {
     let allowed: boolean
     try {

@@ -37,6 +37,8 @@ export interface UpgradeHost {
   closing(): boolean
   /** Connects the engine (the broker's `ready()`). */
   ready(): Promise<void>
+  /** True once `ready()` has resolved (nothing left to wait for). */
+  started(): boolean
   /** The settings and pattern parameters that apply to a concrete facility name. */
   facilityOf(facility: string): FacilityMatch
   /** Reports a refused upgrade (by HTTP status, or by a close after the handshake). */
@@ -154,11 +156,14 @@ export class Upgrader {
       maxFacilityLength: options.maxFacilityLength,
       maxFlags: options.maxFlags,
     })
-    await owner.step(
-      host.ready().catch((err: unknown) => {
-        throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
-      }),
-    )
+    // Started once, the engine's status tells the rest (just below).
+    if (!host.started()) {
+      await owner.step(
+        host.ready().catch((err: unknown) => {
+          throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
+        }),
+      )
+    }
     // While Redis is away a connection would miss messages without knowing; refuse it instead
     // (even when its channels are already subscribed and nothing else would touch Redis).
     if (host.engine.status !== 'ready') {
@@ -171,7 +176,8 @@ export class Upgrader {
     checkOrigin(req, options.origins, isCookieAuthenticated(req, auth))
     if (identity.user !== null) owner.admitUser(identity.user)
     const context: FacilityContext = { facility: parsed.facility, params, identity, request: req }
-    const flags = await owner.step(decideFlags(parsed, settings, options.allowedChannels, context))
+    const decided = decideFlags(parsed, settings, options.allowedChannels, context)
+    const flags = decided instanceof Promise ? await owner.step(decided) : decided
     const channels = host.subscriber.channels(parsed.facility, flags, identity)
     owner.accept({
       facts: {
@@ -189,13 +195,7 @@ export class Upgrader {
       expiresAt: auth.expiresAt,
       flags,
     })
-    try {
-      await owner.subscribe()
-    } catch (err) {
-      if (err instanceof HttpError) throw err
-      host.error(err)
-      throw new HttpError(503, 'message broker unavailable')
-    }
+    const { counted } = await this.#engineStep(owner, owner.subscribe())
     let recoveries: Recoveries | null = null
     let replayed = channels.subscribe
     if (request) {
@@ -204,7 +204,21 @@ export class Upgrader {
       // A channel the client recovers is not replayed its last message again (it has it).
       replayed = replayed.filter((ch) => !request.has(channelLabel(prefix, ch)))
     }
-    return { stored: await this.#readStored(owner, replayed), recoveries }
+    const stored = await this.#readStored(owner, replayed)
+    // The receiver counts, written while the stored messages were read (one round trip for both).
+    await this.#engineStep(owner, counted)
+    return { stored, recoveries }
+  }
+
+  /** `work` through the owner; an engine failure refuses the upgrade with 503. */
+  async #engineStep<T>(owner: ConnectionOwner, work: Promise<T>): Promise<T> {
+    try {
+      return await owner.step(work)
+    } catch (err) {
+      if (err instanceof HttpError) throw err
+      this.#host.error(err)
+      throw new HttpError(503, 'message broker unavailable')
+    }
   }
 
   /** What the connection missed on its channels since the positions it gave. */
@@ -214,17 +228,9 @@ export class Upgrader {
     request: RecoverRequest,
     prefix: string,
   ): Promise<Recoveries> {
-    try {
-      return await owner.step(
-        recoverChannels(this.#host.services.hub, channels, request, (ch) =>
-          channelLabel(prefix, ch),
-        ),
-      )
-    } catch (err) {
-      if (err instanceof HttpError) throw err
-      this.#host.error(err)
-      throw new HttpError(503, 'message broker unavailable')
-    }
+    const hub = this.#host.services.hub
+    const work = recoverChannels(hub, channels, request, (ch) => channelLabel(prefix, ch))
+    return this.#engineStep(owner, work)
   }
 
   async #authenticate(req: IncomingMessage, settings: FacilitySettings): Promise<Authentication> {
@@ -252,16 +258,12 @@ export class Upgrader {
     const host = this.#host
     const stored = new Map<string, Buffer>()
     if (!host.options.replay || channels.length === 0) return stored
-    try {
-      const values = await owner.step(host.engine.get([...channels]))
-      // Whatever was published before the read has now reached the connection's held messages.
-      await owner.step(host.engine.barrier())
-      values.forEach((v, i) => v && stored.set(channels[i]!, v))
-    } catch (err) {
-      if (err instanceof HttpError) throw err
-      host.error(err)
-      throw new HttpError(503, 'message broker unavailable')
-    }
+    const values = await this.#engineStep(owner, host.engine.get([...channels]))
+    values.forEach((v, i) => v && stored.set(channels[i]!, v))
+    // Whatever was published before the read must reach the connection's held messages before
+    // what was read is replayed, so that one already there is not replayed twice. Nothing read:
+    // nothing to replay, and what was published meanwhile arrives live, in order.
+    if (stored.size > 0) await this.#engineStep(owner, host.engine.barrier())
     return stored
   }
 }
