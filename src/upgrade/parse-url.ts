@@ -60,8 +60,9 @@ export function parseRequest(url: string, prefix: string, limits: ParseLimits = 
   if (problem) throw new HttpError(400, problem)
 
   const query = new Map<string, string>()
-  const subscribe = new Set<Audience>()
-  const publish = new Set<Audience>()
+  // The audiences asked for, one bit each (ORDER's index): no Set per request.
+  let subscribe = 0
+  let publish = 0
   let echo = false
   const maxFlags = limits.maxFlags ?? 32
   let count = 0
@@ -75,13 +76,13 @@ export function parseRequest(url: string, prefix: string, limits: ParseLimits = 
     const verb = key.slice(0, dash)
     const audience = key.slice(dash + 1)
     if (!isAudience(audience)) continue
-    if (verb === 'subscribe') subscribe.add(audience)
-    else if (verb === 'publish') publish.add(audience)
+    if (verb === 'subscribe') subscribe |= 1 << ORDER.indexOf(audience)
+    else if (verb === 'publish') publish |= 1 << ORDER.indexOf(audience)
   }
   return {
     facility,
-    subscribe: ORDER.filter((a) => subscribe.has(a)),
-    publish: ORDER.filter((a) => publish.has(a)),
+    subscribe: ORDER.filter((_, i) => subscribe & (1 << i)),
+    publish: ORDER.filter((_, i) => publish & (1 << i)),
     echo,
     query,
   }

@@ -25,6 +25,9 @@ import { checkOrigin, isCookieAuthenticated } from './origin.js'
 import { parseRequest } from './parse-url.js'
 import { openProtocol, refusalProtocol, refusesByClose } from './refusal.js'
 
+/** The stored messages of an upgrade that has none to replay (most): one map for all. */
+const NOTHING_STORED: ReadonlyMap<string, Buffer> = new Map()
+
 /** What the upgrade pipeline needs from the broker. */
 export interface UpgradeHost {
   readonly options: ResolvedOptions
@@ -142,7 +145,7 @@ export class Upgrader {
     req: IncomingMessage,
     owner: ConnectionOwner,
     complete: (refusal: boolean) => WebSocket | null,
-  ): Promise<{ stored: Map<string, Buffer>; recoveries: Recoveries | null }> {
+  ): Promise<{ stored: ReadonlyMap<string, Buffer>; recoveries: Recoveries | null }> {
     const host = this.#host
     const options = host.options
     if (host.closing()) throw new HttpError(503, 'server is shutting down')
@@ -254,16 +257,17 @@ export class Upgrader {
   async #readStored(
     owner: ConnectionOwner,
     channels: readonly string[],
-  ): Promise<Map<string, Buffer>> {
+  ): Promise<ReadonlyMap<string, Buffer>> {
     const host = this.#host
-    const stored = new Map<string, Buffer>()
-    if (!host.options.replay || channels.length === 0) return stored
+    if (!host.options.replay || channels.length === 0) return NOTHING_STORED
     const values = await this.#engineStep(owner, host.engine.get([...channels]))
+    // Nothing read: nothing to replay, and what was published meanwhile arrives live, in order.
+    if (!values.some((v) => v)) return NOTHING_STORED
+    const stored = new Map<string, Buffer>()
     values.forEach((v, i) => v && stored.set(channels[i]!, v))
     // Whatever was published before the read must reach the connection's held messages before
-    // what was read is replayed, so that one already there is not replayed twice. Nothing read:
-    // nothing to replay, and what was published meanwhile arrives live, in order.
-    if (stored.size > 0) await this.#engineStep(owner, host.engine.barrier())
+    // what was read is replayed, so that one already there is not replayed twice.
+    await this.#engineStep(owner, host.engine.barrier())
     return stored
   }
 }
