@@ -106,6 +106,12 @@ try {
     await new Promise((r) => pf.once('exit', r))
     console.log(`perf data: ${out}`)
   }
+  if (process.env.ALLOC) {
+    // Bytes allocated per function over one more round, garbage included (what the GC clears).
+    await g.server.call('allocStart')
+    await measure(g, name, clients, targets, messages, 0, per)
+    console.log((await g.server.call<string[]>('allocStop', { top: 40 })).join('\n'))
+  }
   await g.server.call('profileStart')
   await measure(g, name, clients, targets, messages, 0, per)
   const top = await g.server.call<string[]>('profileStop', { path, top: 40 })
