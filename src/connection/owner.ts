@@ -159,23 +159,16 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
   /**
    * Subscribes the connection's channels (once per process however many connections want them)
    * and counts it as a receiver; messages are held from now until the handshake completes.
-   * Resolves once the channels are subscribed, with the count update still in flight, which the
-   * upgrade awaits before it opens (the read of stored messages goes meanwhile). The caller
-   * awaits it through step().
+   * Resolves once subscribed, with the count update in flight (the upgrade reads what is stored
+   * meanwhile, then awaits `counted` through step() before it opens).
    */
   async subscribe(): Promise<{ counted: Promise<void> }> {
     this.check()
-    const connection = this.connection!
     this.#subscribed = true
     const { format, history } = this.settings!
-    const { subscribed, counted } = this.services.hub.register(
-      this,
-      connection.channels.subscribe,
-      format,
-      history,
-    )
-    // Awaited later through step(); until then a failure must not go unhandled.
-    counted.catch(() => {})
+    const channels = this.connection!.channels.subscribe
+    const { subscribed, counted } = this.services.hub.register(this, channels, format, history)
+    counted.catch(() => {}) // awaited later: until then a failure must not go unhandled
     await subscribed
     return { counted }
   }
