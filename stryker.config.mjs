@@ -2,6 +2,7 @@
 // module runs that module's unit tests, with the command runner.
 //   npm run mutation                                   every core module, all their unit tests
 //   npx stryker run --mutate src/delivery/hub.ts       one module, only its own unit tests
+//   node test/mutation.mjs --mutate src/upgrade/upgrader.ts:200-260   lines of one (Node 20)
 // Slow on 2 cores: run one module at a time.
 
 /** Each core module and the unit tests that pin it. */
@@ -27,7 +28,9 @@ const CORE = {
 function selected(argv) {
   const i = argv.findIndex((a) => a === '--mutate' || a === '-m')
   const value = i === -1 ? argv.find((a) => a.startsWith('--mutate='))?.slice(9) : argv[i + 1]
-  return value !== undefined && value in CORE ? value : null
+  // A line range (`src/upgrade/upgrader.ts:200-260`) runs the same module's tests.
+  const file = value?.replace(/:\d+(-\d+)?$/, '')
+  return file !== undefined && file in CORE ? file : null
 }
 
 const one = selected(process.argv)

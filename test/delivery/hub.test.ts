@@ -101,6 +101,35 @@ describe('Hub', () => {
     assert.equal(done, true)
   })
 
+  it('register: subscribed once every channel is, counted apart (and without waiting for it)', async () => {
+    const { engine, hub } = setup(false)
+    let subscribed = false
+    const parts = hub.register(new Sink(), ['a', 'b'])
+    void parts.subscribed.then(() => (subscribed = true))
+    // The counts are written while the SUBSCRIBEs are out: an upgrade reads meanwhile.
+    await parts.counted
+    assert.deepEqual(engine.counts, [
+      ['a', 1],
+      ['b', 1],
+    ])
+    engine.last('a').resolve()
+    await settle()
+    assert.equal(subscribed, false, 'b is not subscribed yet')
+    engine.last('b').resolve()
+    await parts.subscribed
+    // Already subscribed: a second recipient's SUBSCRIBE part is done at once, with none sent.
+    await hub.register(new Sink(), ['b', 'a']).subscribed
+    assert.deepEqual(engine.sent, ['subscribe a', 'subscribe b'])
+  })
+
+  it('register: counted waits for the count of every channel and fails with any', async () => {
+    const { engine, hub } = setup()
+    engine.failCount = new Error('count failed')
+    const parts = hub.register(new Sink(), ['a', 'b'])
+    await parts.subscribed
+    await assert.rejects(parts.counted, /count failed/)
+  })
+
   it('rejects add when the SUBSCRIBE fails, and retries it for the next recipient', async () => {
     const { engine, hub } = setup(false)
     const first = hub.add(new Sink(), ['a'])

@@ -401,6 +401,19 @@ describe('Upgrader', () => {
       }
     })
 
+    it('opens without the barrier when the read found nothing to replay', async () => {
+      const t = await setup()
+      try {
+        // A barrier would fail this upgrade: with nothing stored, none is sent.
+        t.engine.failures.barrier = new Error('barrier failed')
+        assert.equal((await statusOf(t.port)).status, 101)
+        assert.equal(t.engine.getCalls, 1)
+        assert.deepEqual(t.errors, [])
+      } finally {
+        await t.close()
+      }
+    })
+
     it('refuses with 503 when stored messages cannot be read, and reports it', async () => {
       for (const step of ['get', 'barrier'] as const) {
         const t = await setup()
