@@ -23,27 +23,35 @@ interface Profile {
 /** The commands to merge into a server's `serve` handlers. */
 export function profiler(): Record<string, (args: Record<string, unknown>) => unknown> {
   let session: Session | null = null
+  /** A new inspector session with `domain` enabled. */
+  const open = async (domain: string): Promise<Session> => {
+    session = new Session()
+    session.connect()
+    await session.post(`${domain}.enable`)
+    return session
+  }
+  /** The answer of `method` (a profiler's stop), then the session is closed. */
+  const close = async <T>(method: string): Promise<T> => {
+    const answer = (await session!.post(method)) as T
+    session!.disconnect()
+    session = null
+    return answer
+  }
   return {
     profileStart: async () => {
-      session = new Session()
-      session.connect()
-      await session.post('Profiler.enable')
-      await session.post('Profiler.setSamplingInterval', { interval: 100 })
-      await session.post('Profiler.start')
+      const s = await open('Profiler')
+      await s.post('Profiler.setSamplingInterval', { interval: 100 })
+      await s.post('Profiler.start')
     },
     profileStop: async (a) => {
-      const { profile } = (await session!.post('Profiler.stop')) as { profile: Profile }
-      session!.disconnect()
-      session = null
+      const { profile } = await close<{ profile: Profile }>('Profiler.stop')
       if (typeof a.path === 'string') writeFileSync(a.path, JSON.stringify(profile))
       return topSelf(profile, (a.top as number | undefined) ?? 30)
     },
     /** Starts V8's allocation sampling, collected objects included (what GC has to clear). */
     allocStart: async () => {
-      session = new Session()
-      session.connect()
-      await session.post('HeapProfiler.enable')
-      await session.post('HeapProfiler.startSampling', {
+      const s = await open('HeapProfiler')
+      await s.post('HeapProfiler.startSampling', {
         samplingInterval: 1024,
         includeObjectsCollectedByMajorGC: true,
         includeObjectsCollectedByMinorGC: true,
@@ -51,11 +59,7 @@ export function profiler(): Record<string, (args: Record<string, unknown>) => un
     },
     /** Stops it; returns the top allocating functions by self bytes. */
     allocStop: async (a) => {
-      const { profile } = (await session!.post('HeapProfiler.stopSampling')) as {
-        profile: { head: AllocNode }
-      }
-      session!.disconnect()
-      session = null
+      const { profile } = await close<{ profile: { head: AllocNode } }>('HeapProfiler.stopSampling')
       return topAlloc(profile.head, (a.top as number | undefined) ?? 30)
     },
     /** Writes a heap snapshot (after a full GC when the process runs with --expose-gc). */
@@ -67,14 +71,20 @@ export function profiler(): Record<string, (args: Record<string, unknown>) => un
   }
 }
 
+type CallFrame = Node['callFrame']
+
+/** A function as the tables name it: name, file (past node_modules/) and line. */
+function frameKey(f: CallFrame): string {
+  const file = f.url.replace(/^.*\/(node_modules\/)?/, '')
+  return `${f.functionName || '(anonymous)'} ${file}:${f.lineNumber + 1}`
+}
+
 /** Self time per function (name, file:line) in ms, largest first, with its share of the total. */
 function topSelf(profile: Profile, top: number): string[] {
   const self = new Map<string, number>()
   let total = 0
   for (const n of profile.nodes) {
-    const f = n.callFrame
-    const file = f.url.replace(/^.*\/(node_modules\/)?/, '')
-    const key = `${f.functionName || '(anonymous)'} ${file}:${f.lineNumber + 1}`
+    const key = frameKey(n.callFrame)
     const hits = n.hitCount ?? 0
     self.set(key, (self.get(key) ?? 0) + hits)
     total += hits
@@ -87,7 +97,7 @@ function topSelf(profile: Profile, top: number): string[] {
 }
 
 interface AllocNode {
-  callFrame: { functionName: string; url: string; lineNumber: number }
+  callFrame: CallFrame
   selfSize: number
   children: AllocNode[]
 }
@@ -97,9 +107,7 @@ function topAlloc(head: AllocNode, top: number): string[] {
   const self = new Map<string, number>()
   let total = 0
   const walk = (n: AllocNode): void => {
-    const f = n.callFrame
-    const file = f.url.replace(/^.*\/(node_modules\/)?/, '')
-    const key = `${f.functionName || '(anonymous)'} ${file}:${f.lineNumber + 1}`
+    const key = frameKey(n.callFrame)
     self.set(key, (self.get(key) ?? 0) + n.selfSize)
     total += n.selfSize
     for (const c of n.children) walk(c)

@@ -63,10 +63,7 @@ export abstract class Subscribing extends Publishing {
     const set = this.#channels()
     const prefix = this.services.options.channelPrefix
     const audiences = this.#flags!.publish
-    const left = this.#leftByHand
-    const publish = left
-      ? this.#derivedPublish.filter((ch) => !left.has(ch))
-      : [...this.#derivedPublish]
+    const publish = this.#derivedPublish.filter((ch) => !this.#leftByHand?.has(ch))
     for (const ch of set.joined) {
       const audience = ch.slice(prefix.length, ch.indexOf(':', prefix.length))
       if (audiences.includes(audience as Audience) && !publish.includes(ch)) publish.push(ch)

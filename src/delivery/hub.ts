@@ -37,6 +37,11 @@ export interface OpenRecovery extends StreamPosition {
   frames: Buffer[]
 }
 
+/** Settles with every one of `work` (one alone is returned as it is). */
+function allOf(work: Promise<void>[]): Promise<void> {
+  return work.length <= 1 ? (work[0] ?? Promise.resolve()) : Promise.all(work).then(() => {})
+}
+
 class ChannelState {
   readonly recipients = new Set<Recipient>()
   history: ChannelHistory | null = null
@@ -145,9 +150,7 @@ export class Hub {
       if (!state.subscribed || state.pending) subscribing.push(this.#reconcile(channel))
       counting.push(this.#engine.setLocalCount(channel, state.recipients.size))
     }
-    const all = (work: Promise<void>[]): Promise<void> =>
-      work.length <= 1 ? (work[0] ?? Promise.resolve()) : Promise.all(work).then(() => {})
-    return { subscribed: all(subscribing), counted: all(counting) }
+    return { subscribed: allOf(subscribing), counted: allOf(counting) }
   }
 
   /**
