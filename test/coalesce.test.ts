@@ -39,6 +39,29 @@ describe('Coalescer', () => {
     assert.deepEqual(await Promise.all(later), [2, 2, 2])
   })
 
+  it('under load starts runs `spacing` ms apart, and a call at idle at once', async () => {
+    const starts: number[] = []
+    const c = new Coalescer(async () => void starts.push(performance.now()), 60)
+    // At idle: started before anything else of the event loop runs.
+    const first = c.run()
+    await tick()
+    assert.equal(starts.length, 1)
+    await first
+    // Right after: the next run waits out the spacing, and every call meanwhile shares it.
+    const shared = [c.run(), c.run()]
+    await tick()
+    assert.equal(starts.length, 1)
+    await Promise.all(shared)
+    assert.equal(starts.length, 2)
+    // Timers may fire up to a millisecond early against performance.now().
+    assert.ok(starts[1]! - starts[0]! >= 58, `${starts[1]! - starts[0]!} ms apart`)
+    // Long after the last run: at once again.
+    await new Promise((r) => setTimeout(r, 70))
+    void c.run()
+    await tick()
+    assert.equal(starts.length, 3)
+  })
+
   it('rejects the callers of a failed run and still runs the next', async () => {
     const { runs, task } = gated()
     const c = new Coalescer(task)

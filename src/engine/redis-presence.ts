@@ -1,5 +1,5 @@
 import type { Commands } from './redis-link.js'
-import { Coalescer } from './coalesce.js'
+import { Coalescer, SPACING_MS } from './coalesce.js'
 import { type EngineKeys, runScript, script } from './redis-scripts.js'
 
 // Field of a process's presence hash: set and member, joined by NUL (facility names never hold it).
@@ -124,7 +124,7 @@ export class RedisPresence {
     const keys = [this.#nodePrefix + this.#nodeId]
     const counts = await runScript(this.#cmd, CHANGES, keys, [this.#setPrefix, ...changes])
     return (counts as unknown[]).map(Number)
-  })
+  }, SPACING_MS)
 
   async list(set: string): Promise<Map<string, number>> {
     const all = await this.#cmd.hGetAll(this.#setPrefix + set)

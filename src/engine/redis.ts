@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { RedisClientOptions } from 'redis'
 import { ClosedError, EngineError, OptionError } from '../errors.js'
-import { BatchedReads, Coalescer } from './coalesce.js'
+import { BatchedReads, Coalescer, SPACING_MS } from './coalesce.js'
 import { ConnectionHealth } from './connection-health.js'
 import { ClusterLink, type RedisClusterConfig } from './redis-cluster.js'
 import type { Listener, RedisLink } from './redis-link.js'
@@ -68,12 +68,13 @@ export class RedisEngine extends EventEmitter implements Engine {
   /** This process's presence counts by field: the truth its share in Redis is reconciled with. */
   readonly #present = new Map<string, number>()
   #dirty = new Map<string, number>()
-  // One round trip of each kind in flight at a time; what callers ask for meanwhile shares the
-  // next one (engine/coalesce.ts): in a connection storm, one count flush, one MGET of persisted
-  // messages and one barrier PING serve every upgrade that arrived while the last ones were out.
-  readonly #flushes = new Coalescer(() => this.#flushCounts())
-  readonly #reads = new BatchedReads((keys) => this.#link.mget(keys))
-  readonly #barriers = new Coalescer(() => this.#link.barrier())
+  // One round trip of each kind in flight at a time, under load SPACING_MS apart; what callers ask
+  // for meanwhile shares the next one (engine/coalesce.ts): in a connection storm, one count
+  // flush, one MGET of persisted messages and one barrier PING serve every upgrade that arrived
+  // since the last ones.
+  readonly #flushes = new Coalescer(() => this.#flushCounts(), SPACING_MS)
+  readonly #reads = new BatchedReads((keys) => this.#link.mget(keys), SPACING_MS)
+  readonly #barriers = new Coalescer(() => this.#link.barrier(), SPACING_MS)
   #handler: MessageHandler = () => 0
   #started: Promise<void> | null = null
   #timer: NodeJS.Timeout | null = null
