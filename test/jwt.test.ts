@@ -277,12 +277,12 @@ describe('JwtVerifier', () => {
     assert.equal((await tolerant.verify(await mint({ exp }))).expiresAt, (exp + 5) * 1000)
     const expired = await mint({ exp: nowSec() - 60 })
     await assert.rejects(
-      verifier.verify(expired),
+      async () => verifier.verify(expired),
       (err) => err instanceof TokenError && err.code === 'WSF_TOKEN_EXPIRED' && err.status === 401,
     )
     for (const bad of ['garbage', await mint({ key: OTHER_SECRET }), unsignedToken()]) {
       await assert.rejects(
-        verifier.verify(bad),
+        async () => verifier.verify(bad),
         (err) =>
           err instanceof TokenError && err.code === 'WSF_TOKEN_INVALID' && err.status === 401,
       )

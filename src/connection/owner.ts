@@ -159,18 +159,19 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
   /**
    * Subscribes the connection's channels (once per process however many connections want them)
    * and counts it as a receiver; messages are held from now until the handshake completes.
-   * Resolves once subscribed, with the count update in flight (the upgrade reads what is stored
-   * meanwhile, then awaits `counted` through step() before it opens).
+   * `subscribed` resolves once Redis has confirmed the channels not subscribed yet (null when
+   * every one already was), `counted` once the count is written: the upgrade reads what is stored
+   * meanwhile, then awaits both through step() before it opens.
    */
-  async subscribe(): Promise<{ counted: Promise<void> }> {
+  subscribe(): { subscribed: Promise<void> | null; counted: Promise<void> } {
     this.check()
     this.#subscribed = true
     const { format, history } = this.settings!
     const channels = this.connection!.channels.subscribe
-    const { subscribed, counted } = this.services.hub.register(this, channels, format, history)
-    counted.catch(() => {}) // awaited later: until then a failure must not go unhandled
-    await subscribed
-    return { counted }
+    const registered = this.services.hub.register(this, channels, format, history)
+    // Awaited after the others: until then a failure must not go unhandled.
+    registered.counted.catch(() => {})
+    return registered
   }
 
   /**

@@ -37,9 +37,10 @@ export interface OpenRecovery extends StreamPosition {
   frames: Buffer[]
 }
 
-/** Settles with every one of `work` (one alone is returned as it is). */
-function allOf(work: Promise<void>[]): Promise<void> {
-  return work.length <= 1 ? (work[0] ?? Promise.resolve()) : Promise.all(work).then(() => {})
+/** Settles with every one of `work` (one alone is returned as it is); null for none. */
+function allOf(work: Promise<void>[]): Promise<void> | null {
+  if (work.length <= 1) return work[0] ?? null
+  return Promise.all(work).then(() => {})
 }
 
 class ChannelState {
@@ -128,15 +129,16 @@ export class Hub {
 
   /**
    * `add` in two parts: `subscribed` resolves once every channel is subscribed in Redis (what a
-   * read of stored messages must wait for), `counted` once the receiver counts are written (an
-   * upgrade reads while they are). Both must be awaited; a rejection of either is the caller's.
+   * read of stored messages must wait for; null when all of them already are), `counted` once the
+   * receiver counts are written (an upgrade reads while they are). Both must be awaited; a
+   * rejection of either is the caller's.
    */
   register(
     recipient: Recipient,
     channels: readonly string[],
     format: WireFormat = 'raw',
     history: HistoryOptions | null = null,
-  ): { subscribed: Promise<void>; counted: Promise<void> } {
+  ): { subscribed: Promise<void> | null; counted: Promise<void> } {
     const subscribing: Promise<void>[] = []
     const counting: Promise<void>[] = []
     for (const channel of channels) {
@@ -150,7 +152,7 @@ export class Hub {
       if (!state.subscribed || state.pending) subscribing.push(this.#reconcile(channel))
       counting.push(this.#engine.setLocalCount(channel, state.recipients.size))
     }
-    return { subscribed: allOf(subscribing), counted: allOf(counting) }
+    return { subscribed: allOf(subscribing), counted: allOf(counting) ?? Promise.resolve() }
   }
 
   /**

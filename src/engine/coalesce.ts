@@ -31,13 +31,19 @@ export class Coalescer<T> {
     this.#spacing = spacing
   }
 
-  /** Resolves (or rejects) with the next run that starts after this call. */
+  /**
+   * Resolves (or rejects) with the next run that starts after this call. The run's promise is
+   * shared by its callers and marked handled: a caller may await it later without an unhandled
+   * rejection meanwhile.
+   */
   run(): Promise<T> {
-    this.#next ??= (this.#running ?? Promise.resolve())
+    if (this.#next) return this.#next
+    const next = (this.#running ?? Promise.resolve())
       .then(ignore, ignore)
       .then(() => this.#spaced())
       .then(() => this.#start())
-    return this.#next
+    next.catch(ignore)
+    return (this.#next = next)
   }
 
   /** Waits out the rest of the spacing since the last run started (nothing when it is over). */
@@ -77,9 +83,8 @@ export class BatchedReads<V> {
     }, spacing)
   }
 
-  async get(keys: readonly string[]): Promise<V[]> {
+  get(keys: readonly string[]): Promise<V[]> {
     for (const k of keys) this.#pending.add(k)
-    const values = await this.#reads.run()
-    return keys.map((k) => values.get(k)!)
+    return this.#reads.run().then((values) => keys.map((k) => values.get(k)!))
   }
 }

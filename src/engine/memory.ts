@@ -121,7 +121,7 @@ export class MemoryEngine implements Engine {
     return { epoch: stream.epoch, offset: stream.top, entries }
   }
 
-  async get(channels: string[]): Promise<(Buffer | null)[]> {
+  async get(channels: readonly string[]): Promise<(Buffer | null)[]> {
     this.#check()
     const now = Date.now()
     return channels.map((channel) => {

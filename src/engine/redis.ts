@@ -72,9 +72,17 @@ export class RedisEngine extends EventEmitter implements Engine {
   // for meanwhile shares the next one (engine/coalesce.ts): in a connection storm, one count
   // flush, one MGET of persisted messages and one barrier PING serve every upgrade that arrived
   // since the last ones.
-  readonly #flushes = new Coalescer(() => this.#flushCounts(), SPACING_MS)
-  readonly #reads = new BatchedReads((keys) => this.#link.mget(keys), SPACING_MS)
-  readonly #barriers = new Coalescer(() => this.#link.barrier(), SPACING_MS)
+  // Each run's failure is an EngineError once, for all of its callers.
+  readonly #flushes = new Coalescer(
+    // A flush cut by Redis going away fails as an outage (a live join waits for Redis then).
+    () => this.#flushCounts().catch(failed('receiver count update')),
+    SPACING_MS,
+  )
+  readonly #reads = new BatchedReads(
+    (keys) => this.#link.mget(keys).catch(failed('MGET')),
+    SPACING_MS,
+  )
+  readonly #barriers = new Coalescer(() => this.#link.barrier().catch(failed('PING')), SPACING_MS)
   #handler: MessageHandler = () => 0
   #started: Promise<void> | null = null
   #timer: NodeJS.Timeout | null = null
@@ -271,23 +279,23 @@ export class RedisEngine extends EventEmitter implements Engine {
     }
   }
 
-  get(channels: string[]): Promise<(Buffer | null)[]> {
+  get(channels: readonly string[]): Promise<(Buffer | null)[]> {
     if (channels.length === 0) return Promise.resolve([])
-    return this.#run('MGET', () => this.#reads.get(channels))
+    if (this.#closed) return Promise.reject(new ClosedError())
+    return this.#reads.get(channels)
   }
 
   barrier(): Promise<void> {
-    return this.#run('PING', () => this.#barriers.run())
+    if (this.#closed) return Promise.reject(new ClosedError())
+    return this.#barriers.run()
   }
 
+  /** Every caller of one flush shares its promise (a connection storm makes one per batch). */
   setLocalCount(channel: string, count: number): Promise<void> {
     if (count > 0) this.#counts.set(channel, count)
     else this.#counts.delete(channel)
     this.#dirty.set(channel, count)
-    // A flush cut by Redis going away fails as an outage (a live join waits for Redis then).
-    return this.#flushes.run().catch((err: unknown) => {
-      throw engineError('receiver count update', err)
-    })
+    return this.#flushes.run()
   }
 
   async #flushCounts(): Promise<void> {
@@ -354,6 +362,13 @@ export class RedisEngine extends EventEmitter implements Engine {
       }
     }
     await this.#link.close()
+  }
+}
+
+/** Throws the failure of the Redis command `what` as engineError does. */
+function failed(what: string): (err: unknown) => never {
+  return (err) => {
+    throw engineError(what, err)
   }
 }
 

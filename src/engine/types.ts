@@ -54,7 +54,7 @@ export interface EngineTransport {
 /** The last message of each channel, kept by `publish` with `expire` > 0 (replay, fetchMessage). */
 export interface EngineStorage {
   /** Reads stored payloads of channels, null where none is stored. */
-  get(channels: string[]): Promise<(Buffer | null)[]>
+  get(channels: readonly string[]): Promise<(Buffer | null)[]>
 }
 
 /** Each channel's history: a bounded stream with an epoch (history/). */

@@ -8,7 +8,7 @@ import {
   type PartialIdentity,
 } from './identity.js'
 import { checkIdentity } from './identity-check.js'
-import { JwtVerifier, type JwtOptions, TokenError, tokenOf } from './jwt.js'
+import { JwtVerifier, type JwtOptions, TokenError, tokenOf, type VerifiedToken } from './jwt.js'
 import { identityFromSession, SessionReader, type SessionOptions } from './session.js'
 import type { TestIdentities } from './test-identities.js'
 
@@ -20,6 +20,18 @@ export interface Authentication {
   /** What established the identity. */
   via: 'identify' | 'jwt' | 'session' | 'user' | 'anonymous' | 'test'
 }
+
+/** `auth` once its identity is one every channel can name (else HttpError 401). */
+function checked(auth: Authentication): Authentication {
+  checkIdentity(auth.identity)
+  return auth
+}
+
+const viaJwt = (verified: VerifiedToken): Authentication => ({
+  identity: verified.identity,
+  expiresAt: verified.expiresAt,
+  via: 'jwt',
+})
 
 /** What an Express request may carry once express-session and passport ran. */
 interface ExpressLike extends IncomingMessage {
@@ -73,41 +85,58 @@ export class Authenticator {
   }
 
   async authenticate(request: IncomingMessage): Promise<Authentication> {
-    const auth = await this.#resolve(request)
-    checkIdentity(auth.identity)
-    return auth
+    return this.authenticateNow(request)
   }
 
-  async #resolve(request: IncomingMessage): Promise<Authentication> {
+  /**
+   * `authenticate`, answered at once when nothing has to be awaited (anonymous, a JWT verified
+   * with a secret, a test identity): an upgrade then goes on without a turn of the event loop.
+   * Throws (or rejects) as `authenticate` rejects.
+   */
+  authenticateNow(request: IncomingMessage): Authentication | Promise<Authentication> {
+    const auth = this.#resolve(request)
+    return auth instanceof Promise ? auth.then(checked) : checked(auth)
+  }
+
+  #resolve(request: IncomingMessage): Authentication | Promise<Authentication> {
     const tested = this.#tests?.identityOf(request)
     if (tested) return { identity: tested, expiresAt: null, via: 'test' }
-    if (this.#identify) {
-      const identity = normalizeIdentity(await this.#identify(request))
-      return { identity, expiresAt: null, via: 'identify' }
-    }
+    if (this.#identify) return this.#identified(this.#identify, request)
     if (this.#jwt) {
       const token = tokenOf(request)
       if (token !== null) {
-        const verified = await this.#jwt.verify(token)
-        return { identity: verified.identity, expiresAt: verified.expiresAt, via: 'jwt' }
+        const verified = this.#jwt.verify(token)
+        return verified instanceof Promise ? verified.then(viaJwt) : viaJwt(verified)
       }
     }
     const req = request as ExpressLike
-    if (req.session && typeof req.sessionID === 'string') {
-      const identity = this.#session
-        ? await this.#session.toIdentity(req.session as never, req.sessionID, req.user)
-        : identityFromSession(req.session, req.sessionID, req.user)
-      return { identity, expiresAt: null, via: 'session' }
-    }
+    if (req.session && typeof req.sessionID === 'string') return this.#loadedSession(req)
     // Passport without sessions (`session: false`, API strategies) leaves only `req.user`.
     if (req.user !== undefined && req.user !== null) {
       const identity = identityFromSession({}, '', req.user)
       if (identity.user !== null) return { identity, expiresAt: null, via: 'user' }
     }
-    if (this.#session) {
-      const identity = await this.#session.identify(request)
-      if (identity) return { identity, expiresAt: null, via: 'session' }
-    }
+    if (this.#session) return this.#storedSession(this.#session, request)
+    return { identity: anonymous(), expiresAt: null, via: 'anonymous' }
+  }
+
+  async #identified(identify: IdentifyHook, request: IncomingMessage): Promise<Authentication> {
+    const identity = normalizeIdentity(await identify(request))
+    return { identity, expiresAt: null, via: 'identify' }
+  }
+
+  /** The session express-session already loaded on an Express `req`. */
+  async #loadedSession(req: ExpressLike): Promise<Authentication> {
+    const identity = this.#session
+      ? await this.#session.toIdentity(req.session as never, req.sessionID!, req.user)
+      : identityFromSession(req.session!, req.sessionID!, req.user)
+    return { identity, expiresAt: null, via: 'session' }
+  }
+
+  /** The session the request's cookie names, read from the store; anonymous without one. */
+  async #storedSession(session: SessionReader, request: IncomingMessage): Promise<Authentication> {
+    const identity = await session.identify(request)
+    if (identity) return { identity, expiresAt: null, via: 'session' }
     return { identity: anonymous(), expiresAt: null, via: 'anonymous' }
   }
 

@@ -1,10 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import {
-  parseRecoverParam,
-  type RecoverRequest,
-  type Recoveries,
-  recoverChannels,
-} from '../history/recovery.js'
+import { parseRecoverParam, type Recoveries, recoverChannels } from '../history/recovery.js'
 import { channelLabel } from '../history/wire.js'
 import type { Duplex } from 'node:stream'
 import { type WebSocket, WebSocketServer } from 'ws'
@@ -27,6 +22,14 @@ import { openProtocol, refusalProtocol, refusesByClose } from './refusal.js'
 
 /** The stored messages of an upgrade that has none to replay (most): one map for all. */
 const NOTHING_STORED: ReadonlyMap<string, Buffer> = new Map()
+
+/** `auth`, unless the facility needs a user and it has none (401). */
+function admitted(auth: Authentication, settings: FacilitySettings): Authentication {
+  if (!settings.anonymous && auth.identity.user === null) {
+    throw new HttpError(401, 'authentication required')
+  }
+  return auth
+}
 
 /** What the upgrade pipeline needs from the broker. */
 export interface UpgradeHost {
@@ -174,7 +177,8 @@ export class Upgrader {
     }
     const { settings, params } = host.facilityOf(parsed.facility)
     const request = settings.history ? parseRecoverParam(parsed.query.get('recover')) : null
-    const auth = await owner.step(this.#authenticate(req, settings))
+    const authenticated = this.#authenticate(req, settings)
+    const auth = authenticated instanceof Promise ? await owner.step(authenticated) : authenticated
     const identity = auth.identity
     checkOrigin(req, options.origins, isCookieAuthenticated(req, auth))
     if (identity.user !== null) owner.admitUser(identity.user)
@@ -198,59 +202,65 @@ export class Upgrader {
       expiresAt: auth.expiresAt,
       flags,
     })
-    const { counted } = await this.#engineStep(owner, owner.subscribe())
-    let recoveries: Recoveries | null = null
-    let replayed = channels.subscribe
-    if (request) {
-      const prefix = options.channelPrefix
-      recoveries = await this.#recover(owner, channels.subscribe, request, prefix)
-      // A channel the client recovers is not replayed its last message again (it has it).
-      replayed = replayed.filter((ch) => !request.has(channelLabel(prefix, ch)))
-    }
-    const stored = await this.#readStored(owner, replayed)
-    // The receiver counts, written while the stored messages were read (one round trip for both).
-    await this.#engineStep(owner, counted)
-    return { stored, recoveries }
-  }
-
-  /** `work` through the owner; an engine failure refuses the upgrade with 503. */
-  async #engineStep<T>(owner: ConnectionOwner, work: Promise<T>): Promise<T> {
+    const { subscribed, counted } = owner.subscribe()
     try {
-      return await owner.step(work)
+      // The common case awaits once or twice: the read of stored messages and the count write go
+      // out together (batched with other upgrades: engine/coalesce.ts).
+      if (subscribed) await owner.step(subscribed)
+      let recoveries: Recoveries | null = null
+      let replayed = channels.subscribe
+      if (request) {
+        const prefix = options.channelPrefix
+        const label = (ch: string) => channelLabel(prefix, ch)
+        const hub = host.services.hub
+        recoveries = await owner.step(recoverChannels(hub, channels.subscribe, request, label))
+        // A channel the client recovers is not replayed its last message again (it has it).
+        replayed = replayed.filter((ch) => !request.has(label(ch)))
+      }
+      const stored =
+        options.replay && replayed.length > 0
+          ? await this.#readStored(owner, replayed)
+          : NOTHING_STORED
+      await owner.step(counted)
+      return { stored, recoveries }
     } catch (err) {
-      if (err instanceof HttpError) throw err
-      this.#host.error(err)
-      throw new HttpError(503, 'message broker unavailable')
+      throw this.#engineFailure(err)
     }
   }
 
-  /** What the connection missed on its channels since the positions it gave. */
-  async #recover(
-    owner: ConnectionOwner,
-    channels: readonly string[],
-    request: RecoverRequest,
-    prefix: string,
-  ): Promise<Recoveries> {
-    const hub = this.#host.services.hub
-    const work = recoverChannels(hub, channels, request, (ch) => channelLabel(prefix, ch))
-    return this.#engineStep(owner, work)
+  /** An engine step's failure as the upgrade's refusal: 503 (reported), or the cut's own. */
+  #engineFailure(err: unknown): HttpError {
+    if (err instanceof HttpError) return err
+    this.#host.error(err)
+    return new HttpError(503, 'message broker unavailable')
   }
 
-  async #authenticate(req: IncomingMessage, settings: FacilitySettings): Promise<Authentication> {
-    let auth: Authentication
+  /** Who the request is (at once when nothing has to be awaited); throws or rejects a refusal. */
+  #authenticate(
+    req: IncomingMessage,
+    settings: FacilitySettings,
+  ): Authentication | Promise<Authentication> {
+    let auth: Authentication | Promise<Authentication>
     try {
-      auth = await this.#host.auth.authenticate(req)
+      auth = this.#host.auth.authenticateNow(req)
     } catch (err) {
-      if (err instanceof HttpError) throw err
-      this.#host.error(err)
-      // A session store that cannot answer is an outage, not a bad credential.
-      if (err instanceof EngineError) throw new HttpError(503, 'session store unavailable')
-      throw new HttpError(401, 'cannot identify this request')
+      throw this.#authFailure(err)
     }
-    if (!settings.anonymous && auth.identity.user === null) {
-      throw new HttpError(401, 'authentication required')
-    }
-    return auth
+    if (!(auth instanceof Promise)) return admitted(auth, settings)
+    return auth.then(
+      (a) => admitted(a, settings),
+      (err: unknown) => {
+        throw this.#authFailure(err)
+      },
+    )
+  }
+
+  #authFailure(err: unknown): HttpError {
+    if (err instanceof HttpError) return err
+    this.#host.error(err)
+    // A session store that cannot answer is an outage, not a bad credential.
+    if (err instanceof EngineError) return new HttpError(503, 'session store unavailable')
+    return new HttpError(401, 'cannot identify this request')
   }
 
   /** What is stored for the connection's channels, to replay once it is open. */
@@ -258,16 +268,15 @@ export class Upgrader {
     owner: ConnectionOwner,
     channels: readonly string[],
   ): Promise<ReadonlyMap<string, Buffer>> {
-    const host = this.#host
-    if (!host.options.replay || channels.length === 0) return NOTHING_STORED
-    const values = await this.#engineStep(owner, host.engine.get([...channels]))
+    const engine = this.#host.engine
+    const values = await owner.step(engine.get(channels))
     // Nothing read: nothing to replay, and what was published meanwhile arrives live, in order.
     if (!values.some((v) => v)) return NOTHING_STORED
     const stored = new Map<string, Buffer>()
     values.forEach((v, i) => v && stored.set(channels[i]!, v))
     // Whatever was published before the read must reach the connection's held messages before
     // what was read is replayed, so that one already there is not replayed twice.
-    await this.#engineStep(owner, host.engine.barrier())
+    await owner.step(engine.barrier())
     return stored
   }
 }

@@ -219,7 +219,8 @@ export class OwnerHarness {
     attempt.owner.admit()
     if (o.user) attempt.owner.admitUser(o.user)
     attempt.owner.accept(this.acceptance(o))
-    await attempt.owner.subscribe()
+    const { subscribed, counted } = attempt.owner.subscribe()
+    await Promise.all([subscribed, counted])
     return attempt
   }
 
