@@ -173,6 +173,33 @@ describe('parseRequest', () => {
       assert.equal(parsed.query.get('room'), '42')
       assert.equal(parsed.query.has('Token'), false)
     })
+
+    it('reads the query as URLSearchParams does, with or without anything to decode', () => {
+      const queries = [
+        'a=1&b=2',
+        'a&&b=&=c&d==e',
+        'x=a%20b&y=c+d&z=%zz&w=%E2%82%AC',
+        'k=v&k=w&K=u',
+        '&&',
+        'a=b=c&token=t.u_v-w',
+      ]
+      for (const q of queries) {
+        const parsed = parseRequest(`/ws/chat?${q}`, '/ws/')
+        const expected = new Map<string, string>()
+        for (const [k, v] of new URLSearchParams(q)) {
+          if (!expected.has(k.toLowerCase())) expected.set(k.toLowerCase(), v)
+        }
+        assert.deepEqual(parsed.query, expected, q)
+      }
+    })
+
+    it('keeps the first token parameter, named exactly so, as tokenOf reads it', () => {
+      assert.equal(parseRequest('/ws/chat?Token=abc&token=def&token=ghi', '/ws/').token, 'def')
+      assert.equal(parseRequest('/ws/chat?token=a%2Bb', '/ws/').token, 'a+b')
+      assert.equal(parseRequest('/ws/chat?token=', '/ws/').token, '')
+      assert.equal(parseRequest('/ws/chat?TOKEN=x', '/ws/').token, null)
+      assert.equal(parseRequest('/ws/chat', '/ws/').token, null)
+    })
   })
 })
 

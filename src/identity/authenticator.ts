@@ -91,19 +91,26 @@ export class Authenticator {
   /**
    * `authenticate`, answered at once when nothing has to be awaited (anonymous, a JWT verified
    * with a secret, a test identity): an upgrade then goes on without a turn of the event loop.
-   * Throws (or rejects) as `authenticate` rejects.
+   * Throws (or rejects) as `authenticate` rejects. `queryToken`: the URL's `token` parameter when
+   * the caller has read it already (null: none), as `tokenOf` takes it.
    */
-  authenticateNow(request: IncomingMessage): Authentication | Promise<Authentication> {
-    const auth = this.#resolve(request)
+  authenticateNow(
+    request: IncomingMessage,
+    queryToken?: string | null,
+  ): Authentication | Promise<Authentication> {
+    const auth = this.#resolve(request, queryToken)
     return auth instanceof Promise ? auth.then(checked) : checked(auth)
   }
 
-  #resolve(request: IncomingMessage): Authentication | Promise<Authentication> {
+  #resolve(
+    request: IncomingMessage,
+    queryToken?: string | null,
+  ): Authentication | Promise<Authentication> {
     const tested = this.#tests?.identityOf(request)
     if (tested) return { identity: tested, expiresAt: null, via: 'test' }
     if (this.#identify) return this.#identified(this.#identify, request)
     if (this.#jwt) {
-      const token = tokenOf(request)
+      const token = tokenOf(request, queryToken)
       if (token !== null) {
         const verified = this.#jwt.verify(token)
         return verified instanceof Promise ? verified.then(viaJwt) : viaJwt(verified)

@@ -76,8 +76,9 @@ function reason(err: unknown): TokenError {
 /**
  * Where a request carries its token: `?token=`, `Authorization: Bearer …`, or the subprotocol
  * `bearer.<jwt>` (browsers cannot set headers: `new WebSocket(url, ['wsfacility', 'bearer.' + jwt])`).
+ * `queryToken`, when given, is the URL's `token` parameter already read (null: there is none).
  */
-export function tokenOf(req: IncomingMessage): string | null {
+export function tokenOf(req: IncomingMessage, queryToken?: string | null): string | null {
   const auth = req.headers.authorization
   // An empty token ('Bearer', '?token=') is still a token: refused, never read as "no token".
   if (typeof auth === 'string' && /^bearer(\s|$)/i.test(auth)) {
@@ -90,6 +91,7 @@ export function tokenOf(req: IncomingMessage): string | null {
       if (v.startsWith(BEARER_PREFIX)) return v.slice(BEARER_PREFIX.length)
     }
   }
+  if (queryToken !== undefined) return queryToken
   const q = (req.url ?? '').indexOf('?')
   if (q !== -1) {
     const token = new URLSearchParams((req.url ?? '').slice(q + 1)).get('token')

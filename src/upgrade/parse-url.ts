@@ -13,6 +13,8 @@ export interface ParsedRequest {
   echo: boolean
   /** Every query parameter, keys lower-cased (for hooks that read their own parameters). */
   query: Map<string, string>
+  /** The first `token` parameter (that name exactly, as `tokenOf` reads it), or null. */
+  token: string | null
 }
 
 /** Limits applied while parsing. */
@@ -66,7 +68,9 @@ export function parseRequest(url: string, prefix: string, limits: ParseLimits = 
   let echo = false
   const maxFlags = limits.maxFlags ?? 32
   let count = 0
-  for (const [rawKey, value] of new URLSearchParams(rawQuery)) {
+  let token: string | null = null
+  for (const [rawKey, value] of queryParams(rawQuery)) {
+    if (rawKey === 'token' && token === null) token = value
     if (++count > maxFlags) throw new HttpError(400, `more than ${maxFlags} query parameters`)
     const key = rawKey.toLowerCase()
     if (!query.has(key)) query.set(key, value)
@@ -85,5 +89,22 @@ export function parseRequest(url: string, prefix: string, limits: ParseLimits = 
     publish: ORDER.filter((_, i) => publish & (1 << i)),
     echo,
     query,
+    token,
   }
+}
+
+/**
+ * The `key=value` pairs of a query, as URLSearchParams reads them. Without `%` or `+` there is
+ * nothing to decode and splitting is all it does, done here without its iterator and entry
+ * arrays (most upgrade URLs: flags, a base64url token); otherwise URLSearchParams itself.
+ */
+function queryParams(raw: string): Iterable<[string, string]> {
+  if (raw.includes('%') || raw.includes('+')) return new URLSearchParams(raw)
+  const pairs: [string, string][] = []
+  for (const part of raw.split('&')) {
+    if (part === '') continue
+    const eq = part.indexOf('=')
+    pairs.push(eq === -1 ? [part, ''] : [part.slice(0, eq), part.slice(eq + 1)])
+  }
+  return pairs
 }

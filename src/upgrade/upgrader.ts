@@ -1,10 +1,15 @@
 import type { IncomingMessage } from 'node:http'
-import { parseRecoverParam, type Recoveries, recoverChannels } from '../history/recovery.js'
+import {
+  parseRecoverParam,
+  type RecoverRequest,
+  type Recoveries,
+  recoverChannels,
+} from '../history/recovery.js'
 import { channelLabel } from '../history/wire.js'
 import type { Duplex } from 'node:stream'
 import { type WebSocket, WebSocketServer } from 'ws'
 import type { ResolvedOptions } from '../broker/options.js'
-import type { RedisSubscriber } from '../channels/redis-subscriber.js'
+import type { Flags, RedisSubscriber } from '../channels/redis-subscriber.js'
 import { ConnectionOwner } from '../connection/owner.js'
 import type { ConnectionServices } from '../connection/services.js'
 import type { EngineStorage, EngineTransport } from '../engine/types.js'
@@ -17,7 +22,7 @@ import { decideFlags } from './flag-policy.js'
 import { redactUrl } from '../observability/redact.js'
 import { checkHandshake } from './handshake.js'
 import { checkOrigin, isCookieAuthenticated } from './origin.js'
-import { parseRequest } from './parse-url.js'
+import { type ParsedRequest, parseRequest } from './parse-url.js'
 import { openProtocol, refusalProtocol, refusesByClose } from './refusal.js'
 
 /** The stored messages of an upgrade that has none to replay (most): one map for all. */
@@ -29,6 +34,12 @@ function admitted(auth: Authentication, settings: FacilitySettings): Authenticat
     throw new HttpError(401, 'authentication required')
   }
   return auth
+}
+
+/** An accepted upgrade's channels to subscribe, and what it asked to recover from their history. */
+interface Decided {
+  channels: readonly string[]
+  request: RecoverRequest | null
 }
 
 /** What the upgrade pipeline needs from the broker. */
@@ -91,7 +102,9 @@ export class Upgrader {
 
   /**
    * Runs one upgrade: every refusal happens here, before the connection opens, with an HTTP
-   * status or (refusal.ts) a close code after the handshake.
+   * status or (refusal.ts) a close code after the handshake. The decisions are taken
+   * synchronously where nothing has to be awaited (most upgrades); the subscriptions and reads
+   * that follow await the engine, batched with the other upgrades of the moment.
    */
   async handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const host = this.#host
@@ -108,7 +121,28 @@ export class Upgrader {
       return accepted
     }
     try {
-      const { stored, recoveries } = await this.#prepare(req, owner, complete)
+      const decided = this.#decide(req, owner, complete)
+      const { channels, request } = decided instanceof Promise ? await decided : decided
+      const { subscribed, counted } = owner.subscribe()
+      let stored = NOTHING_STORED
+      let recoveries: Recoveries | null = null
+      try {
+        if (subscribed) await owner.step(subscribed)
+        let replayed = channels
+        if (request) {
+          const label = this.#label
+          const work = recoverChannels(host.services.hub, channels, request, label)
+          recoveries = await owner.step(work)
+          // A channel the client recovers is not replayed its last message again (it has it).
+          replayed = replayed.filter((ch) => !request.has(label(ch)))
+        }
+        // The read and the count write (from subscribe) go out together.
+        if (host.options.replay && replayed.length > 0)
+          stored = await this.#readStored(owner, replayed)
+        await owner.step(counted)
+      } catch (err) {
+        throw this.#engineFailure(err)
+      }
       owner.check()
       if (host.closing()) throw new HttpError(503, 'server is shutting down')
       const ws = complete(false)
@@ -127,6 +161,10 @@ export class Upgrader {
     }
   }
 
+  /** The client's name of a channel (its label in history positions). */
+  readonly #label = (channel: string): string =>
+    channelLabel(this.#host.options.channelPrefix, channel)
+
   #unexpected(err: unknown): HttpError {
     this.#host.error(err)
     return new HttpError(500, 'internal error')
@@ -140,15 +178,15 @@ export class Upgrader {
   }
 
   /**
-   * The broker's work for one upgrade, each step through the owner: admission, parsing, identity,
-   * origin, policy, then the subscriptions; resolves to the stored messages to replay and what
-   * the connection gets from its channels' history.
+   * The broker's decisions on one upgrade, each through the owner: admission, parsing, then
+   * (once the engine has started) identity, origin and policy, ending in the accepted connection's
+   * channels. At once when no step has to be awaited; throws or rejects a refusal.
    */
-  async #prepare(
+  #decide(
     req: IncomingMessage,
     owner: ConnectionOwner,
     complete: (refusal: boolean) => WebSocket | null,
-  ): Promise<{ stored: ReadonlyMap<string, Buffer>; recoveries: Recoveries | null }> {
+  ): Decided | Promise<Decided> {
     const host = this.#host
     const options = host.options
     if (host.closing()) throw new HttpError(503, 'server is shutting down')
@@ -162,70 +200,68 @@ export class Upgrader {
       maxFacilityLength: options.maxFacilityLength,
       maxFlags: options.maxFlags,
     })
-    // Started once, the engine's status tells the rest (just below).
-    if (!host.started()) {
-      await owner.step(
-        host.ready().catch((err: unknown) => {
-          throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
-        }),
-      )
-    }
+    // Started once, the engine's status tells the rest (#identify).
+    if (host.started()) return this.#identify(req, owner, parsed)
+    const ready = host.ready().catch((err: unknown) => {
+      throw new HttpError(503, 'message broker unavailable', (err as WsFacilityError).code)
+    })
+    return owner.step(ready).then(() => this.#identify(req, owner, parsed))
+  }
+
+  /** Who the request is, then (#accept) what it may do. */
+  #identify(
+    req: IncomingMessage,
+    owner: ConnectionOwner,
+    parsed: ParsedRequest,
+  ): Decided | Promise<Decided> {
     // While Redis is away a connection would miss messages without knowing; refuse it instead
     // (even when its channels are already subscribed and nothing else would touch Redis).
-    if (host.engine.status !== 'ready') {
+    if (this.#host.engine.status !== 'ready') {
       throw new HttpError(503, 'message broker unavailable', 'WSF_REDIS_UNAVAILABLE')
     }
-    const { settings, params } = host.facilityOf(parsed.facility)
-    const request = settings.history ? parseRecoverParam(parsed.query.get('recover')) : null
-    const authenticated = this.#authenticate(req, settings)
-    const auth = authenticated instanceof Promise ? await owner.step(authenticated) : authenticated
+    const match = this.#host.facilityOf(parsed.facility)
+    const request = match.settings.history ? parseRecoverParam(parsed.query.get('recover')) : null
+    const auth = this.#authenticate(req, match.settings, parsed.token)
+    if (!(auth instanceof Promise)) return this.#accept(req, owner, parsed, match, request, auth)
+    return owner.step(auth).then((a) => this.#accept(req, owner, parsed, match, request, a))
+  }
+
+  /** Origin and policy for an identified request; the connection is accepted with its flags. */
+  #accept(
+    req: IncomingMessage,
+    owner: ConnectionOwner,
+    parsed: ParsedRequest,
+    { settings, params }: FacilityMatch,
+    request: RecoverRequest | null,
+    auth: Authentication,
+  ): Decided | Promise<Decided> {
+    const options = this.#host.options
     const identity = auth.identity
     checkOrigin(req, options.origins, isCookieAuthenticated(req, auth))
     if (identity.user !== null) owner.admitUser(identity.user)
     const context: FacilityContext = { facility: parsed.facility, params, identity, request: req }
-    const decided = decideFlags(parsed, settings, options.allowedChannels, context)
-    const flags = decided instanceof Promise ? await owner.step(decided) : decided
-    const channels = host.subscriber.channels(parsed.facility, flags, identity)
-    owner.accept({
-      facts: {
-        id: `${host.engine.nodeId}.${(++this.#sequence).toString(36)}`,
-        facility: parsed.facility,
-        params,
-        format: settings.format,
-        identity,
-        channels,
-        echo: parsed.echo,
-      },
-      settings,
-      context,
-      tokenAuthenticated: auth.via === 'jwt',
-      expiresAt: auth.expiresAt,
-      flags,
-    })
-    const { subscribed, counted } = owner.subscribe()
-    try {
-      // The common case awaits once or twice: the read of stored messages and the count write go
-      // out together (batched with other upgrades: engine/coalesce.ts).
-      if (subscribed) await owner.step(subscribed)
-      let recoveries: Recoveries | null = null
-      let replayed = channels.subscribe
-      if (request) {
-        const prefix = options.channelPrefix
-        const label = (ch: string) => channelLabel(prefix, ch)
-        const hub = host.services.hub
-        recoveries = await owner.step(recoverChannels(hub, channels.subscribe, request, label))
-        // A channel the client recovers is not replayed its last message again (it has it).
-        replayed = replayed.filter((ch) => !request.has(label(ch)))
-      }
-      const stored =
-        options.replay && replayed.length > 0
-          ? await this.#readStored(owner, replayed)
-          : NOTHING_STORED
-      await owner.step(counted)
-      return { stored, recoveries }
-    } catch (err) {
-      throw this.#engineFailure(err)
+    const accepted = (flags: Flags): Decided => {
+      const channels = this.#host.subscriber.channels(parsed.facility, flags, identity)
+      owner.accept({
+        facts: {
+          id: `${this.#host.engine.nodeId}.${(++this.#sequence).toString(36)}`,
+          facility: parsed.facility,
+          params,
+          format: settings.format,
+          identity,
+          channels,
+          echo: parsed.echo,
+        },
+        settings,
+        context,
+        tokenAuthenticated: auth.via === 'jwt',
+        expiresAt: auth.expiresAt,
+        flags,
+      })
+      return { channels: channels.subscribe, request }
     }
+    const flags = decideFlags(parsed, settings, options.allowedChannels, context)
+    return flags instanceof Promise ? owner.step(flags).then(accepted) : accepted(flags)
   }
 
   /** An engine step's failure as the upgrade's refusal: 503 (reported), or the cut's own. */
@@ -239,10 +275,11 @@ export class Upgrader {
   #authenticate(
     req: IncomingMessage,
     settings: FacilitySettings,
+    queryToken: string | null,
   ): Authentication | Promise<Authentication> {
     let auth: Authentication | Promise<Authentication>
     try {
-      auth = this.#host.auth.authenticateNow(req)
+      auth = this.#host.auth.authenticateNow(req, queryToken)
     } catch (err) {
       throw this.#authFailure(err)
     }
