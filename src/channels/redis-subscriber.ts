@@ -51,9 +51,21 @@ export class RedisSubscriber {
 
   /** Subscribe and publish channels of a connection to `facility`. */
   channels(facility: string, flags: Flags, identity: Identity): ConnectionChannels {
-    const collect = (audiences: Audience[]) => [
-      ...new Set(audiences.flatMap((a) => this.audienceChannels(facility, a, identity))),
-    ]
-    return { subscribe: collect(flags.subscribe), publish: collect(flags.publish) }
+    return {
+      subscribe: this.#collect(facility, flags.subscribe, identity),
+      publish: this.#collect(facility, flags.publish, identity),
+    }
+  }
+
+  /** The channels of `audiences`, each once, in order (one audience: its channels as they are). */
+  #collect(facility: string, audiences: readonly Audience[], identity: Identity): string[] {
+    if (audiences.length === 0) return []
+    if (audiences.length === 1 && audiences[0] !== 'group') {
+      return this.audienceChannels(facility, audiences[0]!, identity)
+    }
+    const all = new Set<string>()
+    for (const a of audiences)
+      for (const ch of this.audienceChannels(facility, a, identity)) all.add(ch)
+    return [...all]
   }
 }
