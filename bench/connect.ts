@@ -32,7 +32,7 @@ export interface ConnectResult {
 
 const JWT_SECRET = 'wsfacility-bench-secret-not-for-production'
 
-interface Variant {
+export interface Variant {
   name: string
   proc: 'wsfacility' | 'socketio' | 'plain-ws'
   env?: Record<string, string>
@@ -91,11 +91,20 @@ async function waitCount(server: Child, count: number): Promise<void> {
   while ((await server.call<number>('count')) !== count && Date.now() < deadline) await sleep(50)
 }
 
+/** What bench/profile-connect.ts does around the measured storm (a profiler, counters). */
+export interface StormProbe {
+  /** Just before the measured clients connect. */
+  start(server: Child, loadgen: Child): Promise<void>
+  /** Right after the last one connected (before they close). */
+  stop(server: Child, loadgen: Child, accepted: number): Promise<void>
+}
+
 /** One storm against a fresh server process of `variant`. */
-async function storm(
+export async function storm(
   variant: Variant,
   plan: ConnectPlan,
   redisUrl: string,
+  probe?: StormProbe,
 ): Promise<ConnectResult> {
   const port = await freePort()
   const env = {
@@ -119,11 +128,13 @@ async function storm(
     await waitCount(server, 0)
     await server.call('gc')
     const measured = await variant.clients(plan.warm, plan.clients)
+    await probe?.start(server, loadgen)
     const cpu0 = cpuReading(server.pid)
     const t0 = performance.now()
     const accepted = await loadgen.call<number>('connect', { ...measured, concurrency })
     const seconds = (performance.now() - t0) / 1000
     const cpu = cpuSince(cpu0, cpuReading(server.pid))
+    await probe?.stop(server, loadgen, accepted)
     await loadgen.call('close')
     await waitCount(server, 0)
     return {
