@@ -22,6 +22,8 @@ const CORE = {
   'src/upgrade/refusal.ts': ['test/upgrade/refusal.test.ts'],
   'src/engine/coalesce.ts': ['test/coalesce.test.ts'],
   'src/identity/hmac-jwt.ts': ['test/hmac-jwt.test.ts'],
+  'src/upgrade/parse-url.ts': ['test/request.test.ts'],
+  'src/channels/redis-subscriber.ts': ['test/subscriber.test.ts'],
 }
 
 /** The module given with `--mutate` / `-m`, when it is exactly one core module. */

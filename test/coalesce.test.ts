@@ -62,6 +62,23 @@ describe('Coalescer', () => {
     assert.equal(starts.length, 3)
   })
 
+  it('marks a shared run handled: a caller may await its failure later', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown) => unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const c = new Coalescer(() => Promise.reject(new Error('down')))
+      const late = c.run()
+      // Turns of the event loop pass before the caller looks (an upgrade awaits its count last).
+      await tick()
+      await tick()
+      assert.deepEqual(unhandled, [])
+      await assert.rejects(late, /down/)
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
+
   it('rejects the callers of a failed run and still runs the next', async () => {
     const { runs, task } = gated()
     const c = new Coalescer(task)

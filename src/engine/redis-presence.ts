@@ -98,23 +98,26 @@ export class RedisPresence {
   }
 
   /** +1 connection of `member` in `set`; resolves true when that made it online cluster-wide. */
-  async join(set: string, member: string): Promise<boolean> {
-    return (await this.#change('j', set, member)) === 1
+  join(set: string, member: string): Promise<boolean> {
+    const at = this.#queue('j', set, member)
+    return this.#batches.run().then((counts) => counts[at] === 1)
   }
 
   /** -1 connection; resolves true when `member` is now offline everywhere. */
-  async leave(set: string, member: string): Promise<boolean> {
-    return (await this.#change('l', set, member)) === 0
+  leave(set: string, member: string): Promise<boolean> {
+    const at = this.#queue('l', set, member)
+    return this.#batches.run().then((counts) => counts[at] === 0)
   }
 
   /**
-   * Queues a change for the next batch: one script for every change asked for while the last one
-   * was in flight (a connection storm costs a round trip per batch, not two per connection).
+   * Queues a change for the next batch, whose answer it will be at the index returned: one script
+   * for every change asked for since the last one (a connection storm costs a round trip per
+   * batch, not two per connection).
    */
-  #change(op: 'j' | 'l', set: string, member: string): Promise<number> {
-    const at = this.#queued.length
+  #queue(op: 'j' | 'l', set: string, member: string): number {
+    const at = this.#queued.length / 3
     this.#queued.push(op, set, member)
-    return this.#batches.run().then((counts) => counts[at / 3]!)
+    return at
   }
 
   #queued: string[] = []

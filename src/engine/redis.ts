@@ -36,6 +36,8 @@ export interface RedisEngineOptions {
 }
 
 const ALIVE_FIELD = '.node'
+const JOIN_FAILED = failed('presence join')
+const LEAVE_FAILED = failed('presence leave')
 
 function link(options: RedisEngineOptions, keys: EngineKeys): RedisLink {
   if (options.cluster !== undefined && options.redis !== undefined) {
@@ -160,22 +162,22 @@ export class RedisEngine extends EventEmitter implements Engine {
     })
   }
 
+  // Called twice per connection with presence on: no async frames of their own (the batches of
+  // RedisPresence carry the round trips).
   presenceJoin(set: string, member: string): Promise<boolean> {
-    return this.#run('presence join', async () => {
-      const field = presenceField(set, member)
-      this.#present.set(field, (this.#present.get(field) ?? 0) + 1)
-      return this.#presence.join(set, member)
-    })
+    if (this.#closed) return Promise.reject(new ClosedError())
+    const field = presenceField(set, member)
+    this.#present.set(field, (this.#present.get(field) ?? 0) + 1)
+    return this.#presence.join(set, member).catch(JOIN_FAILED)
   }
 
   presenceLeave(set: string, member: string): Promise<boolean> {
-    return this.#run('presence leave', async () => {
-      const field = presenceField(set, member)
-      const n = (this.#present.get(field) ?? 0) - 1
-      if (n > 0) this.#present.set(field, n)
-      else this.#present.delete(field)
-      return this.#presence.leave(set, member)
-    })
+    if (this.#closed) return Promise.reject(new ClosedError())
+    const field = presenceField(set, member)
+    const n = (this.#present.get(field) ?? 0) - 1
+    if (n > 0) this.#present.set(field, n)
+    else this.#present.delete(field)
+    return this.#presence.leave(set, member).catch(LEAVE_FAILED)
   }
 
   presenceList(set: string): Promise<Map<string, number>> {
