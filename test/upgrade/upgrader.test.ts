@@ -370,6 +370,36 @@ describe('Upgrader', () => {
       }
     })
 
+    it('opens an upgrade that arrives while the engine is still starting, once it has', async () => {
+      const engine = new TestEngine()
+      const gate = (engine.gates.start = new Gate())
+      const t = await setup({}, engine)
+      try {
+        await gate.reached
+        const attempt = request(t.port)
+        // The upgrade is in progress, waiting for the start.
+        await eventually(() => t.broker.stats.upgrading === 1)
+        assert.equal(attempt.text(), '', 'no answer before the engine has started')
+        gate.open()
+        assert.equal((await attempt.answer).status, 101)
+        attempt.socket.destroy()
+      } finally {
+        await t.close()
+      }
+    })
+
+    it('refuses with 401 a token refused at once (a secret verifies without waiting)', async () => {
+      const t = await setup({ identify: undefined, jwt: { secret: jwtSecret } })
+      try {
+        const { status, body } = await statusOf(t.port, '/ws/f?subscribe-broadcast&token=a.b.c')
+        assert.equal(status, 401)
+        assert.equal(body, 'token malformed or unverifiable\n')
+        expectNothingHeld(t)
+      } finally {
+        await t.close()
+      }
+    })
+
     it('refuses with 503 when the engine cannot start', async () => {
       const engine = new TestEngine()
       engine.failures.start = new EngineError('no redis')
