@@ -15,7 +15,11 @@ const CORE = {
   'src/connection/inbound.ts': ['test/connection/inbound.test.ts'],
   'src/connection/flush-scheduler.ts': ['test/connection/flush-scheduler.test.ts'],
   'src/connection/publish-budget.ts': ['test/connection/publish-budget.test.ts'],
-  'src/upgrade/upgrader.ts': ['test/upgrade/upgrader.test.ts'],
+  'src/upgrade/upgrader.ts': [
+    'test/upgrade/upgrader.test.ts',
+    'test/upgrade/refusal.test.ts',
+    'test/history/memory.test.ts',
+  ],
   'src/history/channel-history.ts': ['test/history/channel-history.test.ts'],
   'src/history/wire.ts': ['test/history/wire.test.ts'],
   'src/history/recovery.ts': ['test/history/recovery.test.ts'],
