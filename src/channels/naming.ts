@@ -6,6 +6,9 @@ export type Audience = 'broadcast' | 'group' | 'user' | 'session'
 /** Every audience, in the order ws4redis's `fetch_message(audience='any')` looks them up. */
 export const AUDIENCES: readonly Audience[] = ['session', 'user', 'group', 'broadcast']
 
+/** Every audience, in the order a connection's flags and subscriptions list them. */
+export const FLAG_ORDER: readonly Audience[] = ['broadcast', 'group', 'user', 'session']
+
 /** Longest facility name accepted by default. */
 export const DEFAULT_MAX_FACILITY_LENGTH = 128
 

@@ -1,4 +1,4 @@
-import type { Audience } from '../channels/naming.js'
+import { type Audience, FLAG_ORDER } from '../channels/naming.js'
 import type { ResolvedOptions } from '../broker/options.js'
 import { type HistoryOptions, resolveHistory } from '../history/wire.js'
 import type {
@@ -7,8 +7,6 @@ import type {
   SlowConsumerPolicy,
   WireFormat,
 } from './definition.js'
-
-const ALL: readonly Audience[] = ['broadcast', 'group', 'user', 'session']
 
 /**
  * What applies to the connections of one facility: its definition's fields where set, the broker's
@@ -53,7 +51,7 @@ export function resolveSettings(
     expire: d.expire ?? options.expire,
     history: d.history === undefined ? options.history : resolveHistory('history', d.history),
     anonymous: d.anonymous ?? options.anonymous,
-    maySubscribe: d.subscribe ?? ALL,
+    maySubscribe: d.subscribe ?? FLAG_ORDER,
     mayPublish: d.publish ?? options.clientPublish,
     autoSubscribe: d.autoSubscribe ?? [],
     authorize: [d.authorize ?? []].flat(),

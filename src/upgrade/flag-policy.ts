@@ -1,4 +1,4 @@
-import type { Audience } from '../channels/naming.js'
+import { FLAG_ORDER } from '../channels/naming.js'
 import type { IncomingMessage } from 'node:http'
 import { HttpError } from '../errors.js'
 import type { FacilityContext } from '../facility/definition.js'
@@ -6,9 +6,6 @@ import type { FacilitySettings } from '../facility/settings.js'
 import type { AllowedChannelsHook } from '../broker/options.js'
 import type { ParsedRequest } from './parse-url.js'
 import type { Flags } from '../channels/redis-subscriber.js'
-
-// Subscriptions keep this order whatever the order of the flags in the URL.
-const ORDER: readonly Audience[] = ['broadcast', 'group', 'user', 'session']
 
 /**
  * Decides a connection's flags before the upgrade: the facility's allowed audiences (403 beyond
@@ -31,7 +28,8 @@ export function decideFlags(
     throw new HttpError(403, `clients may not subscribe to ${refusedSubscribe.join(', ')}`)
   }
   const flags: Flags = {
-    subscribe: ORDER.filter((a) => parsed.subscribe.includes(a) || auto.includes(a)),
+    // Subscriptions keep this order whatever the order of the flags in the URL.
+    subscribe: FLAG_ORDER.filter((a) => parsed.subscribe.includes(a) || auto.includes(a)),
     publish: parsed.publish,
   }
   // No hook to ask: decided now, without a turn of the event loop (most upgrades).

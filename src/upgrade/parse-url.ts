@@ -1,4 +1,4 @@
-import { type Audience, facilityProblem, isAudience } from '../channels/naming.js'
+import { type Audience, FLAG_ORDER, facilityProblem, isAudience } from '../channels/naming.js'
 import { HttpError } from '../errors.js'
 
 /** What the URL of one WebSocket request asks for. */
@@ -26,8 +26,6 @@ export interface ParseLimits {
   /** Most query parameters accepted. @default 32 */
   maxFlags?: number
 }
-
-const ORDER: readonly Audience[] = ['broadcast', 'group', 'user', 'session']
 
 /** True when the request target's path lies under `prefix` (which ends with `/`). */
 export function matchesPath(url: string, prefix: string): boolean {
@@ -62,7 +60,7 @@ export function parseRequest(url: string, prefix: string, limits: ParseLimits = 
   if (problem) throw new HttpError(400, problem)
 
   const query = new Map<string, string>()
-  // The audiences asked for, one bit each (ORDER's index): no Set per request.
+  // The audiences asked for, one bit each (FLAG_ORDER's index): no Set per request.
   let subscribe = 0
   let publish = 0
   let echo = false
@@ -80,13 +78,13 @@ export function parseRequest(url: string, prefix: string, limits: ParseLimits = 
     const verb = key.slice(0, dash)
     const audience = key.slice(dash + 1)
     if (!isAudience(audience)) continue
-    if (verb === 'subscribe') subscribe |= 1 << ORDER.indexOf(audience)
-    else if (verb === 'publish') publish |= 1 << ORDER.indexOf(audience)
+    if (verb === 'subscribe') subscribe |= 1 << FLAG_ORDER.indexOf(audience)
+    else if (verb === 'publish') publish |= 1 << FLAG_ORDER.indexOf(audience)
   }
   return {
     facility,
-    subscribe: ORDER.filter((_, i) => subscribe & (1 << i)),
-    publish: ORDER.filter((_, i) => publish & (1 << i)),
+    subscribe: FLAG_ORDER.filter((_, i) => subscribe & (1 << i)),
+    publish: FLAG_ORDER.filter((_, i) => publish & (1 << i)),
     echo,
     query,
     token,
