@@ -33,6 +33,12 @@ function threads(pid: number): Map<string, [number, number]> {
   return out
 }
 
+/** The write system calls `pid` made so far (its /proc io counter; IPC writes included). */
+function writeCalls(pid: number): number {
+  const io = readFileSync(`/proc/${pid}/io`, 'latin1')
+  return Number(/^syscw: (\d+)/m.exec(io)?.[1] ?? NaN)
+}
+
 // wsfacility as users run it: the compiled package (bench/package.ts).
 buildPackage()
 const redis = await startRedis()
@@ -43,10 +49,13 @@ try {
   const per = perUser ? 1 : clients
   for (let i = 0; i < rounds; i++) {
     const t0 = threads(g.server.pid)
+    const w0 = writeCalls(g.server.pid)
     const r = await measure(g, name, clients, targets, messages, 0, per)
+    const writes = (writeCalls(g.server.pid) - w0) / clients
     console.log(
       `${name}: ${r.cpuMicrosPerDelivery.toFixed(3)} µs CPU/delivery, ` +
-        `${Math.round(r.deliveriesPerSec)}/s, lost ${r.lost}, other load ${r.otherCores.toFixed(2)} cores`,
+        `${Math.round(r.deliveriesPerSec)}/s, lost ${r.lost}, other load ${r.otherCores.toFixed(2)} cores, ` +
+        `${writes.toFixed(2)} write calls per client`,
     )
     // Per thread, µs per delivery in user and kernel mode (from 10 ms ticks: use long rounds).
     const us = (ticks: number) => ((ticks * 10_000) / Math.max(1, r.delivered)).toFixed(2)
