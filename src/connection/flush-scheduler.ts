@@ -62,6 +62,8 @@ export class FlushScheduler {
    */
   joined(parts: readonly Buffer[]): Buffer {
     const last = this.#lastParts
+    // A run of one channel's messages is the very same array for all its recipients.
+    if (last === parts && this.#lastJoined) return this.#lastJoined
     if (last && this.#lastJoined && last.length === parts.length) {
       let same = true
       for (let i = 0; i < parts.length; i++) {

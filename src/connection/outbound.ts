@@ -45,6 +45,8 @@ export abstract class Outbound implements Recipient, Flushable {
    * socket when each client has a channel of its own), an array from the second on.
    */
   #queue: Buffer | Buffer[] | null = null
+  /** `#queue` is a run's frames, shared with the channel's other recipients (copied to grow). */
+  #queueShared = false
   #queued = 0
   /** The flush scheduler's mark (flush-scheduler.ts). */
   flushPending = false
@@ -95,6 +97,30 @@ export abstract class Outbound implements Recipient, Flushable {
     else if (this.#joining?.has(channel))
       this.#joining.get(channel)!.push({ channel, payload, framed, offset })
     else this.#enqueue(framed)
+  }
+
+  deliverRun(
+    channel: string,
+    payloads: readonly Buffer[],
+    frames: readonly Buffer[],
+    bytes: number,
+  ): void {
+    // The common case at once: an open connection with nothing queued, nothing of its own to
+    // expect and room for all of it takes the shared frames as its queue.
+    if (
+      this.phase === 'open' &&
+      this.#queue === null &&
+      this.#joining?.has(channel) !== true &&
+      (this.#own?.get(channel)?.length ?? 0) === 0 &&
+      this.socket.writableLength + bytes <= this.settings!.maxBufferedBytes
+    ) {
+      this.#queue = frames as Buffer[]
+      this.#queueShared = true
+      this.#queued = bytes
+      this.services.scheduler.schedule(this)
+      return
+    }
+    for (let i = 0; i < payloads.length; i++) this.deliver(channel, payloads[i]!, frames[i]!, 0)
   }
 
   /**
@@ -209,6 +235,7 @@ export abstract class Outbound implements Recipient, Flushable {
   /** Forgets queued frames and expected own payloads (the connection is closing). */
   protected dropQueue(): void {
     this.#queue = null
+    this.#queueShared = false
     this.#queued = 0
     this.#own = null
     this.#joining = null
@@ -228,6 +255,8 @@ export abstract class Outbound implements Recipient, Flushable {
   }
 
   #enqueue(framed: Buffer): void {
+    // Messages the hub has not delivered yet came first (a no-op while it delivers).
+    this.services.hub.settle()
     const settings = this.settings!
     if (this.#queued + this.socket.writableLength + framed.length > settings.maxBufferedBytes) {
       if (settings.slowConsumer === 'drop') {
@@ -243,8 +272,11 @@ export abstract class Outbound implements Recipient, Flushable {
     if (queue === null) {
       this.#queue = framed
       this.services.scheduler.schedule(this)
-    } else if (Array.isArray(queue)) queue.push(framed)
-    else this.#queue = [queue, framed]
+    } else if (!Array.isArray(queue)) this.#queue = [queue, framed]
+    else if (this.#queueShared) {
+      this.#queue = [...queue, framed]
+      this.#queueShared = false
+    } else queue.push(framed)
   }
 
   /** Writes every queued frame in one go. */
@@ -252,6 +284,7 @@ export abstract class Outbound implements Recipient, Flushable {
     const queue = this.#queue
     if (!queue) return
     this.#queue = null
+    this.#queueShared = false
     this.#queued = 0
     const socket = this.socket
     if (socket.destroyed || !socket.writable) return

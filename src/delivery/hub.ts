@@ -24,6 +24,19 @@ export interface Recipient {
     offset: number,
     position?: HistoryPosition,
   ): void
+  /**
+   * Takes consecutive messages of `channel` without history at once, as `deliver` would one by
+   * one (`bytes`: the frames' total length). The arrays are shared by every recipient of the
+   * channel and must not be changed. Without it, the hub calls `deliver` for each.
+   */
+  deliverRun?:
+    | ((
+        channel: string,
+        payloads: readonly Buffer[],
+        frames: readonly Buffer[],
+        bytes: number,
+      ) => void)
+    | undefined
   /** The channel's history was lost; delivery goes on from `position` (`label`: the client's name
    * of the channel). */
   historyLost?: ((channel: string, label: string, position: StreamPosition) => void) | undefined
@@ -54,6 +67,23 @@ class ChannelState {
   pending: Promise<void> | null = null
 }
 
+/** Consecutive messages of one channel without history, not delivered yet (Hub.settle). */
+class Run {
+  readonly payloads: Buffer[]
+  readonly frames: Buffer[]
+  bytes: number
+  constructor(
+    readonly channel: string,
+    readonly state: ChannelState,
+    payload: Buffer,
+    framed: Buffer,
+  ) {
+    this.payloads = [payload]
+    this.frames = [framed]
+    this.bytes = framed.length
+  }
+}
+
 /**
  * Per process: channel → recipients. Subscribes each channel once however many connections want
  * it, unsubscribes it when the last one leaves, and frames each message once for all of them.
@@ -70,6 +100,17 @@ export class Hub {
   messages = 0
   /** Frames handed to recipients (one per recipient per message). */
   deliveries = 0
+  /**
+   * Messages of one channel received one after the other, delivered together once the engine's
+   * read is done (a microtask) or as soon as anything else could tell the difference (`settle`):
+   * a burst of M messages to N recipients costs N calls, not N × M.
+   */
+  #run: Run | null = null
+  #settleQueued = false
+  readonly #settleTask = (): void => {
+    this.#settleQueued = false
+    this.settle()
+  }
 
   constructor(
     engine: EngineTransport & EngineMembership & EngineHistory,
@@ -139,6 +180,8 @@ export class Hub {
     format: WireFormat = 'raw',
     history: HistoryOptions | null = null,
   ): { subscribed: Promise<void> | null; counted: Promise<void> } {
+    // What arrived before the recipient came is not its to receive.
+    this.settle()
     const subscribing: Promise<void>[] = []
     const counting: Promise<void>[] = []
     for (const channel of channels) {
@@ -161,6 +204,7 @@ export class Hub {
    * (failures are reported, never thrown: Redis gets the counts again when it comes back).
    */
   remove(recipient: Recipient, channels: readonly string[]): Promise<void> {
+    this.settle()
     const counted: Promise<void>[] = []
     for (const channel of channels) {
       const state = this.#channels.get(channel)
@@ -223,8 +267,41 @@ export class Hub {
       }
       raw = message.payload
     }
-    this.#deliver(channel, state, raw, frameFor(state.format, raw), 0)
+    const framed = frameFor(state.format, raw)
+    const run = this.#run
+    if (run !== null && run.state === state) {
+      run.payloads.push(raw)
+      run.frames.push(framed)
+      run.bytes += framed.length
+    } else {
+      if (run !== null) this.settle()
+      this.#run = new Run(channel, state, raw, framed)
+      if (!this.#settleQueued) {
+        this.#settleQueued = true
+        queueMicrotask(this.#settleTask)
+      }
+    }
     return state.recipients.size
+  }
+
+  /**
+   * Delivers the messages received and not delivered yet. The hub calls it before anything that
+   * changes who receives what or in which order (recipients coming and going, a delivery from
+   * history); a connection calls it before it sends, holds, closes or opens.
+   */
+  settle(): void {
+    const run = this.#run
+    if (run === null) return
+    this.#run = null
+    const { channel, state, payloads, frames } = run
+    const count = payloads.length
+    if (count === 1) return this.#deliver(channel, state, payloads[0]!, frames[0]!, 0)
+    this.messages += count
+    this.deliveries += count * state.recipients.size
+    for (const recipient of state.recipients) {
+      if (recipient.deliverRun) recipient.deliverRun(channel, payloads, frames, run.bytes)
+      else for (let i = 0; i < count; i++) recipient.deliver(channel, payloads[i]!, frames[i]!, 0)
+    }
   }
 
   #deliver(
@@ -235,6 +312,8 @@ export class Hub {
     offset: number,
     position?: HistoryPosition,
   ) {
+    // Messages of another channel that came first go first.
+    this.settle()
     this.messages++
     this.deliveries += state.recipients.size
     for (const recipient of state.recipients)
@@ -252,6 +331,7 @@ export class Hub {
         this.#deliver(channel, state, m.payload, framed, m.offset, position)
       },
       lost: (position) => {
+        this.settle()
         for (const r of state.recipients) r.historyLost?.(channel, label, position)
       },
       error: this.#onError,

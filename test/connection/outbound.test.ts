@@ -3,7 +3,7 @@ import { after, before, beforeEach, describe, it } from 'node:test'
 import type { Recipient } from '../../src/delivery/hub.js'
 import { frame } from '../../src/delivery/frame.js'
 import { encodeText } from '../../src/delivery/payload.js'
-import { type Attempt, harness, type OwnerHarness, tick } from '../helpers/owner.js'
+import { type Attempt, delivered, harness, type OwnerHarness, tick } from '../helpers/owner.js'
 import { framesOf } from '../helpers/raw.js'
 import { eventually } from '../helpers/ws.js'
 
@@ -40,6 +40,7 @@ describe('Outbound', () => {
       const a = await h.upgrading({ subscribe: ['a'], definition: { maxBufferedBytes: 21 } })
       publish(h, 'a', 'one-1')
       publish(h, 'a', 'two-2')
+      await delivered()
       assert.equal(h.registry.heldBytes, 2 * framed('one-1'))
       await tick()
       assert.deepEqual(writesAfterHandshake(a), [], 'nothing written before the handshake')
@@ -56,6 +57,7 @@ describe('Outbound', () => {
         definition: { slowConsumer: 'drop', maxBufferedBytes: 21 },
       })
       for (const t of ['one-1', 'two-2', 'thr-3', 'fou-4']) publish(h, 'a', t)
+      await delivered()
       // 3 × 7 bytes = 21 = maxBufferedBytes: the fourth would pass it.
       assert.equal(h.registry.heldBytes, 21)
       assert.equal(a.owner.dropped, 1)
@@ -74,8 +76,10 @@ describe('Outbound', () => {
         definition: { slowConsumer: 'close', maxBufferedBytes: 21 },
       })
       for (const t of ['one-1', 'two-2', 'thr-3']) publish(h, 'a', t)
+      await delivered()
       assert.equal(a.owner.state, 'upgrading', 'at the bound, not past it')
       publish(h, 'a', 'fou-4')
+      await delivered()
       assert.equal(a.owner.state, 'closed')
       assert.equal(a.owner.dropped, 0)
       assert.equal(h.slowConsumers, 1)
@@ -217,6 +221,7 @@ describe('Outbound', () => {
         definition: { slowConsumer: 'drop', maxBufferedBytes: 21 },
       })
       for (const t of ['one-1', 'two-2', 'thr-3', 'fou-4']) publish(h, 'a', t)
+      await delivered()
       assert.equal(a.owner.dropped, 1)
       assert.equal(h.slowConsumers, 0)
       await eventually(() => texts(a).length === 3)
@@ -235,8 +240,10 @@ describe('Outbound', () => {
       assert.equal(a.socket.writableLength, framed('one-1'), 'written, held by the cork')
       publish(h, 'a', 'two-2')
       publish(h, 'a', 'thr-3')
+      await delivered()
       assert.equal(a.owner.dropped, 0, '7 unwritten + 14 queued = 21')
       publish(h, 'a', 'fou-4')
+      await delivered()
       assert.equal(a.owner.dropped, 1)
       a.socket.uncork()
       await eventually(() => texts(a).length === 3)
@@ -248,9 +255,10 @@ describe('Outbound', () => {
         subscribe: ['a'],
         definition: { slowConsumer: 'close', maxBufferedBytes: 21 },
       })
-      for (const t of ['one-1', 'two-2', 'thr-3']) publish(h, 'a', t)
+      // In one read: 3 × 7 bytes = 21 fit (the drop test above), the fourth does not.
+      for (const t of ['one-1', 'two-2', 'thr-3', 'fou-4']) publish(h, 'a', t)
       assert.equal(a.owner.state, 'open')
-      publish(h, 'a', 'fou-4')
+      await delivered()
       assert.equal(a.owner.state, 'closing')
       assert.equal(h.slowConsumers, 1)
       assert.equal(a.owner.dropped, 0)
@@ -295,6 +303,46 @@ describe('Outbound', () => {
       a.owner.terminate()
     })
 
+    it('takes a run of messages as one queue shared by its recipients, copied to grow', async () => {
+      const a = await h.open({ subscribe: ['a', 'b'] })
+      const b = await h.open({ subscribe: ['a'] })
+      // In one read: a run of 'a' (both take it as their queue), then one of 'b' (a's alone).
+      publish(h, 'a', 'one-1')
+      publish(h, 'a', 'two-2')
+      publish(h, 'b', 'b-only')
+      await eventually(() => texts(a).length === 3 && texts(b).length === 2)
+      await tick()
+      assert.deepEqual(texts(a), ['one-1', 'two-2', 'b-only'])
+      assert.deepEqual(texts(b), ['one-1', 'two-2'], "not the other recipient's frame")
+      assert.equal(writesAfterHandshake(a).length, 1, 'one write each')
+      a.owner.terminate()
+      b.owner.terminate()
+    })
+
+    it('sends its own frames after the messages that arrived before them', async () => {
+      const a = await h.open({ subscribe: ['a'] })
+      publish(h, 'a', 'one-1')
+      publish(h, 'a', 'two-2')
+      a.owner.sendText('thr-3')
+      await eventually(() => texts(a).length === 3)
+      assert.deepEqual(texts(a), ['one-1', 'two-2', 'thr-3'])
+      a.owner.terminate()
+    })
+
+    it('writes the messages that arrived before a close ahead of its close frame', async () => {
+      const a = await h.open({ subscribe: ['a'] })
+      publish(h, 'a', 'one-1')
+      publish(h, 'a', 'two-2')
+      a.owner.close(1000, 'bye')
+      await eventually(() => framesAfterHandshake(a).some((f) => f.opcode === 8))
+      assert.deepEqual(
+        framesAfterHandshake(a).map((f) => f.opcode),
+        [1, 1, 8],
+      )
+      assert.deepEqual(texts(a), ['one-1', 'two-2'])
+      a.owner.terminate()
+    })
+
     it('writes nothing to a socket that was destroyed before the flush', async () => {
       const a = await h.open({ subscribe: ['a'] })
       const before = a.writes.length
@@ -316,6 +364,17 @@ describe('Outbound', () => {
   })
 
   describe('own messages', () => {
+    /** Holds every publish until the returned function is called. */
+    const gatePublishes = (h: OwnerHarness): (() => void) => {
+      let release!: () => void
+      const gate = new Promise<void>((r) => (release = r))
+      h.publishImpl = async (channel, payload, expire) => {
+        await gate
+        return h.engine.publish(channel, payload, expire)
+      }
+      return release
+    }
+
     let h: OwnerHarness
     before(async () => (h = await harness({ publishRate: 0 })))
     after(() => h.close())
@@ -351,12 +410,7 @@ describe('Outbound', () => {
 
     it('suppresses only its own copy on the channel it published to', async () => {
       const me = await h.open({ subscribe: ['a', 'b'], publish: ['a'] }, 'ws')
-      let release!: () => void
-      const gate = new Promise<void>((r) => (release = r))
-      h.publishImpl = async (channel, payload, expire) => {
-        await gate
-        return h.engine.publish(channel, payload, expire)
-      }
+      const release = gatePublishes(h)
       await me.ws!.send('x')
       await eventually(() => h.published.some((p) => p.payload.toString() === 'x'))
       // Before the own copy comes back: the same payload on another channel, and another one on it.
@@ -372,12 +426,7 @@ describe('Outbound', () => {
 
     it('suppresses each own copy once, in order', async () => {
       const me = await h.open({ subscribe: ['a'], publish: ['a'] }, 'ws')
-      let release!: () => void
-      const gate = new Promise<void>((r) => (release = r))
-      h.publishImpl = async (channel, payload, expire) => {
-        await gate
-        return h.engine.publish(channel, payload, expire)
-      }
+      const release = gatePublishes(h)
       // Both are expected back before either comes back.
       await me.ws!.send('x')
       await me.ws!.send('x')
@@ -389,6 +438,22 @@ describe('Outbound', () => {
       await me.ws!.waitFor(1)
       await tick()
       assert.deepEqual(me.ws!.texts, ['x'], 'two sent, two suppressed, the third delivered')
+      me.owner.terminate()
+    })
+
+    it('suppresses its own copy inside a run of messages of the channel', async () => {
+      const me = await h.open({ subscribe: ['a'], publish: ['a'] }, 'ws')
+      const release = gatePublishes(h)
+      await me.ws!.send('x')
+      await eventually(() => h.published.some((p) => p.payload.toString() === 'x'))
+      // The own copy comes right after someone else's message, in the same read: one run [y, x].
+      release()
+      publish(h, 'a', 'y')
+      await me.ws!.waitFor(1)
+      publish(h, 'a', 'z')
+      await me.ws!.waitFor(2)
+      assert.deepEqual(me.ws!.texts, ['y', 'z'])
+      h.publishImpl = (channel, payload, expire) => h.engine.publish(channel, payload, expire)
       me.owner.terminate()
     })
 

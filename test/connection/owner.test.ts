@@ -7,7 +7,7 @@ import { ownerOf } from '../../src/connection/connection.js'
 import { encodeText } from '../../src/delivery/payload.js'
 import { HttpError } from '../../src/errors.js'
 import type { FacilityContext } from '../../src/facility/definition.js'
-import { type Attempt, harness, type OwnerHarness, tick } from '../helpers/owner.js'
+import { type Attempt, delivered, harness, type OwnerHarness, tick } from '../helpers/owner.js'
 import { framesOf } from '../helpers/raw.js'
 import { eventually } from '../helpers/ws.js'
 
@@ -74,6 +74,7 @@ describe('ConnectionOwner', () => {
         channels: 2,
       })
       void h.engine.publish('a', encodeText('held'), 0)
+      await delivered()
       assert.ok(h.registry.heldBytes > 0)
       a.owner.abort(new HttpError(403, 'forbidden'))
       assert.deepEqual(held(h), NOTHING)

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test'
 import { frame, frameFor } from '../../src/delivery/frame.js'
 import { Hub, type Recipient } from '../../src/delivery/hub.js'
 import { encodeText } from '../../src/delivery/payload.js'
+import { encodeChannelMessage } from '../../src/history/wire.js'
 import type { Engine, EngineStatus, MessageHandler } from '../../src/engine/types.js'
 
 interface Op {
@@ -66,11 +67,30 @@ class Sink implements Recipient {
   }
 }
 
+/** A recipient that takes runs: each call's frames, and the arrays it was given. */
+class RunSink extends Sink {
+  readonly runs: { payloads: readonly Buffer[]; frames: readonly Buffer[]; bytes: number }[] = []
+  deliverRun(
+    channel: string,
+    payloads: readonly Buffer[],
+    frames: readonly Buffer[],
+    bytes: number,
+  ) {
+    this.runs.push({ payloads, frames, bytes })
+    for (let i = 0; i < payloads.length; i++) this.deliver(channel, payloads[i]!, frames[i]!)
+  }
+}
+
+const texts = (s: Sink): string[] => s.got.map((g) => `${g.channel}:${g.payload.toString()}`)
+
 /** Lets every pending promise callback run. */
 const settle = async (): Promise<void> => {
   for (let i = 0; i < 10; i++) await Promise.resolve()
   await new Promise((r) => setImmediate(r))
 }
+
+/** Lets the hub deliver what the engine gave it in this turn (once the engine's read is done). */
+const read = (): Promise<void> => new Promise((r) => queueMicrotask(r))
 
 function setup(auto = true): { engine: FakeEngine; hub: Hub; errors: unknown[] } {
   const engine = new FakeEngine()
@@ -258,6 +278,7 @@ describe('Hub', () => {
     engine.last('a').resolve()
     await readded
     engine.handler('a', encodeText('x'))
+    await read()
     assert.deepEqual(JSON.parse(frameText(again.got[0]!.framed)), { type: 'data', data: 'x' })
   })
 
@@ -283,6 +304,7 @@ describe('Hub', () => {
     const payload = encodeText('hello')
     const reached = engine.handler('a', payload)
     assert.equal(reached, 3)
+    await read()
     const first = sinks[0]!.got[0]!
     assert.ok(first.framed.equals(frame(Buffer.from('hello'), false)))
     for (const s of sinks) {
@@ -300,6 +322,7 @@ describe('Hub', () => {
     const r = new Sink()
     void hub.add(r, ['a'])
     engine.handler('a', encodeText('early'))
+    await read()
     assert.equal(r.got.length, 1)
   })
 
@@ -311,6 +334,7 @@ describe('Hub', () => {
     await hub.add(raw, ['r'])
     engine.handler('j', encodeText('hi'))
     engine.handler('r', encodeText('hi'))
+    await read()
     assert.ok(j.got[0]!.framed.equals(frameFor('json', encodeText('hi'))))
     assert.ok(raw.got[0]!.framed.equals(frame(Buffer.from('hi'), false)))
   })
@@ -418,6 +442,80 @@ describe('Hub', () => {
     assert.deepEqual(engine.sent, ['subscribe a', 'unsubscribe a'])
     assert.deepEqual(errors, [])
     assert.equal(hub.channelCount, 0)
+  })
+  it('delivers the messages of one read together once the read is done, one run for all', async () => {
+    const { engine, hub } = setup()
+    const runs = [new RunSink(), new RunSink()]
+    const plain = new Sink()
+    for (const r of [...runs, plain]) await hub.add(r, ['a'])
+    for (const t of ['one', 'two', 'three']) engine.handler('a', encodeText(t))
+    assert.equal(plain.got.length, 0, 'not within the read')
+    await read()
+    assert.deepEqual(texts(plain), ['a:one', 'a:two', 'a:three'], 'one by one, in order')
+    for (const r of runs) {
+      assert.equal(r.runs.length, 1)
+      assert.deepEqual(texts(r), ['a:one', 'a:two', 'a:three'])
+    }
+    const [first, second] = runs.map((r) => r.runs[0]!)
+    assert.equal(first!.frames, second!.frames, 'the very same frames for every recipient')
+    assert.equal(first!.bytes, 3 * 2 + 3 + 3 + 5)
+    assert.equal(hub.messages, 3)
+    assert.equal(hub.deliveries, 9)
+  })
+
+  it('delivers one message alone through deliver, not as a run', async () => {
+    const { engine, hub } = setup()
+    const r = new RunSink()
+    await hub.add(r, ['a'])
+    engine.handler('a', encodeText('solo'))
+    await read()
+    assert.deepEqual(texts(r), ['a:solo'])
+    assert.equal(r.runs.length, 0)
+  })
+
+  it('keeps the order of messages across channels', async () => {
+    const { engine, hub } = setup()
+    const r = new RunSink()
+    await hub.add(r, ['a', 'b'])
+    for (const [c, t] of [
+      ['a', '1'],
+      ['a', '2'],
+      ['b', '3'],
+      ['a', '4'],
+      ['a', '5'],
+    ] as const)
+      engine.handler(c, encodeText(t))
+    await read()
+    assert.deepEqual(texts(r), ['a:1', 'a:2', 'b:3', 'a:4', 'a:5'])
+    assert.equal(r.runs.length, 2, 'a:1-2 and a:4-5')
+  })
+
+  it('keeps the order of a run and a message from history after it', async () => {
+    const { engine, hub } = setup()
+    const r = new Sink()
+    await hub.add(r, ['a'])
+    await hub.add(r, ['h'], 'raw', { size: 10, ttl: 60 })
+    engine.handler('a', encodeText('plain'))
+    engine.handler('h', encodeChannelMessage(encodeText('kept'), 'e1', 1))
+    await read()
+    assert.deepEqual(texts(r), ['a:plain', 'h:kept'])
+  })
+
+  it('delivers a message to whoever was registered when it arrived', async () => {
+    const { engine, hub } = setup()
+    const early = new Sink()
+    const late = new Sink()
+    await hub.add(early, ['a'])
+    engine.handler('a', encodeText('m1'))
+    void hub.add(late, ['a'])
+    await read()
+    assert.deepEqual(texts(early), ['a:m1'])
+    assert.deepEqual(texts(late), [], 'registered after it arrived')
+    engine.handler('a', encodeText('m2'))
+    void hub.remove(early, ['a'])
+    await read()
+    assert.deepEqual(texts(early), ['a:m1', 'a:m2'], 'removed after it arrived')
+    assert.deepEqual(texts(late), ['a:m2'])
   })
 })
 

@@ -248,3 +248,10 @@ export const harness = (options: BrokerOptions = {}): Promise<OwnerHarness> =>
 
 /** Lets callbacks queued so far run (promise jobs, the flush microtask, socket I/O). */
 export const tick = (): Promise<void> => new Promise((r) => setImmediate(r))
+
+/**
+ * Lets the hub deliver what the engine gave it so far (it does once the engine's read is done, in
+ * a microtask queued by the first message), and nothing more: frames queued meanwhile are not
+ * flushed yet.
+ */
+export const delivered = (): Promise<void> => new Promise((r) => queueMicrotask(r))
