@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHmac } from 'node:crypto'
 import { describe, it } from 'node:test'
-import { SignJWT } from 'jose'
+import { jwtVerify, SignJWT } from 'jose'
 import { JwtVerifier } from '../src/identity/jwt.js'
 
 const SECRET = 'a-long-enough-hmac-secret-for-wsfacility-tests-0123456789'
@@ -27,7 +27,7 @@ async function refusal(verifier: JwtVerifier, token: string): Promise<string> {
   return err.message
 }
 
-describe('JwtVerifier with a secret (HMAC checked with node:crypto, claims with jose)', () => {
+describe('JwtVerifier with a secret (HMAC checked with node:crypto, claims as jose checks them)', () => {
   const verifier = new JwtVerifier({ secret: SECRET, issuer: 'app', audience: 'ws' })
   const claims = { sub: 'ann', iss: 'app', aud: 'ws', groups: ['a'], sid: 's1' }
 
@@ -103,5 +103,77 @@ describe('JwtVerifier with a secret (HMAC checked with node:crypto, claims with 
       await refusal(plain, handMade({ alg: 'HS256' }, { user: 'ann' })),
       'token has no sub claim',
     )
+  })
+
+  it("gives jose's verdict on every claims set, with and without iss and aud required", async () => {
+    const t = now()
+    const raw = (text: string) => {
+      const input = `${b64({ alg: 'HS256' })}.${Buffer.from(text, 'latin1').toString('base64url')}`
+      return `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`
+    }
+    const cases: [string, string][] = [
+      ['plain', JSON.stringify({ sub: 'ann' })],
+      ['exp in the future', JSON.stringify({ sub: 'ann', exp: t + 60 })],
+      ['exp past the tolerance', JSON.stringify({ sub: 'ann', exp: t - 6 })],
+      ['exp at the tolerance', JSON.stringify({ sub: 'ann', exp: t - 5 })],
+      ['exp within the tolerance', JSON.stringify({ sub: 'ann', exp: t - 4 })],
+      ['exp a string', JSON.stringify({ sub: 'ann', exp: String(t + 60) })],
+      ['nbf within the tolerance', JSON.stringify({ sub: 'ann', nbf: t + 5 })],
+      ['nbf past the tolerance', JSON.stringify({ sub: 'ann', nbf: t + 7 })],
+      ['nbf a string', JSON.stringify({ sub: 'ann', nbf: 'soon' })],
+      ['iat a number', JSON.stringify({ sub: 'ann', iat: t })],
+      ['iat a string', JSON.stringify({ sub: 'ann', iat: 'now' })],
+      ['iss and aud', JSON.stringify({ sub: 'ann', iss: 'app', aud: 'ws' })],
+      ['aud among others', JSON.stringify({ sub: 'ann', iss: 'app', aud: ['x', 'ws'] })],
+      ['aud not among them', JSON.stringify({ sub: 'ann', iss: 'app', aud: ['x', 'y'] })],
+      ['aud a number', JSON.stringify({ sub: 'ann', iss: 'app', aud: 1 })],
+      ['iss missing', JSON.stringify({ sub: 'ann', aud: 'ws' })],
+      ['aud missing', JSON.stringify({ sub: 'ann', iss: 'app' })],
+      ['both missing', JSON.stringify({ sub: 'ann' })],
+      ['iss other', JSON.stringify({ sub: 'ann', iss: 'other', aud: 'ws' })],
+      ['an array', '[1,2]'],
+      ['null', 'null'],
+      ['a string', '"ann"'],
+      ['not JSON', '{sub:ann}'],
+      ['malformed UTF-8', '{"sub":"\xff"}'],
+    ]
+    const key = new TextEncoder().encode(SECRET)
+    for (const required of [{}, { issuer: ['app', 'other-app'], audience: 'ws' }]) {
+      const ours = new JwtVerifier({ secret: SECRET, ...required })
+      for (const [name, text] of cases) {
+        const token = raw(text)
+        let theirs: string
+        let mine: string
+        let second: number
+        // Both verdicts within one second of the clock (they depend on it at the edges).
+        do {
+          second = now()
+          theirs = await jwtVerify(token, key, { clockTolerance: 5, ...required }).then(
+            () => 'accepted',
+            (e: { constructor: { name: string }; claim?: string }) =>
+              `${e.constructor.name} ${e.claim ?? ''}`,
+          )
+          mine = await Promise.resolve()
+            .then(() => ours.verify(token))
+            .then(
+              () => 'accepted',
+              (e: { message: string }) => e.message,
+            )
+        } while (now() !== second)
+        const expected: Record<string, string> = {
+          accepted: 'accepted',
+          'JWTExpired exp': 'token expired',
+          'JWTClaimValidationFailed nbf': 'token not yet valid',
+        }
+        const want =
+          expected[theirs] ??
+          (theirs.startsWith('JWTClaimValidationFailed ')
+            ? `token claim ${theirs.split(' ')[1]} invalid`
+            : 'token malformed or unverifiable')
+        // A token jose accepts may still lack what an identity needs.
+        const got = mine === 'token has no sub claim' ? 'accepted' : mine
+        assert.equal(got, want, `${name} ${JSON.stringify(required)}: jose says ${theirs}`)
+      }
+    }
   })
 })

@@ -1,21 +1,30 @@
-import { createHmac, timingSafeEqual } from 'node:crypto'
-import { errors, type JWTClaimVerificationOptions, type JWTPayload, UnsecuredJWT } from 'jose'
+import { createHmac, type KeyObject, timingSafeEqual } from 'node:crypto'
+import { errors, type JWTPayload } from 'jose'
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/
-/** `{"alg":"none"}`: the header under which jose checks the claims of a token verified here. */
-const NONE_HEADER = Buffer.from('{"alg":"none"}').toString('base64url')
+/** UTF-8 that refuses malformed bytes, as jose reads a claims set. */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true })
+
+/** The claim checks of verifyHmacJwt (jose's options of the same names). */
+export interface ClaimChecks {
+  issuer?: string | string[]
+  audience?: string | string[]
+  /** Seconds. */
+  clockTolerance: number
+}
 
 /**
- * Verifies an HS256/384/512 JWT: the signature with node:crypto's HMAC, the claims (exp, nbf,
- * iss, aud, clock tolerance) with jose. WebCrypto, which jose uses for signatures, costs ten
- * times as much per token as a synchronous HMAC, and in a connection storm that was most of a
- * JWT connection's CPU. Errors are jose's, so callers map them as for jwtVerify.
+ * Verifies an HS256/384/512 JWT: the signature with node:crypto's HMAC, then the claims as
+ * jose's jwtVerify checks them with the same options (checkClaims). WebCrypto, which jose uses
+ * for signatures, costs ten times as much per token as a synchronous HMAC, and in a connection
+ * storm that was most of a JWT connection's CPU. Errors are jose's, so callers map them as for
+ * jwtVerify.
  */
 export function verifyHmacJwt(
   token: string,
-  secret: Uint8Array,
+  secret: KeyObject,
   algorithms: readonly string[],
-  claims: JWTClaimVerificationOptions,
+  claims: ClaimChecks,
 ): JWTPayload {
   const parts = token.split('.')
   if (parts.length !== 3 || !parts.every((p) => BASE64URL.test(p))) {
@@ -47,5 +56,60 @@ export function verifyHmacJwt(
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     throw new errors.JWSSignatureVerificationFailed()
   }
-  return UnsecuredJWT.decode(`${NONE_HEADER}.${encodedPayload}.`, claims).payload
+  return checkClaims(Buffer.from(encodedPayload, 'base64url'), claims)
+}
+
+const claimFailed = (payload: JWTPayload, claim: string, why: string, reason: string) =>
+  new errors.JWTClaimValidationFailed(why, payload, claim, reason)
+
+/** A date claim: absent, or a number (else the claim is invalid). */
+function numericClaim(payload: JWTPayload, claim: 'iat' | 'nbf' | 'exp'): number | undefined {
+  const value = payload[claim]
+  if (value === undefined) return undefined
+  if (typeof value !== 'number')
+    throw claimFailed(payload, claim, `"${claim}" claim must be a number`, 'invalid')
+  return value
+}
+
+/**
+ * The claims set of a verified token, checked as jose checks it for jwtVerify with `checks`: a
+ * top-level JSON object in strict UTF-8; `iss` then `aud` present when required and one of the
+ * accepted; `iat`, `nbf`, `exp` numbers when present; `nbf` not after now and `exp` after now,
+ * each within the tolerance (whole seconds since the epoch).
+ */
+function checkClaims(bytes: Uint8Array, checks: ClaimChecks): JWTPayload {
+  let payload: unknown
+  try {
+    payload = JSON.parse(STRICT_UTF8.decode(bytes))
+  } catch (cause) {
+    throw new errors.JWTInvalid('JWT Claims Set must be a top-level JSON object', { cause })
+  }
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload))
+    throw new errors.JWTInvalid('JWT Claims Set must be a top-level JSON object')
+  const claims = payload as JWTPayload
+  const { issuer, audience, clockTolerance } = checks
+  if (issuer !== undefined && !Object.hasOwn(claims, 'iss'))
+    throw claimFailed(claims, 'iss', 'missing required "iss" claim', 'missing')
+  if (audience !== undefined && !Object.hasOwn(claims, 'aud'))
+    throw claimFailed(claims, 'aud', 'missing required "aud" claim', 'missing')
+  if (issuer !== undefined && !(Array.isArray(issuer) ? issuer : [issuer]).includes(claims.iss!))
+    throw claimFailed(claims, 'iss', 'unexpected "iss" claim value', 'check_failed')
+  if (audience !== undefined) {
+    const accepted = typeof audience === 'string' ? [audience] : audience
+    const aud = claims.aud
+    const present =
+      typeof aud === 'string'
+        ? accepted.includes(aud)
+        : Array.isArray(aud) && accepted.some((a) => aud.includes(a))
+    if (!present) throw claimFailed(claims, 'aud', 'unexpected "aud" claim value', 'check_failed')
+  }
+  const now = Math.floor(Date.now() / 1000)
+  numericClaim(claims, 'iat')
+  const nbf = numericClaim(claims, 'nbf')
+  if (nbf !== undefined && nbf > now + clockTolerance)
+    throw claimFailed(claims, 'nbf', '"nbf" claim timestamp check failed', 'check_failed')
+  const exp = numericClaim(claims, 'exp')
+  if (exp !== undefined && exp <= now - clockTolerance)
+    throw new errors.JWTExpired('"exp" claim timestamp check failed', claims, 'exp', 'check_failed')
+  return claims
 }

@@ -1,4 +1,4 @@
-import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
+import { createPublicKey, createSecretKey, type JsonWebKey, type KeyObject } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose'
 import { verifyHmacJwt } from './hmac-jwt.js'
@@ -108,9 +108,14 @@ export function selectProtocol(protocols: Set<string>): string | false {
   return first ?? false
 }
 
-/** Verifies JWTs with jose and maps claims to an identity: `sub` → user, `groups`, `sid`. */
+/**
+ * Verifies JWTs (a secret: HMAC and claims here, hmac-jwt.ts; a public key or a JWKS: jose) and
+ * maps claims to an identity: `sub` → user, `groups`, `sid`.
+ */
 export class JwtVerifier {
-  readonly #key: KeyObject | ReturnType<typeof createRemoteJWKSet> | Uint8Array
+  readonly #key: KeyObject | ReturnType<typeof createRemoteJWKSet>
+  /** The secret, as node:crypto's HMAC takes it fastest (null with a public key or a JWKS). */
+  readonly #secret: KeyObject | null = null
   readonly #options: {
     algorithms: string[]
     issuer?: string | string[]
@@ -129,7 +134,7 @@ export class JwtVerifier {
       const bytes =
         typeof options.secret === 'string' ? Buffer.from(options.secret, 'utf8') : options.secret
       if (bytes.length === 0) throw new OptionError('jwt.secret must not be empty')
-      this.#key = Uint8Array.from(bytes)
+      this.#key = this.#secret = createSecretKey(Uint8Array.from(bytes))
       allowed = HMAC
     } else if (options.publicKey !== undefined) {
       const pk = options.publicKey
@@ -169,11 +174,11 @@ export class JwtVerifier {
    * resolves later.
    */
   verify(token: string): VerifiedToken | Promise<VerifiedToken> {
-    const key = this.#key
-    if (!(key instanceof Uint8Array)) return this.#verifyWith(token, key)
+    const secret = this.#secret
+    if (secret === null) return this.#verifyWith(token, this.#key)
     let payload: JWTPayload
     try {
-      payload = verifyHmacJwt(token, key, this.#options.algorithms, this.#options)
+      payload = verifyHmacJwt(token, secret, this.#options.algorithms, this.#options)
     } catch (err) {
       throw reason(err)
     }
