@@ -104,6 +104,15 @@ export function nowMicros(): number {
   return Number(process.hrtime.bigint() / 1000n)
 }
 
+/** Bytes of each bench message (the timestamp, a sequence number, padding). */
+export const MESSAGE_BYTES = 100
+
+/** A bench message: its send time (read for latency), `seq`, padding to MESSAGE_BYTES. */
+export function benchMessage(seq: number): string {
+  const head = `@${String(nowMicros()).padStart(16, '0')}|${seq}|`
+  return head.padEnd(MESSAGE_BYTES, 'x')
+}
+
 /** A masked client→server frame (RFC 6455 §5.3: clients must mask). */
 export function clientFrame(opcode: number, payload: Buffer): Buffer {
   const len = payload.length

@@ -3,6 +3,7 @@
  * runs with the targets of issue 12, as text and Markdown.
  */
 import { type ConnectPlan, type ConnectResult, connectMarkdown } from './connect.js'
+import type { FloorResult } from './floor.js'
 import type { HistoryResults, PublishCostRun } from './history.js'
 import { type Figures as JoinFigures, joinsMarkdown } from './joins.js'
 import type { RunResult, ServerFacts } from './scenarios.js'
@@ -26,6 +27,8 @@ export interface BenchResults {
   connect: { plan: ConnectPlan; runs: ConnectResult[] } | null
   /** Live joins and leaves (bench/joins.ts), or null when not run. */
   joins: JoinFigures[] | null
+  /** The largest fan-out on a plain ws server, one write per socket (bench/floor.ts), or null. */
+  floor: FloorResult | null
 }
 
 const NAMES = { wsfacility: 'wsfacility', socketio: 'socket.io' } as const
@@ -146,6 +149,52 @@ export function targets(runs: RunResult[], facts: ServerFacts[]): string[] {
     const ok = w.redisConnsAt10 === w.redisConnsAtIdle && w.redisConnsAtIdle <= 3
     out.push(
       `Redis connections: ${w.redisConnsAt10} at 10 clients, ${w.redisConnsAtIdle} at ${fmt(w.idleClients)} (constant, ≤ 3): ${mark(ok)}`,
+    )
+  }
+  return out
+}
+
+/**
+ * The delivery targets of issue 15: one channel per client, the largest fan-out (beside its floor
+ * on this machine), idle memory.
+ */
+export function deliveryTargets(
+  runs: RunResult[],
+  facts: ServerFacts[],
+  floor: FloorResult | null,
+): string[] {
+  const out: string[] = []
+  const mark = (ok: boolean) => (ok ? 'met' : 'NOT met')
+  const find = (server: string, prefix: string) =>
+    runs.find((r) => r.server === server && r.scenario.startsWith(prefix))
+  const cw = find('wsfacility', 'channels ')
+  const cs = cw && find('socketio', cw.scenario)
+  if (cw) {
+    const us = cw.cpuMicrosPerDelivery
+    const ratio = cs ? us / cs.cpuMicrosPerDelivery : NaN
+    const vs = cs ? `, ${fmt(ratio, 2)}× Socket.IO's (≤ 0.3)` : ''
+    const ok = us <= 8 && (!cs || ratio <= 0.3)
+    out.push(`${cw.scenario}: ${fmt(us, 2)} µs CPU/delivery (≤ 8)${vs}: ${mark(ok)}`)
+  }
+  const fanouts = runs.filter((r) => r.server === 'wsfacility' && r.scenario.startsWith('fan-out'))
+  const largest = fanouts.reduce<RunResult | null>(
+    (a, r) => (!a || r.clients > a.clients ? r : a),
+    null,
+  )
+  if (largest) {
+    const us = largest.cpuMicrosPerDelivery
+    const beside =
+      floor && floor.clients === largest.clients
+        ? `; a plain ws server writing the same burst in one write per socket: ${fmt(floor.cpuMicrosPerDelivery, 2)} µs (${fmt(us / floor.cpuMicrosPerDelivery, 2)}× that floor)`
+        : ''
+    out.push(
+      `${largest.scenario}: ${fmt(us, 2)} µs CPU/delivery (≤ 0.2): ${mark(us <= 0.2)}${beside}`,
+    )
+  }
+  const w = facts.find((f) => f.server === 'wsfacility')
+  if (w) {
+    out.push(
+      `idle memory at ${fmt(w.idleClients)}: ${fmt(w.rssPerConnKB, 1)} KB per connection (≤ 6): ${mark(w.rssPerConnKB <= 6)}`,
     )
   }
   return out
@@ -368,6 +417,10 @@ export function markdown(r: BenchResults): string {
           'Targets (issue 6):',
           '',
           ...targets(r.runs, r.facts).map((t) => `- ${t}`),
+          '',
+          'Targets (issue 15, deliveries):',
+          '',
+          ...deliveryTargets(r.runs, r.facts, r.floor).map((t) => `- ${t}`),
           '',
         ]
   const storms = r.connect ? connectMarkdown(r.connect.runs, r.connect.plan) : []

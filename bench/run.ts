@@ -5,13 +5,15 @@
  * wsfacility|socketio` measures one server (no ratios; history runs with wsfacility);
  * `--only history` the history runs alone; `--only connect` the connection storms alone
  * (bench/connect.ts: wsfacility, Socket.IO and a plain ws server); `--only joins` the live joins
- * (bench/joins.ts, also `npm run bench:joins`).
+ * (bench/joins.ts, also `npm run bench:joins`). With wsfacility, the largest fan-out is also
+ * measured on a plain ws server writing each burst in one write per socket (bench/floor.ts).
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { startRedis } from '../test/helpers/redis.js'
 import { benchConnect, type ConnectPlan } from './connect.js'
+import { benchFloor } from './floor.js'
 import { benchHistory, type HistoryPlan } from './history.js'
 import { benchJoins } from './joins.js'
 import { cpuModel } from './proc.js'
@@ -136,6 +138,7 @@ const results: BenchResults = {
   history: null,
   connect: null,
   joins: null,
+  floor: null,
 }
 try {
   for (const kind of kinds) {
@@ -143,6 +146,12 @@ try {
     const { runs, facts } = await benchServer(kind, plan, redis.url, control, log)
     results.runs.push(...runs)
     results.facts.push(facts)
+  }
+  if (kinds.includes('wsfacility')) {
+    const largest = plan.fanout.reduce((a, f) => (f.clients > a.clients ? f : a))
+    log(`fan-out floor (plain ws, one write per socket):`)
+    results.floor = await benchFloor(largest.clients, largest.messages)
+    log(`  ${results.floor.cpuMicrosPerDelivery.toFixed(2)} µs CPU/delivery`)
   }
   if (withConnect) {
     log('connection storms:')

@@ -1,5 +1,5 @@
 /**
- * Child process: publishes ~100-byte messages carrying their send time to Redis: as a plain
+ * Child process: publishes ~100-byte messages (benchMessage) carrying their send time to Redis: as a plain
  * PUBLISH on ws4redis channels (wsfacility) or through @socket.io/redis-emitter to rooms; for the
  * history runs also through a broker of its own (RedisPublisher or broker.publish, the server-side
  * path, history or not as the facility says) or as `FCALL wsfacility_publish` (any other client).
@@ -9,10 +9,8 @@ import { createClient } from 'redis'
 import type { Broker, RedisPublisher } from '../../src/index.js'
 import { loadPackage } from '../package.js'
 import { serve } from '../ipc.js'
-import { nowMicros } from '../loadgen.js'
+import { benchMessage as message, nowMicros } from '../loadgen.js'
 
-/** Bytes of each message (the timestamp, a sequence number, padding). */
-export const MESSAGE_BYTES = 100
 const BATCH = 200
 
 /** How a publish goes out: see the file comment. */
@@ -26,11 +24,6 @@ await client.connect()
 let emitter: Emitter | null = null
 let broker: Broker | null = null
 const publishers = new Map<string, RedisPublisher>()
-
-function message(seq: number): string {
-  const head = `@${String(nowMicros()).padStart(16, '0')}|${seq}|`
-  return head.padEnd(MESSAGE_BYTES, 'x')
-}
 
 /** Options of one publish call besides its targets. */
 interface How {
