@@ -274,7 +274,7 @@ export class Hub {
       run.frames.push(framed)
       run.bytes += framed.length
     } else {
-      if (run !== null) this.settle()
+      this.settle()
       this.#run = new Run(channel, state, raw, framed)
       if (!this.#settleQueued) {
         this.#settleQueued = true

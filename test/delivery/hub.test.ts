@@ -458,6 +458,10 @@ describe('Hub', () => {
     }
     const [first, second] = runs.map((r) => r.runs[0]!)
     assert.equal(first!.frames, second!.frames, 'the very same frames for every recipient')
+    assert.deepEqual(
+      first!.frames.map((f) => f.toString('latin1')),
+      ['one', 'two', 'three'].map((t) => frame(Buffer.from(t), false).toString('latin1')),
+    )
     assert.equal(first!.bytes, 3 * 2 + 3 + 3 + 5)
     assert.equal(hub.messages, 3)
     assert.equal(hub.deliveries, 9)
