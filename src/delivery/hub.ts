@@ -287,7 +287,7 @@ export class Hub {
   /**
    * Delivers the messages received and not delivered yet. The hub calls it before anything that
    * changes who receives what or in which order (recipients coming and going, a delivery from
-   * history); a connection calls it before it sends, holds, closes or opens.
+   * history); a connection calls it before it queues a frame of its own, closes or opens.
    */
   settle(): void {
     const run = this.#run
