@@ -121,28 +121,39 @@ class GatedEngine extends MemoryEngine {
     }
     return super.readHistory(channel, since, limit)
   }
+
+  /** Holds the next history reads: `reading` resolves once one waits, `open` lets them all go. */
+  hold(): { open: () => void; reading: Promise<void> } {
+    let release!: () => void
+    this.gate = new Promise((resolve) => (release = resolve))
+    const reading = new Promise<void>((resolve) => (this.reading = resolve))
+    const open = () => {
+      this.gate = null
+      release()
+    }
+    return { open, reading }
+  }
+}
+
+/** A broker on a GatedEngine with the json facility `ticker` (history, client joins). */
+async function gatedTicker(): Promise<{ engine: GatedEngine; t: TestServer }> {
+  const engine = new GatedEngine()
+  const t = await startBroker({ identify, engine })
+  t.broker.facility('ticker', { format: 'json', clientJoin: true, history: { size: 10, ttl: 60 } })
+  return { engine, t }
 }
 
 describe('a join with history while messages keep coming', () => {
   it('sends what the history read gave, then the answer, then live messages, each once', async () => {
-    const engine = new GatedEngine()
-    const t = await startBroker({ identify, engine })
-    t.broker.facility('ticker', {
-      format: 'json',
-      clientJoin: true,
-      history: { size: 10, ttl: 60 },
-    })
+    const { engine, t } = await gatedTicker()
     const c = await connect(t.url('/ws/ticker?user=lu'))
     await t.broker.publish(['group:t:ticker'], { n: 1 })
-    let open!: () => void
-    engine.gate = new Promise((resolve) => (open = resolve))
-    const reading = new Promise<void>((resolve) => (engine.reading = resolve))
+    const { open, reading } = engine.hold()
     await sendJson(c, { type: 'join', group: 't', id: 1, since: { epoch: 'old', offset: 0 } })
     await reading
     // Published while the join reads the channel's history: delivered live to the connection,
     // and also in what the read returns.
     await t.broker.publish(['group:t:ticker'], { n: 2 })
-    engine.gate = null
     open()
     await answer(c, 'joined', 1)
     await t.broker.publish(['group:t:ticker'], { n: 3 })
@@ -156,6 +167,31 @@ describe('a join with history while messages keep coming', () => {
     )
     await c.close()
     await t.close()
+  })
+})
+
+describe('a join with history while plain publishes come', () => {
+  it('holds consecutive plain messages of the channel until the answer, then sends them in order', async () => {
+    const { engine, t } = await gatedTicker()
+    const c = await connect(t.url('/ws/ticker?user=lu'))
+    try {
+      const { open, reading } = engine.hold()
+      await sendJson(c, { type: 'join', group: 'p', id: 1 })
+      await reading
+      // Two PUBLISHes without a position (a Django publisher, redis-cli) in one read: one run.
+      void engine.publish('group:p:ticker', Buffer.from('{"n":"p1"}'), 0)
+      void engine.publish('group:p:ticker', Buffer.from('{"n":"p2"}'), 0)
+      open()
+      await eventually(() => frames(c).length >= 3)
+      const got = frames(c) as { type: string; data?: { n: string } }[]
+      assert.deepEqual(
+        got.map((f) => (f.type === 'data' ? f.data!.n : f.type)),
+        ['joined', 'p1', 'p2'],
+      )
+    } finally {
+      await c.close()
+      await t.close()
+    }
   })
 })
 
