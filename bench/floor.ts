@@ -9,7 +9,7 @@ import { freePort } from '../test/helpers/redis.js'
 import { Child } from './ipc.js'
 import type { LoadStats } from './loadgen.js'
 import { cpuReading, cpuSince } from './proc.js'
-import { sleep } from './scenarios.js'
+import { waitFrames } from './scenarios.js'
 
 /** Figures of one floor burst. */
 export interface FloorResult {
@@ -20,19 +20,6 @@ export interface FloorResult {
 }
 
 const STALL_MS = 10_000
-
-/** Waits until the load generator counted `frames`, or none came for a while. */
-async function frames(loadgen: Child, want: number): Promise<number> {
-  let last = -1
-  let lastChange = Date.now()
-  for (;;) {
-    const s = await loadgen.call<LoadStats>('stats')
-    if (s.frames >= want) return s.frames
-    if (s.frames !== last) [last, lastChange] = [s.frames, Date.now()]
-    else if (Date.now() - lastChange > STALL_MS) return s.frames
-    await sleep(20)
-  }
-}
 
 export async function benchFloor(clients: number, messages: number): Promise<FloorResult> {
   const port = await freePort()
@@ -49,12 +36,13 @@ export async function benchFloor(clients: number, messages: number): Promise<Flo
     if (ok !== clients) throw new Error(`floor: only ${ok} of ${clients} clients connected`)
     await loadgen.call('reset')
     await server.call('burst', { count: 20 })
-    await frames(loadgen, 20 * clients)
+    await waitFrames({ loadgen }, 20 * clients, STALL_MS)
     await loadgen.call('reset')
     const cpu0 = cpuReading(server.pid)
     await server.call('burst', { count: messages })
-    const delivered = await frames(loadgen, messages * clients)
+    await waitFrames({ loadgen }, messages * clients, STALL_MS)
     const used = cpuSince(cpu0, cpuReading(server.pid))
+    const delivered = (await loadgen.call<LoadStats>('stats')).frames
     return { clients, messages, delivered, cpuMicrosPerDelivery: used / Math.max(1, delivered) }
   } finally {
     await Promise.all([loadgen.stop(), server.stop()])

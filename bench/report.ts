@@ -110,14 +110,18 @@ export function ratioTable(runs: RunResult[]): string {
   return table(['scenario', 'deliveries/s', 'CPU/delivery', 'peak RSS', 'p99'], rows)
 }
 
+const mark = (ok: boolean) => (ok ? 'met' : 'NOT met')
+
+/** The run of `server` whose scenario is `prefix` or starts with it and a space. */
+const findRun = (runs: RunResult[], server: string, prefix: string) =>
+  runs.find(
+    (r) => r.server === server && (r.scenario === prefix || r.scenario.startsWith(`${prefix} `)),
+  )
+
 /** The targets of issue 6, each with the measured figure and whether it is met. */
 export function targets(runs: RunResult[], facts: ServerFacts[]): string[] {
-  const find = (server: string, prefix: string) =>
-    runs.find(
-      (r) => r.server === server && (r.scenario === prefix || r.scenario.startsWith(`${prefix} `)),
-    )
+  const find = (server: string, prefix: string) => findRun(runs, server, prefix)
   const out: string[] = []
-  const mark = (ok: boolean) => (ok ? 'met' : 'NOT met')
   // The target's fan-out size is the fixed-rate run's (2,000 clients; 1,000 in a quick run).
   const fixedClients = runs.find((r) => r.scenario.startsWith('fixed'))?.clients ?? 2000
   const fw = find('wsfacility', `fan-out ${fixedClients}`)
@@ -164,11 +168,8 @@ export function deliveryTargets(
   floor: FloorResult | null,
 ): string[] {
   const out: string[] = []
-  const mark = (ok: boolean) => (ok ? 'met' : 'NOT met')
-  const find = (server: string, prefix: string) =>
-    runs.find((r) => r.server === server && r.scenario.startsWith(prefix))
-  const cw = find('wsfacility', 'channels ')
-  const cs = cw && find('socketio', cw.scenario)
+  const cw = findRun(runs, 'wsfacility', 'channels')
+  const cs = cw && findRun(runs, 'socketio', cw.scenario)
   if (cw) {
     const us = cw.cpuMicrosPerDelivery
     const ratio = cs ? us / cs.cpuMicrosPerDelivery : NaN
@@ -303,7 +304,6 @@ export function reconnectTable(h: HistoryResults): string {
 /** The targets of issue 12, each with the measured figure (and, where there is one, whether met). */
 export function historyTargets(h: HistoryResults): string[] {
   const out: string[] = []
-  const mark = (ok: boolean) => (ok ? 'met' : 'NOT met')
   for (const [off, on] of costPairs(h.publish)) {
     const ratio = on.serverMicrosPerMessage / off.serverMicrosPerMessage
     const text =

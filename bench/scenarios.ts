@@ -151,7 +151,11 @@ export async function disconnect(g: Group): Promise<void> {
 }
 
 /** Waits until the load generator counted `frames`, or none came for `stallMs`. */
-export async function waitFrames(g: Group, frames: number, stallMs: number): Promise<void> {
+export async function waitFrames(
+  g: Pick<Group, 'loadgen'>,
+  frames: number,
+  stallMs: number,
+): Promise<void> {
   let last = -1
   let lastChange = Date.now()
   for (;;) {

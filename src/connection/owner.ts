@@ -276,8 +276,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
     ws.on('pong', wsPong)
     ws.on('error', wsError)
     ws.on('close', wsClose)
-    // What arrived while upgrading is held, not sent before the stored messages.
-    services.hub.settle()
+    services.hub.settle() // what arrived while upgrading is held, behind the stored messages
     this.phase = 'open'
     services.registry.opened(connection)
     this.startDelivery(stored, recoveries)
@@ -317,8 +316,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
   close(code: number, reason = ''): void {
     if (this.phase === 'upgrading') return this.abort(new HttpError(503, reason || 'closed'))
     if (this.phase !== 'open') return
-    // What was received before the close goes out before it.
-    this.services.hub.settle()
+    this.services.hub.settle() // what arrived before the close goes out before it
     this.flush()
     this.phase = 'closing'
     this.#expiry.clear()

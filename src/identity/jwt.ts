@@ -1,7 +1,7 @@
 import { createPublicKey, createSecretKey, type JsonWebKey, type KeyObject } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose'
-import { verifyHmacJwt } from './hmac-jwt.js'
+import { type ClaimChecks, verifyHmacJwt } from './hmac-jwt.js'
 import { HttpError, OptionError } from '../errors.js'
 import { type Identity, normalizeIdentity } from './identity.js'
 
@@ -116,12 +116,8 @@ export class JwtVerifier {
   readonly #key: KeyObject | ReturnType<typeof createRemoteJWKSet>
   /** The secret, as node:crypto's HMAC takes it fastest (null with a public key or a JWKS). */
   readonly #secret: KeyObject | null = null
-  readonly #options: {
-    algorithms: string[]
-    issuer?: string | string[]
-    audience?: string | string[]
-    clockTolerance: number
-  }
+  /** jose's options of the same names, which verifyHmacJwt checks alike. */
+  readonly #options: ClaimChecks & { algorithms: string[] }
 
   constructor(options: JwtOptions) {
     const given = [options.secret, options.publicKey, options.jwksUrl].filter(
