@@ -26,6 +26,7 @@ const CORE = {
   'src/upgrade/refusal.ts': ['test/upgrade/refusal.test.ts'],
   'src/engine/coalesce.ts': ['test/coalesce.test.ts'],
   'src/identity/hmac-jwt.ts': ['test/hmac-jwt.test.ts'],
+  'src/identity/hmac-sha256.ts': ['test/hmac-sha256.test.ts', 'test/hmac-jwt.test.ts'],
   'src/upgrade/parse-url.ts': ['test/request.test.ts'],
   'src/channels/redis-subscriber.ts': ['test/subscriber.test.ts'],
 }

@@ -27,7 +27,7 @@ async function refusal(verifier: JwtVerifier, token: string): Promise<string> {
   return err.message
 }
 
-describe('JwtVerifier with a secret (HMAC checked with node:crypto, claims as jose checks them)', () => {
+describe('JwtVerifier with a secret (HMAC checked here, claims as jose checks them)', () => {
   const verifier = new JwtVerifier({ secret: SECRET, issuer: 'app', audience: 'ws' })
   const claims = { sub: 'ann', iss: 'app', aud: 'ws', groups: ['a'], sid: 's1' }
 
@@ -78,6 +78,60 @@ describe('JwtVerifier with a secret (HMAC checked with node:crypto, claims as jo
     const input = `${Buffer.from('[1]').toString('base64url')}.${b64({ sub: 'ann' })}`
     const arrayHeader = `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`
     assert.equal(await refusal(verifier, arrayHeader), 'token malformed or unverifiable')
+  })
+
+  it('verifies HS256 with secrets shorter than, as long as and longer than the hash block', async () => {
+    for (const length of [1, 63, 64, 65, 300]) {
+      const secret = 's'.repeat(length)
+      const token = await new SignJWT({})
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject(`u${length}`)
+        .sign(new TextEncoder().encode(secret))
+      const ours = new JwtVerifier({ secret })
+      assert.equal((await ours.verify(token)).identity.user, `u${length}`)
+      const other = new JwtVerifier({ secret: `${secret}x` })
+      assert.equal(await refusal(other, token), 'token signature invalid', `secret of ${length}`)
+    }
+  })
+
+  it('checks every token of a known header: signature, claims, and refusals of other headers', async () => {
+    const plain = new JwtVerifier({ secret: SECRET, algorithms: ['HS256', 'HS384'] })
+    const header = { alg: 'HS256', typ: 'JWT' }
+    assert.equal((await plain.verify(handMade(header, { sub: 'ann' }))).identity.user, 'ann')
+    const good = handMade(header, { sub: 'bob' })
+    const [h, , s] = good.split('.')
+    assert.equal(
+      await refusal(plain, `${h}.${b64({ sub: 'eve' })}.${s}`),
+      'token signature invalid',
+    )
+    assert.equal(
+      await refusal(plain, handMade(header, { sub: 'eve' }, 'x'.repeat(40))),
+      'token signature invalid',
+    )
+    const expired = handMade(header, { sub: 'ann', exp: now() - 60 })
+    assert.equal(await refusal(plain, expired), 'token expired')
+    // Past the headers it remembers: each of 150 headers (one kid each, HS256 and HS384) still
+    // verifies, and headers it refused stay refused.
+    const none = `${b64({ alg: 'none' })}.${b64({ sub: 'ann' })}.`
+    const crit = handMade({ alg: 'HS256', crit: ['exp'], exp: 1 }, { sub: 'ann' })
+    const hs512 = handMade({ alg: 'HS512' }, { sub: 'ann' }, SECRET, 512)
+    for (let i = 0; i < 150; i++) {
+      const bits = i % 2 === 0 ? 256 : 384
+      const token = handMade({ alg: `HS${bits}`, kid: `k${i}` }, { sub: `u${i}` }, SECRET, bits)
+      assert.equal((await plain.verify(token)).identity.user, `u${i}`)
+      const forged = handMade(
+        { alg: `HS${bits}`, kid: `k${i}` },
+        { sub: `u${i}` },
+        'y'.repeat(40),
+        bits,
+      )
+      assert.equal(await refusal(plain, forged), 'token signature invalid')
+      if (i % 50 === 0) {
+        assert.equal(await refusal(plain, none), 'token malformed or unverifiable')
+        assert.equal(await refusal(plain, crit), 'token malformed or unverifiable')
+        assert.equal(await refusal(plain, hs512), 'token algorithm not allowed')
+      }
+    }
   })
 
   it('checks the claims as jose does: exp with tolerance, nbf, iss, aud, and a payload that is JSON', async () => {
@@ -136,6 +190,7 @@ describe('JwtVerifier with a secret (HMAC checked with node:crypto, claims as jo
       ['a string', '"ann"'],
       ['not JSON', '{sub:ann}'],
       ['malformed UTF-8', '{"sub":"\xff"}'],
+      ['UTF-8 beyond ASCII', Buffer.from('{"sub":"zoë"}').toString('latin1')],
     ]
     const key = new TextEncoder().encode(SECRET)
     for (const required of [{}, { issuer: ['app', 'other-app'], audience: 'ws' }]) {

@@ -1,7 +1,7 @@
-import { createPublicKey, createSecretKey, type JsonWebKey, type KeyObject } from 'node:crypto'
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose'
-import { type ClaimChecks, verifyHmacJwt } from './hmac-jwt.js'
+import { type ClaimChecks, HmacJwt } from './hmac-jwt.js'
 import { HttpError, OptionError } from '../errors.js'
 import { type Identity, normalizeIdentity } from './identity.js'
 
@@ -113,10 +113,11 @@ export function selectProtocol(protocols: Set<string>): string | false {
  * maps claims to an identity: `sub` → user, `groups`, `sid`.
  */
 export class JwtVerifier {
-  readonly #key: KeyObject | ReturnType<typeof createRemoteJWKSet>
-  /** The secret, as node:crypto's HMAC takes it fastest (null with a public key or a JWKS). */
-  readonly #secret: KeyObject | null = null
-  /** jose's options of the same names, which verifyHmacJwt checks alike. */
+  /** A public key or a JWKS, for jose (null with a secret). */
+  readonly #key: KeyObject | ReturnType<typeof createRemoteJWKSet> | null = null
+  /** Verifies tokens with the secret (null with a public key or a JWKS). */
+  readonly #hmac: HmacJwt | null = null
+  /** jose's options of the same names, which HmacJwt checks alike. */
   readonly #options: ClaimChecks & { algorithms: string[] }
 
   constructor(options: JwtOptions) {
@@ -126,11 +127,11 @@ export class JwtVerifier {
     if (given.length !== 1)
       throw new OptionError('jwt needs exactly one of secret, publicKey, jwksUrl')
     let allowed: string[]
+    let secret: Uint8Array | null = null
     if (options.secret !== undefined) {
-      const bytes =
+      secret =
         typeof options.secret === 'string' ? Buffer.from(options.secret, 'utf8') : options.secret
-      if (bytes.length === 0) throw new OptionError('jwt.secret must not be empty')
-      this.#key = this.#secret = createSecretKey(Uint8Array.from(bytes))
+      if (secret.length === 0) throw new OptionError('jwt.secret must not be empty')
       allowed = HMAC
     } else if (options.publicKey !== undefined) {
       const pk = options.publicKey
@@ -162,6 +163,7 @@ export class JwtVerifier {
       ...(options.audience === undefined ? {} : { audience: options.audience }),
       clockTolerance: options.clockTolerance ?? 5,
     }
+    if (secret) this.#hmac = new HmacJwt(secret, algorithms, this.#options)
   }
 
   /**
@@ -170,11 +172,11 @@ export class JwtVerifier {
    * resolves later.
    */
   verify(token: string): VerifiedToken | Promise<VerifiedToken> {
-    const secret = this.#secret
-    if (secret === null) return this.#verifyWith(token, this.#key)
+    const hmac = this.#hmac
+    if (hmac === null) return this.#verifyWith(token, this.#key!)
     let payload: JWTPayload
     try {
-      payload = verifyHmacJwt(token, secret, this.#options.algorithms, this.#options)
+      payload = hmac.verify(token)
     } catch (err) {
       throw reason(err)
     }
