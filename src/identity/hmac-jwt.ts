@@ -28,8 +28,7 @@ export interface ClaimChecks {
 export class HmacJwt {
   readonly #secret: KeyObject
   readonly #hs256: HmacSha256
-  readonly #algorithms: readonly string[]
-  readonly #claims: ClaimChecks
+  readonly #options: ClaimChecks & { algorithms: readonly string[] }
   /**
    * The `alg` of headers already accepted, by their encoded text: an application's tokens share
    * one or two headers, decoded and checked once instead of once per token. Only accepted ones
@@ -37,11 +36,11 @@ export class HmacJwt {
    */
   readonly #headers = new Map<string, string>()
 
-  constructor(secret: Uint8Array, algorithms: readonly string[], claims: ClaimChecks) {
+  /** `options`: the accepted `alg` values and the claim checks. */
+  constructor(secret: Uint8Array, options: ClaimChecks & { algorithms: readonly string[] }) {
     this.#secret = createSecretKey(Uint8Array.from(secret))
     this.#hs256 = new HmacSha256(secret)
-    this.#algorithms = algorithms
-    this.#claims = claims
+    this.#options = options
   }
 
   /** The claims of `token` once its signature and claims are checked; throws jose's errors. */
@@ -64,7 +63,7 @@ export class HmacJwt {
     if (!valid) throw new errors.JWSSignatureVerificationFailed()
     return checkClaims(
       Buffer.from(token.slice(headerEnd + 1, payloadEnd), 'base64url'),
-      this.#claims,
+      this.#options,
     )
   }
 
@@ -82,7 +81,7 @@ export class HmacJwt {
       throw new errors.JWSInvalid('JWS Protected Header must be an object')
     }
     const { alg } = header as { alg?: unknown }
-    if (typeof alg !== 'string' || !this.#algorithms.includes(alg)) {
+    if (typeof alg !== 'string' || !this.#options.algorithms.includes(alg)) {
       throw new errors.JOSEAlgNotAllowed('"alg" (Algorithm) Header Parameter value not allowed')
     }
     // Extensions change what is signed or how it must be read: none is understood here, so, as

@@ -163,7 +163,7 @@ export class JwtVerifier {
       ...(options.audience === undefined ? {} : { audience: options.audience }),
       clockTolerance: options.clockTolerance ?? 5,
     }
-    if (secret) this.#hmac = new HmacJwt(secret, algorithms, this.#options)
+    if (secret) this.#hmac = new HmacJwt(secret, this.#options)
   }
 
   /**
