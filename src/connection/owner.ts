@@ -7,18 +7,10 @@ import { refuseUpgrade } from '../upgrade/handshake.js'
 import { refusalClose } from '../upgrade/refusal.js'
 import { Connection, type ConnectionHandle, type ConnectionState } from './connection.js'
 import { TokenExpiry } from './expiry.js'
-import type { Upgrading } from './registry.js'
+import type { Attempt } from './registry.js'
 import type { Acceptance, ConnectionServices } from './services.js'
 import type { Recoveries } from '../history/recovery.js'
 import { Subscribing } from './subscribing.js'
-
-/** What only an upgrade in progress holds. */
-interface UpgradeState {
-  timer: NodeJS.Timeout
-  /** Rejects when the attempt is cut (socket gone, timeout, shutdown). */
-  aborted: Promise<never>
-  abort: (err: HttpError) => void
-}
 
 const OWNER = Symbol('wsfacility.owner')
 type Owned = { [OWNER]?: ConnectionOwner }
@@ -55,8 +47,15 @@ function wsClose(this: WebSocket, code: number): void {
  * (outbound.ts), inbound handling (publishing.ts) and live joins (subscribing.ts) are the classes
  * it extends.
  */
-export class ConnectionOwner extends Subscribing implements ConnectionHandle, Upgrading {
-  #upgrade: UpgradeState | null
+export class ConnectionOwner extends Subscribing implements ConnectionHandle, Attempt {
+  /** True while the upgrade is in progress (its deadline counts, the registry lists it). */
+  #upgrading = true
+  readonly deadline: number
+  /**
+   * Rejects the step in flight with the cut's error. Steps run one at a time: the pipeline awaits
+   * each before it takes the next.
+   */
+  #cut: ((err: HttpError) => void) | null = null
   /** Why the upgrade was cut, once it was. */
   #abortReason: HttpError | null = null
   // What this connection holds, each given back by release().
@@ -78,14 +77,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
 
   constructor(services: ConnectionServices, socket: Duplex) {
     super(services, socket)
-    let abort!: (err: HttpError) => void
-    const aborted = new Promise<never>((_resolve, reject) => (abort = reject))
-    aborted.catch(() => {})
-    const timer = setTimeout(
-      () => this.abort(new HttpError(503, 'handshake timed out', 'WSF_HANDSHAKE_TIMEOUT')),
-      services.options.handshakeTimeout,
-    )
-    this.#upgrade = { timer, aborted, abort }
+    this.deadline = performance.now() + services.options.handshakeTimeout
     services.registry.upgradeStarted(this)
     ;(socket as Owned)[OWNER] = this
     socket.on('error', ignoreError)
@@ -108,9 +100,15 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
    * broker is shutting down): then the cut's HttpError. Every await of the upgrade goes through it.
    */
   step<T>(work: Promise<T>): Promise<T> {
-    const upgrade = this.#upgrade
-    if (!upgrade || this.phase !== 'upgrading') return Promise.reject(this.#gone())
-    return Promise.race([work, upgrade.aborted])
+    if (!this.#upgrading || this.phase !== 'upgrading') return Promise.reject(this.#gone())
+    return new Promise<T>((resolve, reject) => {
+      this.#cut = reject
+      work.then(resolve, reject)
+    })
+  }
+
+  timedOut(): void {
+    this.abort(new HttpError(503, 'handshake timed out', 'WSF_HANDSHAKE_TIMEOUT'))
   }
 
   /** Throws the cut's error when the attempt is over or its socket cannot carry a handshake. */
@@ -188,10 +186,11 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
    * back everything taken so far. Idempotent; a no-op once the connection is open.
    */
   abort(err: HttpError): void {
-    const upgrade = this.#upgrade
-    if (!upgrade || this.phase !== 'upgrading') return
+    if (!this.#upgrading || this.phase !== 'upgrading') return
     this.#abortReason = err
-    upgrade.abort(err)
+    const cut = this.#cut
+    this.#cut = null
+    cut?.(err)
     const close = this.#completeForRefusal ? refusalClose(err) : null
     const ws = close ? this.#completeForRefusal!() : null
     if (ws && close) return this.#refuseOpen(ws, close.code, close.reason)
@@ -237,12 +236,11 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, Up
     this.socket.off('end', socketGone)
   }
 
-  /** Ends the upgrade-only state (timer, socket listeners, the registry's count). */
+  /** Ends the upgrade-only state (its deadline, socket listeners, the registry's count). */
   #endUpgrade(): void {
-    const upgrade = this.#upgrade
-    if (!upgrade) return
-    this.#upgrade = null
-    clearTimeout(upgrade.timer)
+    if (!this.#upgrading) return
+    this.#upgrading = false
+    this.#cut = null
     const socket = this.socket
     socket.off('close', socketGone)
     socket.off('end', socketGone)

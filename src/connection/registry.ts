@@ -9,6 +9,17 @@ export interface Upgrading {
   abortShutdown(): void
 }
 
+/** An upgrade in progress: the registry cuts it once its deadline has passed. */
+export interface Attempt extends Upgrading {
+  /**
+   * `performance.now()` by which its handshake must complete: its start plus the broker's one
+   * `handshakeTimeout`, so attempts reach their deadlines in the order they started.
+   */
+  readonly deadline: number
+  /** Ends the attempt with its timeout's refusal. */
+  timedOut(): void
+}
+
 /**
  * The connections of one broker: those open (by id), those still upgrading, the bytes held for
  * the latter, the presence updates in flight, and the liveness timer. Entries are added and
@@ -16,7 +27,13 @@ export interface Upgrading {
  */
 export class ConnectionRegistry {
   readonly #open = new Map<string, Connection>()
-  readonly #upgrading = new Set<Upgrading>()
+  /** In the order they started, which is their deadlines' order. */
+  readonly #upgrading = new Set<Attempt>()
+  /**
+   * Armed for the deadline of the oldest upgrade while any is in progress: one timer for all of
+   * them instead of one per upgrade (a connection storm starts thousands a second).
+   */
+  #deadlineTimer: NodeJS.Timeout | null = null
   /** Refused connections whose close is under way (refusals told by a close). */
   readonly #refusing = new Set<Upgrading>()
   readonly #work = new Set<Promise<void>>()
@@ -34,12 +51,36 @@ export class ConnectionRegistry {
     return this.#upgrading.size
   }
 
-  upgradeStarted(attempt: Upgrading): void {
+  upgradeStarted(attempt: Attempt): void {
     this.#upgrading.add(attempt)
+    if (this.#deadlineTimer === null) this.#armDeadline(attempt.deadline)
   }
 
-  upgradeEnded(attempt: Upgrading): void {
+  upgradeEnded(attempt: Attempt): void {
     this.#upgrading.delete(attempt)
+    if (this.#upgrading.size === 0 && this.#deadlineTimer !== null) {
+      clearTimeout(this.#deadlineTimer)
+      this.#deadlineTimer = null
+    }
+  }
+
+  #armDeadline(deadline: number): void {
+    const wait = Math.max(1, Math.ceil(deadline - performance.now()))
+    this.#deadlineTimer = setTimeout(this.#expire, wait)
+  }
+
+  /** Cuts every upgrade past its deadline (the oldest first), then waits for the next one's. */
+  readonly #expire = (): void => {
+    this.#deadlineTimer = null
+    const now = performance.now()
+    for (const attempt of this.#upgrading) {
+      if (attempt.deadline > now) {
+        if (this.#deadlineTimer === null) this.#armDeadline(attempt.deadline)
+        return
+      }
+      this.#upgrading.delete(attempt)
+      attempt.timedOut()
+    }
   }
 
   refusalStarted(refused: Upgrading): void {
