@@ -117,6 +117,30 @@ describe('BatchedReads', () => {
     gate.shift()!()
     assert.deepEqual(await Promise.all([b, c]), [['v:y', 'v:z'], ['v:w']])
   })
+  it('gives the callers of one read its one map, holding every key read with theirs', async () => {
+    const reads: string[][] = []
+    const batched = new BatchedReads<string>(async (keys) => {
+      reads.push(keys)
+      return keys.map((k) => `v:${k}`)
+    })
+    const a = batched.read(['x', 'y'])
+    const b = batched.read(['y', 'z'])
+    const [ma, mb] = await Promise.all([a, b])
+    assert.equal(ma, mb)
+    assert.deepEqual(
+      [...ma],
+      [
+        ['x', 'v:x'],
+        ['y', 'v:y'],
+        ['z', 'v:z'],
+      ],
+    )
+    // A read asked for once that one is done is a read of its own.
+    const mc = await batched.read(['w'])
+    assert.notEqual(mc, ma)
+    assert.deepEqual([...mc], [['w', 'v:w']])
+    assert.deepEqual(reads, [['x', 'y', 'z'], ['w']])
+  })
 })
 
 describe('a connection storm on Redis', () => {

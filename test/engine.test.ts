@@ -444,6 +444,26 @@ describe('RedisEngine on a real redis-server', () => {
     assert.equal(engine.connectionCount, 0)
   })
 
+  it('reads what is stored for the reads of one moment in one MGET, into one map', async () => {
+    const { engine } = await create()
+    const stored = channel('stored')
+    const missing = channel('missing')
+    await engine.publish(stored, Buffer.from('one'), 60)
+    const inspect = await server.client()
+    try {
+      await inspect.configResetStat()
+      const [a, b] = await Promise.all([engine.read([stored]), engine.read([missing, stored])])
+      assert.equal(a, b)
+      assert.deepEqual(a.get(stored), Buffer.from('one'))
+      assert.equal(a.get(missing), null)
+      assert.match(await inspect.info('commandstats'), /cmdstat_mget:calls=1,/)
+      assert.equal((await engine.read([])).size, 0)
+      assert.deepEqual(await engine.get([missing, stored]), [null, Buffer.from('one')])
+    } finally {
+      await inspect.close()
+    }
+  })
+
   it('sums the receivers every process recorded (2 + 3 = 5), whichever publishes', async () => {
     const one = await create()
     const two = await create()

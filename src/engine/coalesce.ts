@@ -84,7 +84,12 @@ export class BatchedReads<V> {
   }
 
   get(keys: readonly string[]): Promise<V[]> {
+    return this.read(keys).then((values) => keys.map((k) => values.get(k)!))
+  }
+
+  /** The values of `keys` and of every key read with them: the read's own map, shared. */
+  read(keys: readonly string[]): Promise<ReadonlyMap<string, V>> {
     for (const k of keys) this.#pending.add(k)
-    return this.#reads.run().then((values) => keys.map((k) => values.get(k)!))
+    return this.#reads.run()
   }
 }

@@ -287,6 +287,12 @@ export class RedisEngine extends EventEmitter implements Engine {
     return this.#reads.get(channels)
   }
 
+  read(channels: readonly string[]): Promise<ReadonlyMap<string, Buffer | null>> {
+    if (channels.length === 0) return Promise.resolve(new Map())
+    if (this.#closed) return Promise.reject(new ClosedError())
+    return this.#reads.read(channels)
+  }
+
   barrier(): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError())
     return this.#barriers.run()

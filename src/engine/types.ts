@@ -55,6 +55,12 @@ export interface EngineTransport {
 export interface EngineStorage {
   /** Reads stored payloads of channels, null where none is stored. */
   get(channels: readonly string[]): Promise<(Buffer | null)[]>
+  /**
+   * Reads them as `get` does, into a map that may hold other channels too: the reads asked for at
+   * the same moment may share one map and one round trip (a connection storm's replay reads).
+   * Absent or null in it: nothing stored. Optional: without it, the broker reads with `get`.
+   */
+  read?(channels: readonly string[]): Promise<ReadonlyMap<string, Buffer | null>>
 }
 
 /** Each channel's history: a bounded stream with an epoch (history/). */

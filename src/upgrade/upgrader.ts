@@ -28,6 +28,34 @@ import { openProtocol, refusalProtocol, refusesByClose } from './refusal.js'
 /** The stored messages of an upgrade that has none to replay (most): one map for all. */
 const NOTHING_STORED: ReadonlyMap<string, Buffer> = new Map()
 
+/** The first of a pair. */
+const firstOf = <T>(pair: readonly [T, unknown]): T => pair[0]
+
+/** An engine's `get` as a `read` (for engines without one). */
+async function mapped(
+  engine: EngineStorage,
+  channels: readonly string[],
+): Promise<ReadonlyMap<string, Buffer | null>> {
+  const values = await engine.get(channels)
+  return new Map(channels.map((channel, i) => [channel, values[i] ?? null]))
+}
+
+/**
+ * What `values` holds for `channels` (NOTHING_STORED for nothing: what was published meanwhile
+ * arrives live, in order).
+ */
+function storedOf(
+  values: ReadonlyMap<string, Buffer | null>,
+  channels: readonly string[],
+): ReadonlyMap<string, Buffer> {
+  let stored: Map<string, Buffer> | null = null
+  for (const channel of channels) {
+    const v = values.get(channel)
+    if (v) (stored ??= new Map()).set(channel, v)
+  }
+  return stored ?? NOTHING_STORED
+}
+
 /** `auth`, unless the facility needs a user and it has none (401). */
 function admitted(auth: Authentication, settings: FacilitySettings): Authentication {
   if (!settings.anonymous && auth.identity.user === null) {
@@ -136,10 +164,15 @@ export class Upgrader {
           // A channel the client recovers is not replayed its last message again (it has it).
           replayed = replayed.filter((ch) => !request.has(label(ch)))
         }
-        // The read and the count write (from subscribe) go out together.
-        if (host.options.replay && replayed.length > 0)
-          stored = await this.#readStored(owner, replayed)
-        await owner.step(counted)
+        // The read and the count write (from subscribe) go out together, and are awaited as one.
+        if (host.options.replay && replayed.length > 0) {
+          const engine = host.engine
+          const read = engine.read?.(replayed) ?? mapped(engine, replayed)
+          stored = storedOf(await owner.step(this.#both(read, counted)), replayed)
+          // Whatever was published before the read must reach the connection's held messages
+          // before what was read is replayed, so that one already there is not replayed twice.
+          if (stored !== NOTHING_STORED) await owner.step(engine.barrier())
+        } else await owner.step(counted)
       } catch (err) {
         throw this.#engineFailure(err)
       }
@@ -300,20 +333,26 @@ export class Upgrader {
     return new HttpError(401, 'cannot identify this request')
   }
 
-  /** What is stored for the connection's channels, to replay once it is open. */
-  async #readStored(
-    owner: ConnectionOwner,
-    channels: readonly string[],
-  ): Promise<ReadonlyMap<string, Buffer>> {
-    const engine = this.#host.engine
-    const values = await owner.step(engine.get(channels))
-    // Nothing read: nothing to replay, and what was published meanwhile arrives live, in order.
-    if (!values.some((v) => v)) return NOTHING_STORED
-    const stored = new Map<string, Buffer>()
-    values.forEach((v, i) => v && stored.set(channels[i]!, v))
-    // Whatever was published before the read must reach the connection's held messages before
-    // what was read is replayed, so that one already there is not replayed twice.
-    await owner.step(engine.barrier())
-    return stored
+  /**
+   * The last upgrade's replay read and count write, and the one promise of both: the upgrades of
+   * one moment share one read and one count write (engine/coalesce.ts), and so this promise.
+   */
+  #joint: {
+    read: Promise<ReadonlyMap<string, Buffer | null>>
+    counted: Promise<void>
+    both: Promise<ReadonlyMap<string, Buffer | null>>
+  } | null = null
+
+  /** Settles once `read` and `counted` have, with what `read` gave; shared while they are. */
+  #both(
+    read: Promise<ReadonlyMap<string, Buffer | null>>,
+    counted: Promise<void>,
+  ): Promise<ReadonlyMap<string, Buffer | null>> {
+    const joint = this.#joint
+    if (joint !== null && joint.read === read && joint.counted === counted) return joint.both
+    const both = Promise.all([read, counted]).then(firstOf)
+    both.catch(() => {})
+    this.#joint = { read, counted, both }
+    return both
   }
 }
