@@ -19,6 +19,8 @@ export interface PresenceEntry {
 // The overall set: facility names are never empty, so '' cannot collide with one.
 const OVERALL = ''
 
+const DONE = Promise.resolve()
+
 /**
  * Who is online, cluster-wide: every authenticated connection counts for its user, overall and on
  * its facility. A join or leave is reported exactly once per transition, by the process where it
@@ -52,20 +54,30 @@ export class Presence {
     return this.#change(conn, 'leave')
   }
 
-  async #change(conn: Connection, type: 'join' | 'leave'): Promise<void> {
+  #change(conn: Connection, type: 'join' | 'leave'): Promise<void> {
     const user = conn.identity.user
-    if (user === null) return
-    const op = type === 'join' ? this.#engine.presenceJoin : this.#engine.presenceLeave
+    if (user === null) return DONE
+    const engine = this.#engine
+    const { facility } = conn
+    let changes: Promise<boolean>[]
     try {
-      const [overall, facility] = await Promise.all([
-        op.call(this.#engine, OVERALL, user),
-        op.call(this.#engine, conn.facility, user),
-      ])
-      if (overall) this.#emit({ type, user, facility: null })
-      if (facility) this.#emit({ type, user, facility: conn.facility })
+      changes =
+        type === 'join'
+          ? [engine.presenceJoin(OVERALL, user), engine.presenceJoin(facility, user)]
+          : [engine.presenceLeave(OVERALL, user), engine.presenceLeave(facility, user)]
     } catch (err) {
       this.#onError(err)
+      return DONE
     }
+    // Without an async function: a connection storm tracks thousands of connections a second.
+    return Promise.all(changes).then(([overall, onFacility]) => {
+      try {
+        if (overall) this.#emit({ type, user, facility: null })
+        if (onFacility) this.#emit({ type, user, facility })
+      } catch (err) {
+        this.#onError(err)
+      }
+    }, this.#onError)
   }
 
   /** Whether `user` has a connection on any process (on `facility`, when given). */

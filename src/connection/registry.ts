@@ -36,7 +36,9 @@ export class ConnectionRegistry {
   #deadlineTimer: NodeJS.Timeout | null = null
   /** Refused connections whose close is under way (refusals told by a close). */
   readonly #refusing = new Set<Upgrading>()
-  readonly #work = new Set<Promise<void>>()
+  /** Work in flight (presence updates), and who waits for there to be none. */
+  #working = 0
+  #idle: (() => void)[] = []
   #pingTimer: NodeJS.Timeout | null = null
   /** Bytes of messages held for connections whose handshake has not completed. */
   heldBytes = 0
@@ -101,13 +103,21 @@ export class ConnectionRegistry {
 
   /** Keeps work in flight (presence updates) so shutdown can wait for it. */
   pending(work: Promise<void>): void {
-    this.#work.add(work)
-    void work.finally(() => this.#work.delete(work))
+    this.#working++
+    work.then(this.#workDone, this.#workDone)
   }
 
-  /** Resolves once the work in flight has settled. */
-  async settled(): Promise<void> {
-    await Promise.allSettled([...this.#work])
+  readonly #workDone = (): void => {
+    if (--this.#working > 0) return
+    const waiting = this.#idle
+    this.#idle = []
+    for (const resolve of waiting) resolve()
+  }
+
+  /** Resolves once no work is in flight (at once when none is). */
+  settled(): Promise<void> {
+    if (this.#working === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.push(resolve))
   }
 
   /**

@@ -97,16 +97,19 @@ export class RedisPresence {
     this.#nodeId = nodeId
   }
 
-  /** +1 connection of `member` in `set`; resolves true when that made it online cluster-wide. */
-  join(set: string, member: string): Promise<boolean> {
+  /**
+   * +1 connection of `member` in `set`; resolves true when that made it online cluster-wide. A
+   * failed batch rejects with what `failed` makes of its error.
+   */
+  join(set: string, member: string, failed: (err: unknown) => never): Promise<boolean> {
     const at = this.#queue('j', set, member)
-    return this.#batches.run().then((counts) => counts[at] === 1)
+    return this.#batches.run().then((counts) => counts[at] === 1, failed)
   }
 
   /** -1 connection; resolves true when `member` is now offline everywhere. */
-  leave(set: string, member: string): Promise<boolean> {
+  leave(set: string, member: string, failed: (err: unknown) => never): Promise<boolean> {
     const at = this.#queue('l', set, member)
-    return this.#batches.run().then((counts) => counts[at] === 0)
+    return this.#batches.run().then((counts) => counts[at] === 0, failed)
   }
 
   /**

@@ -168,7 +168,7 @@ export class RedisEngine extends EventEmitter implements Engine {
     if (this.#closed) return Promise.reject(new ClosedError())
     const field = presenceField(set, member)
     this.#present.set(field, (this.#present.get(field) ?? 0) + 1)
-    return this.#presence.join(set, member).catch(JOIN_FAILED)
+    return this.#presence.join(set, member, JOIN_FAILED)
   }
 
   presenceLeave(set: string, member: string): Promise<boolean> {
@@ -177,7 +177,7 @@ export class RedisEngine extends EventEmitter implements Engine {
     const n = (this.#present.get(field) ?? 0) - 1
     if (n > 0) this.#present.set(field, n)
     else this.#present.delete(field)
-    return this.#presence.leave(set, member).catch(LEAVE_FAILED)
+    return this.#presence.leave(set, member, LEAVE_FAILED)
   }
 
   presenceList(set: string): Promise<Map<string, number>> {
