@@ -63,12 +63,8 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, At
   #countedUser: string | null = null
   #subscribed = false
   #tracked = false
-  readonly #expiry = new TokenExpiry(() => {
-    if (this.format === 'json') {
-      this.sendFrame({ type: 'error', code: 'expired_token', detail: 'token expired' })
-    }
-    this.close(CloseCode.TOKEN_EXPIRED, 'token expired')
-  })
+  /** The token's expiry and its timer; made for a token that expires (null until one does). */
+  #expiry: TokenExpiry | null = null
   #waiters: (() => void)[] | null = null
   /** Completes the handshake for a refusal told by a close (refusal.ts); null: refuse over HTTP. */
   #completeForRefusal: (() => WebSocket | null) | null = null
@@ -90,7 +86,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, At
   }
 
   get expiresAt(): number | null {
-    return this.#expiry.at
+    return this.#expiry?.at ?? null
   }
 
   // ---- upgrading -------------------------------------------------------------------------------
@@ -149,7 +145,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, At
     if (settings.hasHooks || settings.authorize.length > 0 || this.services.options.allowedChannels)
       this.context = acceptance.context
     this.tokenAuthenticated = acceptance.tokenAuthenticated
-    this.#expiry.set(acceptance.expiresAt)
+    this.#expiryFor(acceptance.expiresAt)?.set(acceptance.expiresAt)
     this.trackChannels(acceptance.flags)
     return this.connection
   }
@@ -278,7 +274,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, At
     this.phase = 'open'
     services.registry.opened(connection)
     this.startDelivery(stored, recoveries)
-    this.#expiry.arm()
+    this.#expiry?.arm()
     services.options.logger?.debug?.(
       { id: connection.id, facility: connection.facility },
       'connection accepted',
@@ -305,8 +301,23 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, At
   async refreshToken(token: string): Promise<void> {
     const expiresAt = await this.services.refreshToken(token, this.connection!.identity)
     // The new expiry closes the connection only while it is open.
-    if (this.phase === 'open') this.#expiry.arm(expiresAt)
-    else this.#expiry.set(expiresAt)
+    const expiry = this.#expiryFor(expiresAt)
+    if (!expiry) return
+    if (this.phase === 'open') expiry.arm(expiresAt)
+    else expiry.set(expiresAt)
+  }
+
+  /** The connection's TokenExpiry, made now if `at` is an expiry; null while neither is. */
+  #expiryFor(at: number | null): TokenExpiry | null {
+    if (this.#expiry === null && at !== null) this.#expiry = new TokenExpiry(() => this.#expired())
+    return this.#expiry
+  }
+
+  #expired(): void {
+    if (this.format === 'json') {
+      this.sendFrame({ type: 'error', code: 'expired_token', detail: 'token expired' })
+    }
+    this.close(CloseCode.TOKEN_EXPIRED, 'token expired')
   }
 
   // ---- the end -----------------------------------------------------------------------------------
@@ -317,7 +328,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, At
     this.services.hub.settle() // what arrived before the close goes out before it
     this.flush()
     this.phase = 'closing'
-    this.#expiry.clear()
+    this.#expiry?.clear()
     this.dropQueue()
     this.ws!.close(code, closeReason(reason))
     // A socket paused by the publish budget is read again (what the client sent meanwhile is
@@ -345,7 +356,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, At
     this.phase = 'closed'
     const services = this.services
     this.#endUpgrade()
-    this.#expiry.clear()
+    this.#expiry?.clear()
     this.dropQueue()
     this.dropHeld()
     this.stopReading()

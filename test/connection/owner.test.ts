@@ -684,6 +684,19 @@ describe('ConnectionOwner', () => {
       a.owner.terminate()
     })
 
+    it('closes with 4001 at the expiry a refresh gave a connection whose token had none', async () => {
+      const a = await h.open({ expiresAt: null, tokenAuthenticated: true })
+      assert.equal(a.owner.expiresAt, null)
+      const at = Date.now() + 30
+      h.refreshImpl = async () => at
+      await a.owner.refreshToken('fresh')
+      assert.equal(a.owner.expiresAt, at)
+      await eventually(() => closeFrame(a) !== null)
+      assert.deepEqual(closeFrame(a), { code: 4001, reason: 'token expired' })
+      h.refreshImpl = async () => null
+      a.owner.terminate()
+    })
+
     it('refuses a refresh that fails, keeping the old expiry', async () => {
       const at = Date.now() + 60_000
       const a = await h.open({ expiresAt: at, tokenAuthenticated: true })
