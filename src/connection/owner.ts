@@ -162,10 +162,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, At
     this.#subscribed = true
     const { format, history } = this.settings!
     const channels = this.connection!.channels.subscribe
-    const registered = this.services.hub.register(this, channels, format, history)
-    // Awaited after the others: until then a failure must not go unhandled.
-    registered.counted.catch(() => {})
-    return registered
+    return this.services.hub.register(this, channels, format, history)
   }
 
   /**

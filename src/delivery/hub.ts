@@ -50,6 +50,8 @@ export interface OpenRecovery extends StreamPosition {
   frames: Buffer[]
 }
 
+const ignore = (): void => {}
+
 /** Settles with every one of `work` (one alone is returned as it is); null for none. */
 function allOf(work: Promise<void>[]): Promise<void> | null {
   if (work.length <= 1) return work[0] ?? null
@@ -172,7 +174,7 @@ export class Hub {
    * `add` in two parts: `subscribed` resolves once every channel is subscribed in Redis (what a
    * read of stored messages must wait for; null when all of them already are), `counted` once the
    * receiver counts are written (an upgrade reads while they are). Both must be awaited; a
-   * rejection of either is the caller's.
+   * rejection of either is the caller's (`counted` is marked handled: it may be awaited last).
    */
   register(
     recipient: Recipient,
@@ -195,8 +197,18 @@ export class Hub {
       if (!state.subscribed || state.pending) subscribing.push(this.#reconcile(channel))
       counting.push(this.#engine.setLocalCount(channel, state.recipients.size))
     }
-    return { subscribed: allOf(subscribing), counted: allOf(counting) ?? Promise.resolve() }
+    const counted = allOf(counting) ?? Promise.resolve()
+    // Awaited by the caller after the rest: until then a failure must not go unhandled. The
+    // registrations of one moment share one count write, and so one handler.
+    if (counted !== this.#lastCounted) {
+      counted.catch(ignore)
+      this.#lastCounted = counted
+    }
+    return { subscribed: allOf(subscribing), counted }
   }
+
+  /** The last count write `register` marked handled. */
+  #lastCounted: Promise<void> | null = null
 
   /**
    * Unregisters `recipient` at once; channels nobody else needs are unsubscribed in the

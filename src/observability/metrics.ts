@@ -143,16 +143,19 @@ export class BrokerMetrics {
   constructor(broker: MetricsSource, options: MetricsOptions = {}) {
     this.#own = options.registry === undefined
     this.registry = options.registry ?? new Registry()
-    const accepted = new Counter({
-      name: 'wsfacility_connections_accepted_total',
-      help: 'Upgrades accepted.',
-      registers: [],
-    })
-    const closed = new Counter({
-      name: 'wsfacility_connections_closed_total',
-      help: 'Connections that went away.',
-      registers: [],
-    })
+    // Counted as plain numbers, read at scrape time: a connection storm opens thousands a second.
+    let acceptedCount = 0
+    let closedCount = 0
+    const accepted = counterOf(
+      'wsfacility_connections_accepted_total',
+      'Upgrades accepted.',
+      () => acceptedCount,
+    )
+    const closed = counterOf(
+      'wsfacility_connections_closed_total',
+      'Connections that went away.',
+      () => closedCount,
+    )
     const refused = new Counter({
       name: 'wsfacility_upgrades_refused_total',
       help: 'Upgrades refused, by HTTP status (also those told by close 4000 + status).',
@@ -161,9 +164,9 @@ export class BrokerMetrics {
     })
     /** Frames dropped for slow clients that have gone (live ones are read at scrape time). */
     let droppedGone = 0
-    broker.on('connection', () => accepted.inc())
+    broker.on('connection', () => void acceptedCount++)
     broker.on('disconnect', (conn) => {
-      closed.inc()
+      closedCount++
       droppedGone += conn.dropped
     })
     broker.on('refused', (_req, status) => refused.inc({ status }))
