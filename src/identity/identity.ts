@@ -49,9 +49,11 @@ export function normalizeIdentity(value: PartialIdentity | null | undefined): Id
   const sessionKey = optionalId('sessionKey', value.sessionKey)
   const rawGroups: unknown = value.groups ?? []
   if (!Array.isArray(rawGroups)) throw new InvalidArgumentError('identity groups must be an array')
-  const groups = [
-    ...new Set(rawGroups.map((g) => optionalId('group', g)).filter((g) => g !== null)),
-  ]
+  // Most identities have no groups: no Set and no arrays to make for them.
+  const groups =
+    rawGroups.length === 0
+      ? []
+      : [...new Set(rawGroups.map((g) => optionalId('group', g)).filter((g) => g !== null))]
   return { user, groups, sessionKey }
 }
 
