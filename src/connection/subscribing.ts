@@ -11,6 +11,9 @@ import { ChannelSet } from './channel-set.js'
 import { updateConnection } from './connection.js'
 import { Publishing } from './publishing.js'
 
+/** Where every connection's chain of changes starts (one promise for all of them). */
+const NO_CHANGES: Promise<unknown> = Promise.resolve()
+
 /**
  * The live subscriptions of a connection (between its inbound side and its owner): joins and
  * leaves of channels of its facility while it is open, and a refreshed identity moving it to
@@ -22,7 +25,7 @@ export abstract class Subscribing extends Publishing {
   #set: ChannelSet | null = null
   #flags: Flags | null = null
   #identity: Identity | null = null
-  #changes: Promise<unknown> = Promise.resolve()
+  #changes: Promise<unknown> = NO_CHANGES
   /** The publish channels the flags give the identity. */
   #derivedPublish: readonly string[] = []
   /** Channels left by hand: not published on either, whatever the flags give. */
