@@ -28,7 +28,7 @@ class Gate {
   }
 }
 
-/** RedisEngine whose next history read, stored-message read or UNSUBSCRIBE can be held at a gate. */
+/** RedisEngine whose next history read, stored-message read (`read`) or UNSUBSCRIBE can be held at a gate. */
 class GatedEngine extends RedisEngine {
   readGate: Gate | null = null
   getGate: Gate | null = null
@@ -50,11 +50,12 @@ class GatedEngine extends RedisEngine {
     this.unsubscribeGate = null
     await gate?.pass()
   }
-  override async get(channels: string[]): Promise<(Buffer | null)[]> {
+  /** The upgrade's read of stored messages (the one `getGate` holds). */
+  override async read(channels: string[]): Promise<ReadonlyMap<string, Buffer | null>> {
     const gate = this.getGate
     this.getGate = null
     await gate?.pass()
-    return super.get(channels)
+    return super.read(channels)
   }
 }
 
