@@ -12,6 +12,10 @@ const CORE = {
   'src/connection/outbound.ts': ['test/connection/outbound.test.ts'],
   'src/connection/owner.ts': ['test/connection/owner.test.ts', 'test/upgrade/refusal.test.ts'],
   'src/connection/publishing.ts': ['test/connection/publishing.test.ts'],
+  'src/connection/registry.ts': [
+    'test/connection/registry.test.ts',
+    'test/connection/owner.test.ts',
+  ],
   'src/connection/inbound.ts': ['test/connection/inbound.test.ts'],
   'src/connection/flush-scheduler.ts': ['test/connection/flush-scheduler.test.ts'],
   'src/connection/publish-budget.ts': ['test/connection/publish-budget.test.ts'],

@@ -60,7 +60,7 @@ export interface EngineStorage {
    * the same moment may share one map and one round trip (a connection storm's replay reads).
    * Absent or null in it: nothing stored. Optional: without it, the broker reads with `get`.
    */
-  read?(channels: readonly string[]): Promise<ReadonlyMap<string, Buffer | null>>
+  read?: ((channels: readonly string[]) => Promise<ReadonlyMap<string, Buffer | null>>) | undefined
 }
 
 /** Each channel's history: a bounded stream with an epoch (history/). */

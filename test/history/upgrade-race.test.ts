@@ -51,7 +51,7 @@ class GatedEngine extends RedisEngine {
     await gate?.pass()
   }
   /** The upgrade's read of stored messages (the one `getGate` holds). */
-  override async read(channels: string[]): Promise<ReadonlyMap<string, Buffer | null>> {
+  override async read(channels: readonly string[]): Promise<ReadonlyMap<string, Buffer | null>> {
     const gate = this.getGate
     this.getGate = null
     await gate?.pass()
