@@ -1,43 +1,27 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { RawData, WebSocket } from 'ws'
+import type { WebSocket } from 'ws'
 import { CloseCode, closeReason } from '../close-codes.js'
 import { HttpError } from '../errors.js'
 import { refuseUpgrade } from '../upgrade/handshake.js'
 import { refusalClose } from '../upgrade/refusal.js'
 import { Connection, type ConnectionHandle, type ConnectionState } from './connection.js'
 import { TokenExpiry } from './expiry.js'
+import {
+  clientGone,
+  type ListenedOwner,
+  ignoreError,
+  own,
+  socketGone,
+  wsClose,
+  wsError,
+  wsMessage,
+  wsPong,
+} from './listeners.js'
 import type { Attempt } from './registry.js'
 import type { Acceptance, ConnectionServices } from './services.js'
 import type { Recoveries } from '../history/recovery.js'
 import { Subscribing } from './subscribing.js'
-
-const OWNER = Symbol('wsfacility.owner')
-type Owned = { [OWNER]?: ConnectionOwner }
-
-const ownerOfEmitter = (emitter: unknown): ConnectionOwner | undefined => (emitter as Owned)[OWNER]
-
-const clientGone = (): HttpError => new HttpError(499, 'client went away', 'WSF_CLIENT_GONE')
-
-// One set of listeners for every socket and WebSocket (called with it as `this`) instead of
-// closures per connection: idle connections are most of a broker's memory.
-function socketGone(this: Duplex): void {
-  ownerOfEmitter(this)?.abort(clientGone())
-}
-function ignoreError(): void {}
-function wsMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
-  ownerOfEmitter(this)?.received(data as Buffer, isBinary)
-}
-function wsPong(this: WebSocket): void {
-  ownerOfEmitter(this)?.answered()
-}
-function wsError(this: WebSocket, err: Error): void {
-  const owner = ownerOfEmitter(this)
-  owner?.services.options.logger?.debug?.({ err, id: owner.connection?.id }, 'client error')
-}
-function wsClose(this: WebSocket, code: number): void {
-  ownerOfEmitter(this)?.release(code)
-}
 
 /**
  * Owns one connection for its whole life — upgrading, open, closing, closed — and is the only
@@ -47,7 +31,10 @@ function wsClose(this: WebSocket, code: number): void {
  * (outbound.ts), inbound handling (publishing.ts) and live joins (subscribing.ts) are the classes
  * it extends.
  */
-export class ConnectionOwner extends Subscribing implements ConnectionHandle, Attempt {
+export class ConnectionOwner
+  extends Subscribing
+  implements ConnectionHandle, Attempt, ListenedOwner
+{
   /** True while the upgrade is in progress (its deadline counts, the registry lists it). */
   #upgrading = true
   readonly deadline: number
@@ -75,7 +62,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, At
     super(services, socket)
     this.deadline = performance.now() + services.options.handshakeTimeout
     services.registry.upgradeStarted(this)
-    ;(socket as Owned)[OWNER] = this
+    own(socket, this)
     socket.on('error', ignoreError)
     socket.on('close', socketGone)
     socket.on('end', socketGone)
@@ -202,7 +189,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, At
     this.phase = 'closing'
     this.dropHeld()
     this.#unsubscribe()
-    ;(ws as Owned)[OWNER] = this
+    own(ws, this)
     ws.on('error', wsError)
     ws.on('close', wsClose)
     ws.close(code, reason)
@@ -262,7 +249,7 @@ export class ConnectionOwner extends Subscribing implements ConnectionHandle, At
     // ws has an 'error' listener on the socket for as long as it lives: the no-op goes.
     this.socket.off('error', ignoreError)
     this.ws = ws
-    ;(ws as Owned)[OWNER] = this
+    own(ws, this)
     ws.on('message', wsMessage)
     ws.on('pong', wsPong)
     ws.on('error', wsError)
