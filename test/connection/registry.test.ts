@@ -71,6 +71,16 @@ describe('ConnectionRegistry deadlines', () => {
     assert.ok(performance.now() >= b.deadline)
   })
 
+  it('waits for a deadline with one timer, not by polling', async (t) => {
+    const registry = new ConnectionRegistry()
+    const cuts = new Cuts()
+    const armed = t.mock.method(globalThis, 'setTimeout')
+    attempt(registry, 'a', 100, cuts)
+    await cuts.reached(1)
+    // Armed once for the deadline (and at most once more, should it fire a moment early).
+    assert.ok(armed.mock.callCount() <= 2, `${armed.mock.callCount()} timers for one deadline`)
+  })
+
   it('lets go of its timer once no upgrade is in progress', async () => {
     const registry = new ConnectionRegistry()
     const cuts = new Cuts()
