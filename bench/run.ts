@@ -177,7 +177,8 @@ const md = markdown(results)
 console.log(`\n${md}`)
 const dir = new URL('results/', import.meta.url)
 mkdirSync(dir, { recursive: true })
-const name = `${results.date.slice(0, 10)}-${results.commit}${quick ? '-quick' : ''}`
+// A partial run (--quick, --only) never overwrites the full run of the same commit and day.
+const name = `${results.date.slice(0, 10)}-${results.commit}${quick ? '-quick' : ''}${only ? `-${only}` : ''}`
 writeFileSync(new URL(`${name}.md`, dir), md)
 writeFileSync(new URL(`${name}.json`, dir), `${JSON.stringify(results, null, 2)}\n`)
 console.log(`results: bench/results/${name}.md and .json`)
