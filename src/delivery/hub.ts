@@ -50,8 +50,6 @@ export interface OpenRecovery extends StreamPosition {
   frames: Buffer[]
 }
 
-const ignore = (): void => {}
-
 /** Settles with every one of `work` (one alone is returned as it is); null for none. */
 function allOf(work: Promise<void>[]): Promise<void> | null {
   if (work.length <= 1) return work[0] ?? null
@@ -201,7 +199,7 @@ export class Hub {
     // Awaited by the caller after the rest: until then a failure must not go unhandled. The
     // registrations of one moment share one count write, and so one handler.
     if (counted !== this.#lastCounted) {
-      counted.catch(ignore)
+      counted.catch(() => {})
       this.#lastCounted = counted
     }
     return { subscribed: allOf(subscribing), counted }
