@@ -7,7 +7,7 @@ import {
 } from '../history/recovery.js'
 import { channelLabel } from '../history/wire.js'
 import type { Duplex } from 'node:stream'
-import { type WebSocket, WebSocketServer } from 'ws'
+import type { WebSocket } from 'ws'
 import type { ResolvedOptions } from '../broker/options.js'
 import type { Flags, RedisSubscriber } from '../channels/redis-subscriber.js'
 import { ConnectionOwner } from '../connection/owner.js'
@@ -20,6 +20,7 @@ import type { FacilitySettings } from '../facility/settings.js'
 import type { Authentication, Authenticator } from '../identity/authenticator.js'
 import { decideFlags } from './flag-policy.js'
 import { redactUrl } from '../observability/redact.js'
+import { HandshakeAcceptor } from './accept.js'
 import { checkHandshake } from './handshake.js'
 import { checkOrigin, isCookieAuthenticated } from './origin.js'
 import { type ParsedRequest, parseRequest } from './parse-url.js'
@@ -102,30 +103,16 @@ export interface UpgradeHost {
  */
 export class Upgrader {
   readonly #host: UpgradeHost
-  readonly #wss: WebSocketServer
+  readonly #open: HandshakeAcceptor
   /** Completes the handshakes of refusals told by a close (refusal.ts). */
-  readonly #refusals: WebSocketServer
+  readonly #refusals: HandshakeAcceptor
   #sequence = 0
 
   constructor(host: UpgradeHost) {
     this.#host = host
-    this.#wss = new WebSocketServer({
-      noServer: true,
-      clientTracking: false,
-      // The broker writes pre-built frames to each socket under `ws` (connection/owner.ts flush):
-      // a compressed connection would get them uncompressed and fail. Never turn this on.
-      perMessageDeflate: false,
-      maxPayload: host.options.maxPayload,
-      handleProtocols: openProtocol,
-    })
-    this.#refusals = new WebSocketServer({
-      noServer: true,
-      clientTracking: false,
-      perMessageDeflate: false,
-      // Nothing but a close is read from a refused client: a larger frame cuts it.
-      maxPayload: 125,
-      handleProtocols: refusalProtocol,
-    })
+    this.#open = new HandshakeAcceptor(host.options.maxPayload, openProtocol)
+    // Nothing but a close is read from a refused client: a larger frame cuts it.
+    this.#refusals = new HandshakeAcceptor(125, refusalProtocol)
   }
 
   /**
@@ -142,11 +129,8 @@ export class Upgrader {
     const complete = (refusal: boolean): WebSocket | null => {
       if (handed) return null
       handed = true
-      let accepted: WebSocket | null = null
-      const wss = refusal ? this.#refusals : this.#wss
       owner.handingOver()
-      wss.handleUpgrade(req, socket, head, (ws) => (accepted = ws))
-      return accepted
+      return (refusal ? this.#refusals : this.#open).accept(req, socket, head)
     }
     try {
       const decided = this.#decide(req, owner, complete)
@@ -179,8 +163,8 @@ export class Upgrader {
       owner.check()
       if (host.closing()) throw new HttpError(503, 'server is shutting down')
       const ws = complete(false)
-      // ws answered the handshake itself (400 for a header it cannot parse) or found the socket
-      // half-closed, and will not call back: the attempt is over.
+      // The socket was half-closed (or ws, answering the handshake itself without
+      // accept.ts's DIRECT, refused a header): the attempt is over.
       if (!ws) throw new HttpError(400, 'handshake refused')
       owner.open(ws, stored, req, recoveries)
     } catch (err) {
@@ -206,7 +190,7 @@ export class Upgrader {
   /** Cuts the upgrades still in progress and closes the WebSocket server (on broker shutdown). */
   close(): void {
     this.#host.services.registry.abortUpgrades()
-    this.#wss.close()
+    this.#open.close()
     this.#refusals.close()
   }
 
