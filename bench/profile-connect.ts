@@ -3,8 +3,10 @@
  * one variant (`wsfacility`, `wsfacility JWT`, `wsfacility JWT + presence`, `socket.io`, `ws`),
  * `rounds` times with a fresh server process each. Prints per round the accepted connections per
  * second and the CPU per accepted connection of the server, the load generator and redis-server
- * (they share the machine), and the Redis commands the storm sent. With `PROFILE=cpu` the storm
- * runs under V8's sampling profiler (top functions by self time; the profile goes to
+ * (they share the machine), the Redis commands the storm sent, and the reads Redis processed
+ * (about one per write of the server's: commands written together share one). With
+ * `PROFILE=cpu` the storm runs under V8's sampling profiler (top functions by self time; the
+ * profile goes to
  * bench/.work/profile-connect.cpuprofile), with `PROFILE=alloc` under its allocation sampling.
  * A profiled storm runs slower: compare its shares, and time the unprofiled rounds.
  */
@@ -42,6 +44,10 @@ try {
         const [lg, rd] = pids(loadgen).map((pid, i) => cpuSince(others[i]!, cpuReading(pid)))
         const per = (micros: number) => (micros / Math.max(1, accepted)).toFixed(0)
         console.log(`  load generator ${per(lg!)} µs/connection, redis-server ${per(rd!)}`)
+        const reads = String(await control.sendCommand(['INFO', 'stats'])).match(
+          /total_reads_processed:(\d+)/,
+        )?.[1]
+        console.log(`  redis reads processed: ${reads}`)
         const stats = String(await control.sendCommand(['INFO', 'commandstats']))
         const calls = [...stats.matchAll(/cmdstat_([^:]+):calls=(\d+)/g)]
           .filter(([, name]) => !name!.startsWith('config'))
