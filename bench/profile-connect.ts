@@ -6,8 +6,8 @@
  * (they share the machine), the Redis commands the storm sent, and the reads Redis processed
  * (about one per write of the server's: commands written together share one). With
  * `PROFILE=cpu` the storm runs under V8's sampling profiler (top functions by self time; the
- * profile goes to
- * bench/.work/profile-connect.cpuprofile), with `PROFILE=alloc` under its allocation sampling.
+ * profile goes to bench/.work/profile-connect.cpuprofile), with `PROFILE=alloc` under its
+ * allocation sampling.
  * A profiled storm runs slower: compare its shares, and time the unprofiled rounds.
  */
 import { mkdirSync } from 'node:fs'
