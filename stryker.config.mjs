@@ -28,6 +28,7 @@ const CORE = {
   'src/history/wire.ts': ['test/history/wire.test.ts'],
   'src/history/recovery.ts': ['test/history/recovery.test.ts'],
   'src/upgrade/refusal.ts': ['test/upgrade/refusal.test.ts'],
+  'src/upgrade/accept.ts': ['test/upgrade/accept.test.ts', 'test/upgrade/refusal.test.ts'],
   'src/engine/coalesce.ts': ['test/coalesce.test.ts'],
   'src/identity/hmac-jwt.ts': ['test/hmac-jwt.test.ts'],
   'src/identity/hmac-sha256.ts': ['test/hmac-sha256.test.ts', 'test/hmac-jwt.test.ts'],

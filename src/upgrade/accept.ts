@@ -32,15 +32,17 @@ type ServerWebSocketClass = new (
  */
 export const DIRECT = typeof (WebSocket.prototype as Partial<ServerSide>).setSocket === 'function'
 
-/** sha1(key + GUID) in base64; crypto.hash (Node ≥ 20.12) makes no Hash object. */
-const acceptKey: (key: string) => string =
-  typeof crypto.hash === 'function'
-    ? (key) => crypto.hash('sha1', key + GUID, 'base64')
-    : (key) =>
-        crypto
-          .createHash('sha1')
-          .update(key + GUID)
-          .digest('base64')
+/** Sec-WebSocket-Accept for `key`: sha1(key + GUID) in base64, by crypto.hash (no Hash object). */
+export const hashAcceptKey = (key: string): string => crypto.hash('sha1', key + GUID, 'base64')
+
+/** The same by createHash, for Node before 20.12 (no crypto.hash). */
+export const createHashAcceptKey = (key: string): string =>
+  crypto
+    .createHash('sha1')
+    .update(key + GUID)
+    .digest('base64')
+
+const acceptKey = typeof crypto.hash === 'function' ? hashAcceptKey : createHashAcceptKey
 
 /**
  * Answers WebSocket handshakes that checkHandshake passed (RFC 6455 §4.2.2): the 101 in one write,
@@ -115,7 +117,6 @@ export class HandshakeAcceptor {
   /** Stops answering handshakes (shutdown). */
   close(): void {
     this.#closed = true
-    this.#server.close()
   }
 
   #handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): WebSocket | null {

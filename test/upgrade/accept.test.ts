@@ -5,7 +5,13 @@ import net, { type AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { WebSocket } from 'ws'
 import { eventually } from '../helpers/ws.js'
-import { DIRECT, HandshakeAcceptor, type ProtocolChoice } from '../../src/upgrade/accept.js'
+import {
+  createHashAcceptKey,
+  DIRECT,
+  HandshakeAcceptor,
+  hashAcceptKey,
+  type ProtocolChoice,
+} from '../../src/upgrade/accept.js'
 
 // RFC 6455 §1.3's example: this key is answered with this Sec-WebSocket-Accept.
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ=='
@@ -69,6 +75,11 @@ function maskedFrame(text: string): Buffer {
   return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked])
 }
 
+it('computes the accept key of RFC 6455 §1.3 both ways (crypto.hash, and createHash before Node 20.12)', () => {
+  assert.equal(hashAcceptKey(KEY), ACCEPT)
+  assert.equal(createHashAcceptKey(KEY), ACCEPT)
+})
+
 it('the installed ws takes a socket directly, so the handshake is answered by the acceptor', () => {
   // When a ws release changes this, the fallback (handleUpgrade) answers, and this test says so.
   assert.equal(DIRECT, true)
@@ -81,9 +92,11 @@ for (const direct of [true, false]) {
     before(async () => (s = await serve(acceptor)))
     after(() => s.close())
 
-    it('answers 101 with the accept key of RFC 6455 §1.3, and no subprotocol when none is offered', async () => {
+    it('answers 101 with the accept key of RFC 6455 §1.3, no subprotocol when none is offered, no extension', async () => {
       const server = s.next()
-      const { text, socket } = await raw(s.port, request(s.port))
+      // An offer of compression is never taken: the broker writes pre-built frames.
+      const offer = 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n'
+      const { text, socket } = await raw(s.port, request(s.port, offer))
       socket.destroy()
       const [status, ...headers] = text.split('\r\n\r\n')[0]!.split('\r\n')
       assert.equal(status, 'HTTP/1.1 101 Switching Protocols')
@@ -103,6 +116,15 @@ for (const direct of [true, false]) {
       assert.equal(client.protocol, 'chat')
       assert.equal((await server)!.protocol, 'chat')
       client.close()
+    })
+
+    it('reads the offered subprotocols past the spaces around their commas', async () => {
+      const server = s.next()
+      const offer = 'Sec-WebSocket-Protocol: no ,  chat\t, other\r\n'
+      const { text, socket } = await raw(s.port, request(s.port, offer))
+      socket.destroy()
+      assert.match(text, /\r\nSec-WebSocket-Protocol: chat\r\n/i)
+      assert.equal((await server)!.protocol, 'chat')
     })
 
     it('answers no subprotocol when the choice is none of those offered', async () => {
