@@ -12,20 +12,22 @@ class Item implements Flushable {
   }
 }
 
-/** The microtasks `fn` queues, captured instead of queued, to run by hand. */
-function captureMicrotasks(fn: () => void): (() => void)[] {
+/** The immediates `fn` queues, captured instead of queued, to run by hand. */
+function captureImmediates(fn: () => void): (() => void)[] {
   const captured: (() => void)[] = []
-  const original = globalThis.queueMicrotask
-  globalThis.queueMicrotask = (task) => void captured.push(task)
+  const original = globalThis.setImmediate
+  globalThis.setImmediate = ((task: () => void) => {
+    captured.push(task)
+  }) as unknown as typeof setImmediate
   try {
     fn()
   } finally {
-    globalThis.queueMicrotask = original
+    globalThis.setImmediate = original
   }
   return captured
 }
 
-/** Ends the current turn: microtasks queued so far (and the ones they queue) have run. */
+/** Ends the current turn: immediates queued so far have run (and the microtasks they queue). */
 const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r))
 
 describe('FlushScheduler', () => {
@@ -38,9 +40,30 @@ describe('FlushScheduler', () => {
     assert.equal(item.flushes, 1)
   })
 
+  it('flushes once the I/O callbacks of the loop phase are done, not after each one', async () => {
+    // Each read of a socket (the Redis subscriber's, say) is a callback of its own, with the
+    // microtasks run between them: a flush after each would write a socket once per read.
+    const scheduler = new FlushScheduler()
+    const item = new Item()
+    const seen: number[] = []
+    await new Promise<void>((resolve) => {
+      setImmediate(() => {
+        scheduler.schedule(item)
+        queueMicrotask(() => seen.push(item.flushes))
+      })
+      setImmediate(() => {
+        seen.push(item.flushes)
+        scheduler.schedule(item)
+      })
+      setImmediate(() => setImmediate(resolve))
+    })
+    assert.deepEqual(seen, [0, 0], 'not flushed between the callbacks')
+    assert.equal(item.flushes, 1, 'flushed once after them')
+  })
+
   it('queues one run per turn however many items are scheduled', () => {
     const scheduler = new FlushScheduler()
-    const runs = captureMicrotasks(() => {
+    const runs = captureImmediates(() => {
       scheduler.schedule(new Item())
       scheduler.schedule(new Item())
       scheduler.schedule(new Item())
@@ -84,13 +107,15 @@ describe('FlushScheduler', () => {
     scheduler.schedule(first)
     await nextTurn()
     assert.equal(first.flushes, 1)
+    assert.equal(late.flushes, 0, 'not in the run that scheduled it')
+    await nextTurn()
     assert.equal(late.flushes, 1)
     assert.deepEqual(order, ['first'])
   })
 
   it('is not stuck after a flush threw: the next schedule runs again', () => {
     const scheduler = new FlushScheduler()
-    const runs = captureMicrotasks(() => {
+    const runs = captureImmediates(() => {
       scheduler.schedule(
         new Item(() => {
           throw new Error('boom')
@@ -100,7 +125,7 @@ describe('FlushScheduler', () => {
     assert.equal(runs.length, 1)
     assert.throws(() => runs[0]!(), /boom/)
     const next = new Item()
-    const again = captureMicrotasks(() => scheduler.schedule(next))
+    const again = captureImmediates(() => scheduler.schedule(next))
     assert.equal(again.length, 1, 'a new run is queued')
     again[0]!()
     assert.equal(next.flushes, 1)
@@ -109,7 +134,7 @@ describe('FlushScheduler', () => {
   it('lets the items a throwing flush left unflushed be scheduled again', () => {
     const scheduler = new FlushScheduler()
     const left = new Item()
-    const runs = captureMicrotasks(() => {
+    const runs = captureImmediates(() => {
       scheduler.schedule(
         new Item(() => {
           throw new Error('boom')
@@ -119,7 +144,7 @@ describe('FlushScheduler', () => {
     })
     assert.throws(() => runs[0]!(), /boom/)
     assert.equal(left.flushes, 0)
-    const again = captureMicrotasks(() => scheduler.schedule(left))
+    const again = captureImmediates(() => scheduler.schedule(left))
     assert.equal(again.length, 1)
     again[0]!()
     assert.equal(left.flushes, 1)
@@ -204,7 +229,7 @@ describe('FlushScheduler', () => {
       const f1 = Buffer.from('a')
       const f2 = Buffer.from('b')
       const joins: Buffer[] = []
-      const runs = captureMicrotasks(() =>
+      const runs = captureImmediates(() =>
         scheduler.schedule(
           new Item(() => {
             joins.push(scheduler.joined([f1, f2]))

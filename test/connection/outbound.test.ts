@@ -158,6 +158,24 @@ describe('Outbound', () => {
       a.owner.terminate()
     })
 
+    it('writes frames queued by separate callbacks of one loop phase in a single write', async () => {
+      const a = await h.open({ subscribe: [] })
+      const before = writesAfterHandshake(a).length
+      // Two reads of a socket in one poll are two callbacks, with microtasks run between them.
+      await new Promise<void>((resolve) => {
+        setImmediate(() => a.owner.sendText('one-1'))
+        setImmediate(() => a.owner.sendText('two-2'))
+        setImmediate(() => setImmediate(resolve))
+      })
+      const writes = writesAfterHandshake(a).slice(before)
+      assert.equal(writes.length, 1)
+      assert.deepEqual(
+        framesOf(writes[0]!).map((f) => f.payload.toString()),
+        ['one-1', 'two-2'],
+      )
+      a.owner.terminate()
+    })
+
     it('writes a lone frame as the very buffer the hub framed for every recipient', async () => {
       const a = await h.open({ subscribe: ['a'] })
       const spy: Buffer[] = []

@@ -246,8 +246,11 @@ export class OwnerHarness {
 export const harness = (options: BrokerOptions = {}): Promise<OwnerHarness> =>
   new OwnerHarness(options).start()
 
-/** Lets callbacks queued so far run (promise jobs, the flush microtask, socket I/O). */
-export const tick = (): Promise<void> => new Promise((r) => setImmediate(r))
+/**
+ * Lets callbacks queued so far run (promise jobs, socket I/O, and the flush: an immediate that
+ * may be queued after this one, by a promise job of this turn).
+ */
+export const tick = (): Promise<void> => new Promise((r) => setImmediate(() => setImmediate(r)))
 
 /**
  * Lets the hub deliver what the engine gave it so far (it does once the engine's read is done, in
