@@ -29,6 +29,11 @@ export interface BenchResults {
   joins: JoinFigures[] | null
   /** The largest fan-out on a plain ws server, one write per socket (bench/floor.ts), or null. */
   floor: FloorResult | null
+  /**
+   * One channel per client on a plain ws server, each message in a write of its own
+   * (bench/floor.ts `spread`), or null; absent in result files written before it existed.
+   */
+  channelsFloor?: FloorResult | null
 }
 
 const NAMES = { wsfacility: 'wsfacility', socketio: 'socket.io' } as const
@@ -159,13 +164,14 @@ export function targets(runs: RunResult[], facts: ServerFacts[]): string[] {
 }
 
 /**
- * The delivery targets of issue 15: one channel per client, the largest fan-out (beside its floor
- * on this machine), idle memory.
+ * The delivery targets of issue 15: one channel per client and the largest fan-out (each beside its
+ * floor on this machine, when measured), idle memory.
  */
 export function deliveryTargets(
   runs: RunResult[],
   facts: ServerFacts[],
   floor: FloorResult | null,
+  channelsFloor: FloorResult | null = null,
 ): string[] {
   const out: string[] = []
   const cw = findRun(runs, 'wsfacility', 'channels')
@@ -175,7 +181,11 @@ export function deliveryTargets(
     const ratio = cs ? us / cs.cpuMicrosPerDelivery : NaN
     const vs = cs ? `, ${fmt(ratio, 2)}× Socket.IO's (≤ 0.3)` : ''
     const ok = us <= 8 && (!cs || ratio <= 0.3)
-    out.push(`${cw.scenario}: ${fmt(us, 2)} µs CPU/delivery (≤ 8)${vs}: ${mark(ok)}`)
+    const beside =
+      channelsFloor && channelsFloor.clients === cw.clients
+        ? `; a plain ws server writing each message in a write of its own: ${fmt(channelsFloor.cpuMicrosPerDelivery, 2)} µs (${fmt(us / channelsFloor.cpuMicrosPerDelivery, 2)}× that floor)`
+        : ''
+    out.push(`${cw.scenario}: ${fmt(us, 2)} µs CPU/delivery (≤ 8)${vs}: ${mark(ok)}${beside}`)
   }
   const fanouts = runs.filter((r) => r.server === 'wsfacility' && r.scenario.startsWith('fan-out'))
   const largest = fanouts.reduce<RunResult | null>(
@@ -420,7 +430,9 @@ export function markdown(r: BenchResults): string {
           '',
           'Targets (issue 15, deliveries):',
           '',
-          ...deliveryTargets(r.runs, r.facts, r.floor).map((t) => `- ${t}`),
+          ...deliveryTargets(r.runs, r.facts, r.floor, r.channelsFloor ?? null).map(
+            (t) => `- ${t}`,
+          ),
           '',
         ]
   const storms = r.connect ? connectMarkdown(r.connect.runs, r.connect.plan) : []

@@ -6,7 +6,8 @@
  * `--only history` the history runs alone; `--only connect` the connection storms alone
  * (bench/connect.ts: wsfacility, Socket.IO and a plain ws server); `--only joins` the live joins
  * (bench/joins.ts, also `npm run bench:joins`). With wsfacility, the largest fan-out is also
- * measured on a plain ws server writing each burst in one write per socket (bench/floor.ts).
+ * measured on a plain ws server writing each burst in one write per socket, and one channel per
+ * client on one writing each message in a write of its own (bench/floor.ts).
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -139,6 +140,7 @@ const results: BenchResults = {
   connect: null,
   joins: null,
   floor: null,
+  channelsFloor: null,
 }
 try {
   for (const kind of kinds) {
@@ -152,6 +154,10 @@ try {
     log(`fan-out floor (plain ws, one write per socket):`)
     results.floor = await benchFloor(largest.clients, largest.messages)
     log(`  ${results.floor.cpuMicrosPerDelivery.toFixed(2)} µs CPU/delivery`)
+    const { clients, messages } = plan.users
+    log(`channels floor (plain ws, one write per message):`)
+    results.channelsFloor = await benchFloor(clients, messages, 'spread')
+    log(`  ${results.channelsFloor.cpuMicrosPerDelivery.toFixed(2)} µs CPU/delivery`)
   }
   if (withConnect) {
     log('connection storms:')

@@ -2,7 +2,9 @@
  * Child process: a plain `ws` server that accepts every upgrade and does nothing else (the floor
  * of the connection storms). Asked for a `burst`, it writes that many bench messages, framed,
  * to every client in one write per socket: the floor of a broadcast fan-out, with no broker, no
- * Redis and nothing to decide per client.
+ * Redis and nothing to decide per client. Asked to `spread` them, it writes each message, framed,
+ * to one client after the other in a write of its own: the floor of one channel per client, where
+ * every delivery is a write.
  */
 import http from 'node:http'
 import type { Socket } from 'node:net'
@@ -41,6 +43,12 @@ serve({
     )
     for (const socket of sockets) socket.write(frames)
     return sockets.size
+  },
+  spread: (a) => {
+    const count = a.count as number
+    const list = [...sockets]
+    for (let i = 0; i < count; i++) list[i % list.length]!.write(textFrame(benchMessage(i)))
+    return list.length
   },
   ...profiler(),
 })
