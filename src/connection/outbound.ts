@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream'
 import { CloseCode } from '../close-codes.js'
 import { type HistoryPosition, type ServerFrame, serverFrame } from '../delivery/envelope.js'
 import { frame, frameFor, messageFrame } from '../delivery/frame.js'
-import type { Recipient } from '../delivery/hub.js'
+import type { Recipient, RunOffsets } from '../delivery/hub.js'
 import type { Message } from '../delivery/payload.js'
 import type { WireFormat } from '../facility/definition.js'
 import type { FacilitySettings } from '../facility/settings.js'
@@ -104,23 +104,35 @@ export abstract class Outbound implements Recipient, Flushable {
     payloads: readonly Buffer[],
     frames: readonly Buffer[],
     bytes: number,
+    places: RunOffsets | null,
   ): void {
-    // The common case at once: an open connection with nothing queued, nothing of its own to
-    // expect and room for all of it takes the shared frames as its queue.
+    // The common case at once: an open connection with nothing of its own to expect and room for
+    // all of it takes the shared frames as its queue, or adds them to what it queued this turn.
     if (
       this.phase === 'open' &&
-      this.#queue === null &&
       this.#joining?.has(channel) !== true &&
       (this.#own?.get(channel)?.length ?? 0) === 0 &&
-      this.socket.writableLength + bytes <= this.settings!.maxBufferedBytes
+      this.#queued + this.socket.writableLength + bytes <= this.settings!.maxBufferedBytes
     ) {
-      this.#queue = frames as Buffer[]
-      this.#queueShared = true
-      this.#queued = bytes
-      this.services.scheduler.schedule(this)
+      const queue = this.#queue
+      this.#queued += bytes
+      if (queue === null) {
+        this.#queue = frames as Buffer[]
+        this.#queueShared = true
+        this.services.scheduler.schedule(this)
+        return
+      }
+      // Several reads of one turn each gave a run (the flush waits for the loop's I/O).
+      const own = !Array.isArray(queue) ? [queue] : this.#queueShared ? queue.slice() : queue
+      for (let i = 0; i < frames.length; i++) own.push(frames[i]!)
+      this.#queue = own
+      this.#queueShared = false
       return
     }
-    for (let i = 0; i < payloads.length; i++) this.deliver(channel, payloads[i]!, frames[i]!, 0)
+    for (let i = 0; i < payloads.length; i++) {
+      const offset = places ? places.offsets[i]! : 0
+      this.deliver(channel, payloads[i]!, frames[i]!, offset, places?.positions[i])
+    }
   }
 
   /**

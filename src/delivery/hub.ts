@@ -25,9 +25,10 @@ export interface Recipient {
     position?: HistoryPosition,
   ): void
   /**
-   * Takes consecutive messages of `channel` without history at once, as `deliver` would one by
-   * one (`bytes`: the frames' total length). The arrays are shared by every recipient of the
-   * channel and must not be changed. Without it, the hub calls `deliver` for each.
+   * Takes consecutive messages of `channel` at once, as `deliver` would one by one (`bytes`: the
+   * frames' total length; `offsets` and `positions` each message's, null when none has history).
+   * The arrays are shared by every recipient of the channel and must not be changed. Without it,
+   * the hub calls `deliver` for each.
    */
   deliverRun?:
     | ((
@@ -35,6 +36,7 @@ export interface Recipient {
         payloads: readonly Buffer[],
         frames: readonly Buffer[],
         bytes: number,
+        offsets: RunOffsets | null,
       ) => void)
     | undefined
   /** The channel's history was lost; delivery goes on from `position` (`label`: the client's name
@@ -67,20 +69,49 @@ class ChannelState {
   pending: Promise<void> | null = null
 }
 
-/** Consecutive messages of one channel without history, not delivered yet (Hub.settle). */
+/** The history places of a run's messages, one each (0 and undefined for one without). */
+export interface RunOffsets {
+  readonly offsets: readonly number[]
+  readonly positions: readonly (HistoryPosition | undefined)[]
+}
+
+/** Consecutive messages of one channel, not delivered yet (Hub.settle). */
 class Run {
   readonly payloads: Buffer[]
   readonly frames: Buffer[]
   bytes: number
+  /** Created by the first message with a place in the channel's history. */
+  places: { offsets: number[]; positions: (HistoryPosition | undefined)[] } | null = null
   constructor(
     readonly channel: string,
     readonly state: ChannelState,
     payload: Buffer,
     framed: Buffer,
+    offset: number,
+    position: HistoryPosition | undefined,
   ) {
     this.payloads = [payload]
     this.frames = [framed]
     this.bytes = framed.length
+    if (offset !== 0 || position !== undefined)
+      this.places = { offsets: [offset], positions: [position] }
+  }
+
+  push(payload: Buffer, framed: Buffer, offset: number, position: HistoryPosition | undefined) {
+    const n = this.payloads.length
+    this.payloads.push(payload)
+    this.frames.push(framed)
+    this.bytes += framed.length
+    let places = this.places
+    if (places === null) {
+      if (offset === 0 && position === undefined) return
+      this.places = places = {
+        offsets: new Array<number>(n).fill(0),
+        positions: new Array<HistoryPosition | undefined>(n).fill(undefined),
+      }
+    }
+    places.offsets.push(offset)
+    places.positions.push(position)
   }
 }
 
@@ -101,9 +132,10 @@ export class Hub {
   /** Frames handed to recipients (one per recipient per message). */
   deliveries = 0
   /**
-   * Messages of one channel received one after the other, delivered together once the engine's
-   * read is done (a microtask) or as soon as anything else could tell the difference (`settle`):
-   * a burst of M messages to N recipients costs N calls, not N × M.
+   * Messages of one channel received (or, with history, put in order) one after the other,
+   * delivered together once the engine's read is done (a microtask) or as soon as anything else
+   * could tell the difference (`settle`): a burst of M messages to N recipients costs N calls,
+   * not N × M.
    */
   #run: Run | null = null
   #settleQueued = false
@@ -277,57 +309,60 @@ export class Hub {
       }
       raw = message.payload
     }
-    const framed = frameFor(state.format, raw)
-    const run = this.#run
-    if (run !== null && run.state === state) {
-      run.payloads.push(raw)
-      run.frames.push(framed)
-      run.bytes += framed.length
-    } else {
-      this.settle()
-      this.#run = new Run(channel, state, raw, framed)
-      if (!this.#settleQueued) {
-        this.#settleQueued = true
-        queueMicrotask(this.#settleTask)
-      }
-    }
+    this.#add(channel, state, raw, frameFor(state.format, raw), 0, undefined)
     return state.recipients.size
   }
 
-  /**
-   * Delivers the messages received and not delivered yet. The hub calls it before anything that
-   * changes who receives what or in which order (recipients coming and going, a delivery from
-   * history); a connection calls it before it queues a frame of its own, closes or opens.
-   */
-  settle(): void {
-    const run = this.#run
-    if (run === null) return
-    this.#run = null
-    const { channel, state, payloads, frames } = run
-    const count = payloads.length
-    if (count === 1) return this.#deliver(channel, state, payloads[0]!, frames[0]!, 0)
-    this.messages += count
-    this.deliveries += count * state.recipients.size
-    for (const recipient of state.recipients) {
-      if (recipient.deliverRun) recipient.deliverRun(channel, payloads, frames, run.bytes)
-      else for (let i = 0; i < count; i++) recipient.deliver(channel, payloads[i]!, frames[i]!, 0)
-    }
-  }
-
-  #deliver(
+  /** Adds a message to the run of its channel (after delivering that of another channel). */
+  #add(
     channel: string,
     state: ChannelState,
     payload: Buffer,
     framed: Buffer,
     offset: number,
-    position?: HistoryPosition,
-  ) {
-    // Messages of another channel that came first go first.
+    position: HistoryPosition | undefined,
+  ): void {
+    const run = this.#run
+    if (run !== null && run.state === state) return run.push(payload, framed, offset, position)
     this.settle()
-    this.messages++
-    this.deliveries += state.recipients.size
-    for (const recipient of state.recipients)
-      recipient.deliver(channel, payload, framed, offset, position)
+    this.#run = new Run(channel, state, payload, framed, offset, position)
+    if (!this.#settleQueued) {
+      this.#settleQueued = true
+      queueMicrotask(this.#settleTask)
+    }
+  }
+
+  /**
+   * Delivers the messages received and not delivered yet. The hub calls it before anything that
+   * changes who receives what or in which order (recipients coming and going, a message of another
+   * channel, a channel's history lost); a connection calls it before it queues a frame of its own,
+   * closes or opens.
+   */
+  settle(): void {
+    const run = this.#run
+    if (run === null) return
+    this.#run = null
+    const { channel, state, payloads, frames, places } = run
+    const count = payloads.length
+    this.messages += count
+    this.deliveries += count * state.recipients.size
+    if (count === 1) {
+      const payload = payloads[0]!
+      const framed = frames[0]!
+      const offset = places ? places.offsets[0]! : 0
+      const position = places?.positions[0]
+      for (const recipient of state.recipients)
+        recipient.deliver(channel, payload, framed, offset, position)
+      return
+    }
+    for (const recipient of state.recipients) {
+      if (recipient.deliverRun) recipient.deliverRun(channel, payloads, frames, run.bytes, places)
+      else
+        for (let i = 0; i < count; i++) {
+          const offset = places ? places.offsets[i]! : 0
+          recipient.deliver(channel, payloads[i]!, frames[i]!, offset, places?.positions[i])
+        }
+    }
   }
 
   /** The history side of a new channel state, delivering to its recipients. */
@@ -338,7 +373,7 @@ export class Hub {
       deliver: (m) => {
         const position = json ? { channel: label, epoch: m.epoch, offset: m.offset } : undefined
         const framed = frameFor(state.format, m.payload, position)
-        this.#deliver(channel, state, m.payload, framed, m.offset, position)
+        this.#add(channel, state, m.payload, framed, m.offset, position)
       },
       lost: (position) => {
         this.settle()

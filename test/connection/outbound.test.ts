@@ -335,6 +335,43 @@ describe('Outbound', () => {
       b.owner.terminate()
     })
 
+    it('adds a second run of one turn to what it queued, in one write, the shared frames untouched', async () => {
+      const a = await h.open({ subscribe: ['a'] })
+      const b = await h.open({ subscribe: ['a'] })
+      const before = writesAfterHandshake(a).length
+      // Two reads of the subscriber's socket in one poll: two runs of 'a' before the flush.
+      setImmediate(() => ['one-1', 'two-2'].forEach((t) => publish(h, 'a', t)))
+      setImmediate(() => ['thr-3', 'fou-4'].forEach((t) => publish(h, 'a', t)))
+      await tick()
+      for (const c of [a, b]) {
+        const writes = writesAfterHandshake(c).slice(before)
+        assert.equal(writes.length, 1, 'one write')
+        assert.deepEqual(
+          framesOf(writes[0]!).map((f) => f.payload.toString()),
+          ['one-1', 'two-2', 'thr-3', 'fou-4'],
+          'each run once, in order',
+        )
+      }
+      a.owner.terminate()
+      b.owner.terminate()
+    })
+
+    it('takes a run that would pass the bound on top of its queue one by one (drop policy)', async () => {
+      const a = await h.open({
+        subscribe: ['a'],
+        definition: { slowConsumer: 'drop', maxBufferedBytes: 21 },
+      })
+      setImmediate(() => ['one-1', 'two-2'].forEach((t) => publish(h, 'a', t)))
+      // 14 bytes queued: of the next run's 14, the first 7 fit (21), the second does not.
+      setImmediate(() => ['thr-3', 'fou-4'].forEach((t) => publish(h, 'a', t)))
+      await tick()
+      await eventually(() => texts(a).length === 3)
+      await tick()
+      assert.deepEqual(texts(a), ['one-1', 'two-2', 'thr-3'])
+      assert.equal(a.owner.dropped, 1)
+      a.owner.terminate()
+    })
+
     it('sends its own frames after the messages that arrived before them', async () => {
       const a = await h.open({ subscribe: ['a'] })
       publish(h, 'a', 'one-1')
@@ -470,6 +507,32 @@ describe('Outbound', () => {
       await me.ws!.waitFor(2)
       assert.deepEqual(me.ws!.texts, ['y', 'z'])
       h.publishImpl = (channel, payload, expire) => h.engine.publish(channel, payload, expire)
+      me.owner.terminate()
+    })
+
+    it('moves its position past its own copy inside a run of messages from history', async () => {
+      const history = { size: 10, ttl: 60 }
+      const definition = { format: 'json', history } as const
+      const channel = 'broadcast:t'
+      const me = await h.open({ subscribe: [channel], publish: [channel], definition }, 'ws')
+      let release!: () => void
+      const gate = new Promise<void>((r) => (release = r))
+      h.publishImpl = async (c, payload, expire) => {
+        await gate
+        return h.engine.publish(c, payload, expire, history)
+      }
+      await me.ws!.send(JSON.stringify({ type: 'data', data: 'x' }))
+      await eventually(() => h.published.length === 1)
+      // Someone else's message, then the own copy, in the same read: one run [y, x] from history.
+      release()
+      void h.engine.publish(channel, encodeText('"y"'), 0, history)
+      await me.ws!.waitFor(2)
+      await tick()
+      const [y, x] = me.ws!.texts.map((t) => JSON.parse(t) as Record<string, unknown>)
+      const epoch = y!.epoch
+      assert.deepEqual(y, { type: 'data', channel: 'broadcast', epoch, offset: 1, data: 'y' })
+      assert.deepEqual(x, { type: 'position', channel: 'broadcast', epoch, offset: 2 }, 'no echo')
+      assert.equal(me.ws!.texts.length, 2)
       me.owner.terminate()
     })
 

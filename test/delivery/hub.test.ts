@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { frame, frameFor } from '../../src/delivery/frame.js'
-import { Hub, type Recipient } from '../../src/delivery/hub.js'
+import type { HistoryPosition } from '../../src/delivery/envelope.js'
+import { Hub, type Recipient, type RunOffsets } from '../../src/delivery/hub.js'
 import { encodeText } from '../../src/delivery/payload.js'
 import { encodeChannelMessage } from '../../src/history/wire.js'
 import type { Engine, EngineStatus, MessageHandler } from '../../src/engine/types.js'
@@ -61,23 +62,38 @@ class FakeEngine {
 
 /** A recipient that records what it got. */
 class Sink implements Recipient {
-  readonly got: { channel: string; payload: Buffer; framed: Buffer }[] = []
-  deliver(channel: string, payload: Buffer, framed: Buffer): void {
-    this.got.push({ channel, payload, framed })
+  readonly got: {
+    channel: string
+    payload: Buffer
+    framed: Buffer
+    offset: number
+    position: HistoryPosition | undefined
+  }[] = []
+  deliver(...[channel, payload, framed, offset, position]: Parameters<Recipient['deliver']>) {
+    this.got.push({ channel, payload, framed, offset, position })
   }
 }
 
 /** A recipient that takes runs: each call's frames, and the arrays it was given. */
 class RunSink extends Sink {
-  readonly runs: { payloads: readonly Buffer[]; frames: readonly Buffer[]; bytes: number }[] = []
+  readonly runs: {
+    payloads: readonly Buffer[]
+    frames: readonly Buffer[]
+    bytes: number
+    places: RunOffsets | null
+  }[] = []
   deliverRun(
     channel: string,
     payloads: readonly Buffer[],
     frames: readonly Buffer[],
     bytes: number,
+    places: RunOffsets | null,
   ) {
-    this.runs.push({ payloads, frames, bytes })
-    for (let i = 0; i < payloads.length; i++) this.deliver(channel, payloads[i]!, frames[i]!)
+    this.runs.push({ payloads, frames, bytes, places })
+    for (let i = 0; i < payloads.length; i++) {
+      const offset = places ? places.offsets[i]! : 0
+      this.deliver(channel, payloads[i]!, frames[i]!, offset, places?.positions[i])
+    }
   }
 }
 
@@ -492,6 +508,92 @@ describe('Hub', () => {
     await read()
     assert.deepEqual(texts(r), ['a:1', 'a:2', 'b:3', 'a:4', 'a:5'])
     assert.equal(r.runs.length, 2, 'a:1-2 and a:4-5')
+  })
+
+  it('delivers consecutive messages from history as one run, with their offsets and positions', async () => {
+    const { engine, hub } = setup()
+    const run = new RunSink()
+    const plain = new Sink()
+    for (const r of [run, plain]) await hub.add(r, ['broadcast:h'], 'json', { size: 10, ttl: 60 })
+    for (const [t, offset] of [
+      ['one', 1],
+      ['two', 2],
+      ['three', 3],
+    ] as const)
+      engine.handler('broadcast:h', encodeChannelMessage(encodeText(t), 'e1', offset))
+    await read()
+    const at = (offset: number) => ({ channel: 'broadcast', epoch: 'e1', offset })
+    assert.equal(run.runs.length, 1, 'one run for the three')
+    assert.deepEqual(run.runs[0]!.places, {
+      offsets: [1, 2, 3],
+      positions: [at(1), at(2), at(3)],
+    })
+    assert.deepEqual(
+      run.runs[0]!.frames.map((f) => frameText(f)),
+      ['one', 'two', 'three'].map((t, i) => frameText(frameFor('json', encodeText(t), at(i + 1)))),
+      'framed with their positions',
+    )
+    const seen = (s: Sink) => s.got.map((g) => [g.payload.toString(), g.offset, g.position])
+    const want = [
+      ['one', 1, at(1)],
+      ['two', 2, at(2)],
+      ['three', 3, at(3)],
+    ]
+    assert.deepEqual(seen(plain), want, 'one by one, each with its place')
+    assert.deepEqual(seen(run), want)
+    assert.equal(hub.messages, 3)
+    assert.equal(hub.deliveries, 6)
+  })
+
+  it('keeps the places of a run that mixes plain PUBLISHes and messages from history', async () => {
+    const { engine, hub } = setup()
+    const run = new RunSink()
+    const plain = new Sink()
+    for (const r of [run, plain]) await hub.add(r, ['broadcast:h'], 'json', { size: 10, ttl: 60 })
+    engine.handler('broadcast:h', encodeText('plain first'))
+    engine.handler('broadcast:h', encodeChannelMessage(encodeText('kept'), 'e1', 7))
+    engine.handler('broadcast:h', encodeText('plain last'))
+    await read()
+    const at7 = { channel: 'broadcast', epoch: 'e1', offset: 7 }
+    assert.equal(run.runs.length, 1)
+    assert.deepEqual(run.runs[0]!.places, {
+      offsets: [0, 7, 0],
+      positions: [undefined, at7, undefined],
+    })
+    assert.deepEqual(
+      plain.got.map((g) => [g.payload.toString(), g.offset, g.position]),
+      [
+        ['plain first', 0, undefined],
+        ['kept', 7, at7],
+        ['plain last', 0, undefined],
+      ],
+    )
+  })
+
+  it('gives a run without history no places', async () => {
+    const { engine, hub } = setup()
+    const run = new RunSink()
+    await hub.add(run, ['broadcast:h'], 'json', { size: 10, ttl: 60 })
+    engine.handler('broadcast:h', encodeText('a'))
+    engine.handler('broadcast:h', encodeText('b'))
+    await read()
+    assert.equal(run.runs.length, 1)
+    assert.equal(run.runs[0]!.places, null)
+  })
+
+  it('delivers one message from history alone with its offset and position', async () => {
+    const { engine, hub } = setup()
+    const run = new RunSink()
+    await hub.add(run, ['broadcast:h'], 'json', { size: 10, ttl: 60 })
+    engine.handler('broadcast:h', encodeChannelMessage(encodeText('solo'), 'e1', 4))
+    await read()
+    assert.equal(run.runs.length, 0)
+    assert.deepEqual(
+      run.got.map((g) => [g.payload.toString(), g.offset, g.position]),
+      [['solo', 4, { channel: 'broadcast', epoch: 'e1', offset: 4 }]],
+    )
+    assert.equal(hub.messages, 1)
+    assert.equal(hub.deliveries, 1)
   })
 
   it('keeps the order of a run and a message from history after it', async () => {
