@@ -570,6 +570,36 @@ describe('Hub', () => {
     )
   })
 
+  it('keeps the offsets of a run from history on a raw facility (no positions there)', async () => {
+    const { engine, hub } = setup()
+    const run = new RunSink()
+    await hub.add(run, ['broadcast:h'], 'raw', { size: 10, ttl: 60 })
+    engine.handler('broadcast:h', encodeChannelMessage(encodeText('one'), 'e1', 1))
+    engine.handler('broadcast:h', encodeChannelMessage(encodeText('two'), 'e1', 2))
+    engine.handler('broadcast:h', encodeText('plain'))
+    engine.handler('broadcast:h', encodeText('plain again'))
+    await read()
+    // Then a plain PUBLISH first: the places begin with the first message from history.
+    engine.handler('broadcast:h', encodeText('plain'))
+    engine.handler('broadcast:h', encodeChannelMessage(encodeText('three'), 'e1', 3))
+    await read()
+    const none = [undefined, undefined]
+    assert.deepEqual(
+      run.runs.map((r) => r.places),
+      [
+        { offsets: [1, 2, 0, 0], positions: [...none, ...none] },
+        { offsets: [0, 3], positions: none },
+      ],
+    )
+    assert.deepEqual(
+      run.runs.map((r) => r.frames.map((f) => f.toString('latin1'))),
+      [
+        ['one', 'two', 'plain', 'plain again'],
+        ['plain', 'three'],
+      ].map((texts) => texts.map((t) => frame(Buffer.from(t), false).toString('latin1'))),
+    )
+  })
+
   it('gives a run without history no places', async () => {
     const { engine, hub } = setup()
     const run = new RunSink()
