@@ -356,6 +356,80 @@ describe('Outbound', () => {
       b.owner.terminate()
     })
 
+    it('adds a run to a single frame it queued this turn', async () => {
+      const a = await h.open({ subscribe: ['a'] })
+      const before = writesAfterHandshake(a).length
+      setImmediate(() => publish(h, 'a', 'one-1'))
+      setImmediate(() => ['two-2', 'thr-3'].forEach((t) => publish(h, 'a', t)))
+      await tick()
+      const writes = writesAfterHandshake(a).slice(before)
+      assert.equal(writes.length, 1)
+      assert.deepEqual(
+        framesOf(writes[0]!).map((f) => f.payload.toString()),
+        ['one-1', 'two-2', 'thr-3'],
+      )
+      a.owner.terminate()
+    })
+
+    it('takes a run while it expects its own copy on another channel', async () => {
+      const a = await h.open({ subscribe: ['a', 'b'], publish: ['b'] }, 'ws')
+      let release!: () => void
+      const gate = new Promise<void>((r) => (release = r))
+      h.publishImpl = async (channel, payload, expire) => {
+        await gate
+        return h.engine.publish(channel, payload, expire)
+      }
+      await a.ws!.send('mine')
+      await eventually(() => h.published.length === 1)
+      publish(h, 'a', 'one-1')
+      publish(h, 'a', 'two-2')
+      await a.ws!.waitFor(2)
+      release()
+      await tick()
+      assert.deepEqual(a.ws!.texts, ['one-1', 'two-2'], 'its own copy on b not sent back')
+      h.publishImpl = (channel, payload, expire) => h.engine.publish(channel, payload, expire)
+      a.owner.terminate()
+    })
+
+    it('holds a run of a channel it is joining until the join gave what history had', async () => {
+      const a = await h.open({ subscribe: ['a'] })
+      const hold = a.owner as unknown as {
+        holdChannel(channel: string): void
+        endHold(channel: string, frames: Buffer[], answer: null, offset: number): void
+      }
+      hold.holdChannel('a')
+      publish(h, 'a', 'live-1')
+      publish(h, 'a', 'live-2')
+      await tick()
+      assert.deepEqual(texts(a), [], 'held while the join reads history')
+      hold.endHold('a', [frame(Buffer.from('from-history'), false)], null, 0)
+      await eventually(() => texts(a).length === 3)
+      assert.deepEqual(texts(a), ['from-history', 'live-1', 'live-2'])
+      a.owner.terminate()
+    })
+
+    it('counts what the socket has not written yet against the bound of a run', async () => {
+      const a = await h.open({
+        subscribe: ['a'],
+        definition: { slowConsumer: 'drop', maxBufferedBytes: 21 },
+      })
+      a.socket.cork()
+      publish(h, 'a', 'one-1')
+      publish(h, 'a', 'two-2')
+      await tick()
+      assert.equal(a.socket.writableLength, 2 * framed('one-1'), 'written, held by the cork')
+      // 14 unwritten: of the next run's 14, the first 7 fit (21), the second does not.
+      publish(h, 'a', 'thr-3')
+      publish(h, 'a', 'fou-4')
+      await delivered()
+      assert.equal(a.owner.dropped, 1)
+      a.socket.uncork()
+      await eventually(() => texts(a).length === 3)
+      await tick()
+      assert.deepEqual(texts(a), ['one-1', 'two-2', 'thr-3'])
+      a.owner.terminate()
+    })
+
     it('takes a run that would pass the bound on top of its queue one by one (drop policy)', async () => {
       const a = await h.open({
         subscribe: ['a'],
