@@ -245,15 +245,22 @@ describe('Outbound', () => {
       a.owner.terminate()
     })
 
-    it('counts bytes the socket has not written yet against the bound', async () => {
+    /** An open connection (bound 21 bytes, drop policy) whose corked socket holds `first`. */
+    const corkedWith = async (first: string[]): Promise<Attempt> => {
       const a = await h.open({
         subscribe: ['a'],
         definition: { slowConsumer: 'drop', maxBufferedBytes: 21 },
       })
       a.socket.cork()
-      publish(h, 'a', 'one-1')
+      for (const t of first) publish(h, 'a', t)
       await tick()
-      assert.equal(a.socket.writableLength, framed('one-1'), 'written, held by the cork')
+      const unwritten = first.reduce((n, t) => n + framed(t), 0)
+      assert.equal(a.socket.writableLength, unwritten, 'written, held by the cork')
+      return a
+    }
+
+    it('counts bytes the socket has not written yet against the bound', async () => {
+      const a = await corkedWith(['one-1'])
       publish(h, 'a', 'two-2')
       publish(h, 'a', 'thr-3')
       await delivered()
@@ -409,15 +416,7 @@ describe('Outbound', () => {
     })
 
     it('counts what the socket has not written yet against the bound of a run', async () => {
-      const a = await h.open({
-        subscribe: ['a'],
-        definition: { slowConsumer: 'drop', maxBufferedBytes: 21 },
-      })
-      a.socket.cork()
-      publish(h, 'a', 'one-1')
-      publish(h, 'a', 'two-2')
-      await tick()
-      assert.equal(a.socket.writableLength, 2 * framed('one-1'), 'written, held by the cork')
+      const a = await corkedWith(['one-1', 'two-2'])
       // 14 unwritten: of the next run's 14, the first 7 fit (21), the second does not.
       publish(h, 'a', 'thr-3')
       publish(h, 'a', 'fou-4')
