@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream'
 import { CloseCode } from '../close-codes.js'
 import { type HistoryPosition, type ServerFrame, serverFrame } from '../delivery/envelope.js'
 import { frame, frameFor, messageFrame } from '../delivery/frame.js'
-import type { Recipient, RunOffsets } from '../delivery/hub.js'
+import type { Recipient, RunPlaces } from '../delivery/hub.js'
 import type { Message } from '../delivery/payload.js'
 import type { WireFormat } from '../facility/definition.js'
 import type { FacilitySettings } from '../facility/settings.js'
@@ -104,7 +104,7 @@ export abstract class Outbound implements Recipient, Flushable {
     payloads: readonly Buffer[],
     frames: readonly Buffer[],
     bytes: number,
-    places: RunOffsets | null,
+    places: RunPlaces | null,
   ): void {
     // The common case at once: an open connection with nothing of its own to expect and room for
     // all of it takes the shared frames as its queue, or adds them to what it queued this turn.

@@ -26,9 +26,9 @@ export interface Recipient {
   ): void
   /**
    * Takes consecutive messages of `channel` at once, as `deliver` would one by one (`bytes`: the
-   * frames' total length; `offsets` and `positions` each message's, null when none has history).
-   * The arrays are shared by every recipient of the channel and must not be changed. Without it,
-   * the hub calls `deliver` for each.
+   * frames' total length; `places` each message's offset and position, null when none has a
+   * place in the channel's history). The arrays are shared by every recipient of the channel and
+   * must not be changed. Without it, the hub calls `deliver` for each.
    */
   deliverRun?:
     | ((
@@ -36,7 +36,7 @@ export interface Recipient {
         payloads: readonly Buffer[],
         frames: readonly Buffer[],
         bytes: number,
-        offsets: RunOffsets | null,
+        places: RunPlaces | null,
       ) => void)
     | undefined
   /** The channel's history was lost; delivery goes on from `position` (`label`: the client's name
@@ -70,7 +70,7 @@ class ChannelState {
 }
 
 /** The history places of a run's messages, one each (0 and undefined for one without). */
-export interface RunOffsets {
+export interface RunPlaces {
   readonly offsets: readonly number[]
   readonly positions: readonly (HistoryPosition | undefined)[]
 }

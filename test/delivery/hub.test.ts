@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { frame, frameFor } from '../../src/delivery/frame.js'
 import type { HistoryPosition } from '../../src/delivery/envelope.js'
-import { Hub, type Recipient, type RunOffsets } from '../../src/delivery/hub.js'
+import { Hub, type Recipient, type RunPlaces } from '../../src/delivery/hub.js'
 import { encodeText } from '../../src/delivery/payload.js'
 import { encodeChannelMessage } from '../../src/history/wire.js'
 import type { Engine, EngineStatus, MessageHandler } from '../../src/engine/types.js'
@@ -80,14 +80,14 @@ class RunSink extends Sink {
     payloads: readonly Buffer[]
     frames: readonly Buffer[]
     bytes: number
-    places: RunOffsets | null
+    places: RunPlaces | null
   }[] = []
   deliverRun(
     channel: string,
     payloads: readonly Buffer[],
     frames: readonly Buffer[],
     bytes: number,
-    places: RunOffsets | null,
+    places: RunPlaces | null,
   ) {
     this.runs.push({ payloads, frames, bytes, places })
     for (let i = 0; i < payloads.length; i++) {
