@@ -8,6 +8,7 @@
 /** Each core module and the unit tests that pin it. */
 const CORE = {
   'src/delivery/hub.ts': ['test/delivery/hub.test.ts'],
+  'src/delivery/run.ts': ['test/delivery/hub.test.ts'],
   'src/delivery/frame.ts': ['test/delivery/frame.test.ts'],
   'src/connection/outbound.ts': ['test/connection/outbound.test.ts'],
   'src/connection/owner.ts': ['test/connection/owner.test.ts', 'test/upgrade/refusal.test.ts'],

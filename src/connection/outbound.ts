@@ -2,7 +2,8 @@ import type { Duplex } from 'node:stream'
 import { CloseCode } from '../close-codes.js'
 import { type HistoryPosition, type ServerFrame, serverFrame } from '../delivery/envelope.js'
 import { frame, frameFor, messageFrame } from '../delivery/frame.js'
-import type { Recipient, RunPlaces } from '../delivery/hub.js'
+import type { Recipient } from '../delivery/hub.js'
+import type { RunPlaces } from '../delivery/run.js'
 import type { Message } from '../delivery/payload.js'
 import type { WireFormat } from '../facility/definition.js'
 import type { FacilitySettings } from '../facility/settings.js'
@@ -123,9 +124,9 @@ export abstract class Outbound implements Recipient, Flushable {
         return
       }
       // Several reads of one turn each gave a run (the flush waits for the loop's I/O).
-      const own = !Array.isArray(queue) ? [queue] : this.#queueShared ? queue.slice() : queue
-      for (let i = 0; i < frames.length; i++) own.push(frames[i]!)
-      this.#queue = own
+      const list = !Array.isArray(queue) ? [queue] : this.#queueShared ? queue.slice() : queue
+      for (let i = 0; i < frames.length; i++) list.push(frames[i]!)
+      this.#queue = list
       this.#queueShared = false
       return
     }

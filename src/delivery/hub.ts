@@ -1,6 +1,7 @@
 import type { WireFormat } from '../facility/definition.js'
 import type { HistoryPosition } from './envelope.js'
 import { frameFor } from './frame.js'
+import { Run, type RunPlaces } from './run.js'
 import type { EngineHistory, EngineMembership, EngineTransport } from '../engine/types.js'
 import { ChannelHistory, type HistorySource, type Sequenced } from '../history/channel-history.js'
 import {
@@ -69,52 +70,6 @@ class ChannelState {
   pending: Promise<void> | null = null
 }
 
-/** The history places of a run's messages, one each (0 and undefined for one without). */
-export interface RunPlaces {
-  readonly offsets: readonly number[]
-  readonly positions: readonly (HistoryPosition | undefined)[]
-}
-
-/** Consecutive messages of one channel, not delivered yet (Hub.settle). */
-class Run {
-  readonly payloads: Buffer[]
-  readonly frames: Buffer[]
-  bytes: number
-  /** Created by the first message with a place in the channel's history. */
-  places: { offsets: number[]; positions: (HistoryPosition | undefined)[] } | null = null
-  constructor(
-    readonly channel: string,
-    readonly state: ChannelState,
-    payload: Buffer,
-    framed: Buffer,
-    offset: number,
-    position: HistoryPosition | undefined,
-  ) {
-    this.payloads = [payload]
-    this.frames = [framed]
-    this.bytes = framed.length
-    if (offset !== 0 || position !== undefined)
-      this.places = { offsets: [offset], positions: [position] }
-  }
-
-  push(payload: Buffer, framed: Buffer, offset: number, position: HistoryPosition | undefined) {
-    const n = this.payloads.length
-    this.payloads.push(payload)
-    this.frames.push(framed)
-    this.bytes += framed.length
-    let places = this.places
-    if (places === null) {
-      if (offset === 0 && position === undefined) return
-      this.places = places = {
-        offsets: new Array<number>(n).fill(0),
-        positions: new Array<HistoryPosition | undefined>(n).fill(undefined),
-      }
-    }
-    places.offsets.push(offset)
-    places.positions.push(position)
-  }
-}
-
 /**
  * Per process: channel → recipients. Subscribes each channel once however many connections want
  * it, unsubscribes it when the last one leaves, and frames each message once for all of them.
@@ -137,7 +92,7 @@ export class Hub {
    * could tell the difference (`settle`): a burst of M messages to N recipients costs N calls,
    * not N × M.
    */
-  #run: Run | null = null
+  #run: Run<ChannelState> | null = null
   #settleQueued = false
   readonly #settleTask = (): void => {
     this.#settleQueued = false

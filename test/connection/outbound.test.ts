@@ -23,6 +23,13 @@ const texts = (a: Attempt): string[] =>
 /** Writes to the owner's socket after the handshake answer (the first write). */
 const writesAfterHandshake = (a: Attempt): Buffer[] => a.writes.slice(1)
 
+/** Texts of the frames of the one write to `a` after its first `before` (asserted to be one). */
+function oneWriteAfter(a: Attempt, before: number, message?: string): string[] {
+  const writes = writesAfterHandshake(a).slice(before)
+  assert.equal(writes.length, 1, message)
+  return framesOf(writes[0]!).map((f) => f.payload.toString())
+}
+
 /** Publishes `text` on `channel` through the engine (synchronously delivered by the memory engine). */
 const publish = (h: OwnerHarness, channel: string, text: string): void =>
   void h.engine.publish(channel, encodeText(text), 0)
@@ -146,12 +153,7 @@ describe('Outbound', () => {
       a.owner.sendText('thr-3')
       assert.equal(writesAfterHandshake(a).length, before, 'nothing written within the turn')
       await tick()
-      const writes = writesAfterHandshake(a).slice(before)
-      assert.equal(writes.length, 1)
-      assert.deepEqual(
-        framesOf(writes[0]!).map((f) => f.payload.toString()),
-        ['one-1', 'two-2', 'thr-3'],
-      )
+      assert.deepEqual(oneWriteAfter(a, before), ['one-1', 'two-2', 'thr-3'])
       publish(h, 'a', 'fou-4')
       await tick()
       assert.equal(writesAfterHandshake(a).length, before + 2, 'one more write in the next turn')
@@ -165,12 +167,7 @@ describe('Outbound', () => {
       setImmediate(() => a.owner.sendText('one-1'))
       setImmediate(() => a.owner.sendText('two-2'))
       await tick()
-      const writes = writesAfterHandshake(a).slice(before)
-      assert.equal(writes.length, 1)
-      assert.deepEqual(
-        framesOf(writes[0]!).map((f) => f.payload.toString()),
-        ['one-1', 'two-2'],
-      )
+      assert.deepEqual(oneWriteAfter(a, before), ['one-1', 'two-2'])
       a.owner.terminate()
     })
 
@@ -351,10 +348,8 @@ describe('Outbound', () => {
       setImmediate(() => ['thr-3', 'fou-4'].forEach((t) => publish(h, 'a', t)))
       await tick()
       for (const c of [a, b]) {
-        const writes = writesAfterHandshake(c).slice(before)
-        assert.equal(writes.length, 1, 'one write')
         assert.deepEqual(
-          framesOf(writes[0]!).map((f) => f.payload.toString()),
+          oneWriteAfter(c, before, 'one write'),
           ['one-1', 'two-2', 'thr-3', 'fou-4'],
           'each run once, in order',
         )
@@ -369,12 +364,7 @@ describe('Outbound', () => {
       setImmediate(() => publish(h, 'a', 'one-1'))
       setImmediate(() => ['two-2', 'thr-3'].forEach((t) => publish(h, 'a', t)))
       await tick()
-      const writes = writesAfterHandshake(a).slice(before)
-      assert.equal(writes.length, 1)
-      assert.deepEqual(
-        framesOf(writes[0]!).map((f) => f.payload.toString()),
-        ['one-1', 'two-2', 'thr-3'],
-      )
+      assert.deepEqual(oneWriteAfter(a, before), ['one-1', 'two-2', 'thr-3'])
       a.owner.terminate()
     })
 
