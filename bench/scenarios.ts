@@ -24,6 +24,12 @@ export interface Plan {
   users: { clients: number; messages: number }
 }
 
+/**
+ * wsfacility's `writeDelay` in its second channels run (ms): each client's frames of a window
+ * go out in one write. Socket.IO has no such option; its channels run is the default's peer.
+ */
+export const CHANNELS_WRITE_DELAY = 50
+
 /** Figures of one measured run. */
 export interface RunResult {
   server: ServerKind
@@ -80,6 +86,8 @@ export interface GroupOptions {
   track?: boolean
   /** The publisher starts a broker of its own (RedisPublisher, broker.publish). */
   broker?: boolean
+  /** wsfacility's `writeDelay` (ms); 0 when absent. */
+  writeDelay?: number
 }
 
 export async function startGroup(
@@ -94,6 +102,7 @@ export async function startGroup(
     BENCH_JWT_SECRET: JWT_SECRET,
   }
   if (options.history) env.BENCH_HISTORY = JSON.stringify(options.history)
+  if (options.writeDelay) env.BENCH_WRITE_DELAY = String(options.writeDelay)
   const here = new URL('.', import.meta.url)
   const file = (name: string) => new URL(`procs/${name}.ts`, here).pathname
   const [server, loadgen, publisher] = await Promise.all([
@@ -318,5 +327,15 @@ export async function benchServer(
   done(await measure(g, `channels ${clients}`, clients, users, messages, 0, 1))
   await disconnect(g)
   await stopGroup(g)
+
+  if (kind === 'wsfacility') {
+    // The same run with writeDelay: fewer, larger writes per client, at up to that much latency.
+    g = await startGroup(kind, redisUrl, { writeDelay: CHANNELS_WRITE_DELAY })
+    const delayed = await connect(g, clients, true)
+    const name = `channels ${clients} + writeDelay ${CHANNELS_WRITE_DELAY} ms`
+    done(await measure(g, name, clients, delayed, messages, 0, 1))
+    await disconnect(g)
+    await stopGroup(g)
+  }
   return { runs, facts }
 }

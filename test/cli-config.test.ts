@@ -143,6 +143,21 @@ describe('wsfacility --config: flags, environment and file', () => {
     assert.equal(both.prefix, 'flag')
   })
 
+  it('takes writeDelay from the file, for the broker and a facility, and the flag over it', async () => {
+    const file = configFile({ writeDelay: 40, facilities: { ticker: { writeDelay: 5 } } })
+    const fromFile = await effective(['--config', file])
+    assert.deepEqual(fromFile.limits, { writeDelay: 40 })
+    assert.deepEqual(fromFile.facilities, { ticker: { writeDelay: 5 } })
+    const env = await effective(['--config', file], { WSFACILITY_WRITE_DELAY: '25' })
+    assert.deepEqual(env.limits, { writeDelay: 25 })
+    const flagged = await effective(['--config', file, '--write-delay', '0'], {
+      WSFACILITY_WRITE_DELAY: '25',
+    })
+    assert.deepEqual(flagged.limits, { writeDelay: 0 })
+    const stderr = await refused(['--config', configFile({ writeDelay: 20_000 })])
+    assert.match(stderr, /writeDelay must be at most 10000/)
+  })
+
   it('serves on the path the flag gives over the one in the file (end to end)', async () => {
     const file = configFile({ port: 0, path: '/file/' })
     const { ws } = await serve(['--config', file, '--path', '/flag/'])

@@ -271,6 +271,12 @@ describe('wsfacility CLI', () => {
     { name: 'a prefix with ":" inside', args: ['--prefix', 'a:b'] },
     { name: 'a non-numeric --publish-rate', args: ['--publish-rate', 'fast'] },
     { name: 'a zero --max-payload', args: ['--max-payload', '0'] },
+    { name: 'a --write-delay past 10000', args: ['--write-delay', '10001'] },
+    {
+      name: 'a non-numeric WSFACILITY_WRITE_DELAY',
+      args: [],
+      env: { WSFACILITY_WRITE_DELAY: 'soon' },
+    },
     {
       name: 'a zero WSFACILITY_HANDSHAKE_TIMEOUT',
       args: [],

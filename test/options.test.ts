@@ -25,6 +25,7 @@ describe('resolveOptions', () => {
       assert.equal(opts.maxPayload, 1024 * 1024)
       assert.equal(opts.maxBufferedBytes, 4 * 1024 * 1024)
       assert.equal(opts.slowConsumer, 'close')
+      assert.equal(opts.writeDelay, 0)
       assert.equal(opts.publishRate, 20)
       assert.equal(opts.maxStoredMessage, 64 * 1024)
       assert.equal(opts.maxInFlightBytes, 1024 * 1024)
@@ -155,6 +156,10 @@ describe('resolveOptions', () => {
       ['negative pingInterval', { pingInterval: -1 }],
       ['negative maxPayload', { maxPayload: -1 }],
       ['negative maxBufferedBytes', { maxBufferedBytes: -1 }],
+      ['negative writeDelay', { writeDelay: -1 }],
+      ['writeDelay past 10000 ms', { writeDelay: 10_001 }],
+      ['writeDelay given as a string', { writeDelay: '50' }],
+      ['writeDelay that is not finite', { writeDelay: Infinity }],
       ['zero maxFacilityLength', { maxFacilityLength: 0 }],
       ['fractional maxFacilityLength', { maxFacilityLength: 1.5 }],
       ['identify that is not a function', { identify: 'jwt' }],

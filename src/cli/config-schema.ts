@@ -56,6 +56,7 @@ export const facilitySchema = z.strictObject(
     maxStoredMessage: int(0).optional(),
     maxBufferedBytes: int(0).optional(),
     slowConsumer: oneOf(['close', 'drop']).optional(),
+    writeDelay: int(0, 10_000).optional(),
   },
   { error: 'must be an object of facility options' },
 )
@@ -107,6 +108,7 @@ const settings = {
   adminPassword: nonEmpty,
   publishRate: int(0),
   publishBurst: int(0),
+  writeDelay: int(0, 10_000),
   maxConnections: int(0),
   maxUserConnections: int(0),
   maxPayload: int(1),

@@ -33,6 +33,7 @@ export const FLAGS = {
   'admin-password': { type: 'string' },
   'publish-rate': { type: 'string' },
   'publish-burst': { type: 'string' },
+  'write-delay': { type: 'string' },
   'max-connections': { type: 'string' },
   'max-user-connections': { type: 'string' },
   'max-payload': { type: 'string' },

@@ -96,21 +96,23 @@ export interface CliConfig {
 export interface CliLimits {
   publishRate?: number
   publishBurst?: number
+  writeDelay?: number
   maxConnections?: number
   maxConnectionsPerUser?: number
   maxPayload?: number
   handshakeTimeout?: number
 }
 
-/** Limit flags: flag, environment variable, broker option, smallest value. */
-const LIMIT_FLAGS = [
+/** Limit flags: flag, environment variable, broker option, smallest value (and largest). */
+const LIMIT_FLAGS: readonly (readonly [StringFlag, string, keyof CliLimits, number, number?])[] = [
   ['publish-rate', 'WSFACILITY_PUBLISH_RATE', 'publishRate', 0],
   ['publish-burst', 'WSFACILITY_PUBLISH_BURST', 'publishBurst', 0],
+  ['write-delay', 'WSFACILITY_WRITE_DELAY', 'writeDelay', 0, 10_000],
   ['max-connections', 'WSFACILITY_MAX_CONNECTIONS', 'maxConnections', 0],
   ['max-user-connections', 'WSFACILITY_MAX_USER_CONNECTIONS', 'maxConnectionsPerUser', 0],
   ['max-payload', 'WSFACILITY_MAX_PAYLOAD', 'maxPayload', 1],
   ['handshake-timeout', 'WSFACILITY_HANDSHAKE_TIMEOUT', 'handshakeTimeout', 1],
-] as const
+]
 
 type Pick = (flag: StringFlag, ...vars: string[]) => Given | null
 
@@ -263,10 +265,10 @@ export function parseCli(
     if (!path[0].startsWith('/')) throw new UsageError(`${path[1]} must start with "/"`)
     config.path = path[0].endsWith('/') ? path[0] : `${path[0]}/`
   }
-  for (const [name, variable, option, min] of LIMIT_FLAGS) {
+  for (const [name, variable, option, min, max] of LIMIT_FLAGS) {
     const given = pick(name, variable)
     if (!given) continue
-    const n = wholeNumber(given, Number.MAX_SAFE_INTEGER)
+    const n = wholeNumber(given, max ?? Number.MAX_SAFE_INTEGER)
     if (n < min) throw new UsageError(`${given[1]} must be a whole number from ${min}`)
     config.limits[option] = n
   }

@@ -183,6 +183,12 @@ export const USAGE = [
     'env WSFACILITY_PUBLISH_BURST',
   ),
   flag(
+    '--write-delay MS',
+    "milliseconds a client's frames wait to go out in one write (fewer system calls for " +
+      'clients with many messages each, at up to that much latency; up to 10000)',
+    'env WSFACILITY_WRITE_DELAY, default 0',
+  ),
+  flag(
     '--max-connections N',
     'connections this process accepts (over it: 503)',
     'env WSFACILITY_MAX_CONNECTIONS, default 0',

@@ -5,31 +5,44 @@ export interface Flushable {
   flushPending?: boolean
 }
 
+/** The items of one flush, the array of the one before (emptied, reused), and its mark. */
+class Batch {
+  dirty: Flushable[] = []
+  spare: Flushable[] = []
+  scheduled = false
+}
+
 /**
  * Collects the connections that received frames during one event-loop turn and flushes each once,
  * after the turn: every frame queued for a socket in that turn goes out in a single write. The
  * turn ends at `setImmediate`, after the loop's I/O callbacks, not at the microtask after each:
  * under load the Redis subscriber's socket gives several 64 KB reads in one poll, each a
  * callback of its own, and a socket with messages in more than one of them is written once.
+ *
+ * With a write delay (the `writeDelay` option, in milliseconds), a connection's frames wait for the
+ * end of a window of that length that starts when the first of them is queued: fewer, larger
+ * writes for connections with many messages each, at up to that much latency. One timer per
+ * delay for all the connections that use it, not one per connection.
  */
 export class FlushScheduler {
   /**
    * What to flush after this turn, in order, each item once (its `flushPending` says it is here).
-   * An array, not a Set: a burst to 10,000 sockets would otherwise grow and rehash a 10,000-entry
+   * Arrays, not Sets: a burst to 10,000 sockets would otherwise grow and rehash a 10,000-entry
    * hash table every turn, then drop it.
    */
-  #dirty: Flushable[] = []
-  /** The array of the previous run, emptied, reused for the next turn. */
-  #spare: Flushable[] = []
-  #scheduled = false
+  readonly #turn = new Batch()
+  /** The windows of write delays, by delay. */
+  readonly #windows = new Map<number, Batch>()
   /** The frames last joined in this flush, and the result (see `joined`). */
   #lastParts: readonly Buffer[] | null = null
   #lastJoined: Buffer | null = null
-  readonly #run = (): void => {
-    this.#scheduled = false
-    const dirty = this.#dirty
+  readonly #runTurn = (): void => this.#run(this.#turn)
+
+  #run(batch: Batch): void {
+    batch.scheduled = false
+    const dirty = batch.dirty
     // Items scheduled while this run flushes (a write that closed a socket, say) wait for the next.
-    this.#dirty = this.#spare
+    batch.dirty = batch.spare
     let i = 0
     try {
       for (; i < dirty.length; i++) {
@@ -41,20 +54,36 @@ export class FlushScheduler {
       // After a flush threw, the items it left unflushed can be scheduled again.
       for (; i < dirty.length; i++) dirty[i]!.flushPending = false
       dirty.length = 0
-      this.#spare = dirty
+      batch.spare = dirty
       this.#lastParts = null
       this.#lastJoined = null
     }
   }
 
-  /** Flushes `item` at the end of the current turn (once, however often it is scheduled). */
-  schedule(item: Flushable): void {
+  /**
+   * Flushes `item` at the end of the current turn, or, with `delay` > 0 milliseconds, at the end
+   * of that delay's current window (once, however often it is scheduled).
+   */
+  schedule(item: Flushable, delay = 0): void {
     if (item.flushPending === true) return
     item.flushPending = true
-    this.#dirty.push(item)
-    if (!this.#scheduled) {
-      this.#scheduled = true
-      setImmediate(this.#run)
+    if (delay > 0) return this.#later(item, delay)
+    const batch = this.#turn
+    batch.dirty.push(item)
+    if (!batch.scheduled) {
+      batch.scheduled = true
+      setImmediate(this.#runTurn)
+    }
+  }
+
+  #later(item: Flushable, delay: number): void {
+    let batch = this.#windows.get(delay)
+    if (!batch) this.#windows.set(delay, (batch = new Batch()))
+    batch.dirty.push(item)
+    if (!batch.scheduled) {
+      batch.scheduled = true
+      // Unref'd: the sockets keep the process alive while there is anyone to write to.
+      setTimeout(() => this.#run(batch), delay).unref()
     }
   }
 

@@ -120,7 +120,7 @@ export abstract class Outbound implements Recipient, Flushable {
       if (queue === null) {
         this.#queue = frames as Buffer[]
         this.#queueShared = true
-        this.services.scheduler.schedule(this)
+        this.services.scheduler.schedule(this, this.settings!.writeDelay)
         return
       }
       // Several reads of one turn each gave a run (the flush waits for the loop's I/O).
@@ -284,7 +284,7 @@ export abstract class Outbound implements Recipient, Flushable {
     const queue = this.#queue
     if (queue === null) {
       this.#queue = framed
-      this.services.scheduler.schedule(this)
+      this.services.scheduler.schedule(this, settings.writeDelay)
     } else if (!Array.isArray(queue)) this.#queue = [queue, framed]
     else if (this.#queueShared) {
       this.#queue = [...queue, framed]

@@ -79,6 +79,8 @@ export interface FacilityDefinition<C = unknown> {
   maxBufferedBytes?: number | undefined
   /** `'close'` (1013) or `'drop'` for a client that does not read. @default the broker's slowConsumer */
   slowConsumer?: SlowConsumerPolicy | undefined
+  /** Milliseconds a client's frames wait to go out in one write (0 to 10000). @default the broker's writeDelay */
+  writeDelay?: number | undefined
   /**
    * Whether clients may join and leave groups and channels over the open socket (`json`
    * facilities' join frames, `client.join()`); each join is checked like `broker.join` (the
@@ -106,6 +108,23 @@ export interface FacilityDefinition<C = unknown> {
     ((connection: C, code: number, context: FacilityContext) => void | Promise<void>) | undefined
 }
 
+/** The longest write delay: past it, frames would outwait heartbeats and pings. */
+export const MAX_WRITE_DELAY = 10_000
+
+/** Throws OptionError unless `value` is a write delay (milliseconds, 0 to MAX_WRITE_DELAY). */
+export function checkWriteDelay(value: unknown): void {
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value < 0 ||
+    value > MAX_WRITE_DELAY
+  ) {
+    throw new OptionError(
+      `writeDelay must be a number of milliseconds from 0 to ${MAX_WRITE_DELAY}`,
+    )
+  }
+}
+
 /** Every field name of a definition; the type makes sure none is missing and none is extra. */
 const DEFINITION_FIELDS = Object.keys({
   subscribe: true,
@@ -120,6 +139,7 @@ const DEFINITION_FIELDS = Object.keys({
   maxStoredMessage: true,
   maxBufferedBytes: true,
   slowConsumer: true,
+  writeDelay: true,
   clientJoin: true,
   authorize: true,
   onConnect: true,
@@ -163,6 +183,7 @@ export function validateDefinition(pattern: string, definition: FacilityDefiniti
     if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value >= 0))
       throw new OptionError(`${name} must be a finite number >= 0`)
   }
+  if (definition.writeDelay !== undefined) checkWriteDelay(definition.writeDelay)
   const { slowConsumer } = definition
   if (slowConsumer !== undefined && slowConsumer !== 'close' && slowConsumer !== 'drop') {
     throw new OptionError("slowConsumer must be 'close' or 'drop'")

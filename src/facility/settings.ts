@@ -35,6 +35,8 @@ export interface FacilitySettings {
   readonly maxStoredMessage: number
   readonly maxBufferedBytes: number
   readonly slowConsumer: SlowConsumerPolicy
+  /** Milliseconds a connection's frames wait to go out together (0: at the end of the turn). */
+  readonly writeDelay: number
   /** True when a hook reads the connection's context (onConnect, onMessage, onDisconnect). */
   readonly hasHooks: boolean
 }
@@ -61,6 +63,7 @@ export function resolveSettings(
     maxStoredMessage: d.maxStoredMessage ?? options.maxStoredMessage,
     maxBufferedBytes: d.maxBufferedBytes ?? options.maxBufferedBytes,
     slowConsumer: d.slowConsumer ?? options.slowConsumer,
+    writeDelay: d.writeDelay ?? options.writeDelay,
     hasHooks:
       d.onConnect !== undefined || d.onMessage !== undefined || d.onDisconnect !== undefined,
   })

@@ -12,6 +12,12 @@ class Item implements Flushable {
   }
 }
 
+/** An item whose flush throws. */
+const throwing = (): Item =>
+  new Item(() => {
+    throw new Error('boom')
+  })
+
 /** The immediates `fn` queues, captured instead of queued, to run by hand. */
 function captureImmediates(fn: () => void): (() => void)[] {
   const captured: (() => void)[] = []
@@ -23,6 +29,30 @@ function captureImmediates(fn: () => void): (() => void)[] {
     fn()
   } finally {
     globalThis.setImmediate = original
+  }
+  return captured
+}
+
+/** A timer `fn` set, captured instead of set: its task, its delay, and whether it was unref'd. */
+interface CapturedTimer {
+  task: () => void
+  delay: number
+  unrefd: boolean
+}
+
+/** The timeouts `fn` sets, captured instead of set, to run by hand. */
+function captureTimeouts(fn: () => void): CapturedTimer[] {
+  const captured: CapturedTimer[] = []
+  const original = globalThis.setTimeout
+  globalThis.setTimeout = ((task: () => void, delay: number) => {
+    const timer: CapturedTimer = { task, delay, unrefd: false }
+    captured.push(timer)
+    return { unref: () => ((timer.unrefd = true), timer) }
+  }) as unknown as typeof setTimeout
+  try {
+    fn()
+  } finally {
+    globalThis.setTimeout = original
   }
   return captured
 }
@@ -115,11 +145,7 @@ describe('FlushScheduler', () => {
   it('is not stuck after a flush threw: the next schedule runs again', () => {
     const scheduler = new FlushScheduler()
     const runs = captureImmediates(() => {
-      scheduler.schedule(
-        new Item(() => {
-          throw new Error('boom')
-        }),
-      )
+      scheduler.schedule(throwing())
     })
     assert.equal(runs.length, 1)
     assert.throws(() => runs[0]!(), /boom/)
@@ -134,11 +160,7 @@ describe('FlushScheduler', () => {
     const scheduler = new FlushScheduler()
     const left = new Item()
     const runs = captureImmediates(() => {
-      scheduler.schedule(
-        new Item(() => {
-          throw new Error('boom')
-        }),
-      )
+      scheduler.schedule(throwing())
       scheduler.schedule(left)
     })
     assert.throws(() => runs[0]!(), /boom/)
@@ -147,6 +169,108 @@ describe('FlushScheduler', () => {
     assert.equal(again.length, 1)
     again[0]!()
     assert.equal(left.flushes, 1)
+  })
+
+  describe('with a write delay', () => {
+    it("flushes at the end of the window, not of the turn, on an unref'd timer", async () => {
+      const scheduler = new FlushScheduler()
+      const item = new Item()
+      const timers = captureTimeouts(() => scheduler.schedule(item, 40))
+      assert.equal(timers.length, 1)
+      assert.equal(timers[0]!.delay, 40)
+      assert.equal(timers[0]!.unrefd, true, 'a pending write does not hold the process up')
+      await nextTurn()
+      assert.equal(item.flushes, 0, 'still waiting at the end of the turn')
+      timers[0]!.task()
+      assert.equal(item.flushes, 1)
+    })
+
+    it('collects what is scheduled in later turns into the same window: one timer, one flush', async () => {
+      const scheduler = new FlushScheduler()
+      const a = new Item()
+      const b = new Item()
+      const first = captureTimeouts(() => scheduler.schedule(a, 40))
+      await nextTurn()
+      const later = captureTimeouts(() => {
+        scheduler.schedule(a, 40)
+        scheduler.schedule(b, 40)
+      })
+      assert.equal(later.length, 0, 'the window is already open')
+      first[0]!.task()
+      assert.deepEqual([a.flushes, b.flushes], [1, 1])
+    })
+
+    it('opens a new window once the last one was flushed', () => {
+      const scheduler = new FlushScheduler()
+      const a = new Item()
+      const first = captureTimeouts(() => scheduler.schedule(a, 40))
+      first[0]!.task()
+      const second = captureTimeouts(() => scheduler.schedule(a, 40))
+      assert.equal(second.length, 1)
+      second[0]!.task()
+      assert.equal(a.flushes, 2)
+    })
+
+    it('keeps a window per delay, and the turn apart from them', async () => {
+      const scheduler = new FlushScheduler()
+      const now = new Item()
+      const short = new Item()
+      const long = new Item()
+      const timers = captureTimeouts(() => {
+        scheduler.schedule(short, 20)
+        scheduler.schedule(long, 200)
+        scheduler.schedule(now)
+        scheduler.schedule(short, 20)
+      })
+      assert.deepEqual(
+        timers.map((t) => t.delay),
+        [20, 200],
+      )
+      await nextTurn()
+      assert.deepEqual([now.flushes, short.flushes, long.flushes], [1, 0, 0])
+      timers[0]!.task()
+      assert.deepEqual([now.flushes, short.flushes, long.flushes], [1, 1, 0])
+      timers[1]!.task()
+      assert.deepEqual([now.flushes, short.flushes, long.flushes], [1, 1, 1])
+    })
+
+    it("flushes an item scheduled during a window's flush in the next window", () => {
+      const scheduler = new FlushScheduler()
+      const late = new Item()
+      let next: CapturedTimer[] = []
+      const first = new Item(() => (next = captureTimeouts(() => scheduler.schedule(late, 40))))
+      const timers = captureTimeouts(() => scheduler.schedule(first, 40))
+      timers[0]!.task()
+      assert.equal(late.flushes, 0)
+      assert.equal(next.length, 1, 'a window of its own')
+      next[0]!.task()
+      assert.equal(late.flushes, 1)
+    })
+
+    it('lets the items a throwing flush left in a window be scheduled again', () => {
+      const scheduler = new FlushScheduler()
+      const left = new Item()
+      const timers = captureTimeouts(() => {
+        scheduler.schedule(throwing(), 40)
+        scheduler.schedule(left, 40)
+      })
+      assert.throws(() => timers[0]!.task(), /boom/)
+      const again = captureTimeouts(() => scheduler.schedule(left, 40))
+      assert.equal(again.length, 1)
+      again[0]!.task()
+      assert.equal(left.flushes, 1)
+    })
+
+    it('reuses a join across the recipients of one window, and forgets it after', () => {
+      const scheduler = new FlushScheduler()
+      const parts = [Buffer.from('a'), Buffer.from('b')]
+      const joins: Buffer[] = []
+      const items = [0, 1].map(() => new Item(() => joins.push(scheduler.joined(parts))))
+      const timers = captureTimeouts(() => items.forEach((item) => scheduler.schedule(item, 40)))
+      timers[0]!.task()
+      assert.equal(joins[1], joins[0])
+      assert.notEqual(scheduler.joined(parts), joins[0])
+    })
   })
 
   describe('joined', () => {
