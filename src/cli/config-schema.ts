@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { AUDIENCES } from '../channels/naming.js'
 import { closestKey } from '../client/unknown-keys.js'
-import { WIRE_FORMATS } from '../facility/definition.js'
+import { MAX_WRITE_DELAY, WIRE_FORMATS } from '../facility/definition.js'
 import type { KeyOf, SettingFlag } from './flags.js'
 
 /** The schema of the standalone server's config file (zod): every flag's camelCase key, plus
@@ -56,7 +56,7 @@ export const facilitySchema = z.strictObject(
     maxStoredMessage: int(0).optional(),
     maxBufferedBytes: int(0).optional(),
     slowConsumer: oneOf(['close', 'drop']).optional(),
-    writeDelay: int(0, 10_000).optional(),
+    writeDelay: int(0, MAX_WRITE_DELAY).optional(),
   },
   { error: 'must be an object of facility options' },
 )
@@ -108,7 +108,7 @@ const settings = {
   adminPassword: nonEmpty,
   publishRate: int(0),
   publishBurst: int(0),
-  writeDelay: int(0, 10_000),
+  writeDelay: int(0, MAX_WRITE_DELAY),
   maxConnections: int(0),
   maxUserConnections: int(0),
   maxPayload: int(1),

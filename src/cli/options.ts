@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import type { JwtOptions } from '../identity/jwt.js'
 import type { Audience } from '../channels/naming.js'
-import { isWireFormat, type WireFormat } from '../facility/definition.js'
+import { isWireFormat, MAX_WRITE_DELAY, type WireFormat } from '../facility/definition.js'
 import { closestKey } from '../client/unknown-keys.js'
 import { type ConfigLayer, loadConfig, type ReadFile } from './config-file.js'
 import type { FacilityConfig } from './config-schema.js'
@@ -107,7 +107,7 @@ export interface CliLimits {
 const LIMIT_FLAGS: readonly (readonly [StringFlag, string, keyof CliLimits, number, number?])[] = [
   ['publish-rate', 'WSFACILITY_PUBLISH_RATE', 'publishRate', 0],
   ['publish-burst', 'WSFACILITY_PUBLISH_BURST', 'publishBurst', 0],
-  ['write-delay', 'WSFACILITY_WRITE_DELAY', 'writeDelay', 0, 10_000],
+  ['write-delay', 'WSFACILITY_WRITE_DELAY', 'writeDelay', 0, MAX_WRITE_DELAY],
   ['max-connections', 'WSFACILITY_MAX_CONNECTIONS', 'maxConnections', 0],
   ['max-user-connections', 'WSFACILITY_MAX_USER_CONNECTIONS', 'maxConnectionsPerUser', 0],
   ['max-payload', 'WSFACILITY_MAX_PAYLOAD', 'maxPayload', 1],
