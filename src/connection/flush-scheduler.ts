@@ -20,9 +20,10 @@ class Batch {
  * callback of its own, and a socket with messages in more than one of them is written once.
  *
  * With a write delay (the `writeDelay` option, in milliseconds), a connection's frames wait for the
- * end of a window of that length that starts when the first of them is queued: fewer, larger
- * writes for connections with many messages each, at up to that much latency. One timer per
- * delay for all the connections that use it, not one per connection.
+ * end of a window of that length: fewer, larger writes for connections with many messages each,
+ * at up to that much latency. A delay's window is shared by all the connections that use it and
+ * opens with the first frame queued while none is open: one timer per delay, not one per
+ * connection, and no frame waits longer than the delay.
  */
 export class FlushScheduler {
   /**
