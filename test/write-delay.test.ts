@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { RedisPublisher } from '../src/index.js'
 import { framesOf, rawClient } from './helpers/raw.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
-import { eventually, startBroker, type TestServer } from './helpers/ws.js'
+import { connect, eventually, sleep, startBroker, type TestServer } from './helpers/ws.js'
 
 /** A raw client that keeps each chunk the server's writes arrived in, after the handshake. */
 async function chunked(
@@ -49,5 +49,17 @@ describe('writeDelay (real Redis, raw sockets)', () => {
     assert.deepEqual(feed.chunks.map(texts), [['f-1', 'f-2', 'f-3']], 'one write, in order')
     feed.socket.destroy()
     now.socket.destroy()
+  })
+
+  it('writes what waits for the window ahead of the 1001 of a shutdown, without waiting it out', async () => {
+    const own = await startBroker({ redis: redis.url, writeDelay: 10_000 })
+    const c = await connect(own.url('/ws/last?subscribe-broadcast'))
+    const closed = c.closedByServer()
+    for (let i = 0; i < 5; i++) await own.broker.publish(['broadcast:last'], `m${i}`)
+    await sleep(100) // time for the messages to arrive, were they not waiting
+    assert.equal(c.texts.length, 0, 'waiting for the window (10 s)')
+    await own.close()
+    assert.equal((await closed).code, 1001)
+    assert.deepEqual(c.texts, ['m0', 'm1', 'm2', 'm3', 'm4'])
   })
 })
