@@ -11,7 +11,8 @@ const broker = createBroker({
   redis: { url: env.BENCH_REDIS_URL!, name: 'bench-wsfacility' },
   jwt: { secret: env.BENCH_JWT_SECRET! },
   presence: env.BENCH_PRESENCE === '1',
-  // The channels run with a write delay (bench/scenarios.ts); 0 in every other run.
+  // The channels run with a write delay (bench/scenarios.ts), or any run under
+  // `BENCH_WRITE_DELAY=<ms> npx tsx bench/profile.ts ...`; 0 otherwise.
   writeDelay: Number(env.BENCH_WRITE_DELAY ?? 0),
 })
 // The history runs (bench/history.ts): two json facilities alike but for history. The other runs
