@@ -10,7 +10,10 @@ const CORE = {
   'src/delivery/hub.ts': ['test/delivery/hub.test.ts'],
   'src/delivery/run.ts': ['test/delivery/hub.test.ts'],
   'src/delivery/frame.ts': ['test/delivery/frame.test.ts'],
-  'src/connection/outbound.ts': ['test/connection/outbound.test.ts'],
+  'src/connection/outbound.ts': [
+    'test/connection/outbound.test.ts',
+    'test/connection/outbound-delay.test.ts',
+  ],
   'src/connection/owner.ts': ['test/connection/owner.test.ts', 'test/upgrade/refusal.test.ts'],
   'src/connection/publishing.ts': ['test/connection/publishing.test.ts'],
   'src/connection/registry.ts': [

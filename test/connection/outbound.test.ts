@@ -4,50 +4,16 @@ import type { Recipient } from '../../src/delivery/hub.js'
 import { frame } from '../../src/delivery/frame.js'
 import { encodeText } from '../../src/delivery/payload.js'
 import { type Attempt, delivered, harness, type OwnerHarness, tick } from '../helpers/owner.js'
-import { framesOf } from '../helpers/raw.js'
+import {
+  closesAfter,
+  framed,
+  framesAfterHandshake,
+  oneWriteAfter,
+  publish,
+  texts,
+  writesAfterHandshake,
+} from '../helpers/outbound.js'
 import { eventually } from '../helpers/ws.js'
-
-/** The frames the client got after the handshake answer (none before it). */
-function framesAfterHandshake(a: Attempt): { opcode: number; payload: Buffer }[] {
-  const buf = a.received()
-  const end = buf.indexOf('\r\n\r\n')
-  return end === -1 ? [] : framesOf(buf.subarray(end + 4))
-}
-
-/** Texts of the data frames the client got. */
-const texts = (a: Attempt): string[] =>
-  framesAfterHandshake(a)
-    .filter((f) => f.opcode === 1 || f.opcode === 2)
-    .map((f) => f.payload.toString())
-
-/** Closes `a` and asserts that the client got `expected`, then the close frame. */
-async function closesAfter(a: Attempt, expected: string[]): Promise<void> {
-  a.owner.close(1000, 'bye')
-  await eventually(() => framesAfterHandshake(a).some((f) => f.opcode === 8))
-  assert.deepEqual(
-    framesAfterHandshake(a).map((f) => f.opcode),
-    [...expected.map(() => 1), 8],
-  )
-  assert.deepEqual(texts(a), expected)
-  a.owner.terminate()
-}
-
-/** Writes to the owner's socket after the handshake answer (the first write). */
-const writesAfterHandshake = (a: Attempt): Buffer[] => a.writes.slice(1)
-
-/** Texts of the frames of the one write to `a` after its first `before` (asserted to be one). */
-function oneWriteAfter(a: Attempt, before: number, message?: string): string[] {
-  const writes = writesAfterHandshake(a).slice(before)
-  assert.equal(writes.length, 1, message)
-  return framesOf(writes[0]!).map((f) => f.payload.toString())
-}
-
-/** Publishes `text` on `channel` through the engine (synchronously delivered by the memory engine). */
-const publish = (h: OwnerHarness, channel: string, text: string): void =>
-  void h.engine.publish(channel, encodeText(text), 0)
-
-/** Bytes of the frame of a short text. */
-const framed = (text: string): number => frame(Buffer.from(text), false).length
 
 describe('Outbound', () => {
   describe('while upgrading', () => {
@@ -480,86 +446,6 @@ describe('Outbound', () => {
       a.socket.end()
       await tick()
       assert.equal(a.writes.length, before)
-      a.owner.terminate()
-    })
-  })
-
-  describe('with a write delay', () => {
-    let h: OwnerHarness
-    before(async () => (h = await harness()))
-    after(() => h.close())
-
-    it('keeps what later turns queue for the window, then writes it all in one write', async () => {
-      const a = await h.open({ subscribe: ['a'], definition: { writeDelay: 80 } })
-      const before = writesAfterHandshake(a).length
-      publish(h, 'a', 'one-1')
-      await tick()
-      assert.equal(writesAfterHandshake(a).length, before, 'not at the end of the turn')
-      // A run in a later turn is added to the frame waiting, and so is a frame of the connection's.
-      publish(h, 'a', 'two-2')
-      publish(h, 'a', 'thr-3')
-      a.owner.sendText('fou-4')
-      await tick()
-      assert.equal(writesAfterHandshake(a).length, before, 'still waiting')
-      await eventually(() => writesAfterHandshake(a).length > before)
-      assert.deepEqual(oneWriteAfter(a, before), ['one-1', 'two-2', 'thr-3', 'fou-4'])
-      a.owner.terminate()
-    })
-
-    it('keeps a run that starts the queue for the window too', async () => {
-      const a = await h.open({ subscribe: ['a'], definition: { writeDelay: 80 } })
-      const before = writesAfterHandshake(a).length
-      publish(h, 'a', 'one-1')
-      publish(h, 'a', 'two-2')
-      await tick()
-      assert.equal(writesAfterHandshake(a).length, before, 'not at the end of the turn')
-      publish(h, 'a', 'thr-3')
-      await eventually(() => writesAfterHandshake(a).length > before)
-      assert.deepEqual(oneWriteAfter(a, before), ['one-1', 'two-2', 'thr-3'])
-      a.owner.terminate()
-    })
-
-    it('writes at the end of the turn for a facility without a delay, beside one with', async () => {
-      const slow = await h.open({ subscribe: ['a'], definition: { writeDelay: 80 } })
-      const fast = await h.open({ subscribe: ['a'] })
-      const before = [slow, fast].map((c) => writesAfterHandshake(c).length)
-      publish(h, 'a', 'one-1')
-      await tick()
-      assert.equal(writesAfterHandshake(fast).length, before[1]! + 1)
-      assert.equal(writesAfterHandshake(slow).length, before[0])
-      await eventually(() => writesAfterHandshake(slow).length > before[0]!)
-      assert.deepEqual(oneWriteAfter(slow, before[0]!), ['one-1'])
-      slow.owner.terminate()
-      fast.owner.terminate()
-    })
-
-    it('writes what waits ahead of the close frame at once when the connection closes', async () => {
-      const a = await h.open({ subscribe: ['a'], definition: { writeDelay: 10_000 } })
-      publish(h, 'a', 'one-1')
-      a.owner.sendText('two-2')
-      await tick()
-      await closesAfter(a, ['one-1', 'two-2'])
-    })
-
-    it('counts what waits for the window against maxBufferedBytes', async () => {
-      const a = await h.open({
-        subscribe: ['a'],
-        definition: {
-          writeDelay: 10_000,
-          slowConsumer: 'drop',
-          maxBufferedBytes: 2 * framed('one-1'),
-        },
-      })
-      publish(h, 'a', 'one-1')
-      await tick()
-      publish(h, 'a', 'two-2')
-      await tick()
-      publish(h, 'a', 'thr-3')
-      await delivered()
-      assert.equal(a.owner.dropped, 1, 'the third passes the bound while two wait')
-      a.owner.close(1000, 'bye')
-      await eventually(() => framesAfterHandshake(a).some((f) => f.opcode === 8))
-      assert.deepEqual(texts(a), ['one-1', 'two-2'])
       a.owner.terminate()
     })
   })
