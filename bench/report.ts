@@ -1,6 +1,6 @@
 /**
- * Formats bench results: the table, the ratios and the targets of issue 6, and the channel-history
- * runs with the targets of issue 12, as text and Markdown.
+ * Formats bench results: the tables and the ratios (with the target lines of issues 6 and 15 from
+ * targets.ts), and the channel-history runs with the targets of issue 12, as text and Markdown.
  */
 import { type ConnectPlan, type ConnectResult, connectMarkdown } from './connect.js'
 import type { FloorResult } from './floor.js'
