@@ -148,7 +148,7 @@ fi
 
 # The README's first app, exactly as README.md has it (extracted from it, never copied): type-checked
 # as TypeScript with the app project's strict settings under TypeScript 6 and 7, then run with node
-# from the tarball install and used in headless Chromium (test/docs-snippets.test.ts: the page,
+# from the tarball install and used in headless Chromium (test/first-app.test.ts: the page,
 # the button, the route's message in the page; in memory, then on Redis).
 if (cd "$repo" && node_modules/.bin/tsx test/helpers/snippets.ts README.md first-app) \
   >"$work/app/app.mjs"; then
@@ -157,7 +157,7 @@ if (cd "$repo" && node_modules/.bin/tsx test/helpers/snippets.ts README.md first
   check 'README app: tsc 7' typecheck "$work/app" "$tsc7" tsconfig.first-app.json
   check 'README app: node app.mjs from the tarball install, in headless Chromium' \
     env WSF_FIRST_APP_PROJECT="$work/app" node --import tsx --test --test-reporter=spec \
-    --test-name-pattern="first app" "$repo/test/docs-snippets.test.ts"
+    "$repo/test/first-app.test.ts"
 else
   echo "FAILED: README app: extract it from README.md" >&2
   failed+=('README app: extract')
