@@ -42,9 +42,9 @@ const QUICK_HISTORY: HistoryPlan = {
   reconnect: { clients: 1000, missed: 100, concurrency: 200 },
 }
 
-/** Connection storms: 10,000 clients connecting 1,000 at a time. */
-const FULL_CONNECT: ConnectPlan = { clients: 10_000, concurrency: 1000, warm: 1000 }
-const QUICK_CONNECT: ConnectPlan = { clients: 1000, concurrency: 200, warm: 200 }
+/** Connection storms: 10,000 clients connecting 1,000 at a time, three rounds of each variant. */
+const FULL_CONNECT: ConnectPlan = { clients: 10_000, concurrency: 1000, warm: 1000, rounds: 3 }
+const QUICK_CONNECT: ConnectPlan = { clients: 1000, concurrency: 200, warm: 200, rounds: 1 }
 
 const FULL: Plan = {
   idle: 10_000,
