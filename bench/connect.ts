@@ -181,7 +181,7 @@ export async function benchConnect(
 }
 
 /** One variant's rounds and their medians. */
-export interface StormSummary {
+interface StormSummary {
   server: string
   rounds: ConnectResult[]
   /** The fewest accepted of any round. */
@@ -192,14 +192,14 @@ export interface StormSummary {
 }
 
 /** The middle value (the mean of the two middle ones for an even count). */
-export function median(values: readonly number[]): number {
+function median(values: readonly number[]): number {
   const v = [...values].sort((a, b) => a - b)
   const mid = v.length >> 1
   return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2
 }
 
 /** The storms grouped by variant, in the order the variants first ran, with their medians. */
-export function summarizeStorms(results: readonly ConnectResult[]): StormSummary[] {
+function summarizeStorms(results: readonly ConnectResult[]): StormSummary[] {
   const groups = new Map<string, ConnectResult[]>()
   for (const r of results) {
     const group = groups.get(r.server)
