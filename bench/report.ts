@@ -36,6 +36,11 @@ export interface BenchResults {
    * (bench/floor.ts `spread`), or null; absent in result files written before it existed.
    */
   channelsFloor?: FloorResult | null
+  /**
+   * The wide fan-out (Plan.wide) on a plain ws server, one write per socket, or null; absent in
+   * result files written before it existed.
+   */
+  wideFloor?: FloorResult | null
 }
 
 const NAMES = { wsfacility: 'wsfacility', socketio: 'socket.io' } as const
@@ -327,9 +332,11 @@ export function markdown(r: BenchResults): string {
           '',
           'Targets (issue 15, deliveries):',
           '',
-          ...deliveryTargets(r.runs, r.facts, r.floor, r.channelsFloor ?? null).map(
-            (t) => `- ${t}`,
-          ),
+          ...deliveryTargets(r.runs, r.facts, {
+            burst: r.floor,
+            channels: r.channelsFloor ?? null,
+            wide: r.wideFloor ?? null,
+          }).map((t) => `- ${t}`),
           '',
         ]
   const storms = r.connect ? connectMarkdown(r.connect.runs, r.connect.plan) : []

@@ -7,7 +7,9 @@
  * (bench/connect.ts: wsfacility, Socket.IO and a plain ws server); `--only joins` the live joins
  * (bench/joins.ts, also `npm run bench:joins`). With wsfacility, the largest fan-out is also
  * measured on a plain ws server writing each burst in one write per socket, and one channel per
- * client on one writing each message in a write of its own (bench/floor.ts).
+ * client on one writing each message in a write of its own (bench/floor.ts); wsfacility alone also
+ * runs the wide fan-out (Plan.wide: the largest fan-out's clients with a smaller one's burst),
+ * beside its own floor.
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -55,6 +57,7 @@ const FULL: Plan = {
   ],
   fixed: { clients: 2000, rate: 20, seconds: 10 },
   users: { clients: 2000, messages: 20_000 },
+  wide: { clients: 10_000, messages: 300 },
 }
 
 const QUICK: Plan = {
@@ -141,6 +144,7 @@ const results: BenchResults = {
   joins: null,
   floor: null,
   channelsFloor: null,
+  wideFloor: null,
 }
 try {
   for (const kind of kinds) {
@@ -154,6 +158,13 @@ try {
     log(`fan-out floor (plain ws, one write per socket):`)
     results.floor = await benchFloor(largest.clients, largest.messages)
     log(`  ${results.floor.cpuMicrosPerDelivery.toFixed(2)} µs CPU/delivery`)
+    if (plan.wide) {
+      log(
+        `fan-out ${plan.wide.clients} × ${plan.wide.messages} floor (plain ws, one write per socket):`,
+      )
+      results.wideFloor = await benchFloor(plan.wide.clients, plan.wide.messages)
+      log(`  ${results.wideFloor.cpuMicrosPerDelivery.toFixed(2)} µs CPU/delivery`)
+    }
     const { clients, messages } = plan.users
     log(`channels floor (plain ws, one write per message):`)
     results.channelsFloor = await benchFloor(clients, messages, 'spread')

@@ -22,6 +22,12 @@ export interface Plan {
   fixed: { clients: number; rate: number; seconds: number }
   /** Many channels: one channel per client, messages spread round-robin at maximum rate. */
   users: { clients: number; messages: number }
+  /**
+   * wsfacility only: a broadcast fan-out as many clients as the largest with as many messages as
+   * a smaller one (`fan-out <clients> × <messages>`), since a burst's CPU per delivery is a
+   * socket's write divided by the messages it carries. Socket.IO would take ~30 s for it.
+   */
+  wide?: { clients: number; messages: number }
 }
 
 /**
@@ -327,6 +333,25 @@ export async function benchServer(
   done(await measure(g, `channels ${clients}`, clients, users, messages, 0, 1))
   await disconnect(g)
   await stopGroup(g)
+
+  if (kind === 'wsfacility' && plan.wide) {
+    const w = plan.wide
+    g = await startGroup(kind, redisUrl)
+    const name = `fan-out ${w.clients} × ${w.messages}`
+    done(
+      await measure(
+        g,
+        name,
+        w.clients,
+        await connect(g, w.clients, false),
+        w.messages,
+        0,
+        w.clients,
+      ),
+    )
+    await disconnect(g)
+    await stopGroup(g)
+  }
 
   if (kind === 'wsfacility') {
     // The same run with writeDelay: fewer, larger writes per client, at up to that much latency.

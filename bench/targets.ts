@@ -49,16 +49,22 @@ export function targets(runs: RunResult[], facts: ServerFacts[]): string[] {
   return out
 }
 
+/** The plain ws floors of the delivery runs (bench/floor.ts), each null when not measured. */
+export interface Floors {
+  /** The largest fan-out's burst, one write per socket. */
+  burst: FloorResult | null
+  /** One channel per client, each message in a write of its own. */
+  channels: FloorResult | null
+  /** The wide fan-out's burst (Plan.wide), one write per socket. */
+  wide: FloorResult | null
+}
+
 /**
- * The delivery targets of issue 15: one channel per client and the largest fan-out (each beside its
- * floor on this machine, when measured), idle memory.
+ * The delivery targets of issue 15: one channel per client, the largest fan-out, and the wide
+ * fan-out when run (each beside its floor on this machine, when measured), idle memory.
  */
-export function deliveryTargets(
-  runs: RunResult[],
-  facts: ServerFacts[],
-  floor: FloorResult | null,
-  channelsFloor: FloorResult | null = null,
-): string[] {
+export function deliveryTargets(runs: RunResult[], facts: ServerFacts[], floors: Floors): string[] {
+  const { burst: floor, channels: channelsFloor, wide: wideFloor } = floors
   const out: string[] = []
   const ours = runs.filter((r) => r.server === 'wsfacility' && r.scenario.startsWith('channels '))
   const cw = ours.find((r) => !r.scenario.includes('writeDelay'))
@@ -87,21 +93,28 @@ export function deliveryTargets(
         : `; p99 ${fmt(cd.p99ms, 1)} ms`
     out.push(`${cd.scenario}: ${fmt(us, 2)} µs CPU/delivery (≤ 8)${vs}: ${mark(ok)}${p99}`)
   }
-  const fanouts = runs.filter((r) => r.server === 'wsfacility' && r.scenario.startsWith('fan-out'))
+  // The plan's fan-outs are named by their clients alone; the wide one adds its messages.
+  const fanouts = runs.filter(
+    (r) => r.server === 'wsfacility' && r.scenario === `fan-out ${r.clients}`,
+  )
   const largest = fanouts.reduce<RunResult | null>(
     (a, r) => (!a || r.clients > a.clients ? r : a),
     null,
   )
-  if (largest) {
-    const us = largest.cpuMicrosPerDelivery
+  const fanoutLine = (run: RunResult, burst: FloorResult | null) => {
+    const us = run.cpuMicrosPerDelivery
     const beside =
-      floor && floor.clients === largest.clients
-        ? `; a plain ws server writing the same burst in one write per socket: ${fmt(floor.cpuMicrosPerDelivery, 2)} µs (${fmt(us / floor.cpuMicrosPerDelivery, 2)}× that floor)`
+      burst && burst.clients === run.clients
+        ? `; a plain ws server writing the same burst in one write per socket: ${fmt(burst.cpuMicrosPerDelivery, 2)} µs (${fmt(us / burst.cpuMicrosPerDelivery, 2)}× that floor)`
         : ''
-    out.push(
-      `${largest.scenario}: ${fmt(us, 2)} µs CPU/delivery (≤ 0.2): ${mark(us <= 0.2)}${beside}`,
-    )
+    return `${run.scenario}: ${fmt(us, 2)} µs CPU/delivery (≤ 0.2): ${mark(us <= 0.2)}${beside}`
   }
+  if (largest) out.push(fanoutLine(largest, floor))
+  const wide = runs.find(
+    (r) =>
+      r.server === 'wsfacility' && r.scenario.includes(' × ') && r.scenario.startsWith('fan-out '),
+  )
+  if (wide) out.push(fanoutLine(wide, wideFloor))
   const w = facts.find((f) => f.server === 'wsfacility')
   if (w) {
     out.push(
