@@ -23,7 +23,7 @@ export interface Plan {
   /** Many channels: one channel per client, messages spread round-robin at maximum rate. */
   users: { clients: number; messages: number }
   /**
-   * wsfacility only: a broadcast fan-out as many clients as the largest with as many messages as
+   * wsfacility only: a broadcast fan-out to as many clients as the largest with as many messages as
    * a smaller one (`fan-out <clients> × <messages>`), since a burst's CPU per delivery is a
    * socket's write divided by the messages it carries. Socket.IO would take ~30 s for it.
    */
@@ -338,17 +338,8 @@ export async function benchServer(
     const w = plan.wide
     g = await startGroup(kind, redisUrl)
     const name = `fan-out ${w.clients} × ${w.messages}`
-    done(
-      await measure(
-        g,
-        name,
-        w.clients,
-        await connect(g, w.clients, false),
-        w.messages,
-        0,
-        w.clients,
-      ),
-    )
+    const wide = await connect(g, w.clients, false)
+    done(await measure(g, name, w.clients, wide, w.messages, 0, w.clients))
     await disconnect(g)
     await stopGroup(g)
   }
