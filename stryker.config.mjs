@@ -38,6 +38,16 @@ const CORE = {
   'src/identity/hmac-sha256.ts': ['test/hmac-sha256.test.ts', 'test/hmac-jwt.test.ts'],
   'src/upgrade/parse-url.ts': ['test/request.test.ts'],
   'src/channels/redis-subscriber.ts': ['test/subscriber.test.ts'],
+  'src/engine/redis-presence.ts': [
+    'test/engine.test.ts',
+    'test/presence.test.ts',
+    'test/faults.test.ts',
+  ],
+  'src/cluster/presence.ts': [
+    'test/presence.test.ts',
+    'test/presence-facility.test.ts',
+    'test/connection/owner.test.ts',
+  ],
 }
 
 /** The module given with `--mutate` / `-m`, when it is exactly one core module. */

@@ -3,6 +3,7 @@ import { after, afterEach, before, describe, it } from 'node:test'
 import { MemoryEngine } from '../src/engine/memory.js'
 import { RedisEngine } from '../src/engine/redis.js'
 import type { Engine } from '../src/engine/types.js'
+import { engineKeys } from '../src/engine/redis-scripts.js'
 import { decodeChannelMessage } from '../src/history/wire.js'
 import { ClosedError, EngineError } from '../src/errors.js'
 import { type RedisCluster, startCluster } from './helpers/cluster.js'
@@ -112,6 +113,13 @@ function harness(engine: Engine): Harness {
     texts: (channel) =>
       received.filter((d) => d.channel === channel).map((d) => d.payload.toString('utf8')),
   }
+}
+
+let presenceSets = 0
+/** A presence set (a facility's name) no other test uses. */
+function presenceSet(): string {
+  presenceSets += 1
+  return `room-${presenceSets}`
 }
 
 let sequence = 0
@@ -294,6 +302,53 @@ for (const fixture of [memoryFixture, redisFixture(), clusterFixture()]) {
       await Promise.all(sent.map((text) => h.engine.publish(ch, Buffer.from(text), 0)))
       await h.engine.barrier()
       assert.deepEqual(h.texts(ch), sent)
+    })
+
+    it('reports a member online at its first connection in a set and offline at its last', async () => {
+      const { engine } = await create()
+      const room = presenceSet()
+      const hall = presenceSet()
+      assert.equal(await engine.presenceJoin(room, 'ann'), true)
+      assert.equal(await engine.presenceJoin(room, 'ann'), false)
+      assert.equal(await engine.presenceJoin(hall, 'ann'), true)
+      assert.equal(await engine.presenceCount(room, 'ann'), 2)
+      assert.deepEqual(await engine.presenceList(room), new Map([['ann', 2]]))
+      assert.equal(await engine.presenceLeave(room, 'ann'), false)
+      assert.equal(await engine.presenceCount(room, 'ann'), 1)
+      assert.equal(await engine.presenceLeave(room, 'ann'), true)
+      // Gone from the listing, not listed at 0; the other set kept its own count.
+      assert.equal(await engine.presenceCount(room, 'ann'), 0)
+      assert.deepEqual(await engine.presenceList(room), new Map())
+      assert.deepEqual(await engine.presenceList(hall), new Map([['ann', 1]]))
+    })
+
+    it('answers the joins and leaves asked for at once in order, as if made one at a time', async () => {
+      const { engine } = await create()
+      const room = presenceSet()
+      // Asked for in one tick: on Redis they share one batch, whose answers must still be each
+      // change's own, with a member's changes applied in the order asked.
+      const answers = await Promise.all([
+        engine.presenceJoin(room, 'ann'),
+        engine.presenceJoin(room, 'ann'),
+        engine.presenceJoin(room, 'bob'),
+        engine.presenceLeave(room, 'ann'),
+        engine.presenceLeave(room, 'ann'),
+        engine.presenceJoin(room, 'ann'),
+        engine.presenceLeave(room, 'bob'),
+        engine.presenceLeave(room, 'cy'),
+        engine.presenceJoin(room, 'cy'),
+      ])
+      assert.deepEqual(answers, [true, false, true, false, true, true, true, false, true])
+      // cy's leave without a join took nothing: its join afterwards counts from 0.
+      assert.deepEqual(
+        await engine.presenceList(room),
+        new Map([
+          ['ann', 1],
+          ['cy', 1],
+        ]),
+      )
+      assert.equal(await engine.presenceLeave(room, 'cy'), true)
+      assert.equal(await engine.presenceCount(room, 'cy'), 0)
     })
 
     describe('history', () => {
@@ -498,6 +553,42 @@ describe('RedisEngine on a real redis-server', () => {
       await admin.sendCommand(['CLIENT', 'UNPAUSE'])
       admin.destroy()
     }
+  })
+
+  it('shares presence between processes: the first join and the last leave anywhere report it', async () => {
+    const one = await create()
+    const two = await create()
+    const room = presenceSet()
+    assert.equal(await one.engine.presenceJoin(room, 'ann'), true)
+    assert.equal(await two.engine.presenceJoin(room, 'ann'), false)
+    assert.deepEqual(await one.engine.presenceList(room), new Map([['ann', 2]]))
+    assert.equal(await one.engine.presenceLeave(room, 'ann'), false)
+    assert.equal(await two.engine.presenceCount(room, 'ann'), 1)
+    assert.equal(await two.engine.presenceLeave(room, 'ann'), true)
+    assert.deepEqual(await one.engine.presenceList(room), new Map())
+  })
+
+  it("does not take another process's connection for a leave whose entry was swept", async () => {
+    const one = await create()
+    const two = await create()
+    const room = presenceSet()
+    assert.equal(await one.engine.presenceJoin(room, 'ann'), true)
+    // What a live process does for one that stopped refreshing (paused, not dead): its share
+    // leaves the cluster-wide count and its own entry goes.
+    const keys = engineKeys('')
+    const raw = await server.client()
+    try {
+      await raw.hDel(keys.presenceNode + one.engine.nodeId, `${room}\u0000ann`)
+      await raw.hDel(keys.presence + room, 'ann')
+    } finally {
+      await raw.close()
+    }
+    assert.equal(await two.engine.presenceJoin(room, 'ann'), true)
+    // one's connection closes now: its entry is gone, so two's connection keeps ann online.
+    assert.equal(await one.engine.presenceLeave(room, 'ann'), false)
+    assert.deepEqual(await two.engine.presenceList(room), new Map([['ann', 1]]))
+    assert.equal(await two.engine.presenceLeave(room, 'ann'), true)
+    assert.equal(await one.engine.presenceCount(room, 'ann'), 0)
   })
 
   it('stops counting a process once it closed', async () => {

@@ -93,14 +93,28 @@ describe('Presence on one Redis, two broker processes', () => {
     const child = spawnNode(['--import', 'tsx', 'test/fixtures/presence-broker.ts', redis.url])
     try {
       const [, port] = await child.waitForOutput(/port (\d+)/, 20_000)
-      const tab = await connect(`ws://127.0.0.1:${port}/ws/chat?user=dan`)
-      await eventually(() => a.broker.presence.isOnline('dan'), 5000)
+      const at = (user: string) => `ws://127.0.0.1:${port}/ws/chat?user=${user}`
+      // dan only on the child; eve on the child and on a; gus came and went on the child.
+      const tabs = await Promise.all(['dan', 'eve'].map((u) => connect(at(u))))
+      const eve = await connect(a.url('/ws/chat?user=eve'))
+      const gus = await connect(at('gus'))
+      await eventually(async () => (await a.broker.presence.count('eve')) === 2, 5000)
+      await eventually(() => a.broker.presence.isOnline('gus'), 5000)
+      await gus.close()
+      await child.waitForOutput(/presence leave gus chat/, 5000)
       await child.signal('SIGKILL')
-      tab.ws.terminate()
+      for (const t of tabs) t.ws.terminate()
       // Default TTL: 10 s after the process stops refreshing (generous wait, no timing assertion).
       await eventually(async () => !(await a.broker.presence.isOnline('dan')), 30_000)
       await sleep(3000)
       assert.equal(overall('dan', 'leave'), 1)
+      // The sweep took only the child's share: eve is still online through a, and gus, whose
+      // leave the child reported itself, gets no second one.
+      assert.deepEqual(await a.broker.presence.list('chat'), [{ user: 'eve', connections: 1 }])
+      assert.equal(overall('eve', 'leave'), 0)
+      assert.equal(overall('gus', 'leave'), 0)
+      await eve.close()
+      await eventually(async () => overall('eve', 'leave') === 1)
     } finally {
       await child.kill()
     }
