@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { type PresenceEvent, RedisPublisher } from '../src/index.js'
+import { MemoryEngine } from '../src/engine/memory.js'
 import { identify } from './helpers/identity.js'
 import { spawnNode } from './helpers/child.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
@@ -56,6 +57,15 @@ describe('Presence on one Redis, two broker processes', () => {
     assert.deepEqual(await b.broker.presence.list('chat'), [{ user: 'bob', connections: 2 }])
     assert.deepEqual(await b.broker.presence.list('news'), [{ user: 'cy', connections: 1 }])
     assert.equal(await a.broker.presence.isOnline('cy', 'chat'), false)
+    // The layout other programs may read (docs/redis-layout.md): one hash per facility, and the
+    // overall one, any facility, under the empty facility name.
+    const raw = await redis.client()
+    try {
+      assert.deepEqual({ ...(await raw.hGetAll('{wsfacility}:presence:')) }, { bob: '2', cy: '1' })
+      assert.deepEqual({ ...(await raw.hGetAll('{wsfacility}:presence:chat')) }, { bob: '2' })
+    } finally {
+      await raw.close()
+    }
     await Promise.all(tabs.map((t) => t.close()))
     await eventually(async () => (await a.broker.presence.list()).length === 0)
   })
@@ -108,6 +118,8 @@ describe('Presence on one Redis, two broker processes', () => {
       await eventually(async () => !(await a.broker.presence.isOnline('dan')), 30_000)
       await sleep(3000)
       assert.equal(overall('dan', 'leave'), 1)
+      const danLeaves = events.filter((e) => e.user === 'dan' && e.type === 'leave')
+      assert.deepEqual(danLeaves.map((e) => String(e.facility)).sort(), ['chat', 'null'])
       // The sweep took only the child's share: eve is still online through a, and gus, whose
       // leave the child reported itself, gets no second one.
       assert.deepEqual(await a.broker.presence.list('chat'), [{ user: 'eve', connections: 1 }])
@@ -122,24 +134,108 @@ describe('Presence on one Redis, two broker processes', () => {
 })
 
 describe('Presence on the memory engine', () => {
-  it('tracks joins and leaves in one process', async () => {
+  it('tracks joins and leaves in one process, each transition once: more tabs add no overall join', async () => {
     const t = await startBroker({ identify, presence: true })
     const events: PresenceEvent[] = []
     t.broker.on('presence', (e) => events.push(e))
     try {
-      const c = await connect(t.url('/ws/room?user=eve'))
-      await eventually(() => t.broker.presence.isOnline('eve', 'room'))
-      await c.close()
+      const tabs = [await connect(t.url('/ws/room?user=eve'))]
+      await eventually(() => events.length === 2)
+      tabs.push(await connect(t.url('/ws/room?user=eve')))
+      tabs.push(await connect(t.url('/ws/hall?user=eve')))
+      await eventually(async () => (await t.broker.presence.count('eve')) === 3)
+      for (const tab of tabs) await tab.close()
       await eventually(async () => !(await t.broker.presence.isOnline('eve')))
+      await sleep(50)
       assert.deepEqual(
         events.map((e) => [e.type, e.facility]),
         [
           ['join', null],
           ['join', 'room'],
-          ['leave', null],
+          ['join', 'hall'],
           ['leave', 'room'],
+          ['leave', null],
+          ['leave', 'hall'],
         ],
       )
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('counts no anonymous connection: no events, nobody listed', async () => {
+    const t = await startBroker({ identify, presence: true })
+    const events: PresenceEvent[] = []
+    t.broker.on('presence', (e) => events.push(e))
+    try {
+      const anonymous = await connect(t.url('/ws/room'))
+      const known = await connect(t.url('/ws/room?user=ann'))
+      await eventually(() => events.length === 2)
+      assert.deepEqual(await t.broker.presence.list(), [{ user: 'ann', connections: 1 }])
+      assert.deepEqual(await t.broker.presence.list('room'), [{ user: 'ann', connections: 1 }])
+      await anonymous.close()
+      await known.close()
+      await eventually(() => events.length === 4)
+      assert.ok(
+        events.every((e) => e.user === 'ann'),
+        JSON.stringify(events),
+      )
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('lists the online users sorted by name, whatever order they came in', async () => {
+    const t = await startBroker({ identify, presence: true })
+    try {
+      const users = ['mia', 'zed', 'amy', 'bob', 'kim']
+      const tabs = []
+      for (const u of users) tabs.push(await connect(t.url(`/ws/room?user=${u}`)))
+      tabs.push(await connect(t.url('/ws/room?user=zed')))
+      await eventually(async () => (await t.broker.presence.count('zed')) === 2)
+      const want = [
+        { user: 'amy', connections: 1 },
+        { user: 'bob', connections: 1 },
+        { user: 'kim', connections: 1 },
+        { user: 'mia', connections: 1 },
+        { user: 'zed', connections: 2 },
+      ]
+      assert.deepEqual(await t.broker.presence.list(), want)
+      assert.deepEqual(await t.broker.presence.list('room'), want)
+      for (const tab of tabs) await tab.close()
+    } finally {
+      await t.close()
+    }
+  })
+
+  it("reports a throwing presence listener or engine as the broker's error, and the connection stays open", async () => {
+    // An engine whose presence write throws at once (a custom Engine may), for one user.
+    class Throwing extends MemoryEngine {
+      override presenceJoin(set: string, member: string): Promise<boolean> {
+        if (member === 'bad') throw new Error('presence write refused')
+        return super.presenceJoin(set, member)
+      }
+    }
+    const t = await startBroker({ identify, presence: true, engine: new Throwing() })
+    const errors: unknown[] = []
+    t.broker.on('error', (err) => errors.push(err))
+    t.broker.on('presence', (e) => {
+      if (e.user === 'loud') throw new Error('listener failed')
+    })
+    try {
+      const bad = await connect(t.url('/ws/room?subscribe-broadcast&user=bad'))
+      await eventually(() => errors.length === 1)
+      assert.match(String(errors[0]), /presence write refused/)
+      const loud = await connect(t.url('/ws/room?subscribe-broadcast&user=loud'))
+      await eventually(() => errors.length === 2)
+      assert.match(String(errors[1]), /listener failed/)
+      // The first event's listener threw: the facility's join was not reported, but counted.
+      assert.equal(await t.broker.presence.count('loud', 'room'), 1)
+      assert.equal(await t.broker.publish(['broadcast:room'], 'still here'), 2)
+      await bad.waitFor(1)
+      await loud.waitFor(1)
+      await bad.close()
+      await loud.close()
     } finally {
       await t.close()
     }
