@@ -3,6 +3,7 @@ import { after, afterEach, before, describe, it } from 'node:test'
 import { MemoryEngine } from '../src/engine/memory.js'
 import { RedisEngine } from '../src/engine/redis.js'
 import type { Engine } from '../src/engine/types.js'
+import { presenceField } from '../src/engine/redis-presence.js'
 import { engineKeys } from '../src/engine/redis-scripts.js'
 import { decodeChannelMessage } from '../src/history/wire.js'
 import { ClosedError, EngineError } from '../src/errors.js'
@@ -115,18 +116,17 @@ function harness(engine: Engine): Harness {
   }
 }
 
-let presenceSets = 0
-/** A presence set (a facility's name) no other test uses. */
-function presenceSet(): string {
-  presenceSets += 1
-  return `room-${presenceSets}`
-}
-
 let sequence = 0
 /** A channel name no other test uses. */
 function channel(name = 'chat'): string {
   sequence += 1
   return `broadcast:${name}-${sequence}`
+}
+
+/** A presence set (a facility's name) no other test uses. */
+function presenceSet(): string {
+  sequence += 1
+  return `room-${sequence}`
 }
 
 for (const fixture of [memoryFixture, redisFixture(), clusterFixture()]) {
@@ -578,7 +578,7 @@ describe('RedisEngine on a real redis-server', () => {
     const keys = engineKeys('')
     const raw = await server.client()
     try {
-      await raw.hDel(keys.presenceNode + one.engine.nodeId, `${room}\u0000ann`)
+      await raw.hDel(keys.presenceNode + one.engine.nodeId, presenceField(room, 'ann'))
       await raw.hDel(keys.presence + room, 'ann')
     } finally {
       await raw.close()
