@@ -602,6 +602,41 @@ describe('RedisEngine on a real redis-server', () => {
     assert.equal(await one.engine.publish(ch, Buffer.from('x'), 0), 2)
   })
 
+  it('takes the presence a process still holds out at a graceful close, reporting its leaves there', async () => {
+    const one = await create()
+    const two = await create()
+    const room = presenceSet()
+    // ann's and bob's connections on one were never untracked (their leaves failed, or the engine
+    // is closed under them); cy is on both processes.
+    for (const user of ['ann', 'bob', 'cy']) await one.engine.presenceJoin(room, user)
+    await two.engine.presenceJoin(room, 'cy')
+    const heard = channel()
+    await two.engine.subscribe(heard)
+    const swept: string[] = []
+    one.engine.onPresenceSwept((set, user) => {
+      swept.push(`${set === room ? 'room' : set}/${user}`)
+      // What the presence facility does with it: publishes the leave, which still goes out.
+      void one.engine.publish(heard, Buffer.from(`left ${user}`), 0)
+    })
+    await one.engine.close()
+    assert.deepEqual(swept.sort(), ['room/ann', 'room/bob'])
+    assert.deepEqual(await two.engine.presenceList(room), new Map([['cy', 1]]))
+    await two.engine.barrier()
+    assert.deepEqual(two.texts(heard).sort(), ['left ann', 'left bob'])
+    const keys = engineKeys('')
+    const raw = await server.client()
+    try {
+      assert.equal(await raw.exists(keys.presenceNode + one.engine.nodeId), 0)
+      assert.equal(await raw.exists(keys.node + one.engine.nodeId), 0)
+      assert.equal(await raw.sIsMember(keys.nodes, one.engine.nodeId), 0)
+    } finally {
+      await raw.close()
+    }
+    await assert.rejects(one.engine.presenceJoin(room, 'dan'), ClosedError)
+    // Nothing is left for a sweep to report again.
+    assert.equal(await two.engine.presenceLeave(room, 'cy'), true)
+  })
+
   it('reads a payload SET by another Redis client under the channel name (ws4redis layout)', async () => {
     const h = await create()
     const raw = await server.client()

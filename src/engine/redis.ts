@@ -88,7 +88,12 @@ export class RedisEngine extends EventEmitter implements Engine {
   #handler: MessageHandler = () => 0
   #started: Promise<void> | null = null
   #timer: NodeJS.Timeout | null = null
+  /** Set once close() has taken this process out of the cluster: every call rejects from then. */
   #closed = false
+  /** close()'s promise: from its start, presence changes reject and the entry is not refreshed. */
+  #closing: Promise<void> | null = null
+  /** Publishes not settled yet: close() lets them finish. */
+  readonly #publishing = new Set<Promise<number>>()
   /** Whether history is in use: then the `wsfacility` function library is (re)loaded on connect. */
   #functions: Promise<void> | null = null
   readonly #health: ConnectionHealth
@@ -121,7 +126,7 @@ export class RedisEngine extends EventEmitter implements Engine {
     // kept them while leaves of this process failed to reach it. The periodic refresh would find
     // the entry missing too, but only after this rewrite has already re-created it.
     this.#link.on('ready', (commands) => {
-      if (!commands || !this.#started) return
+      if (!commands || !this.#started || this.#closing) return
       void this.#rewriteNode()
         .then(() => this.#reconcilePresence())
         .catch(() => {})
@@ -165,14 +170,14 @@ export class RedisEngine extends EventEmitter implements Engine {
   // Called twice per connection with presence on: no async frames of their own (the batches of
   // RedisPresence carry the round trips).
   presenceJoin(set: string, member: string): Promise<boolean> {
-    if (this.#closed) return Promise.reject(new ClosedError())
+    if (this.#closing) return Promise.reject(new ClosedError())
     const field = presenceField(set, member)
     this.#present.set(field, (this.#present.get(field) ?? 0) + 1)
     return this.#presence.join(set, member, JOIN_FAILED)
   }
 
   presenceLeave(set: string, member: string): Promise<boolean> {
-    if (this.#closed) return Promise.reject(new ClosedError())
+    if (this.#closing) return Promise.reject(new ClosedError())
     const field = presenceField(set, member)
     const n = (this.#present.get(field) ?? 0) - 1
     if (n > 0) this.#present.set(field, n)
@@ -206,7 +211,7 @@ export class RedisEngine extends EventEmitter implements Engine {
 
   start(): Promise<void> {
     this.#started ??= (async () => {
-      if (this.#closed) throw new ClosedError()
+      if (this.#closing) throw new ClosedError()
       try {
         await this.#link.connect()
         await this.#rewriteNode()
@@ -260,9 +265,13 @@ export class RedisEngine extends EventEmitter implements Engine {
     position?: PositionSink,
   ): Promise<number> {
     if (history) this.#functions ??= this.#loadFunctions()
-    return this.#run('PUBLISH', () =>
+    const sent = this.#run('PUBLISH', () =>
       this.#link.publish(channel, payload, expire, history ?? null, position),
     )
+    this.#publishing.add(sent)
+    const done = (): void => void this.#publishing.delete(sent)
+    sent.then(done, done)
+    return sent
   }
 
   readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {
@@ -309,7 +318,7 @@ export class RedisEngine extends EventEmitter implements Engine {
   async #flushCounts(): Promise<void> {
     const dirty = this.#dirty
     this.#dirty = new Map()
-    if (this.#closed || !this.#link.isReady || dirty.size === 0) return
+    if (this.#closing || !this.#link.isReady || dirty.size === 0) return
     const multi = this.#cmd.multi()
     for (const [channel, count] of dirty) {
       if (count > 0) multi.hSet(this.#nodeKey, channel, count)
@@ -339,7 +348,7 @@ export class RedisEngine extends EventEmitter implements Engine {
 
   /** Keeps this process's entry alive and forgets processes whose entry expired. */
   async #refresh(): Promise<void> {
-    if (!this.#link.isReady) return
+    if (this.#closing || !this.#link.isReady) return
     const alive = await this.#cmd.pExpire(this.#nodeKey, this.#nodeTtl)
     if (!alive) {
       // Redis lost this process's entry (restarted without persistence): write it all again.
@@ -353,23 +362,37 @@ export class RedisEngine extends EventEmitter implements Engine {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
+  close(): Promise<void> {
+    this.#closing ??= this.#shutDown()
+    return this.#closing
+  }
+
+  async #shutDown(): Promise<void> {
     this.#health.close()
-    if (this.#timer) clearInterval(this.#timer)
     if (this.#started) {
       await this.#started.catch(() => {})
-      if (this.#link.isReady) {
-        await this.#cmd
-          .multi()
-          .del(this.#nodeKey)
-          .sRem(this.#nodesKey, this.#nodeId)
-          .exec()
-          .catch(() => {})
-      }
+      if (this.#timer) clearInterval(this.#timer)
+      if (this.#link.isReady) await this.#leaveCluster().catch(() => {})
     }
+    // What the 'swept' listeners publish in reply (the presence facility's leaves) goes out first,
+    // as every publish made before close() (a script's EVALSHA may need an EVAL after it).
+    await new Promise(setImmediate)
+    await Promise.allSettled(this.#publishing)
+    this.#closed = true
     await this.#link.close()
+  }
+
+  /**
+   * Takes this process out of the cluster: its entry, and whatever presence it still holds in
+   * Redis (connections whose leave failed to reach it, or that were never untracked) as a sweep
+   * takes a dead process's, each resulting leave reported here ('swept') while publishes still go
+   * out. While Redis is unreachable nothing is removed: the entry expires and another process
+   * sweeps it up.
+   */
+  async #leaveCluster(): Promise<void> {
+    await this.#cmd.multi().del(this.#nodeKey).exec()
+    const left = await this.#presence.sweep(this.#nodeId, this.#nodeKey, this.#nodesKey)
+    for (const [set, member] of left) this.emit('swept', set, member)
   }
 }
 
