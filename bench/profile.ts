@@ -33,7 +33,11 @@ function threads(pid: number): Map<string, [number, number]> {
   return out
 }
 
-/** The write system calls `pid` made so far (its /proc io counter; IPC writes included). */
+/**
+ * The write system calls `pid` made so far (its /proc io counter; IPC writes included). A round's
+ * count spans measure()'s warm-up too: with one channel per client, 20 messages per client before
+ * the measured ones.
+ */
 function writeCalls(pid: number): number {
   const io = readFileSync(`/proc/${pid}/io`, 'latin1')
   return Number(/^syscw: (\d+)/m.exec(io)?.[1] ?? NaN)
@@ -55,7 +59,7 @@ try {
     console.log(
       `${name}: ${r.cpuMicrosPerDelivery.toFixed(3)} µs CPU/delivery, ` +
         `${Math.round(r.deliveriesPerSec)}/s, lost ${r.lost}, other load ${r.otherCores.toFixed(2)} cores, ` +
-        `${writes.toFixed(2)} write calls per client`,
+        `${writes.toFixed(2)} write calls per client (with measure()'s warm-up messages)`,
     )
     // Per thread, µs per delivery in user and kernel mode (from 10 ms ticks: use long rounds).
     const us = (ticks: number) => ((ticks * 10_000) / Math.max(1, r.delivered)).toFixed(2)
