@@ -224,10 +224,12 @@ export class ControlPlane implements Recipient {
     // Waiting before sending: an ack may come back before the publish's own answer.
     const acks = this.#requests.wait(rid, remote.length, { ...NOTHING }, timeout)
     acks.catch(() => {})
-    const payload = Buffer.from(JSON.stringify({ type: 'op', rid, from: self, op }))
+    // Only for other processes: a join of a local connection by id sends nothing.
+    const payload =
+      remote.length > 0 ? Buffer.from(JSON.stringify({ type: 'op', rid, from: self, op })) : null
     // Each PUBLISH is issued before the next request's turn (map runs every send at once).
     const sends = remote.map(async (node) => {
-      const listeners = await this.#engine.publish(controlChannel(this.#prefix, node), payload, 0)
+      const listeners = await this.#engine.publish(controlChannel(this.#prefix, node), payload!, 0)
       // Nobody listens there (the process just went): no ack will come.
       if (listeners === 0) this.#requests.ack(rid, NOTHING)
     })
