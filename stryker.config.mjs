@@ -38,6 +38,7 @@ const CORE = {
   'src/identity/hmac-sha256.ts': ['test/hmac-sha256.test.ts', 'test/hmac-jwt.test.ts'],
   'src/upgrade/parse-url.ts': ['test/request.test.ts'],
   'src/channels/redis-subscriber.ts': ['test/subscriber.test.ts'],
+  'src/engine/redis.ts': ['test/engine.test.ts', 'test/presence.test.ts', 'test/faults.test.ts'],
   'src/engine/redis-presence.ts': [
     'test/engine.test.ts',
     'test/presence.test.ts',
