@@ -92,8 +92,9 @@ export class RedisEngine extends EventEmitter implements Engine {
   #closed = false
   /** close()'s promise: from its start, presence changes reject and the entry is not refreshed. */
   #closing: Promise<void> | null = null
-  /** Publishes not settled yet: close() lets them finish. */
-  readonly #publishing = new Set<Promise<number>>()
+  /** Publishes not settled yet (close() lets them finish), and close()'s wait for the last. */
+  #publishing = 0
+  #published: (() => void) | null = null
   /** Whether history is in use: then the `wsfacility` function library is (re)loaded on connect. */
   #functions: Promise<void> | null = null
   readonly #health: ConnectionHealth
@@ -268,10 +269,13 @@ export class RedisEngine extends EventEmitter implements Engine {
     const sent = this.#run('PUBLISH', () =>
       this.#link.publish(channel, payload, expire, history ?? null, position),
     )
-    this.#publishing.add(sent)
-    const done = (): void => void this.#publishing.delete(sent)
-    sent.then(done, done)
+    this.#publishing++
+    sent.then(this.#publishSettled, this.#publishSettled)
     return sent
+  }
+
+  readonly #publishSettled = (): void => {
+    if (--this.#publishing === 0) this.#published?.()
   }
 
   readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead> {
@@ -377,7 +381,7 @@ export class RedisEngine extends EventEmitter implements Engine {
     // What the 'swept' listeners publish in reply (the presence facility's leaves) goes out first,
     // as every publish made before close() (a script's EVALSHA may need an EVAL after it).
     await new Promise(setImmediate)
-    await Promise.allSettled(this.#publishing)
+    if (this.#publishing > 0) await new Promise<void>((resolve) => (this.#published = resolve))
     this.#closed = true
     await this.#link.close()
   }
