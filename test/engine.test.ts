@@ -620,15 +620,15 @@ describe('RedisEngine on a real redis-server', () => {
     })
     const keys = engineKeys('')
     const raw = await server.client()
-    // Without its cached scripts Redis answers the publishes' EVALSHA with NOSCRIPT, and each
-    // needs an EVAL after it: close() still lets them finish.
-    await raw.scriptFlush()
-    await one.engine.close()
-    assert.deepEqual(swept.sort(), ['room/ann', 'room/bob'])
-    assert.deepEqual(await two.engine.presenceList(room), new Map([['cy', 1]]))
-    await two.engine.barrier()
-    assert.deepEqual(two.texts(heard).sort(), ['left ann', 'left bob'])
     try {
+      // Without its cached scripts Redis answers the publishes' EVALSHA with NOSCRIPT, and each
+      // needs an EVAL after it: close() still lets them finish.
+      await raw.scriptFlush()
+      await one.engine.close()
+      assert.deepEqual(swept.sort(), ['room/ann', 'room/bob'])
+      assert.deepEqual(await two.engine.presenceList(room), new Map([['cy', 1]]))
+      await two.engine.barrier()
+      assert.deepEqual(two.texts(heard).sort(), ['left ann', 'left bob'])
       assert.equal(await raw.exists(keys.presenceNode + one.engine.nodeId), 0)
       assert.equal(await raw.exists(keys.node + one.engine.nodeId), 0)
       assert.equal(await raw.sIsMember(keys.nodes, one.engine.nodeId), 0)

@@ -379,7 +379,7 @@ export class RedisEngine extends EventEmitter implements Engine {
       if (this.#link.isReady) await this.#leaveCluster().catch(() => {})
     }
     // What the 'swept' listeners publish in reply (the presence facility's leaves) goes out first,
-    // as every publish made before close() (a script's EVALSHA may need an EVAL after it).
+    // as does every publish made before close() (a script's EVALSHA may need an EVAL after it).
     await new Promise(setImmediate)
     if (this.#publishing > 0) await new Promise<void>((resolve) => (this.#published = resolve))
     this.#closed = true
