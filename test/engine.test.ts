@@ -640,6 +640,32 @@ describe('RedisEngine on a real redis-server', () => {
     assert.equal(await two.engine.presenceLeave(room, 'cy'), true)
   })
 
+  it('loads the function library once history is used (a publish or a read), never for plain publishes', async () => {
+    const raw = await server.client()
+    try {
+      const libraries = async () =>
+        ((await raw.sendCommand(['FUNCTION', 'LIST'])) as unknown[]).length
+      await raw.sendCommand(['FUNCTION', 'FLUSH'])
+      await raw.configResetStat()
+      const writer = await create()
+      await writer.engine.publish(channel(), Buffer.from('plain'), 60)
+      await writer.engine.barrier()
+      assert.equal(await libraries(), 0)
+      const H = { size: 10, ttl: 60 }
+      await writer.engine.publish(channel('hist'), Buffer.from('one'), 0, H)
+      await writer.engine.publish(channel('hist'), Buffer.from('two'), 0, H)
+      assert.equal(await libraries(), 1)
+      assert.match(await raw.info('commandstats'), /cmdstat_function\|load:calls=1,/)
+      // Another process that only reads history loads it too (Redis may have lost it).
+      await raw.sendCommand(['FUNCTION', 'FLUSH'])
+      const reader = await create()
+      await reader.engine.readHistory(channel('hist'), 0, 10)
+      await eventually(async () => (await libraries()) === 1)
+    } finally {
+      await raw.close()
+    }
+  })
+
   it('reads a payload SET by another Redis client under the channel name (ws4redis layout)', async () => {
     const h = await create()
     const raw = await server.client()
