@@ -666,6 +666,59 @@ describe('RedisEngine on a real redis-server', () => {
     }
   })
 
+  it('keeps a field per channel with receivers in its entry, none for a count back at 0', async () => {
+    const h = await create()
+    const [kept, emptied] = [channel(), channel()]
+    await h.setCount(kept, 2)
+    await h.setCount(emptied, 3)
+    const raw = await server.client()
+    try {
+      const nodeKey = engineKeys('').node + h.engine.nodeId
+      assert.equal(await raw.hGet(nodeKey, emptied), '3')
+      await h.setCount(emptied, 0)
+      assert.equal(await raw.hExists(nodeKey, emptied), 0)
+      assert.equal(await raw.hGet(nodeKey, kept), '2')
+    } finally {
+      await raw.close()
+    }
+  })
+
+  it('writes its entry and presence again when Redis lost them (a restart without persistence)', async () => {
+    const engine = new RedisEngine({ redis: server.url, prefix: '', nodeTtl: 400 })
+    engine.onError(() => {})
+    open.push(engine)
+    await engine.start()
+    const h = harness(engine)
+    const [kept, emptied, room] = [channel(), channel(), presenceSet()]
+    await h.setCount(kept, 2)
+    await h.setCount(emptied, 1)
+    await h.setCount(emptied, 0)
+    await engine.presenceJoin(room, 'ann')
+    const keys = engineKeys('')
+    const nodeKey = keys.node + engine.nodeId
+    const raw = await server.client()
+    try {
+      // What a restarted Redis holds of this process: nothing.
+      await raw.del([nodeKey, keys.presenceNode + engine.nodeId, keys.presence + room])
+      await raw.sRem(keys.nodes, engine.nodeId)
+      // The refresh (every 100 ms with this TTL) finds the entry gone and writes it all again.
+      await eventually(async () => (await raw.sIsMember(keys.nodes, engine.nodeId)) === 1)
+      await eventually(async () => (await engine.presenceCount(room, 'ann')) === 1)
+      assert.deepEqual(await raw.hGetAll(nodeKey), { '.node': '1', [kept]: '2' })
+      const ttl = await raw.pTTL(nodeKey)
+      assert.ok(ttl > 0 && ttl <= 400, `PTTL ${ttl}`)
+    } finally {
+      await raw.close()
+    }
+  })
+
+  it('rejects reads of stored messages after close with WSF_CLOSED', async () => {
+    const { engine } = await create()
+    await engine.close()
+    await assert.rejects(engine.get([channel()]), ClosedError)
+    await assert.rejects(engine.read([channel()]), ClosedError)
+  })
+
   it('reads a payload SET by another Redis client under the channel name (ws4redis layout)', async () => {
     const h = await create()
     const raw = await server.client()
