@@ -61,6 +61,7 @@ export type {
   EngineStorage,
   EngineTransport,
   MessageHandler,
+  PresenceChange,
 } from './engine/types.js'
 export {
   ClosedError,

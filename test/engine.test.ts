@@ -3,7 +3,8 @@ import { after, afterEach, before, describe, it } from 'node:test'
 import { MemoryEngine } from '../src/engine/memory.js'
 import { RedisEngine } from '../src/engine/redis.js'
 import type { Engine } from '../src/engine/types.js'
-import { presenceField } from '../src/engine/redis-presence.js'
+import type { Commands } from '../src/engine/redis-link.js'
+import { presenceField, RedisPresence } from '../src/engine/redis-presence.js'
 import { engineKeys } from '../src/engine/redis-scripts.js'
 import { decodeChannelMessage } from '../src/history/wire.js'
 import { ClosedError, EngineError } from '../src/errors.js'
@@ -128,6 +129,15 @@ function presenceSet(): string {
   sequence += 1
   return `room-${sequence}`
 }
+
+/** Users no other test uses: the overall presence set is shared by every test of an engine. */
+function presenceUsers<const N extends readonly string[]>(...names: N): { [K in keyof N]: string } {
+  sequence += 1
+  return names.map((name) => `${name}-${sequence}`) as { [K in keyof N]: string }
+}
+
+/** A join's or leave's answer that changed both presence sets, or neither. */
+const both = (changed: boolean) => ({ overall: changed, facility: changed })
 
 for (const fixture of [memoryFixture, redisFixture(), clusterFixture()]) {
   describe(`Engine contract: ${fixture.name}`, { timeout: 60_000 }, () => {
@@ -304,51 +314,78 @@ for (const fixture of [memoryFixture, redisFixture(), clusterFixture()]) {
       assert.deepEqual(h.texts(ch), sent)
     })
 
-    it('reports a member online at its first connection in a set and offline at its last', async () => {
+    it('reports a user online at its first connection on a facility and overall, offline at its last', async () => {
       const { engine } = await create()
-      const room = presenceSet()
-      const hall = presenceSet()
-      assert.equal(await engine.presenceJoin(room, 'ann'), true)
-      assert.equal(await engine.presenceJoin(room, 'ann'), false)
-      assert.equal(await engine.presenceJoin(hall, 'ann'), true)
-      assert.equal(await engine.presenceCount(room, 'ann'), 2)
-      assert.deepEqual(await engine.presenceList(room), new Map([['ann', 2]]))
-      assert.equal(await engine.presenceLeave(room, 'ann'), false)
-      assert.equal(await engine.presenceCount(room, 'ann'), 1)
-      assert.equal(await engine.presenceLeave(room, 'ann'), true)
+      const [room, hall] = [presenceSet(), presenceSet()]
+      const [ann] = presenceUsers('ann')
+      assert.deepEqual(await engine.presenceJoin(room, ann), both(true))
+      assert.deepEqual(await engine.presenceJoin(room, ann), both(false))
+      // Online overall already: a join on another facility is only that facility's.
+      assert.deepEqual(await engine.presenceJoin(hall, ann), { overall: false, facility: true })
+      assert.equal(await engine.presenceCount(room, ann), 2)
+      assert.equal(await engine.presenceCount('', ann), 3)
+      assert.deepEqual(await engine.presenceList(room), new Map([[ann, 2]]))
+      assert.deepEqual(await engine.presenceLeave(room, ann), both(false))
+      assert.equal(await engine.presenceCount(room, ann), 1)
+      assert.deepEqual(await engine.presenceLeave(room, ann), { overall: false, facility: true })
       // Gone from the listing, not listed at 0; the other set kept its own count.
-      assert.equal(await engine.presenceCount(room, 'ann'), 0)
+      assert.equal(await engine.presenceCount(room, ann), 0)
       assert.deepEqual(await engine.presenceList(room), new Map())
-      assert.deepEqual(await engine.presenceList(hall), new Map([['ann', 1]]))
+      assert.deepEqual(await engine.presenceList(hall), new Map([[ann, 1]]))
+      assert.equal((await engine.presenceList('')).get(ann), 1)
+      assert.deepEqual(await engine.presenceLeave(hall, ann), both(true))
+      assert.equal(await engine.presenceCount('', ann), 0)
+      assert.equal((await engine.presenceList('')).has(ann), false)
+    })
+
+    it('refuses a presence join or leave without a facility with WSF_INVALID_ARGUMENT', async () => {
+      const { engine } = await create()
+      const [ann] = presenceUsers('ann')
+      const invalid = { name: 'InvalidArgumentError', code: 'WSF_INVALID_ARGUMENT' }
+      await assert.rejects(engine.presenceJoin('', ann), invalid)
+      await assert.rejects(engine.presenceLeave('', ann), invalid)
+      assert.equal(await engine.presenceCount('', ann), 0)
     })
 
     it('answers the joins and leaves asked for at once in order, as if made one at a time', async () => {
       const { engine } = await create()
-      const room = presenceSet()
+      const [room, hall] = [presenceSet(), presenceSet()]
+      const [ann, bob, cy] = presenceUsers('ann', 'bob', 'cy')
       // Asked for in one tick: on Redis they share one batch, whose answers must still be each
-      // change's own, with a member's changes applied in the order asked.
+      // change's own, with a user's changes applied in the order asked.
       const answers = await Promise.all([
-        engine.presenceJoin(room, 'ann'),
-        engine.presenceJoin(room, 'ann'),
-        engine.presenceJoin(room, 'bob'),
-        engine.presenceLeave(room, 'ann'),
-        engine.presenceLeave(room, 'ann'),
-        engine.presenceJoin(room, 'ann'),
-        engine.presenceLeave(room, 'bob'),
-        engine.presenceLeave(room, 'cy'),
-        engine.presenceJoin(room, 'cy'),
+        engine.presenceJoin(room, ann),
+        engine.presenceJoin(room, ann),
+        engine.presenceJoin(room, bob),
+        engine.presenceLeave(room, ann),
+        engine.presenceJoin(hall, ann),
+        engine.presenceLeave(room, ann),
+        engine.presenceLeave(hall, ann),
+        engine.presenceLeave(room, bob),
+        engine.presenceLeave(room, cy),
+        engine.presenceJoin(room, cy),
       ])
-      assert.deepEqual(answers, [true, false, true, false, true, true, true, false, true])
-      // cy's leave without a join took nothing: its join afterwards counts from 0.
       assert.deepEqual(
-        await engine.presenceList(room),
-        new Map([
-          ['ann', 1],
-          ['cy', 1],
-        ]),
+        answers.map((a) => [a.overall, a.facility]),
+        [
+          [true, true],
+          [false, false],
+          [true, true],
+          [false, false],
+          [false, true],
+          [false, true],
+          [true, true],
+          [true, true],
+          [false, false],
+          [true, true],
+        ],
       )
-      assert.equal(await engine.presenceLeave(room, 'cy'), true)
-      assert.equal(await engine.presenceCount(room, 'cy'), 0)
+      // cy's leave without a join took nothing: its join afterwards counts from 0, in both sets.
+      assert.deepEqual(await engine.presenceList(room), new Map([[cy, 1]]))
+      assert.equal(await engine.presenceCount('', cy), 1)
+      assert.deepEqual(await engine.presenceLeave(room, cy), both(true))
+      assert.equal(await engine.presenceCount(room, cy), 0)
+      assert.equal(await engine.presenceCount('', cy), 0)
     })
 
     describe('history', () => {
@@ -559,36 +596,43 @@ describe('RedisEngine on a real redis-server', () => {
     const one = await create()
     const two = await create()
     const room = presenceSet()
-    assert.equal(await one.engine.presenceJoin(room, 'ann'), true)
-    assert.equal(await two.engine.presenceJoin(room, 'ann'), false)
-    assert.deepEqual(await one.engine.presenceList(room), new Map([['ann', 2]]))
-    assert.equal(await one.engine.presenceLeave(room, 'ann'), false)
-    assert.equal(await two.engine.presenceCount(room, 'ann'), 1)
-    assert.equal(await two.engine.presenceLeave(room, 'ann'), true)
+    const [ann] = presenceUsers('ann')
+    assert.deepEqual(await one.engine.presenceJoin(room, ann), both(true))
+    assert.deepEqual(await two.engine.presenceJoin(room, ann), both(false))
+    assert.deepEqual(await one.engine.presenceList(room), new Map([[ann, 2]]))
+    assert.equal(await two.engine.presenceCount('', ann), 2)
+    assert.deepEqual(await one.engine.presenceLeave(room, ann), both(false))
+    assert.equal(await two.engine.presenceCount(room, ann), 1)
+    assert.deepEqual(await two.engine.presenceLeave(room, ann), both(true))
     assert.deepEqual(await one.engine.presenceList(room), new Map())
+    assert.equal(await one.engine.presenceCount('', ann), 0)
   })
 
   it("does not take another process's connection for a leave whose entry was swept", async () => {
     const one = await create()
     const two = await create()
     const room = presenceSet()
-    assert.equal(await one.engine.presenceJoin(room, 'ann'), true)
+    const [ann] = presenceUsers('ann')
+    assert.deepEqual(await one.engine.presenceJoin(room, ann), both(true))
     // What a live process does for one that stopped refreshing (paused, not dead): its share
-    // leaves the cluster-wide count and its own entry goes.
+    // leaves the cluster-wide counts and its own entry goes.
     const keys = engineKeys('')
     const raw = await server.client()
     try {
-      await raw.hDel(keys.presenceNode + one.engine.nodeId, presenceField(room, 'ann'))
-      await raw.hDel(keys.presence + room, 'ann')
+      await raw.hDel(keys.presenceNode + one.engine.nodeId, presenceField(room, ann))
+      await raw.hDel(keys.presence + room, ann)
+      await raw.hDel(keys.presence, ann)
     } finally {
       await raw.close()
     }
-    assert.equal(await two.engine.presenceJoin(room, 'ann'), true)
+    assert.deepEqual(await two.engine.presenceJoin(room, ann), both(true))
     // one's connection closes now: its entry is gone, so two's connection keeps ann online.
-    assert.equal(await one.engine.presenceLeave(room, 'ann'), false)
-    assert.deepEqual(await two.engine.presenceList(room), new Map([['ann', 1]]))
-    assert.equal(await two.engine.presenceLeave(room, 'ann'), true)
-    assert.equal(await one.engine.presenceCount(room, 'ann'), 0)
+    assert.deepEqual(await one.engine.presenceLeave(room, ann), both(false))
+    assert.deepEqual(await two.engine.presenceList(room), new Map([[ann, 1]]))
+    assert.equal(await two.engine.presenceCount('', ann), 1)
+    assert.deepEqual(await two.engine.presenceLeave(room, ann), both(true))
+    assert.equal(await one.engine.presenceCount(room, ann), 0)
+    assert.equal(await one.engine.presenceCount('', ann), 0)
   })
 
   it('stops counting a process once it closed', async () => {
@@ -605,18 +649,35 @@ describe('RedisEngine on a real redis-server', () => {
   it('takes the presence a process still holds out at a graceful close, reporting its leaves there', async () => {
     const one = await create()
     const two = await create()
-    const room = presenceSet()
-    // ann's and bob's connections on one were never untracked (their leaves failed, or the engine
-    // is closed under them); cy is on both processes.
-    for (const user of ['ann', 'bob', 'cy']) await one.engine.presenceJoin(room, user)
-    await two.engine.presenceJoin(room, 'cy')
+    const [room, hall] = [presenceSet(), presenceSet()]
+    const [ann, bob, cy] = presenceUsers('ann', 'bob', 'cy')
+    // ann's (on two facilities) and bob's connections on one were never untracked (their leaves
+    // failed, or the engine is closed under them); cy is on both processes.
+    for (const [facility, user] of [
+      [room, ann],
+      [hall, ann],
+      [room, bob],
+      [room, cy],
+    ] as const) {
+      await one.engine.presenceJoin(facility, user)
+    }
+    await two.engine.presenceJoin(room, cy)
     const heard = channel()
     await two.engine.subscribe(heard)
+    const names = new Map([
+      [room, 'room'],
+      [hall, 'hall'],
+      ['', 'overall'],
+      [ann, 'ann'],
+      [bob, 'bob'],
+      [cy, 'cy'],
+    ])
     const swept: string[] = []
     one.engine.onPresenceSwept((set, user) => {
-      swept.push(`${set === room ? 'room' : set}/${user}`)
+      const leave = `${names.get(set) ?? set}/${names.get(user) ?? user}`
+      swept.push(leave)
       // What the presence facility does with it: publishes the leave, which still goes out.
-      void one.engine.publish(heard, Buffer.from(`left ${user}`), 0)
+      void one.engine.publish(heard, Buffer.from(`left ${leave}`), 0)
     })
     const keys = engineKeys('')
     const raw = await server.client()
@@ -625,19 +686,68 @@ describe('RedisEngine on a real redis-server', () => {
       // needs an EVAL after it: close() still lets them finish.
       await raw.scriptFlush()
       await one.engine.close()
-      assert.deepEqual(swept.sort(), ['room/ann', 'room/bob'])
-      assert.deepEqual(await two.engine.presenceList(room), new Map([['cy', 1]]))
+      // ann went offline overall once, though two of her facilities' counts fell to 0.
+      const leaves = ['hall/ann', 'overall/ann', 'overall/bob', 'room/ann', 'room/bob']
+      assert.deepEqual(swept.sort(), leaves)
+      assert.deepEqual(await two.engine.presenceList(room), new Map([[cy, 1]]))
+      assert.deepEqual(await two.engine.presenceList(hall), new Map())
+      assert.equal(await two.engine.presenceCount('', cy), 1)
+      assert.equal(await two.engine.presenceCount('', ann), 0)
       await two.engine.barrier()
-      assert.deepEqual(two.texts(heard).sort(), ['left ann', 'left bob'])
+      assert.deepEqual(
+        two.texts(heard).sort(),
+        leaves.map((leave) => `left ${leave}`),
+      )
       assert.equal(await raw.exists(keys.presenceNode + one.engine.nodeId), 0)
       assert.equal(await raw.exists(keys.node + one.engine.nodeId), 0)
       assert.equal(await raw.sIsMember(keys.nodes, one.engine.nodeId), 0)
     } finally {
       await raw.close()
     }
-    await assert.rejects(one.engine.presenceJoin(room, 'dan'), ClosedError)
+    await assert.rejects(one.engine.presenceJoin(room, ann), ClosedError)
     // Nothing is left for a sweep to report again.
-    assert.equal(await two.engine.presenceLeave(room, 'cy'), true)
+    assert.deepEqual(await two.engine.presenceLeave(room, cy), both(true))
+  })
+
+  it('sweeps up a dead process whose presence hash has fields of the overall set too (0.1.0)', async () => {
+    const engine = new RedisEngine({ redis: server.url, prefix: '', nodeTtl: 400 })
+    engine.onError(() => {})
+    open.push(engine)
+    await engine.start()
+    const room = presenceSet()
+    const [ann, bob] = presenceUsers('ann', 'bob')
+    const swept: string[] = []
+    engine.onPresenceSwept((set, user) => swept.push(`${set === room ? 'room' : set}/${user}`))
+    // bob is online on the live process; ann and bob had a connection each on a dead process of
+    // 0.1.0, which kept a field per set, the overall set ('') included.
+    await engine.presenceJoin(room, bob)
+    const keys = engineKeys('')
+    const dead = `old-${ann}`
+    const raw = await server.client()
+    try {
+      await raw.hSet(keys.presenceNode + dead, {
+        [presenceField(room, ann)]: 1,
+        [presenceField('', ann)]: 1,
+        [presenceField(room, bob)]: 1,
+        [presenceField('', bob)]: 1,
+      })
+      for (const user of [ann, bob]) {
+        await raw.hIncrBy(keys.presence + room, user, 1)
+        await raw.hIncrBy(keys.presence, user, 1)
+      }
+      await raw.sAdd(keys.nodes, dead)
+      // The live process's refresh (every 100 ms with this TTL) finds no entry of the dead one.
+      await eventually(async () => (await raw.sIsMember(keys.nodes, dead)) === 0)
+      assert.deepEqual(swept.sort(), [`/${ann}`, `room/${ann}`])
+      assert.equal(await engine.presenceCount('', ann), 0)
+      assert.equal(await engine.presenceCount(room, ann), 0)
+      // Each overall share was taken once, not once more for the facility's field.
+      assert.equal(await engine.presenceCount('', bob), 1)
+      assert.equal(await engine.presenceCount(room, bob), 1)
+      assert.equal(await raw.exists(keys.presenceNode + dead), 0)
+    } finally {
+      await raw.close()
+    }
   })
 
   it('loads the function library once history is used (a publish or a read), never for plain publishes', async () => {
@@ -689,24 +799,82 @@ describe('RedisEngine on a real redis-server', () => {
     open.push(engine)
     await engine.start()
     const h = harness(engine)
-    const [kept, emptied, room] = [channel(), channel(), presenceSet()]
+    const [kept, emptied, room, hall] = [channel(), channel(), presenceSet(), presenceSet()]
+    const [ann, ghost] = presenceUsers('ann', 'ghost')
+    const swept: string[] = []
+    engine.onPresenceSwept((set, user) => swept.push(`${set === hall ? 'hall' : set}/${user}`))
     await h.setCount(kept, 2)
     await h.setCount(emptied, 1)
     await h.setCount(emptied, 0)
-    await engine.presenceJoin(room, 'ann')
+    await engine.presenceJoin(room, ann)
+    await engine.presenceJoin(hall, ann)
     const keys = engineKeys('')
     const nodeKey = keys.node + engine.nodeId
+    const presenceKey = keys.presenceNode + engine.nodeId
     const raw = await server.client()
     try {
-      // What a restarted Redis holds of this process: nothing.
-      await raw.del([nodeKey, keys.presenceNode + engine.nodeId, keys.presence + room])
+      // What a restarted Redis holds of this process: nothing, but for a connection of ghost's
+      // whose leave it never got (written as this process counts it: its field and both sets).
+      await raw.del([nodeKey, presenceKey, keys.presence + room, keys.presence + hall])
+      await raw.hDel(keys.presence, ann)
+      await raw.hSet(presenceKey, presenceField(hall, ghost), 1)
+      await raw.hIncrBy(keys.presence + hall, ghost, 1)
+      await raw.hIncrBy(keys.presence, ghost, 1)
       await raw.sRem(keys.nodes, engine.nodeId)
       // The refresh (every 100 ms with this TTL) finds the entry gone and writes it all again.
       await eventually(async () => (await raw.sIsMember(keys.nodes, engine.nodeId)) === 1)
-      await eventually(async () => (await engine.presenceCount(room, 'ann')) === 1)
+      await eventually(async () => (await engine.presenceCount(room, ann)) === 1)
       assert.deepEqual(await raw.hGetAll(nodeKey), { '.node': '1', [kept]: '2' })
       const ttl = await raw.pTTL(nodeKey)
       assert.ok(ttl > 0 && ttl <= 400, `PTTL ${ttl}`)
+      assert.equal(await engine.presenceCount('', ann), 2)
+      assert.equal(await engine.presenceCount(hall, ann), 1)
+      assert.deepEqual(await raw.hGetAll(presenceKey), {
+        [presenceField(room, ann)]: '1',
+        [presenceField(hall, ann)]: '1',
+      })
+      // ghost's connection is not held here: taken out of both sets, and reported.
+      assert.equal(await engine.presenceCount(hall, ghost), 0)
+      assert.equal(await engine.presenceCount('', ghost), 0)
+      assert.deepEqual(swept.sort(), [`/${ghost}`, `hall/${ghost}`])
+    } finally {
+      await raw.close()
+    }
+  })
+
+  it("reconciles a process's share before the joins still queued, which then count once", async () => {
+    const raw = await server.client()
+    try {
+      const keys = engineKeys('')
+      const node = `node-${presenceSet()}`
+      const presence = new RedisPresence(raw as unknown as Commands, keys, node)
+      const room = presenceSet()
+      const [ann, bob] = presenceUsers('ann', 'bob')
+      const fail = (err: unknown): never => {
+        throw err
+      }
+      await presence.join(room, ann, fail)
+      // A batch ran just now: bob's join waits out the spacing, and the reconcile asked for
+      // meanwhile (after a reconnect) must not write bob's connection as well as the join does.
+      const joined = presence.join(room, bob, fail)
+      const left = await presence.reconcile()
+      assert.deepEqual(await joined, both(true))
+      assert.deepEqual(left, [])
+      assert.equal(await presence.count(room, bob), 1)
+      assert.equal(await presence.count('', bob), 1)
+      assert.equal(await presence.count(room, ann), 1)
+      // What Redis lost is written back by the next one, from the connections held.
+      await raw.del([keys.presenceNode + node, keys.presence + room])
+      await raw.hDel(keys.presence, [ann, bob])
+      assert.deepEqual(await presence.reconcile(), [])
+      assert.deepEqual(
+        await presence.list(room),
+        new Map([
+          [ann, 1],
+          [bob, 1],
+        ]),
+      )
+      assert.equal(await presence.count('', ann), 1)
     } finally {
       await raw.close()
     }

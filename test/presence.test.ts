@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { type PresenceEvent, RedisPublisher } from '../src/index.js'
 import { MemoryEngine } from '../src/engine/memory.js'
+import type { PresenceChange } from '../src/engine/types.js'
 import { identify } from './helpers/identity.js'
 import { spawnNode } from './helpers/child.js'
 import { type RedisServer, startRedis } from './helpers/redis.js'
@@ -211,9 +212,9 @@ describe('Presence on the memory engine', () => {
   it("reports a throwing presence listener or engine as the broker's error, and the connection stays open", async () => {
     // An engine whose presence write throws at once (a custom Engine may), for one user.
     class Throwing extends MemoryEngine {
-      override presenceJoin(set: string, member: string): Promise<boolean> {
-        if (member === 'bad') throw new Error('presence write refused')
-        return super.presenceJoin(set, member)
+      override presenceJoin(facility: string, user: string): Promise<PresenceChange> {
+        if (user === 'bad') throw new Error('presence write refused')
+        return super.presenceJoin(facility, user)
       }
     }
     const t = await startBroker({ identify, presence: true, engine: new Throwing() })

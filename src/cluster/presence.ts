@@ -1,5 +1,6 @@
 import type { Connection } from '../connection/connection.js'
-import type { EnginePresence } from '../engine/types.js'
+import { OVERALL } from '../engine/presence-sets.js'
+import type { EnginePresence, PresenceChange } from '../engine/types.js'
 
 /** A user came online or went offline: overall (`facility` null) or on one facility. */
 export interface PresenceEvent {
@@ -15,9 +16,6 @@ export interface PresenceEntry {
   /** Open connections, on every process. */
   connections: number
 }
-
-// The overall set: facility names are never empty, so '' cannot collide with one.
-const OVERALL = ''
 
 const DONE = Promise.resolve()
 
@@ -59,21 +57,19 @@ export class Presence {
     if (user === null) return DONE
     const engine = this.#engine
     const { facility } = conn
-    let changes: Promise<boolean>[]
+    let change: Promise<PresenceChange>
     try {
-      changes =
-        type === 'join'
-          ? [engine.presenceJoin(OVERALL, user), engine.presenceJoin(facility, user)]
-          : [engine.presenceLeave(OVERALL, user), engine.presenceLeave(facility, user)]
+      change =
+        type === 'join' ? engine.presenceJoin(facility, user) : engine.presenceLeave(facility, user)
     } catch (err) {
       this.#onError(err)
       return DONE
     }
     // Without an async function: a connection storm tracks thousands of connections a second.
-    return Promise.all(changes).then(([overall, onFacility]) => {
+    return change.then((changed) => {
       try {
-        if (overall) this.#emit({ type, user, facility: null })
-        if (onFacility) this.#emit({ type, user, facility })
+        if (changed.overall) this.#emit({ type, user, facility: null })
+        if (changed.facility) this.#emit({ type, user, facility })
       } catch (err) {
         this.#onError(err)
       }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { ClosedError } from '../errors.js'
+import { facilityMissing, OVERALL } from './presence-sets.js'
 import {
   encodeChannelMessage,
   type HistoryOptions,
@@ -7,7 +8,7 @@ import {
   META_TTL,
   type PositionSink,
 } from '../history/wire.js'
-import type { Engine, EngineStatus, MessageHandler } from './types.js'
+import type { Engine, EngineStatus, MessageHandler, PresenceChange } from './types.js'
 
 /** One channel's history: its epoch, top offset and retained entries, as the Redis stream. */
 interface Stream {
@@ -137,23 +138,28 @@ export class MemoryEngine implements Engine {
 
   readonly #presence = new Map<string, Map<string, number>>()
 
-  async presenceJoin(set: string, member: string): Promise<boolean> {
+  async presenceJoin(facility: string, user: string): Promise<PresenceChange> {
     this.#check()
-    let members = this.#presence.get(set)
-    if (!members) this.#presence.set(set, (members = new Map()))
-    const n = (members.get(member) ?? 0) + 1
-    members.set(member, n)
-    return n === 1
+    if (facility === OVERALL) throw facilityMissing()
+    return { overall: this.#move(OVERALL, user, 1), facility: this.#move(facility, user, 1) }
   }
 
-  async presenceLeave(set: string, member: string): Promise<boolean> {
+  async presenceLeave(facility: string, user: string): Promise<PresenceChange> {
     this.#check()
-    const members = this.#presence.get(set)
-    const n = (members?.get(member) ?? 0) - 1
-    if (!members || n < 0) return false
+    if (facility === OVERALL) throw facilityMissing()
+    // A leave without its join takes nothing, in either set.
+    if (!this.#presence.get(facility)?.has(user)) return { overall: false, facility: false }
+    return { overall: this.#move(OVERALL, user, -1), facility: this.#move(facility, user, -1) }
+  }
+
+  /** Moves a member's count in a set by ±1; true when it went from 0 or to 0. */
+  #move(set: string, member: string, by: 1 | -1): boolean {
+    let members = this.#presence.get(set)
+    if (!members) this.#presence.set(set, (members = new Map()))
+    const n = (members.get(member) ?? 0) + by
     if (n > 0) members.set(member, n)
     else members.delete(member)
-    return n === 0
+    return by === 1 ? n === 1 : n === 0
   }
 
   async presenceList(set: string): Promise<Map<string, number>> {

@@ -6,11 +6,12 @@ import { BatchedReads, Coalescer, SPACING_MS } from './coalesce.js'
 import { ConnectionHealth } from './connection-health.js'
 import { ClusterLink, type RedisClusterConfig } from './redis-cluster.js'
 import type { Listener, RedisLink } from './redis-link.js'
-import { presenceField, RedisPresence } from './redis-presence.js'
+import { facilityMissing, OVERALL } from './presence-sets.js'
+import { RedisPresence } from './redis-presence.js'
 import { engineKeys, type EngineKeys } from './redis-scripts.js'
 import { StandaloneLink } from './redis-standalone.js'
 import type { HistoryOptions, HistoryRead, PositionSink } from '../history/wire.js'
-import type { Engine, EngineStatus, MessageHandler } from './types.js'
+import type { Engine, EngineStatus, MessageHandler, PresenceChange } from './types.js'
 
 export { connectOnce } from './redis-standalone.js'
 export type { RedisClusterConfig } from './redis-cluster.js'
@@ -67,8 +68,6 @@ export class RedisEngine extends EventEmitter implements Engine {
   readonly #nodeTtl: number
   readonly #counts = new Map<string, number>()
   readonly #presence: RedisPresence
-  /** This process's presence counts by field: the truth its share in Redis is reconciled with. */
-  readonly #present = new Map<string, number>()
   #dirty = new Map<string, number>()
   // One round trip of each kind in flight at a time, under load SPACING_MS apart; what callers ask
   // for meanwhile shares the next one (engine/coalesce.ts): in a connection storm, one count
@@ -168,22 +167,18 @@ export class RedisEngine extends EventEmitter implements Engine {
     })
   }
 
-  // Called twice per connection with presence on: no async frames of their own (the batches of
+  // Called once per connection with presence on: no async frames of their own (the batches of
   // RedisPresence carry the round trips).
-  presenceJoin(set: string, member: string): Promise<boolean> {
+  presenceJoin(facility: string, user: string): Promise<PresenceChange> {
     if (this.#closing) return Promise.reject(new ClosedError())
-    const field = presenceField(set, member)
-    this.#present.set(field, (this.#present.get(field) ?? 0) + 1)
-    return this.#presence.join(set, member, JOIN_FAILED)
+    if (facility === OVERALL) return Promise.reject(facilityMissing())
+    return this.#presence.join(facility, user, JOIN_FAILED)
   }
 
-  presenceLeave(set: string, member: string): Promise<boolean> {
+  presenceLeave(facility: string, user: string): Promise<PresenceChange> {
     if (this.#closing) return Promise.reject(new ClosedError())
-    const field = presenceField(set, member)
-    const n = (this.#present.get(field) ?? 0) - 1
-    if (n > 0) this.#present.set(field, n)
-    else this.#present.delete(field)
-    return this.#presence.leave(set, member, LEAVE_FAILED)
+    if (facility === OVERALL) return Promise.reject(facilityMissing())
+    return this.#presence.leave(facility, user, LEAVE_FAILED)
   }
 
   presenceList(set: string): Promise<Map<string, number>> {
@@ -345,7 +340,7 @@ export class RedisEngine extends EventEmitter implements Engine {
 
   /** Sets this process's presence in Redis to what it holds; reports who went offline by it. */
   async #reconcilePresence(): Promise<void> {
-    for (const [set, member] of await this.#presence.reconcile(this.#present)) {
+    for (const [set, member] of await this.#presence.reconcile()) {
       this.emit('swept', set, member)
     }
   }
@@ -395,7 +390,7 @@ export class RedisEngine extends EventEmitter implements Engine {
    */
   async #leaveCluster(): Promise<void> {
     await this.#cmd.multi().del(this.#nodeKey).exec()
-    const left = await this.#presence.sweep(this.#nodeId, this.#nodeKey, this.#nodesKey)
+    const left = await this.#presence.sweepSelf(this.#nodeKey, this.#nodesKey)
     for (const [set, member] of left) this.emit('swept', set, member)
   }
 }

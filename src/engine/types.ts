@@ -73,20 +73,32 @@ export interface EngineHistory {
   readHistory(channel: string, since: number | null, limit: number): Promise<HistoryRead>
 }
 
-/** Who is online, counted per process and summed cluster-wide. */
+/** What one connection's join or leave changed, cluster-wide. */
+export interface PresenceChange {
+  /** Its user came online (a join) or went offline (a leave) on any facility. */
+  overall: boolean
+  /** The same on the connection's facility. */
+  facility: boolean
+}
+
+/**
+ * Who is online, counted per process and summed cluster-wide, in presence sets: one per facility
+ * (named after it) and the overall set `''` (on any facility; facility names are never empty).
+ */
 export interface EnginePresence {
   /**
-   * Counts one more connection of `member` in presence set `set` for this process; resolves true
-   * when that made the member online cluster-wide (a join).
+   * Counts one more connection of `user` on `facility` for this process, in the facility's set
+   * and in the overall one; resolves in which of them that made the user online cluster-wide.
    */
-  presenceJoin(set: string, member: string): Promise<boolean>
-  /** Counts one connection less; resolves true when the member is now offline everywhere (a leave). */
-  presenceLeave(set: string, member: string): Promise<boolean>
+  presenceJoin(facility: string, user: string): Promise<PresenceChange>
+  /** Counts one such connection less; resolves in which sets the user is now offline everywhere. */
+  presenceLeave(facility: string, user: string): Promise<PresenceChange>
   /** Members of `set` online on any process, with their connection counts. */
   presenceList(set: string): Promise<Map<string, number>>
   /** Connections of `member` in `set`, on every process. */
   presenceCount(set: string, member: string): Promise<number>
-  /** Listens for leaves this process found by sweeping up after a dead process. */
+  /** Listens for leaves this process found by sweeping up after a dead process (set `''`: offline
+   * on every facility). */
   onPresenceSwept(listener: (set: string, member: string) => void): void
 }
 
