@@ -131,6 +131,11 @@ function presenceSet(): string {
 }
 
 /** Users no other test uses: the overall presence set is shared by every test of an engine. */
+/** What `RedisPresence` makes of a failed batch in these tests: the error itself. */
+function rethrow(err: unknown): never {
+  throw err
+}
+
 function presenceUsers<const N extends readonly string[]>(...names: N): { [K in keyof N]: string } {
   sequence += 1
   return names.map((name) => `${name}-${sequence}`) as { [K in keyof N]: string }
@@ -525,6 +530,27 @@ describe('RedisEngine on a real redis-server', () => {
     return { ...harness(engine), engine }
   }
 
+  /** A `RedisPresence` of a fresh process id on a raw client, with a fresh set to join. */
+  async function withPresence(
+    use: (t: {
+      raw: Awaited<ReturnType<RedisServer['client']>>
+      keys: ReturnType<typeof engineKeys>
+      node: string
+      presence: RedisPresence
+      room: string
+    }) => Promise<void>,
+  ): Promise<void> {
+    const raw = await server.client()
+    try {
+      const keys = engineKeys('')
+      const node = `node-${presenceSet()}`
+      const presence = new RedisPresence(raw as unknown as Commands, keys, node)
+      await use({ raw, keys, node, presence, room: presenceSet() })
+    } finally {
+      await raw.close()
+    }
+  }
+
   it('holds exactly two connections once started, and none after close', async () => {
     const engine = new RedisEngine({ redis: server.url, prefix: '' })
     engine.onError(() => {})
@@ -843,20 +869,12 @@ describe('RedisEngine on a real redis-server', () => {
   })
 
   it("reconciles a process's share before the joins still queued, which then count once", async () => {
-    const raw = await server.client()
-    try {
-      const keys = engineKeys('')
-      const node = `node-${presenceSet()}`
-      const presence = new RedisPresence(raw as unknown as Commands, keys, node)
-      const room = presenceSet()
+    await withPresence(async ({ raw, keys, node, presence, room }) => {
       const [ann, bob] = presenceUsers('ann', 'bob')
-      const fail = (err: unknown): never => {
-        throw err
-      }
-      await presence.join(room, ann, fail)
+      await presence.join(room, ann, rethrow)
       // A batch ran just now: bob's join waits out the spacing, and the reconcile asked for
       // meanwhile (after a reconnect) must not write bob's connection as well as the join does.
-      const joined = presence.join(room, bob, fail)
+      const joined = presence.join(room, bob, rethrow)
       const left = await presence.reconcile()
       assert.deepEqual(await joined, both(true))
       assert.deepEqual(left, [])
@@ -875,16 +893,45 @@ describe('RedisEngine on a real redis-server', () => {
         ]),
       )
       assert.equal(await presence.count('', ann), 1)
-    } finally {
-      await raw.close()
-    }
+    })
   })
 
-  it('rejects reads of stored messages after close with WSF_CLOSED', async () => {
+  it('reconciles to exactly the connections held: no field is left for a user who joined and left', async () => {
+    await withPresence(async ({ raw, keys, node, presence, room }) => {
+      const [ann, bob] = presenceUsers('ann', 'bob')
+      await presence.join(room, ann, rethrow)
+      await presence.join(room, bob, rethrow)
+      await presence.leave(room, ann, rethrow)
+      assert.deepEqual(await presence.reconcile(), [])
+      assert.deepEqual(await raw.hGetAll(keys.presenceNode + node), {
+        [presenceField(room, bob)]: '1',
+      })
+      assert.deepEqual(await presence.list(room), new Map([[bob, 1]]))
+    })
+  })
+
+  it('rejects a reconcile that Redis fails, with the error, and runs the next one', async () => {
+    await withPresence(async ({ raw, keys, node, presence, room }) => {
+      const [ann] = presenceUsers('ann')
+      await presence.join(room, ann, rethrow)
+      // The process's hash is not a hash now: the script's HGETALL fails.
+      await raw.del(keys.presenceNode + node)
+      await raw.set(keys.presenceNode + node, 'not a hash')
+      await assert.rejects(presence.reconcile(), /WRONGTYPE/)
+      await raw.del(keys.presenceNode + node)
+      assert.deepEqual(await presence.reconcile(), [])
+      assert.deepEqual(await raw.hGetAll(keys.presenceNode + node), {
+        [presenceField(room, ann)]: '1',
+      })
+    })
+  })
+
+  it('rejects reads of stored messages and barriers after close with WSF_CLOSED', async () => {
     const { engine } = await create()
     await engine.close()
     await assert.rejects(engine.get([channel()]), ClosedError)
     await assert.rejects(engine.read([channel()]), ClosedError)
+    await assert.rejects(engine.barrier(), ClosedError)
   })
 
   it('reads a payload SET by another Redis client under the channel name (ws4redis layout)', async () => {
