@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { type PresenceEvent, RedisPublisher } from '../src/index.js'
+import { Presence } from '../src/cluster/presence.js'
 import { MemoryEngine } from '../src/engine/memory.js'
+import { RedisEngine } from '../src/engine/redis.js'
 import type { PresenceChange } from '../src/engine/types.js'
 import { identify } from './helpers/identity.js'
 import { spawnNode } from './helpers/child.js'
@@ -132,6 +134,34 @@ describe('Presence on one Redis, two broker processes', () => {
       await child.kill()
     }
   })
+
+  it("reports every leave of a sweep when a presence listener throws, each throw as the broker's error", async () => {
+    const engine = new RedisEngine({ redis: redis.url, prefix: '' })
+    engine.onError(() => {})
+    await engine.start()
+    const reported: string[] = []
+    const errors: unknown[] = []
+    new Presence(
+      engine,
+      (e) => {
+        reported.push(`${e.type} ${String(e.facility)} ${e.user}`)
+        throw new Error('listener failed')
+      },
+      (err) => errors.push(err),
+    )
+    await engine.presenceJoin('chat', 'sw-ann')
+    await engine.presenceJoin('chat', 'sw-bob')
+    // Left joined: the close sweeps them up, two leaves each.
+    await engine.close()
+    assert.deepEqual(reported.sort(), [
+      'leave chat sw-ann',
+      'leave chat sw-bob',
+      'leave null sw-ann',
+      'leave null sw-bob',
+    ])
+    assert.equal(errors.length, 4)
+    assert.equal(await a.broker.presence.isOnline('sw-bob'), false)
+  })
 })
 
 describe('Presence on the memory engine', () => {
@@ -228,9 +258,10 @@ describe('Presence on the memory engine', () => {
       await eventually(() => errors.length === 1)
       assert.match(String(errors[0]), /presence write refused/)
       const loud = await connect(t.url('/ws/room?subscribe-broadcast&user=loud'))
-      await eventually(() => errors.length === 2)
+      // Both of loud's joins (overall, then the facility's) reach the listener, which throws on each.
+      await eventually(() => errors.length === 3)
       assert.match(String(errors[1]), /listener failed/)
-      // The first event's listener threw: the facility's join was not reported, but counted.
+      assert.match(String(errors[2]), /listener failed/)
       assert.equal(await t.broker.presence.count('loud', 'room'), 1)
       assert.equal(await t.broker.publish(['broadcast:room'], 'still here'), 2)
       await bad.waitFor(1)

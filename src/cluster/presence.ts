@@ -38,8 +38,20 @@ export class Presence {
     this.#emit = emit
     this.#onError = onError
     engine.onPresenceSwept((set, user) =>
-      emit({ type: 'leave', user, facility: set === OVERALL ? null : set }),
+      this.#report({ type: 'leave', user, facility: set === OVERALL ? null : set }),
     )
+  }
+
+  /**
+   * Emits one event; a listener that throws is the broker's error, and the other events of the
+   * same change or sweep are still reported.
+   */
+  #report(event: PresenceEvent): void {
+    try {
+      this.#emit(event)
+    } catch (err) {
+      this.#onError(err)
+    }
   }
 
   /** Counts a new connection (no-op for anonymous ones). */
@@ -67,12 +79,8 @@ export class Presence {
     }
     // Without an async function: a connection storm tracks thousands of connections a second.
     return change.then((changed) => {
-      try {
-        if (changed.overall) this.#emit({ type, user, facility: null })
-        if (changed.facility) this.#emit({ type, user, facility })
-      } catch (err) {
-        this.#onError(err)
-      }
+      if (changed.overall) this.#report({ type, user, facility: null })
+      if (changed.facility) this.#report({ type, user, facility })
     }, this.#onError)
   }
 
