@@ -1,58 +1,23 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import type { RedisClientOptions } from 'redis'
-import { ClosedError, EngineError, OptionError } from '../errors.js'
+import { ClosedError, EngineError } from '../errors.js'
 import { BatchedReads, Coalescer, SPACING_MS } from './coalesce.js'
 import { ConnectionHealth } from './connection-health.js'
-import { ClusterLink, type RedisClusterConfig } from './redis-cluster.js'
 import type { Listener, RedisLink } from './redis-link.js'
+import { linkFor, type RedisEngineOptions } from './redis-options.js'
 import { facilityMissing, OVERALL } from './presence-sets.js'
 import { RedisPresence } from './redis-presence.js'
-import { engineKeys, type EngineKeys } from './redis-scripts.js'
-import { StandaloneLink } from './redis-standalone.js'
+import { engineKeys } from './redis-scripts.js'
 import type { HistoryOptions, HistoryRead, PositionSink } from '../history/wire.js'
 import type { Engine, EngineStatus, MessageHandler, PresenceChange } from './types.js'
 
 export { connectOnce } from './redis-standalone.js'
 export type { RedisClusterConfig } from './redis-cluster.js'
-
-/** Options of RedisEngine: `redis` for one server, or `cluster` for a Redis Cluster. */
-export interface RedisEngineOptions {
-  /** A `redis://` URL or node-redis client options. */
-  redis?: string | RedisClientOptions | undefined
-  /** A Redis Cluster: root node URLs or node-redis `createCluster` options. Channels then use
-   * sharded pub/sub (SSUBSCRIBE / SPUBLISH). */
-  cluster?: RedisClusterConfig | undefined
-  /**
-   * With `cluster`: also SUBSCRIBE each channel with plain pub/sub (on one node of the cluster),
-   * so a plain PUBLISH (ws4redis's Django publisher) reaches its clients, not only SPUBLISH. Redis
-   * Cluster sends every plain PUBLISH to every node. @default false
-   */
-  clusterPlainPublish?: boolean | undefined
-  /** Normalised channel prefix (`''` or `'name:'`); wsfacility's own keys live under it too. */
-  prefix: string
-  /** Milliseconds a process stays counted (and its users online) after it stops refreshing its
-   * entry; others then sweep it up within about a quarter of that. @default 8000 */
-  nodeTtl?: number | undefined
-}
+export type { RedisEngineOptions } from './redis-options.js'
 
 const ALIVE_FIELD = '.node'
 const JOIN_FAILED = failed('presence join')
 const LEAVE_FAILED = failed('presence leave')
-
-function link(options: RedisEngineOptions, keys: EngineKeys): RedisLink {
-  if (options.cluster !== undefined && options.redis !== undefined) {
-    throw new OptionError('give either redis or cluster, not both')
-  }
-  if (options.cluster !== undefined)
-    return new ClusterLink(options.cluster, keys, options.clusterPlainPublish === true)
-  if (options.redis === undefined) throw new OptionError('redis or cluster is required')
-  if (options.clusterPlainPublish)
-    throw new OptionError(
-      'clusterPlainPublish needs cluster (plain PUBLISH already works on one server)',
-    )
-  return new StandaloneLink(options.redis, keys)
-}
 
 /**
  * Engine on node-redis. On one server: one connection for subscriptions and one for commands per
@@ -108,7 +73,7 @@ export class RedisEngine extends EventEmitter implements Engine {
   constructor(options: RedisEngineOptions) {
     super()
     const keys = engineKeys(options.prefix)
-    this.#link = link(options, keys)
+    this.#link = linkFor(options, keys)
     this.#nodesKey = keys.nodes
     this.#nodeKeyPrefix = keys.node
     this.#nodeKey = this.#nodeKeyPrefix + this.#nodeId
