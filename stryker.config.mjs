@@ -39,6 +39,7 @@ const CORE = {
   'src/upgrade/parse-url.ts': ['test/request.test.ts'],
   'src/channels/redis-subscriber.ts': ['test/subscriber.test.ts'],
   'src/engine/redis.ts': ['test/engine.test.ts', 'test/presence.test.ts', 'test/faults.test.ts'],
+  'src/engine/redis-options.ts': ['test/redis-options.test.ts', 'test/cluster.test.ts'],
   'src/engine/redis-presence.ts': [
     'test/engine.test.ts',
     'test/presence.test.ts',
