@@ -841,12 +841,17 @@ describe('RedisEngine on a real redis-server', () => {
     try {
       // What a restarted Redis holds of this process: nothing, but for a connection of ghost's
       // whose leave it never got (written as this process counts it: its field and both sets).
-      await raw.del([nodeKey, presenceKey, keys.presence + room, keys.presence + hall])
-      await raw.hDel(keys.presence, ann)
-      await raw.hSet(presenceKey, presenceField(hall, ghost), 1)
-      await raw.hIncrBy(keys.presence + hall, ghost, 1)
-      await raw.hIncrBy(keys.presence, ghost, 1)
-      await raw.sRem(keys.nodes, engine.nodeId)
+      // In one transaction, as a restart loses it all at once: a refresh between these writes
+      // would reconcile before ghost's and find the entry there after them.
+      await raw
+        .multi()
+        .del([nodeKey, presenceKey, keys.presence + room, keys.presence + hall])
+        .hDel(keys.presence, ann)
+        .hSet(presenceKey, presenceField(hall, ghost), 1)
+        .hIncrBy(keys.presence + hall, ghost, 1)
+        .hIncrBy(keys.presence, ghost, 1)
+        .sRem(keys.nodes, engine.nodeId)
+        .exec()
       // The refresh (every 100 ms with this TTL) finds the entry gone and writes it all again.
       await eventually(async () => (await raw.sIsMember(keys.nodes, engine.nodeId)) === 1)
       await eventually(async () => (await engine.presenceCount(room, ann)) === 1)
